@@ -1,0 +1,172 @@
+//! Content-defined chunking, BLAKE3 naming and capped zstd: pure functions over byte slices.
+//!
+//! The chunker cuts with FastCDC (sizes in `hoover_types`), so an append or a local edit changes
+//! only the chunks around it. `decompress` never allocates past [`MAX_CHUNK_SIZE`], so a zstd
+//! bomb is an error, not an out-of-memory. This crate must never touch files or async.
+
+use hoover_types::{ChunkId, ChunkRef, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, MAX_CHUNK_SIZE};
+
+/// A cut chunk: where it lies in the input, and its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cut {
+    pub offset: u64,
+    pub len: u32,
+    pub id: ChunkId,
+}
+
+impl Cut {
+    pub fn chunk_ref(&self) -> ChunkRef {
+        ChunkRef {
+            id: self.id,
+            len: self.len,
+        }
+    }
+
+    /// The bytes of this chunk within the buffer it was cut from.
+    pub fn slice<'a>(&self, data: &'a [u8]) -> &'a [u8] {
+        let start = self.offset as usize;
+        &data[start..start + self.len as usize]
+    }
+}
+
+/// Cuts `data` into content-defined chunks and names each by BLAKE3. `base_offset` is added to
+/// every offset, so a tail can be cut on its own and still carry file offsets.
+pub fn cut(data: &[u8], base_offset: u64) -> Vec<Cut> {
+    if data.is_empty() {
+        return Vec::new();
+    }
+    fastcdc::v2020::FastCDC::new(data, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX)
+        .map(|c| {
+            let bytes = &data[c.offset..c.offset + c.length];
+            Cut {
+                offset: base_offset + c.offset as u64,
+                len: c.length as u32,
+                id: ChunkId::of(bytes),
+            }
+        })
+        .collect()
+}
+
+/// The zstd level used for chunks: fast, and most of the gain on JSON text.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// Compresses one chunk.
+pub fn compress(data: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(data, ZSTD_LEVEL).expect("zstd compression of an in-memory buffer")
+}
+
+/// Why a compressed chunk was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChunkError {
+    #[error("chunk does not decompress within {MAX_CHUNK_SIZE} bytes (corrupt data or a zstd bomb): {0}")]
+    Decompress(String),
+    #[error("chunk claims {claimed} bytes but decompresses to {actual}")]
+    Length { claimed: u64, actual: u64 },
+    #[error("chunk bytes hash to {actual}, not to their name {claimed}")]
+    Hash { claimed: ChunkId, actual: ChunkId },
+    #[error("chunk of {0} bytes is over the {MAX_CHUNK_SIZE}-byte limit")]
+    TooLarge(u64),
+}
+
+/// Decompresses a chunk, never producing more than [`MAX_CHUNK_SIZE`] bytes.
+pub fn decompress(compressed: &[u8]) -> Result<Vec<u8>, ChunkError> {
+    zstd::bulk::decompress(compressed, MAX_CHUNK_SIZE)
+        .map_err(|e| ChunkError::Decompress(e.to_string()))
+}
+
+/// Decompresses a chunk and checks it against its claimed name and length.
+pub fn open_verified(id: &ChunkId, len: u64, compressed: &[u8]) -> Result<Vec<u8>, ChunkError> {
+    if len > MAX_CHUNK_SIZE as u64 {
+        return Err(ChunkError::TooLarge(len));
+    }
+    let data = decompress(compressed)?;
+    if data.len() as u64 != len {
+        return Err(ChunkError::Length {
+            claimed: len,
+            actual: data.len() as u64,
+        });
+    }
+    let actual = ChunkId::of(&data);
+    if actual != *id {
+        return Err(ChunkError::Hash {
+            claimed: *id,
+            actual,
+        });
+    }
+    Ok(data)
+}
+
+/// The number of leading chunks two chunk lists share.
+pub fn common_prefix(a: &[ChunkRef], b: &[ChunkRef]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 251) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_cover_input_exactly() {
+        let data = pseudo_random(1_000_000, 7);
+        let cuts = cut(&data, 0);
+        let mut at = 0u64;
+        for c in &cuts {
+            assert_eq!(c.offset, at);
+            assert!(c.len <= CHUNK_MAX);
+            assert_eq!(c.id, ChunkId::of(c.slice(&data)));
+            at += c.len as u64;
+        }
+        assert_eq!(at, data.len() as u64);
+    }
+
+    #[test]
+    fn append_keeps_all_but_the_last_chunk() {
+        let mut data = pseudo_random(2_000_000, 3);
+        let before: Vec<_> = cut(&data, 0).iter().map(Cut::chunk_ref).collect();
+        data.extend_from_slice(&pseudo_random(1000, 9));
+        let after: Vec<_> = cut(&data, 0).iter().map(Cut::chunk_ref).collect();
+        assert!(common_prefix(&before, &after) >= before.len() - 1);
+    }
+
+    #[test]
+    fn compress_round_trip_and_verify() {
+        let data = pseudo_random(100_000, 5);
+        let id = ChunkId::of(&data);
+        let z = compress(&data);
+        assert_eq!(open_verified(&id, data.len() as u64, &z).unwrap(), data);
+        let other = ChunkId::of(b"x");
+        assert!(matches!(
+            open_verified(&other, data.len() as u64, &z),
+            Err(ChunkError::Hash { .. })
+        ));
+        assert!(matches!(
+            open_verified(&id, 5, &z),
+            Err(ChunkError::Length { .. })
+        ));
+    }
+
+    #[test]
+    fn zstd_bomb_is_refused() {
+        let zeros = vec![0u8; 64 * 1024 * 1024];
+        let bomb = zstd::bulk::compress(&zeros, 19).unwrap();
+        assert!(bomb.len() < 64 * 1024);
+        assert!(matches!(decompress(&bomb), Err(ChunkError::Decompress(_))));
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert!(decompress(b"not zstd at all").is_err());
+    }
+}

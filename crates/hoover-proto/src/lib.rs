@@ -1,0 +1,403 @@
+//! hoover's wire protocol: frames, the handshake, and the request and response messages.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of a postcard-encoded
+//! message; a length over [`MAX_FRAME`] is refused before anything is allocated. The first frame
+//! each way is the handshake ([`Hello`], [`HelloReply`]), whose layout never changes, so that a
+//! peer of another major version gets a clear message instead of garbage. Everything is
+//! specified in `docs/protocol.md` (version [`PROTOCOL_MAJOR`].[`PROTOCOL_MINOR`]).
+//!
+//! [`Conn`] runs over any `AsyncRead + AsyncWrite`: an SSH channel in production, an in-memory
+//! duplex in tests. This crate must never know about SSH or the store.
+
+use hoover_types::{ChunkId, ChunkRef, Key, VersionInfo};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Major protocol version: a peer with another major is refused at the handshake.
+pub const PROTOCOL_MAJOR: u16 = 1;
+/// Minor protocol version: additions that older peers of the same major can ignore.
+pub const PROTOCOL_MINOR: u16 = 0;
+/// The largest frame either side accepts, in bytes.
+pub const MAX_FRAME: usize = 8 * 1024 * 1024;
+/// The most chunk ids in one `Have`.
+pub const MAX_HAVE: usize = 65_536;
+/// The most files in one `List` reply.
+pub const MAX_LIST: u32 = 10_000;
+/// Bytes that open every `Hello`.
+pub const MAGIC: [u8; 8] = *b"hoover\r\n";
+
+/// The first frame from the client. Its layout is frozen for every protocol version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub magic: [u8; 8],
+    pub major: u16,
+    pub minor: u16,
+    /// Free text naming the client program, e.g. `hoover 0.1.0`.
+    pub agent: String,
+}
+
+/// The server's answer to [`Hello`]. Its layout is frozen for every protocol version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HelloReply {
+    Welcome {
+        major: u16,
+        minor: u16,
+        agent: String,
+        /// What the connecting key may do.
+        access: Access,
+    },
+    Refused {
+        message: String,
+    },
+}
+
+/// What a connection may do, from the key's authorized_keys options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Access {
+    /// Push new versions and read everything.
+    Full,
+    /// Push new versions only.
+    PushOnly,
+}
+
+/// A version the client asks the server to record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionPush {
+    pub key: Key,
+    pub size: u64,
+    pub blake3: [u8; 32],
+    pub mtime_ns: i64,
+    /// The latest version the client knows the server has, which this one extends.
+    pub base: Option<u64>,
+    /// How many leading chunks of `base` this version keeps.
+    pub kept: u64,
+    /// The chunks after the kept ones, in order.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// Client to server, after the handshake.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Which of these chunks does the server lack? Answered by `Want`.
+    Have { ids: Vec<ChunkId> },
+    /// One chunk's bytes, zstd-compressed. No answer unless it is refused.
+    Chunk {
+        id: ChunkId,
+        len: u32,
+        data: Vec<u8>,
+    },
+    /// Check a version; answered by `Accepted` or `Error`. Recorded at `Commit`.
+    Version(VersionPush),
+    /// Make the chunks and versions sent so far durable; answered by `Committed`.
+    Commit,
+    /// Files whose key starts with `prefix`, after the key `after`; answered by `Listing`.
+    List {
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    },
+    /// Every version of one file; answered by `VersionList`.
+    Versions { key: Key },
+    /// One version's content; answered by `RestoreBegin`, `ChunkData`..., `RestoreEnd`.
+    Restore { key: Key, seq: u64 },
+}
+
+/// One file in a `Listing`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub key: Key,
+    pub versions: u64,
+    pub latest: VersionInfo,
+}
+
+/// The result of one version at `Commit`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedVersion {
+    pub key: Key,
+    pub seq: u64,
+    /// False when the content equalled the latest version already stored.
+    pub new: bool,
+}
+
+/// Server to client, after the handshake.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Indices into the `Have` list of the chunks the server lacks.
+    Want { missing: Vec<u32> },
+    Accepted,
+    Committed { versions: Vec<CommittedVersion> },
+    Listing { files: Vec<FileEntry>, more: bool },
+    VersionList { versions: Vec<VersionInfo> },
+    RestoreBegin { info: VersionInfo },
+    ChunkData {
+        id: ChunkId,
+        len: u32,
+        data: Vec<u8>,
+    },
+    RestoreEnd,
+    Error { code: ErrorCode, message: String },
+}
+
+/// Why a request failed. `fatal` codes close the connection after the `Error` frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// A frame or message could not be decoded, or came out of order. Fatal.
+    Protocol,
+    /// A chunk did not match its name, or decompressed past the limit. Fatal.
+    BadChunk,
+    /// A version was refused (missing chunks, wrong size, wrong hash). The rest goes on.
+    Refused,
+    /// A version's base is not the latest: push the whole chunk list again.
+    StaleBase,
+    NotFound,
+    /// The key may not do this (see authorized_keys options).
+    Forbidden,
+    /// The server failed (disk full, I/O error); nothing of the request was recorded.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Whether the server closes the connection after sending this error.
+    pub fn is_fatal(self) -> bool {
+        matches!(self, ErrorCode::Protocol | ErrorCode::BadChunk)
+    }
+}
+
+/// What can go wrong on the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the peer closed the connection")]
+    Closed,
+    #[error("frame of {0} bytes is over the {MAX_FRAME}-byte limit")]
+    FrameTooLarge(u64),
+    #[error("undecodable message: {0}")]
+    Decode(String),
+    #[error("{0}")]
+    Handshake(String),
+}
+
+/// Reads one frame's payload. Refuses an oversize length before allocating.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, ProtoError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(ProtoError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as u64;
+    if len > MAX_FRAME as u64 {
+        return Err(ProtoError::FrameTooLarge(len));
+    }
+    let mut buf = vec![0u8; len as usize];
+    r.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Encodes a message as one frame.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut out = vec![0u8; 4];
+    let body = postcard::to_extend(msg, Vec::new()).expect("postcard encoding into a Vec");
+    out.extend_from_slice(&body);
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+/// Decodes a frame's payload.
+pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ProtoError> {
+    postcard::from_bytes(payload).map_err(|e| ProtoError::Decode(e.to_string()))
+}
+
+/// A framed connection over any byte stream, counting bytes each way.
+pub struct Conn<S> {
+    stream: S,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    pub fn new(stream: S) -> Self {
+        Conn {
+            stream,
+            bytes_sent: 0,
+            bytes_received: 0,
+        }
+    }
+
+    pub async fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), ProtoError> {
+        let frame = encode(msg);
+        if frame.len() - 4 > MAX_FRAME {
+            return Err(ProtoError::FrameTooLarge(frame.len() as u64 - 4));
+        }
+        self.stream.write_all(&frame).await?;
+        self.bytes_sent += frame.len() as u64;
+        Ok(())
+    }
+
+    /// Sends raw bytes as they are (tests use it to send broken frames).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ProtoError> {
+        self.stream.write_all(bytes).await?;
+        self.bytes_sent += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> Result<(), ProtoError> {
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, ProtoError> {
+        let payload = read_frame(&mut self.stream).await?;
+        self.bytes_received += payload.len() as u64 + 4;
+        decode(&payload)
+    }
+
+    pub async fn shutdown(&mut self) -> Result<(), ProtoError> {
+        self.stream.shutdown().await?;
+        Ok(())
+    }
+
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
+/// The client side of the handshake.
+pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    agent: &str,
+) -> Result<Access, ProtoError> {
+    conn.send(&Hello {
+        magic: MAGIC,
+        major: PROTOCOL_MAJOR,
+        minor: PROTOCOL_MINOR,
+        agent: agent.to_string(),
+    })
+    .await?;
+    conn.flush().await?;
+    match conn.recv::<HelloReply>().await? {
+        HelloReply::Welcome { major, access, .. } if major == PROTOCOL_MAJOR => Ok(access),
+        HelloReply::Welcome { major, minor, .. } => Err(ProtoError::Handshake(format!(
+            "client speaks protocol {PROTOCOL_MAJOR}.x, server speaks {major}.{minor}; upgrade the older side"
+        ))),
+        HelloReply::Refused { message } => Err(ProtoError::Handshake(message)),
+    }
+}
+
+/// The server side of the handshake: reads `Hello`, answers, and returns it when accepted.
+pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    agent: &str,
+    access: Access,
+) -> Result<Hello, ProtoError> {
+    let hello: Hello = conn.recv().await?;
+    if hello.magic != MAGIC {
+        let message = "not a hoover client (bad magic in the first frame)".to_string();
+        conn.send(&HelloReply::Refused {
+            message: message.clone(),
+        })
+        .await?;
+        return Err(ProtoError::Handshake(message));
+    }
+    if hello.major != PROTOCOL_MAJOR {
+        let (older, fix) = if hello.major > PROTOCOL_MAJOR {
+            ("server", "upgrade the server")
+        } else {
+            ("client", "upgrade the client")
+        };
+        let message = format!(
+            "client speaks protocol {}.x, server speaks {PROTOCOL_MAJOR}.x; the {older} is older: {fix}",
+            hello.major
+        );
+        conn.send(&HelloReply::Refused {
+            message: message.clone(),
+        })
+        .await?;
+        conn.flush().await?;
+        return Err(ProtoError::Handshake(message));
+    }
+    conn.send(&HelloReply::Welcome {
+        major: PROTOCOL_MAJOR,
+        minor: PROTOCOL_MINOR,
+        agent: agent.to_string(),
+        access,
+    })
+    .await?;
+    conn.flush().await?;
+    Ok(hello)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn round_trip_over_duplex() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut a = Conn::new(a);
+        let mut b = Conn::new(b);
+        let msg = Request::Have {
+            ids: vec![ChunkId::of(b"x")],
+        };
+        a.send(&msg).await.unwrap();
+        assert_eq!(b.recv::<Request>().await.unwrap(), msg);
+        assert_eq!(a.bytes_sent, b.bytes_received);
+    }
+
+    #[tokio::test]
+    async fn oversize_frame_is_refused_before_allocation() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut a = Conn::new(a);
+        let mut b = Conn::new(b);
+        a.send_raw(&u32::MAX.to_be_bytes()).await.unwrap();
+        assert!(matches!(
+            b.recv::<Request>().await,
+            Err(ProtoError::FrameTooLarge(n)) if n == u32::MAX as u64
+        ));
+    }
+
+    #[tokio::test]
+    async fn garbage_is_a_decode_error() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut a = Conn::new(a);
+        let mut b = Conn::new(b);
+        a.send_raw(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).await.unwrap();
+        assert!(matches!(b.recv::<Request>().await, Err(ProtoError::Decode(_))));
+    }
+
+    #[tokio::test]
+    async fn other_major_is_refused_with_the_fix() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut client = Conn::new(a);
+        let mut server = Conn::new(b);
+        let server_task =
+            tokio::spawn(async move { server_handshake(&mut server, "test", Access::Full).await });
+        client
+            .send(&Hello {
+                magic: MAGIC,
+                major: PROTOCOL_MAJOR + 1,
+                minor: 0,
+                agent: "future".into(),
+            })
+            .await
+            .unwrap();
+        let reply: HelloReply = client.recv().await.unwrap();
+        let HelloReply::Refused { message } = reply else {
+            panic!("expected a refusal, got {reply:?}")
+        };
+        assert!(message.contains("upgrade the server"), "{message}");
+        assert!(server_task.await.unwrap().is_err());
+    }
+
+    #[test]
+    fn key_in_message_is_validated_on_decode() {
+        // A hostile client cannot smuggle a bad key past decoding.
+        let frame = encode(&("../etc/passwd".to_string(), 1u64));
+        let decoded = decode::<Request>(&frame[4..]);
+        assert!(decoded.is_err());
+        let bad = postcard::to_allocvec(&(6u8, "../x".to_string(), 1u64)).unwrap();
+        assert!(decode::<Request>(&bad).is_err());
+    }
+}

@@ -1,0 +1,513 @@
+//! Ingest: a batch of new chunks and versions, verified, then committed together.
+//!
+//! Every chunk is checked against its name when it arrives and written to `tmp/`. Every version
+//! is checked before commit: its base is the latest version, its chunks are present, its size
+//! adds up, and its chunks reassemble to its claimed BLAKE3. On commit the chunk files are made
+//! durable (fsync, rename, fsync dir) before the single SQLite transaction that records the
+//! versions, so a killed server leaves either a whole version or none.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hoover_types::{ChunkId, ChunkRef, Key, MAX_CHUNK_SIZE};
+use rusqlite::params;
+
+use crate::{db, fsutil, now_ns, HasherState, Result, Store, StoreError, HASHER_CACHE_MAX};
+
+/// Raw bytes of staged chunks kept in memory for version hashing; past this they are re-read.
+const RAW_CACHE_LIMIT: usize = 64 * 1024 * 1024;
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A new version as the client describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewVersion {
+    pub key: Key,
+    pub size: u64,
+    pub blake3: [u8; 32],
+    pub mtime_ns: i64,
+    /// The version this one extends (must be the latest), or `None` for a full chunk list.
+    pub base: Option<u64>,
+    /// How many leading chunks of `base` this version keeps.
+    pub kept: u64,
+    /// The chunks after the kept ones.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// The outcome of one version in a committed batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub key: Key,
+    pub seq: u64,
+    /// False when the content equalled the latest version, so no version was added.
+    pub new: bool,
+}
+
+struct Staged {
+    tmp: PathBuf,
+    len: u32,
+    stored_len: u64,
+    raw: Option<Arc<Vec<u8>>>,
+}
+
+struct Prepared {
+    version: NewVersion,
+    /// The latest seq when the version was checked: the new one is `latest + 1`.
+    latest: Option<u64>,
+    /// `Some(seq)` when the content equals that version: nothing to add.
+    unchanged: Option<u64>,
+    prefix_bytes: u64,
+    hasher: Option<blake3::Hasher>,
+}
+
+/// New chunks and versions that are committed together or not at all.
+pub struct Batch {
+    store: Store,
+    staged: HashMap<ChunkId, Staged>,
+    raw_cached: usize,
+    prepared: Vec<Prepared>,
+    keys: HashSet<Key>,
+}
+
+impl Batch {
+    pub(crate) fn new(store: Store) -> Self {
+        Batch {
+            store,
+            staged: HashMap::new(),
+            raw_cached: 0,
+            prepared: Vec::new(),
+            keys: HashSet::new(),
+        }
+    }
+
+    /// How many chunks this batch holds that are not committed yet.
+    pub fn staged_chunks(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Whether the batch already holds `id`.
+    pub fn has_staged(&self, id: &ChunkId) -> bool {
+        self.staged.contains_key(id)
+    }
+
+    /// Checks a compressed chunk against its name and length and stages it in `tmp/`.
+    pub fn add_chunk(&mut self, id: ChunkId, len: u32, compressed: &[u8]) -> Result<()> {
+        if self.staged.contains_key(&id) {
+            return Ok(());
+        }
+        let raw = hoover_chunk::open_verified(&id, len as u64, compressed)
+            .map_err(|e| StoreError::Refused(format!("chunk {id}: {e}")))?;
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .store
+            .root()
+            .join("tmp")
+            .join(format!("{}.{}.{n}", id.to_hex(), std::process::id()));
+        std::fs::write(&tmp, compressed).map_err(|e| StoreError::io(&tmp, e))?;
+        let raw = if self.raw_cached + raw.len() <= RAW_CACHE_LIMIT {
+            self.raw_cached += raw.len();
+            Some(Arc::new(raw))
+        } else {
+            None
+        };
+        self.staged.insert(
+            id,
+            Staged {
+                tmp,
+                len,
+                stored_len: compressed.len() as u64,
+                raw,
+            },
+        );
+        Ok(())
+    }
+
+    fn chunk_bytes(&self, chunk: &ChunkRef) -> Result<Arc<Vec<u8>>> {
+        match self.staged.get(&chunk.id) {
+            Some(Staged { raw: Some(raw), .. }) => Ok(raw.clone()),
+            Some(staged) => {
+                let compressed =
+                    std::fs::read(&staged.tmp).map_err(|e| StoreError::io(&staged.tmp, e))?;
+                let raw = hoover_chunk::open_verified(&chunk.id, chunk.len as u64, &compressed)
+                    .map_err(|e| StoreError::Corrupt(format!("{}: {e}", staged.tmp.display())))?;
+                Ok(Arc::new(raw))
+            }
+            None => Ok(Arc::new(self.store.read_chunk(chunk)?)),
+        }
+    }
+
+    /// Checks a version completely; it is recorded by [`Batch::commit`].
+    pub fn add_version(&mut self, version: NewVersion) -> Result<()> {
+        if !self.keys.insert(version.key.clone()) {
+            return Err(StoreError::Refused(format!(
+                "{} appears twice in one batch; commit between versions of one file",
+                version.key
+            )));
+        }
+        let key = version.key.clone();
+        let checked = self.check_version(version);
+        match checked {
+            Ok(prepared) => {
+                self.prepared.push(prepared);
+                Ok(())
+            }
+            Err(e) => {
+                self.keys.remove(&key);
+                Err(e)
+            }
+        }
+    }
+
+    fn check_version(&self, version: NewVersion) -> Result<Prepared> {
+        let key = &version.key;
+        let (file_id, latest) = {
+            let conn = self.store.conn();
+            let file_id = db::file_id(&conn, key)?;
+            let latest = match file_id {
+                Some(id) => db::latest_by_id(&conn, id)?,
+                None => None,
+            };
+            (file_id, latest)
+        };
+        if let Some(l) = &latest {
+            if l.size == version.size && l.blake3 == version.blake3 {
+                return Ok(Prepared {
+                    latest: Some(l.seq),
+                    unchanged: Some(l.seq),
+                    prefix_bytes: 0,
+                    hasher: None,
+                    version,
+                });
+            }
+        }
+        match (version.base, &latest) {
+            (None, _) if version.kept != 0 => {
+                return Err(StoreError::Refused(format!(
+                    "{key}: a version without a base cannot keep {} chunks",
+                    version.kept
+                )))
+            }
+            (None, _) => {}
+            (Some(base), Some(l)) if base == l.seq => {
+                if version.kept > l.chunk_count {
+                    return Err(StoreError::Refused(format!(
+                        "{key}: keeps {} chunks of version {base}, which has {}",
+                        version.kept, l.chunk_count
+                    )));
+                }
+            }
+            (Some(base), Some(l)) => {
+                return Err(StoreError::StaleBase(format!(
+                    "{key}: version {base} is not the latest (the server has {}); push the whole chunk list",
+                    l.seq
+                )))
+            }
+            (Some(base), None) => {
+                return Err(StoreError::StaleBase(format!(
+                    "{key}: the server has no version {base}; push the whole chunk list"
+                )))
+            }
+        }
+        for chunk in &version.chunks {
+            if chunk.len as usize > MAX_CHUNK_SIZE || chunk.len == 0 {
+                return Err(StoreError::Refused(format!(
+                    "{key}: chunk {} has length {}, outside 1..={MAX_CHUNK_SIZE}",
+                    chunk.id, chunk.len
+                )));
+            }
+        }
+        let unknown: Vec<ChunkRef> = version
+            .chunks
+            .iter()
+            .filter(|c| !self.staged.contains_key(&c.id))
+            .copied()
+            .collect();
+        let ids: Vec<ChunkId> = unknown.iter().map(|c| c.id).collect();
+        let present = self.store.has_chunks(&ids)?;
+        if let Some((missing, _)) = unknown.iter().zip(&present).find(|(_, p)| !**p) {
+            return Err(StoreError::Refused(format!(
+                "{key}: names chunk {} that was neither sent nor stored",
+                missing.id
+            )));
+        }
+        for chunk in &unknown {
+            if let Some(len) = self.store.chunk_len(&chunk.id)? {
+                if len != chunk.len as u64 {
+                    return Err(StoreError::Refused(format!(
+                        "{key}: chunk {} is {len} bytes, not {}",
+                        chunk.id, chunk.len
+                    )));
+                }
+            }
+        }
+        for chunk in version.chunks.iter() {
+            if let Some(staged) = self.staged.get(&chunk.id) {
+                if staged.len != chunk.len {
+                    return Err(StoreError::Refused(format!(
+                        "{key}: chunk {} was sent as {} bytes, named as {}",
+                        chunk.id, staged.len, chunk.len
+                    )));
+                }
+            }
+        }
+        let (prefix_bytes, hasher) = match (version.base, file_id) {
+            (Some(base), Some(file_id)) => {
+                let prefix_bytes = {
+                    let conn = self.store.conn();
+                    db::prefix_bytes(&conn, file_id, base, version.kept)?
+                };
+                let hasher = match self.hash_append(file_id, base, prefix_bytes, &version)? {
+                    Some(h) => h,
+                    None => self.hash_full(Some((file_id, base)), &version)?,
+                };
+                (prefix_bytes, hasher)
+            }
+            _ => (0, self.hash_full(None, &version)?),
+        };
+        let new_bytes: u64 = version.chunks.iter().map(|c| c.len as u64).sum();
+        if prefix_bytes + new_bytes != version.size {
+            return Err(StoreError::Refused(format!(
+                "{key}: chunks add up to {} bytes, but the version claims {}",
+                prefix_bytes + new_bytes,
+                version.size
+            )));
+        }
+        let actual = *hasher.finalize().as_bytes();
+        if actual != version.blake3 {
+            return Err(StoreError::Refused(format!(
+                "{key}: chunks reassemble to BLAKE3 {}, not the claimed {}",
+                hex_string(&actual),
+                hex_string(&version.blake3)
+            )));
+        }
+        Ok(Prepared {
+            latest: latest.map(|l| l.seq),
+            unchanged: None,
+            prefix_bytes,
+            hasher: Some(hasher),
+            version,
+        })
+    }
+
+    /// Hashes the whole content: the base's kept chunks, then the new ones.
+    fn hash_full(&self, base: Option<(i64, u64)>, version: &NewVersion) -> Result<blake3::Hasher> {
+        let mut hasher = blake3::Hasher::new();
+        if let Some((file_id, seq)) = base {
+            let prefix = {
+                let conn = self.store.conn();
+                db::chunks_in_range(&conn, file_id, seq, 0, version.kept)?
+            };
+            for (_, chunk) in prefix {
+                hasher.update(&self.store.read_chunk(&chunk)?);
+            }
+        }
+        for chunk in &version.chunks {
+            hasher.update(&self.chunk_bytes(chunk)?);
+        }
+        Ok(hasher)
+    }
+
+    /// When the base's hash state is cached and the new content starts with the base's whole
+    /// content, hashes only the appended bytes: O(new bytes), not O(file size).
+    fn hash_append(
+        &self,
+        file_id: i64,
+        base: u64,
+        prefix_bytes: u64,
+        version: &NewVersion,
+    ) -> Result<Option<blake3::Hasher>> {
+        let (old_size, mut hasher) = {
+            let cache = self.store.hashers();
+            match cache.get(&file_id) {
+                Some(state) if state.seq == base => (state.size, state.hasher.clone()),
+                _ => return Ok(None),
+            }
+        };
+        if old_size < prefix_bytes || old_size > version.size {
+            return Ok(None);
+        }
+        // The base's bytes after the kept chunks must reappear unchanged at the same offset.
+        let old_tail = {
+            let conn = self.store.conn();
+            let count = db::version(&conn, file_id, base)?
+                .map(|l| l.chunk_count)
+                .unwrap_or(0);
+            db::chunks_in_range(&conn, file_id, base, version.kept, count)?
+        };
+        let mut old_bytes = Vec::new();
+        for (_, chunk) in old_tail {
+            old_bytes.extend_from_slice(&self.store.read_chunk(&chunk)?);
+        }
+        let mut compared = 0usize;
+        for chunk in &version.chunks {
+            let data = self.chunk_bytes(chunk)?;
+            let mut data: &[u8] = &data;
+            if compared < old_bytes.len() {
+                let n = data.len().min(old_bytes.len() - compared);
+                if data[..n] != old_bytes[compared..compared + n] {
+                    return Ok(None);
+                }
+                compared += n;
+                data = &data[n..];
+            }
+            hasher.update(data);
+        }
+        if compared != old_bytes.len() {
+            return Ok(None);
+        }
+        Ok(Some(hasher))
+    }
+
+    /// Makes the staged chunks durable, then records every checked version in one transaction.
+    pub fn commit(mut self) -> Result<Vec<Committed>> {
+        let staged: Vec<(ChunkId, Staged)> = self.staged.drain().collect();
+        make_durable(&self.store, &staged)?;
+        let received_at = now_ns();
+        let mut conn = self.store.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut insert_chunk = tx.prepare_cached(
+                "INSERT OR IGNORE INTO chunks(id, raw_len, stored_len) VALUES(?1, ?2, ?3)",
+            )?;
+            for (id, s) in &staged {
+                insert_chunk.execute(params![&id.0[..], s.len as i64, s.stored_len as i64])?;
+            }
+        }
+        let mut out = Vec::new();
+        let mut new_states = Vec::new();
+        for p in &self.prepared {
+            let v = &p.version;
+            if let Some(seq) = p.unchanged {
+                out.push(Committed {
+                    key: v.key.clone(),
+                    seq,
+                    new: false,
+                });
+                continue;
+            }
+            let file_id = db::file_id_or_create(&tx, &v.key)?;
+            let latest = db::latest_by_id(&tx, file_id)?.map(|l| l.seq);
+            if latest != p.latest {
+                return Err(StoreError::StaleBase(format!(
+                    "{}: another client added a version meanwhile; push again",
+                    v.key
+                )));
+            }
+            let seq = latest.unwrap_or(0) + 1;
+            let chunk_count = v.kept + v.chunks.len() as u64;
+            tx.prepare_cached(
+                "INSERT INTO versions(file_id, seq, size, blake3, mtime_ns, received_at_ns, chunk_count, kept)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                file_id,
+                seq as i64,
+                v.size as i64,
+                &v.blake3[..],
+                v.mtime_ns,
+                received_at,
+                chunk_count as i64,
+                v.kept as i64
+            ])?;
+            let mut insert_entry = tx.prepare_cached(
+                "INSERT INTO entries(file_id, pos, seq, chunk, offset, len) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut offset = p.prefix_bytes;
+            for (i, chunk) in v.chunks.iter().enumerate() {
+                insert_entry.execute(params![
+                    file_id,
+                    (v.kept + i as u64) as i64,
+                    seq as i64,
+                    &chunk.id.0[..],
+                    offset as i64,
+                    chunk.len as i64
+                ])?;
+                offset += chunk.len as u64;
+            }
+            if let Some(h) = &p.hasher {
+                new_states.push((file_id, seq, v.size, h.clone()));
+            }
+            out.push(Committed {
+                key: v.key.clone(),
+                seq,
+                new: true,
+            });
+        }
+        tx.commit()?;
+        drop(conn);
+        let mut cache = self.store.hashers();
+        for (file_id, seq, size, hasher) in new_states {
+            if cache.len() >= HASHER_CACHE_MAX && !cache.contains_key(&file_id) {
+                // Any entry will do: a miss only costs one full hash of that file.
+                if let Some(victim) = cache.keys().next().copied() {
+                    cache.remove(&victim);
+                }
+            }
+            cache.insert(file_id, HasherState { seq, size, hasher });
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for staged in self.staged.values() {
+            let _ = std::fs::remove_file(&staged.tmp);
+        }
+    }
+}
+
+/// fsync every staged file (in parallel: the journal commits them together), rename each to its
+/// chunk path, then fsync every directory that gained a name.
+fn make_durable(store: &Store, staged: &[(ChunkId, Staged)]) -> Result<()> {
+    if staged.is_empty() {
+        return Ok(());
+    }
+    let workers = staged.len().clamp(1, 8);
+    let per = staged.len().div_ceil(workers);
+    std::thread::scope(|scope| -> Result<()> {
+        let handles: Vec<_> = staged
+            .chunks(per)
+            .map(|part| {
+                scope.spawn(move || -> Result<()> {
+                    for (_, s) in part {
+                        std::fs::File::open(&s.tmp)
+                            .and_then(|f| f.sync_all())
+                            .map_err(|e| StoreError::io(&s.tmp, e))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("fsync worker panicked")?;
+        }
+        Ok(())
+    })?;
+    let mut dirs: HashSet<PathBuf> = HashSet::new();
+    let mut new_dir = false;
+    for (id, s) in staged {
+        let dest = store.chunk_path(id);
+        let dir = dest.parent().expect("chunk path has a parent").to_path_buf();
+        if !dirs.contains(&dir) && !dir.exists() {
+            fsutil::create_dir_all(&dir)?;
+            new_dir = true;
+        }
+        std::fs::rename(&s.tmp, &dest).map_err(|e| StoreError::io(&dest, e))?;
+        dirs.insert(dir);
+    }
+    for dir in &dirs {
+        fsutil::sync_dir(dir)?;
+    }
+    if new_dir {
+        fsutil::sync_dir(&store.root().join("chunks"))?;
+    }
+    Ok(())
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+

@@ -1,0 +1,275 @@
+//! The version log in SQLite: schema and queries. See `docs/store.md` for the schema.
+//!
+//! A version row records `kept`: how many leading chunks it shares with the previous version of
+//! the same file. Its own chunks are `entries` rows at positions `kept..chunk_count` tagged with
+//! its `seq`. The chunk at position `p` of version `s` is therefore the entry at `p` with the
+//! largest `seq <= s`, for `p < chunk_count(s)`: one indexed range scan, and no row is ever
+//! updated or deleted.
+
+use std::path::Path;
+
+use hoover_types::{ChunkId, ChunkRef, Key, VersionInfo};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::{FileSummary, Result, StoreCounts, StoreError};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files(
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions(
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    seq INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    blake3 BLOB NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    received_at_ns INTEGER NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    kept INTEGER NOT NULL,
+    PRIMARY KEY(file_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entries(
+    file_id INTEGER NOT NULL,
+    pos INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    chunk BLOB NOT NULL,
+    offset INTEGER NOT NULL,
+    len INTEGER NOT NULL,
+    PRIMARY KEY(file_id, pos, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunks(
+    id BLOB PRIMARY KEY,
+    raw_len INTEGER NOT NULL,
+    stored_len INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+pub(crate) fn open(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(_, _) => StoreError::Corrupt(format!(
+            "cannot open the version log {}: {e}",
+            path.display()
+        )),
+        other => StoreError::Db(other),
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(SCHEMA)?;
+    conn.execute(
+        "INSERT OR IGNORE INTO meta(name, value) VALUES('format', ?1)",
+        [crate::STORE_FORMAT_VERSION.to_string()],
+    )?;
+    Ok(conn)
+}
+
+const VERSION_COLUMNS: &str = "seq, size, blake3, mtime_ns, received_at_ns, chunk_count";
+
+fn version_from_row(row: &Row<'_>) -> rusqlite::Result<VersionInfo> {
+    let hash: Vec<u8> = row.get(2)?;
+    let mut blake3 = [0u8; 32];
+    if hash.len() == 32 {
+        blake3.copy_from_slice(&hash);
+    }
+    Ok(VersionInfo {
+        seq: row.get::<_, i64>(0)? as u64,
+        size: row.get::<_, i64>(1)? as u64,
+        blake3,
+        mtime_ns: row.get(3)?,
+        received_at_ns: row.get(4)?,
+        chunk_count: row.get::<_, i64>(5)? as u64,
+    })
+}
+
+pub(crate) fn file_id(conn: &Connection, key: &Key) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM files WHERE key = ?1")?
+        .query_row([key.as_str()], |r| r.get(0))
+        .optional()?)
+}
+
+pub(crate) fn file_id_or_create(conn: &Connection, key: &Key) -> Result<i64> {
+    if let Some(id) = file_id(conn, key)? {
+        return Ok(id);
+    }
+    conn.prepare_cached("INSERT INTO files(key, source) VALUES(?1, ?2)")?
+        .execute(params![key.as_str(), key.source()])?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub(crate) fn version(conn: &Connection, file_id: i64, seq: u64) -> Result<Option<VersionInfo>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE file_id = ?1 AND seq = ?2"
+        ))?
+        .query_row(params![file_id, seq as i64], version_from_row)
+        .optional()?)
+}
+
+pub(crate) fn latest_by_id(conn: &Connection, file_id: i64) -> Result<Option<VersionInfo>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE file_id = ?1 ORDER BY seq DESC LIMIT 1"
+        ))?
+        .query_row([file_id], version_from_row)
+        .optional()?)
+}
+
+pub(crate) fn latest(conn: &Connection, key: &Key) -> Result<Option<VersionInfo>> {
+    match file_id(conn, key)? {
+        Some(id) => latest_by_id(conn, id),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn versions(conn: &Connection, key: &Key) -> Result<Vec<VersionInfo>> {
+    let Some(id) = file_id(conn, key)? else {
+        return Ok(Vec::new());
+    };
+    versions_by_id(conn, id)
+}
+
+pub(crate) fn versions_by_id(conn: &Connection, file_id: i64) -> Result<Vec<VersionInfo>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM versions WHERE file_id = ?1 ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map([file_id], version_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+
+/// Chunks at positions `from..to` of version `seq`, with their byte offsets.
+pub(crate) fn chunks_in_range(
+    conn: &Connection,
+    file_id: i64,
+    seq: u64,
+    from: u64,
+    to: u64,
+) -> Result<Vec<(u64, ChunkRef)>> {
+    // SQLite takes the bare columns of a MAX() aggregate from the row holding the maximum.
+    let mut stmt = conn.prepare_cached(
+        "SELECT pos, MAX(seq), chunk, offset, len FROM entries
+         WHERE file_id = ?1 AND seq <= ?2 AND pos >= ?3 AND pos < ?4
+         GROUP BY pos ORDER BY pos",
+    )?;
+    let rows = stmt.query_map(
+        params![file_id, seq as i64, from as i64, to as i64],
+        |r| {
+            let id: Vec<u8> = r.get(2)?;
+            Ok((r.get::<_, i64>(0)?, id, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+        },
+    )?;
+    let mut out = Vec::new();
+    let mut expect = from;
+    for row in rows {
+        let (pos, id, offset, len) = row?;
+        let id: [u8; 32] = id.try_into().map_err(|_| {
+            StoreError::Corrupt(format!("file {file_id} position {pos}: chunk id is not 32 bytes"))
+        })?;
+        if pos as u64 != expect {
+            return Err(StoreError::Corrupt(format!(
+                "file {file_id} version {seq}: chunk position {expect} is missing"
+            )));
+        }
+        expect += 1;
+        out.push((
+            offset as u64,
+            ChunkRef {
+                id: ChunkId(id),
+                len: len as u32,
+            },
+        ));
+    }
+    if expect != to {
+        return Err(StoreError::Corrupt(format!(
+            "file {file_id} version {seq}: has {} of chunks {from}..{to}",
+            expect - from
+        )));
+    }
+    Ok(out)
+}
+
+/// The byte length of the first `kept` chunks of version `seq`.
+pub(crate) fn prefix_bytes(conn: &Connection, file_id: i64, seq: u64, kept: u64) -> Result<u64> {
+    if kept == 0 {
+        return Ok(0);
+    }
+    let chunks = chunks_in_range(conn, file_id, seq, kept - 1, kept)?;
+    let (offset, chunk) = chunks[0];
+    Ok(offset + chunk.len as u64)
+}
+
+pub(crate) fn list(
+    conn: &Connection,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<FileSummary>> {
+    // Keys are compared as text; `prefix || char(0x10FFFF)` bounds the prefix range.
+    let upper = format!("{prefix}\u{10FFFF}");
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT f.key, (SELECT COUNT(*) FROM versions c WHERE c.file_id = f.id),
+                {cols}
+         FROM files f JOIN versions v ON v.file_id = f.id
+         WHERE f.key >= ?1 AND f.key < ?2 AND f.key > ?3
+           AND v.seq = (SELECT MAX(seq) FROM versions m WHERE m.file_id = f.id)
+         ORDER BY f.key LIMIT ?4",
+        cols = VERSION_COLUMNS
+            .split(", ")
+            .map(|c| format!("v.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))?;
+    let rows = stmt.query_map(
+        params![prefix, upper, after.unwrap_or(""), limit as i64],
+        |r| {
+            let key: String = r.get(0)?;
+            let count: i64 = r.get(1)?;
+            // Re-read the version columns at an offset of two.
+            let hash: Vec<u8> = r.get(4)?;
+            let mut blake3 = [0u8; 32];
+            if hash.len() == 32 {
+                blake3.copy_from_slice(&hash);
+            }
+            Ok((
+                key,
+                count as u64,
+                VersionInfo {
+                    seq: r.get::<_, i64>(2)? as u64,
+                    size: r.get::<_, i64>(3)? as u64,
+                    blake3,
+                    mtime_ns: r.get(5)?,
+                    received_at_ns: r.get(6)?,
+                    chunk_count: r.get::<_, i64>(7)? as u64,
+                },
+            ))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (key, versions, latest) = row?;
+        let key = Key::new(key).map_err(|e| StoreError::Corrupt(format!("stored key: {e}")))?;
+        out.push(FileSummary {
+            key,
+            versions,
+            latest,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn counts(conn: &Connection) -> Result<StoreCounts> {
+    let one = |sql: &str| -> Result<u64> {
+        Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+    };
+    Ok(StoreCounts {
+        files: one("SELECT COUNT(*) FROM files")?,
+        versions: one("SELECT COUNT(*) FROM versions")?,
+        chunks: one("SELECT COUNT(*) FROM chunks")?,
+        chunk_raw_bytes: one("SELECT COALESCE(SUM(raw_len), 0) FROM chunks")?,
+        chunk_stored_bytes: one("SELECT COALESCE(SUM(stored_len), 0) FROM chunks")?,
+    })
+}

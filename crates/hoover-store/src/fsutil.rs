@@ -1,0 +1,37 @@
+//! The one helper for durable writes, and small filesystem utilities.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use crate::{Result, StoreError};
+
+pub(crate) fn create_dir_all(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| StoreError::io(path, e))
+}
+
+/// Fails fast when `dir` cannot be written (a read-only mount, wrong owner).
+pub(crate) fn check_writable(dir: &Path) -> Result<()> {
+    let probe = dir.join(".write-probe");
+    File::create(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| StoreError::io(dir, e))
+}
+
+/// Writes `name` in `dir` durably: a temp file in the same dir, write, fsync, rename, fsync dir.
+pub(crate) fn write_durable(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    file.write_all(data).map_err(|e| StoreError::io(&tmp, e))?;
+    file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+    let dest = dir.join(name);
+    std::fs::rename(&tmp, &dest).map_err(|e| StoreError::io(&dest, e))?;
+    sync_dir(dir)
+}
+
+/// Makes a directory's entries (new names, renames) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}

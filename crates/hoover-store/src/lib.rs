@@ -1,0 +1,299 @@
+//! The content-addressed store: every version of every file, forever.
+//!
+//! Layout (see `docs/store.md`, format version [`STORE_FORMAT_VERSION`]):
+//! `FORMAT` names the format, `chunks/<2 hex>/<64 hex>` holds one zstd frame per chunk named by
+//! the BLAKE3 of its uncompressed bytes, `tmp/` holds chunks not yet committed, and `versions.db`
+//! (SQLite, WAL) is the version log. A version is stored as its parent's first `kept` chunks plus
+//! the chunks it adds, so a version costs O(new chunks), never O(file size).
+//!
+//! Main type: [`Store`]; new data arrives through a [`Batch`], which verifies every chunk and
+//! version before anything is committed and makes chunks durable before the version rows that
+//! name them. This crate must never know about SSH, HTTP or the terminal.
+
+mod batch;
+mod db;
+mod fsutil;
+mod verify;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hoover_types::{ChunkId, ChunkRef, Key, VersionInfo};
+use rusqlite::{Connection, OptionalExtension};
+
+pub use batch::{Batch, Committed, NewVersion};
+pub use verify::{VerifyProblem, VerifyReport};
+
+/// The on-disk format this code writes.
+pub const STORE_FORMAT_VERSION: u32 = 1;
+/// The oldest on-disk format this code reads.
+pub const OLDEST_SUPPORTED_FORMAT: u32 = 1;
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("version log: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// The client sent something the store refuses to record; nothing of it was kept.
+    #[error("{0}")]
+    Refused(String),
+    /// The store itself is damaged at the named place.
+    #[error("store corruption: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The client built its version on a base that is no longer the latest; it should push the
+    /// whole chunk list again.
+    #[error("{0}")]
+    StaleBase(String),
+    #[error("store at {path} has format {found}; this hoover reads formats {OLDEST_SUPPORTED_FORMAT} to {STORE_FORMAT_VERSION}: upgrade hoover")]
+    Format { path: PathBuf, found: String },
+}
+
+impl StoreError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A summary of one stored file: its latest version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSummary {
+    pub key: Key,
+    pub versions: u64,
+    pub latest: VersionInfo,
+}
+
+/// The hash state after a file's latest version, so that an append is verified by hashing only
+/// the new bytes.
+pub(crate) struct HasherState {
+    pub(crate) seq: u64,
+    pub(crate) size: u64,
+    pub(crate) hasher: blake3::Hasher,
+}
+
+pub(crate) const HASHER_CACHE_MAX: usize = 4096;
+
+/// An open store directory. Cheap to clone: clones share one open store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    root: PathBuf,
+    db: Mutex<Connection>,
+    hashers: Mutex<HashMap<i64, HasherState>>,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating it when the directory is missing or empty.
+    /// Fails fast, naming the directory, when it cannot be written.
+    pub fn open(root: impl AsRef<Path>) -> Result<Store> {
+        let root = root.as_ref().to_path_buf();
+        fsutil::create_dir_all(&root)?;
+        let format_path = root.join("FORMAT");
+        match std::fs::read_to_string(&format_path) {
+            Ok(text) => {
+                let found = text.trim();
+                let version = found
+                    .strip_prefix("hoover-store ")
+                    .and_then(|v| v.parse::<u32>().ok());
+                match version {
+                    Some(v) if (OLDEST_SUPPORTED_FORMAT..=STORE_FORMAT_VERSION).contains(&v) => {}
+                    _ => {
+                        return Err(StoreError::Format {
+                            path: root,
+                            found: found.to_string(),
+                        })
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let non_empty = std::fs::read_dir(&root)
+                    .map_err(|e| StoreError::io(&root, e))?
+                    .next()
+                    .is_some();
+                if non_empty {
+                    return Err(StoreError::Format {
+                        path: root,
+                        found: "a non-empty directory without a FORMAT file".into(),
+                    });
+                }
+                fsutil::write_durable(
+                    &root,
+                    "FORMAT",
+                    format!("hoover-store {STORE_FORMAT_VERSION}\n").as_bytes(),
+                )?;
+            }
+            Err(e) => return Err(StoreError::io(&format_path, e)),
+        }
+        fsutil::create_dir_all(&root.join("chunks"))?;
+        let tmp = root.join("tmp");
+        // Chunks left in tmp/ by a killed server were never committed: nothing names them.
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        }
+        fsutil::create_dir_all(&tmp)?;
+        fsutil::check_writable(&tmp)?;
+        let conn = db::open(&root.join("versions.db"))?;
+        Ok(Store {
+            inner: Arc::new(StoreInner {
+                root,
+                db: Mutex::new(conn),
+                hashers: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.inner.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where a committed chunk lives.
+    pub fn chunk_path(&self, id: &ChunkId) -> PathBuf {
+        let hex = id.to_hex();
+        self.inner.root.join("chunks").join(&hex[..2]).join(hex)
+    }
+
+    /// Starts a batch of new chunks and versions, committed together.
+    pub fn batch(&self) -> Batch {
+        Batch::new(self.clone())
+    }
+
+    pub(crate) fn hashers(&self) -> MutexGuard<'_, HashMap<i64, HasherState>> {
+        self.inner.hashers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Which of `ids` the store holds (committed and durable).
+    pub fn has_chunks(&self, ids: &[ChunkId]) -> Result<Vec<bool>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
+        ids.iter()
+            .map(|id| Ok(stmt.exists([&id.0[..]])?))
+            .collect()
+    }
+
+    /// The uncompressed length of a committed chunk.
+    pub fn chunk_len(&self, id: &ChunkId) -> Result<Option<u64>> {
+        let conn = self.conn();
+        let len = conn
+            .prepare_cached("SELECT raw_len FROM chunks WHERE id = ?1")?
+            .query_row([&id.0[..]], |r| r.get::<_, i64>(0))
+            .optional()?;
+        Ok(len.map(|n| n as u64))
+    }
+
+    /// Reads a committed chunk as stored (one zstd frame).
+    pub fn read_chunk_compressed(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let path = self.chunk_path(id);
+        std::fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::Corrupt(format!(
+                    "chunk {id} is named by a version but {} is missing",
+                    path.display()
+                ))
+            } else {
+                StoreError::io(&path, e)
+            }
+        })
+    }
+
+    /// Reads a committed chunk and checks it against its name and length.
+    pub fn read_chunk(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
+        let compressed = self.read_chunk_compressed(&chunk.id)?;
+        hoover_chunk::open_verified(&chunk.id, chunk.len as u64, &compressed).map_err(|e| {
+            StoreError::Corrupt(format!("{}: {e}", self.chunk_path(&chunk.id).display()))
+        })
+    }
+
+    /// The latest version of `key`, if any.
+    pub fn latest(&self, key: &Key) -> Result<Option<VersionInfo>> {
+        let conn = self.conn();
+        db::latest(&conn, key)
+    }
+
+    /// Every version of `key`, oldest first.
+    pub fn versions(&self, key: &Key) -> Result<Vec<VersionInfo>> {
+        let conn = self.conn();
+        db::versions(&conn, key)
+    }
+
+    /// The ordered chunk list of one version.
+    pub fn version_chunks(&self, key: &Key, seq: u64) -> Result<Vec<ChunkRef>> {
+        let conn = self.conn();
+        let file_id = db::file_id(&conn, key)?
+            .ok_or_else(|| StoreError::NotFound(format!("no file with key {key}")))?;
+        let info = db::version(&conn, file_id, seq)?.ok_or_else(|| {
+            StoreError::NotFound(format!("{key} has no version {seq}; see `hoover versions`"))
+        })?;
+        let chunks = db::chunks_in_range(&conn, file_id, seq, 0, info.chunk_count)?;
+        Ok(chunks.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// Files whose key starts with `prefix`, in key order, after `after`, at most `limit`.
+    pub fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<FileSummary>> {
+        let conn = self.conn();
+        db::list(&conn, prefix, after, limit)
+    }
+
+    /// Reassembles one version into `out`, checking every chunk and the whole-content hash.
+    pub fn read_version(&self, key: &Key, seq: u64, out: &mut impl std::io::Write) -> Result<()> {
+        let info = self
+            .versions(key)?
+            .into_iter()
+            .find(|v| v.seq == seq)
+            .ok_or_else(|| StoreError::NotFound(format!("{key} has no version {seq}")))?;
+        let mut hasher = blake3::Hasher::new();
+        for chunk in self.version_chunks(key, seq)? {
+            let data = self.read_chunk(&chunk)?;
+            hasher.update(&data);
+            out.write_all(&data)
+                .map_err(|e| StoreError::io(Path::new("<output>"), e))?;
+        }
+        if *hasher.finalize().as_bytes() != info.blake3 {
+            return Err(StoreError::Corrupt(format!(
+                "{key} version {seq} does not reassemble to its recorded hash"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts for a quick summary: files, versions, chunks, raw and stored chunk bytes.
+    pub fn counts(&self) -> Result<StoreCounts> {
+        let conn = self.conn();
+        db::counts(&conn)
+    }
+}
+
+/// Totals over the whole store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    pub files: u64,
+    pub versions: u64,
+    pub chunks: u64,
+    pub chunk_raw_bytes: u64,
+    pub chunk_stored_bytes: u64,
+}
+
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,167 @@
+//! Offline verification: every chunk re-hashed, every version reassembled and its hash checked.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hoover_types::{ChunkId, ChunkRef};
+
+use crate::{db, Result, Store};
+
+/// One thing found wrong, naming the place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifyProblem {
+    ChunkMissing { id: ChunkId, path: String },
+    ChunkCorrupt { id: ChunkId, path: String, error: String },
+    VersionBroken { key: String, seq: u64, error: String },
+}
+
+impl std::fmt::Display for VerifyProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VerifyProblem::ChunkMissing { id, path } => {
+                write!(f, "chunk {id} is recorded but its file {path} is missing")
+            }
+            VerifyProblem::ChunkCorrupt { id, path, error } => {
+                write!(f, "chunk {id} in {path} is corrupt: {error}")
+            }
+            VerifyProblem::VersionBroken { key, seq, error } => {
+                write!(f, "{key} version {seq} is broken: {error}")
+            }
+        }
+    }
+}
+
+/// What `verify` checked and found.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyReport {
+    pub chunks_checked: u64,
+    pub files_checked: u64,
+    pub versions_checked: u64,
+    pub bytes_checked: u64,
+    pub problems: Vec<VerifyProblem>,
+}
+
+impl VerifyReport {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl Store {
+    /// Checks the whole store and reports every problem, not just the first.
+    pub fn verify(&self, mut progress: impl FnMut(&str, u64, u64)) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let chunk_rows: Vec<(Vec<u8>, i64)> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare("SELECT id, raw_len FROM chunks")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let total = chunk_rows.len() as u64;
+        let mut good: HashMap<ChunkId, bool> = HashMap::new();
+        for (i, (id, len)) in chunk_rows.into_iter().enumerate() {
+            let Ok(id) = <[u8; 32]>::try_from(id) else {
+                continue;
+            };
+            let id = ChunkId(id);
+            let path = self.chunk_path(&id);
+            let ok = match std::fs::read(&path) {
+                Err(_) => {
+                    report.problems.push(VerifyProblem::ChunkMissing {
+                        id,
+                        path: path.display().to_string(),
+                    });
+                    false
+                }
+                Ok(bytes) => match hoover_chunk::open_verified(&id, len as u64, &bytes) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        report.problems.push(VerifyProblem::ChunkCorrupt {
+                            id,
+                            path: path.display().to_string(),
+                            error: e.to_string(),
+                        });
+                        false
+                    }
+                },
+            };
+            good.insert(id, ok);
+            report.chunks_checked += 1;
+            progress("chunks", i as u64 + 1, total);
+        }
+        let files: Vec<(i64, String)> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare("SELECT id, key FROM files ORDER BY key")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let total = files.len() as u64;
+        for (i, (file_id, key)) in files.into_iter().enumerate() {
+            report.files_checked += 1;
+            let versions = {
+                let conn = self.conn();
+                db::versions_by_id(&conn, file_id)?
+            };
+            // Decompressed chunks of the previous version, reused by the next one.
+            let mut cache: HashMap<ChunkId, Arc<Vec<u8>>> = HashMap::new();
+            for v in versions {
+                report.versions_checked += 1;
+                let chunks = {
+                    let conn = self.conn();
+                    db::chunks_in_range(&conn, file_id, v.seq, 0, v.chunk_count)
+                };
+                let result = chunks.map_err(|e| e.to_string()).and_then(|chunks| {
+                    self.check_version(&chunks, &good, &mut cache, v.size, &v.blake3)
+                });
+                match result {
+                    Ok(bytes) => report.bytes_checked += bytes,
+                    Err(error) => report.problems.push(VerifyProblem::VersionBroken {
+                        key: key.clone(),
+                        seq: v.seq,
+                        error,
+                    }),
+                }
+            }
+            progress("files", i as u64 + 1, total);
+        }
+        Ok(report)
+    }
+
+    fn check_version(
+        &self,
+        chunks: &[(u64, ChunkRef)],
+        good: &HashMap<ChunkId, bool>,
+        cache: &mut HashMap<ChunkId, Arc<Vec<u8>>>,
+        size: u64,
+        blake3: &[u8; 32],
+    ) -> std::result::Result<u64, String> {
+        let mut hasher = blake3::Hasher::new();
+        let mut next_cache = HashMap::new();
+        let mut at = 0u64;
+        for (offset, chunk) in chunks {
+            if *offset != at {
+                return Err(format!("chunk at offset {offset} where {at} was expected"));
+            }
+            match good.get(&chunk.id) {
+                None => return Err(format!("names chunk {} that the store does not record", chunk.id)),
+                Some(false) => return Err(format!("uses damaged chunk {}", chunk.id)),
+                Some(true) => {}
+            }
+            let data = match cache.get(&chunk.id) {
+                Some(d) => d.clone(),
+                None => Arc::new(self.read_chunk(chunk).map_err(|e| e.to_string())?),
+            };
+            hasher.update(&data);
+            at += data.len() as u64;
+            next_cache.insert(chunk.id, data);
+        }
+        *cache = next_cache;
+        if at != size {
+            return Err(format!("reassembles to {at} bytes, recorded size is {size}"));
+        }
+        if hasher.finalize().as_bytes() != blake3 {
+            return Err("reassembles to a different BLAKE3 than recorded".into());
+        }
+        Ok(at)
+    }
+}

@@ -1,0 +1,217 @@
+//! Shared vocabulary of hoover: file keys, chunk ids and size limits.
+//!
+//! This crate is tiny on purpose. It holds only what both ends of the wire and the store must
+//! agree on, validated at construction so that no other crate has to re-check a key or an id.
+//! It must never do I/O or depend on an async runtime.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The largest chunk, uncompressed, that the chunker cuts and the server accepts.
+pub const MAX_CHUNK_SIZE: usize = 256 * 1024;
+/// Content-defined chunking sizes (see `docs/store.md` for how they were chosen).
+pub const CHUNK_MIN: u32 = 8 * 1024;
+/// Average chunk size aimed at by the chunker.
+pub const CHUNK_AVG: u32 = 32 * 1024;
+/// Hard upper bound the chunker cuts at.
+pub const CHUNK_MAX: u32 = 128 * 1024;
+/// The longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 4096;
+
+/// The BLAKE3 hash of a chunk's uncompressed bytes; a chunk's name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ChunkId(pub [u8; 32]);
+
+impl ChunkId {
+    /// Names `data` by its BLAKE3 hash.
+    pub fn of(data: &[u8]) -> Self {
+        ChunkId(*blake3::hash(data).as_bytes())
+    }
+
+    /// Lowercase hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex characters.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(ChunkId(out))
+    }
+}
+
+impl fmt::Debug for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChunkId({})", &self.to_hex()[..16])
+    }
+}
+
+impl fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Why a key was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("key is empty")]
+    Empty,
+    #[error("key is {0} bytes long; the limit is {MAX_KEY_LEN}")]
+    TooLong(usize),
+    #[error("key {0:?} contains a NUL or control character")]
+    Control(String),
+    #[error("key {0:?} starts with '/'; keys are relative names like source/root/path")]
+    Absolute(String),
+    #[error("key {0:?} has an empty, '.' or '..' component")]
+    BadComponent(String),
+    #[error("key {0:?} contains a backslash")]
+    Backslash(String),
+}
+
+/// A file's name on the server: `<source>/<root name>/<path relative to the root>`.
+///
+/// A key is a name, never a server path: it is validated to hold only non-empty components
+/// separated by `/`, none of them `.` or `..`, with no NUL, control characters or backslashes.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Key(String);
+
+impl Key {
+    /// Validates `s` as a key.
+    pub fn new(s: impl Into<String>) -> Result<Self, KeyError> {
+        let s = s.into();
+        validate_key(&s)?;
+        Ok(Key(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first component: the machine the file came from.
+    pub fn source(&self) -> &str {
+        self.0.split('/').next().unwrap_or("")
+    }
+}
+
+fn validate_key(s: &str) -> Result<(), KeyError> {
+    if s.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    if s.len() > MAX_KEY_LEN {
+        return Err(KeyError::TooLong(s.len()));
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err(KeyError::Control(s.escape_debug().to_string()));
+    }
+    if s.starts_with('/') {
+        return Err(KeyError::Absolute(s.to_string()));
+    }
+    if s.contains('\\') {
+        return Err(KeyError::Backslash(s.to_string()));
+    }
+    if s.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(KeyError::BadComponent(s.to_string()));
+    }
+    Ok(())
+}
+
+impl TryFrom<String> for Key {
+    type Error = KeyError;
+    fn try_from(s: String) -> Result<Self, KeyError> {
+        Key::new(s)
+    }
+}
+
+impl From<Key> for String {
+    fn from(k: Key) -> String {
+        k.0
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({:?})", self.0)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One chunk of a version's content, in order: its id and uncompressed length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub id: ChunkId,
+    pub len: u32,
+}
+
+/// What the server knows of one stored version of a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// 1 for the first version of a key, then 2, 3, ...
+    pub seq: u64,
+    pub size: u64,
+    pub blake3: [u8; 32],
+    /// The file's modification time on the source, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// When the server committed this version, nanoseconds since the Unix epoch.
+    pub received_at_ns: i64,
+    pub chunk_count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_keys_pass() {
+        for k in ["laptop/claude/-home-a/x.jsonl", "a", "a/b c/d.e", "m/ü/名前.jsonl"] {
+            assert!(Key::new(k).is_ok(), "{k}");
+        }
+    }
+
+    #[test]
+    fn hostile_keys_are_refused() {
+        let long = "a/".repeat(3000);
+        let cases: &[(&str, fn(&KeyError) -> bool)] = &[
+            ("", |e| matches!(e, KeyError::Empty)),
+            ("/etc/passwd", |e| matches!(e, KeyError::Absolute(_))),
+            ("a/../../etc", |e| matches!(e, KeyError::BadComponent(_))),
+            ("..", |e| matches!(e, KeyError::BadComponent(_))),
+            ("a/./b", |e| matches!(e, KeyError::BadComponent(_))),
+            ("a//b", |e| matches!(e, KeyError::BadComponent(_))),
+            ("a/b/", |e| matches!(e, KeyError::BadComponent(_))),
+            ("a\0b", |e| matches!(e, KeyError::Control(_))),
+            ("a\nb", |e| matches!(e, KeyError::Control(_))),
+            ("a\\..\\b", |e| matches!(e, KeyError::Backslash(_))),
+            (&long, |e| matches!(e, KeyError::TooLong(_))),
+        ];
+        for (k, check) in cases {
+            let err = Key::new(*k).unwrap_err();
+            assert!(check(&err), "{k:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn deserializing_validates() {
+        let err = serde_json_like_roundtrip("../x");
+        assert!(err.is_err());
+    }
+
+    fn serde_json_like_roundtrip(s: &str) -> Result<Key, KeyError> {
+        Key::try_from(s.to_string())
+    }
+
+    #[test]
+    fn chunk_id_hex_round_trip() {
+        let id = ChunkId::of(b"hello");
+        assert_eq!(ChunkId::from_hex(&id.to_hex()), Some(id));
+        assert_eq!(ChunkId::from_hex("zz"), None);
+    }
+}
