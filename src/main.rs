@@ -1,1 +1,56 @@
-fn main(){}
+//! The `hoover` command: parses the command line and dispatches to one file per subcommand.
+//!
+//! Exit codes: 0 success; 1 an error (printed with its whole cause chain); 2 a usage error;
+//! 3 partly done (some files failed and will be retried, or local files were left alone).
+
+mod cli;
+mod commands;
+mod config;
+mod progress;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Sync(args) => commands::sync::run(args).await,
+            Command::Ls(args) => commands::ls::run(args).await,
+            Command::Versions(args) => commands::versions::run(args).await,
+            Command::Restore(args) => commands::restore::run(args).await,
+            Command::Verify(args) => commands::verify::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hoover: error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

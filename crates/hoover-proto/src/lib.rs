@@ -123,19 +123,33 @@ pub struct CommittedVersion {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// Indices into the `Have` list of the chunks the server lacks.
-    Want { missing: Vec<u32> },
+    Want {
+        missing: Vec<u32>,
+    },
     Accepted,
-    Committed { versions: Vec<CommittedVersion> },
-    Listing { files: Vec<FileEntry>, more: bool },
-    VersionList { versions: Vec<VersionInfo> },
-    RestoreBegin { info: VersionInfo },
+    Committed {
+        versions: Vec<CommittedVersion>,
+    },
+    Listing {
+        files: Vec<FileEntry>,
+        more: bool,
+    },
+    VersionList {
+        versions: Vec<VersionInfo>,
+    },
+    RestoreBegin {
+        info: VersionInfo,
+    },
     ChunkData {
         id: ChunkId,
         len: u32,
         data: Vec<u8>,
     },
     RestoreEnd,
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Why a request failed. `fatal` codes close the connection after the `Error` frame.
@@ -364,7 +378,10 @@ mod tests {
         let mut a = Conn::new(a);
         let mut b = Conn::new(b);
         a.send_raw(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).await.unwrap();
-        assert!(matches!(b.recv::<Request>().await, Err(ProtoError::Decode(_))));
+        assert!(matches!(
+            b.recv::<Request>().await,
+            Err(ProtoError::Decode(_))
+        ));
     }
 
     #[tokio::test]

@@ -1,1 +1,154 @@
-//! placeholder
+//! The hoover server: an SSH endpoint in front of the store, and an HTTP listener.
+//!
+//! Main entry: [`Server::bind`] then [`Server::run`] with a cancellation token. Listeners are
+//! bound first so tests can use port 0. Each SSH connection is capped by a semaphore, logged,
+//! and never fatal to the accept loop. This crate must never know about clap or the terminal.
+
+mod http;
+pub mod session;
+pub mod ssh;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hoover_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+pub use ssh::{load_or_create_host_key, read_authorized_keys, write_private_key};
+
+/// Where the server keeps its state and listens.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub store: PathBuf,
+    pub ssh_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub authorized_keys: PathBuf,
+    pub host_key: PathBuf,
+    pub max_connections: usize,
+}
+
+/// A server with its listeners bound and its store open.
+pub struct Server {
+    ssh: TcpListener,
+    http: TcpListener,
+    settings: Arc<ssh::SshSettings>,
+    max_connections: usize,
+}
+
+impl Server {
+    /// Opens the store, loads (or creates) the host key, and binds both listeners.
+    pub async fn bind(config: &ServerConfig) -> Result<Server> {
+        let store_dir = config.store.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+            .await?
+            .with_context(|| format!("cannot open the store at {}", config.store.display()))?;
+        let host_key = ssh::load_or_create_host_key(&config.host_key)?;
+        if !config.authorized_keys.exists() {
+            anyhow::bail!(
+                "the authorized keys file {} does not exist; add the client's public key (e.g. ~/.ssh/id_ed25519.pub) to it",
+                config.authorized_keys.display()
+            );
+        }
+        read_authorized_keys(&config.authorized_keys)?;
+        let ssh = TcpListener::bind(config.ssh_listen)
+            .await
+            .with_context(|| format!("cannot listen for SSH on {}", config.ssh_listen))?;
+        let http = TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+        Ok(Server {
+            ssh,
+            http,
+            settings: Arc::new(ssh::SshSettings {
+                host_key,
+                authorized_keys: config.authorized_keys.clone(),
+                store,
+            }),
+            max_connections: config.max_connections,
+        })
+    }
+
+    pub fn ssh_addr(&self) -> SocketAddr {
+        self.ssh
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.settings.store
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains connections for up to five seconds.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let config = ssh::russh_config(self.settings.host_key.clone());
+        let app = http::router(self.settings.store.clone());
+        let http_shutdown = shutdown.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(self.http, app)
+                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+                .await
+        });
+        let limit = Arc::new(Semaphore::new(self.max_connections));
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let (stream, addr) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = self.ssh.accept() => match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                tracing::warn!(%addr, "refused a connection: {} connections are open", self.max_connections);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let handler = ssh::Connection {
+                settings: self.settings.clone(),
+                peer_addr: addr.to_string(),
+                peer: None,
+                channels: HashMap::new(),
+            };
+            let config = config.clone();
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                let _permit = permit;
+                match russh::server::run_stream(config, stream, handler).await {
+                    Ok(running) => {
+                        let handle = running.handle();
+                        tokio::select! {
+                            r = running => if let Err(e) = r {
+                                tracing::debug!(%addr, "ssh session ended: {e:#}");
+                            },
+                            _ = token.cancelled() => {
+                                let _ = handle.disconnect(russh::Disconnect::ByApplication, "server shutting down".into(), "en".into()).await;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(%addr, "ssh handshake failed: {e:#}"),
+                }
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+        let _ = http.await;
+        Ok(())
+    }
+}

@@ -100,11 +100,11 @@ impl Batch {
         let raw = hoover_chunk::open_verified(&id, len as u64, compressed)
             .map_err(|e| StoreError::Refused(format!("chunk {id}: {e}")))?;
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .store
-            .root()
-            .join("tmp")
-            .join(format!("{}.{}.{n}", id.to_hex(), std::process::id()));
+        let tmp = self.store.root().join("tmp").join(format!(
+            "{}.{}.{n}",
+            id.to_hex(),
+            std::process::id()
+        ));
         std::fs::write(&tmp, compressed).map_err(|e| StoreError::io(&tmp, e))?;
         let raw = if self.raw_cached + raw.len() <= RAW_CACHE_LIMIT {
             self.raw_cached += raw.len();
@@ -490,7 +490,10 @@ fn make_durable(store: &Store, staged: &[(ChunkId, Staged)]) -> Result<()> {
     let mut new_dir = false;
     for (id, s) in staged {
         let dest = store.chunk_path(id);
-        let dir = dest.parent().expect("chunk path has a parent").to_path_buf();
+        let dir = dest
+            .parent()
+            .expect("chunk path has a parent")
+            .to_path_buf();
         if !dirs.contains(&dir) && !dir.exists() {
             fsutil::create_dir_all(&dir)?;
             new_dir = true;
@@ -510,4 +513,3 @@ fn make_durable(store: &Store, staged: &[(ChunkId, Staged)]) -> Result<()> {
 fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
-

@@ -140,7 +140,6 @@ pub(crate) fn versions_by_id(conn: &Connection, file_id: i64) -> Result<Vec<Vers
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-
 /// Chunks at positions `from..to` of version `seq`, with their byte offsets.
 pub(crate) fn chunks_in_range(
     conn: &Connection,
@@ -155,19 +154,23 @@ pub(crate) fn chunks_in_range(
          WHERE file_id = ?1 AND seq <= ?2 AND pos >= ?3 AND pos < ?4
          GROUP BY pos ORDER BY pos",
     )?;
-    let rows = stmt.query_map(
-        params![file_id, seq as i64, from as i64, to as i64],
-        |r| {
-            let id: Vec<u8> = r.get(2)?;
-            Ok((r.get::<_, i64>(0)?, id, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
-        },
-    )?;
+    let rows = stmt.query_map(params![file_id, seq as i64, from as i64, to as i64], |r| {
+        let id: Vec<u8> = r.get(2)?;
+        Ok((
+            r.get::<_, i64>(0)?,
+            id,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
     let mut out = Vec::new();
     let mut expect = from;
     for row in rows {
         let (pos, id, offset, len) = row?;
         let id: [u8; 32] = id.try_into().map_err(|_| {
-            StoreError::Corrupt(format!("file {file_id} position {pos}: chunk id is not 32 bytes"))
+            StoreError::Corrupt(format!(
+                "file {file_id} position {pos}: chunk id is not 32 bytes"
+            ))
         })?;
         if pos as u64 != expect {
             return Err(StoreError::Corrupt(format!(
@@ -262,9 +265,8 @@ pub(crate) fn list(
 }
 
 pub(crate) fn counts(conn: &Connection) -> Result<StoreCounts> {
-    let one = |sql: &str| -> Result<u64> {
-        Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
-    };
+    let one =
+        |sql: &str| -> Result<u64> { Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
     Ok(StoreCounts {
         files: one("SELECT COUNT(*) FROM files")?,
         versions: one("SELECT COUNT(*) FROM versions")?,

@@ -184,9 +184,7 @@ impl Store {
     pub fn has_chunks(&self, ids: &[ChunkId]) -> Result<Vec<bool>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
-        ids.iter()
-            .map(|id| Ok(stmt.exists([&id.0[..]])?))
-            .collect()
+        ids.iter().map(|id| Ok(stmt.exists([&id.0[..]])?)).collect()
     }
 
     /// The uncompressed length of a committed chunk.
@@ -247,7 +245,12 @@ impl Store {
     }
 
     /// Files whose key starts with `prefix`, in key order, after `after`, at most `limit`.
-    pub fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<FileSummary>> {
+    pub fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FileSummary>> {
         let conn = self.conn();
         db::list(&conn, prefix, after, limit)
     }

@@ -10,9 +10,20 @@ use crate::{db, Result, Store};
 /// One thing found wrong, naming the place.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VerifyProblem {
-    ChunkMissing { id: ChunkId, path: String },
-    ChunkCorrupt { id: ChunkId, path: String, error: String },
-    VersionBroken { key: String, seq: u64, error: String },
+    ChunkMissing {
+        id: ChunkId,
+        path: String,
+    },
+    ChunkCorrupt {
+        id: ChunkId,
+        path: String,
+        error: String,
+    },
+    VersionBroken {
+        key: String,
+        seq: u64,
+        error: String,
+    },
 }
 
 impl std::fmt::Display for VerifyProblem {
@@ -143,7 +154,12 @@ impl Store {
                 return Err(format!("chunk at offset {offset} where {at} was expected"));
             }
             match good.get(&chunk.id) {
-                None => return Err(format!("names chunk {} that the store does not record", chunk.id)),
+                None => {
+                    return Err(format!(
+                        "names chunk {} that the store does not record",
+                        chunk.id
+                    ))
+                }
                 Some(false) => return Err(format!("uses damaged chunk {}", chunk.id)),
                 Some(true) => {}
             }
@@ -157,7 +173,9 @@ impl Store {
         }
         *cache = next_cache;
         if at != size {
-            return Err(format!("reassembles to {at} bytes, recorded size is {size}"));
+            return Err(format!(
+                "reassembles to {at} bytes, recorded size is {size}"
+            ));
         }
         if hasher.finalize().as_bytes() != blake3 {
             return Err("reassembles to a different BLAKE3 than recorded".into());

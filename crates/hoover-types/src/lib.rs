@@ -171,7 +171,12 @@ mod tests {
 
     #[test]
     fn good_keys_pass() {
-        for k in ["laptop/claude/-home-a/x.jsonl", "a", "a/b c/d.e", "m/ü/名前.jsonl"] {
+        for k in [
+            "laptop/claude/-home-a/x.jsonl",
+            "a",
+            "a/b c/d.e",
+            "m/ü/名前.jsonl",
+        ] {
             assert!(Key::new(k).is_ok(), "{k}");
         }
     }

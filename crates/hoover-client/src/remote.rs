@@ -1,0 +1,198 @@
+//! The protocol client: typed requests over a [`Conn`].
+
+use anyhow::{bail, Context, Result};
+use hoover_proto::{
+    client_handshake, Access, CommittedVersion, Conn, ErrorCode, FileEntry, Request, Response,
+    VersionPush, MAX_HAVE, MAX_LIST,
+};
+use hoover_types::{ChunkId, Key, VersionInfo};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// An error the server reported.
+#[derive(Debug, thiserror::Error)]
+#[error("server: {message}")]
+pub struct ServerError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// A hoover protocol session over some byte stream.
+pub struct Remote<S> {
+    conn: Conn<S>,
+    pub access: Access,
+}
+
+fn unexpected(what: &str, got: Response) -> anyhow::Error {
+    match got {
+        Response::Error { code, message } => ServerError { code, message }.into(),
+        other => anyhow::anyhow!("protocol error: expected {what}, got {other:?}"),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
+    /// Performs the handshake.
+    pub async fn start(stream: S) -> Result<Remote<S>> {
+        let mut conn = Conn::new(stream);
+        let access = client_handshake(&mut conn, &format!("hoover {}", env!("CARGO_PKG_VERSION")))
+            .await
+            .context("handshake with the server failed")?;
+        Ok(Remote { conn, access })
+    }
+
+    pub fn bytes_sent(&self) -> u64 {
+        self.conn.bytes_sent
+    }
+
+    pub fn bytes_received(&self) -> u64 {
+        self.conn.bytes_received
+    }
+
+    async fn recv(&mut self) -> Result<Response> {
+        self.conn
+            .recv::<Response>()
+            .await
+            .context("lost the connection to the server")
+    }
+
+    /// Which of `ids` the server lacks.
+    pub async fn want(&mut self, ids: &[ChunkId]) -> Result<Vec<bool>> {
+        let mut wanted = vec![false; ids.len()];
+        for (n, part) in ids.chunks(MAX_HAVE).enumerate() {
+            self.conn
+                .send(&Request::Have { ids: part.to_vec() })
+                .await?;
+            self.conn.flush().await?;
+            match self.recv().await? {
+                Response::Want { missing } => {
+                    for i in missing {
+                        let i = i as usize;
+                        if i >= part.len() {
+                            bail!("protocol error: server wants chunk {i} of {}", part.len());
+                        }
+                        wanted[n * MAX_HAVE + i] = true;
+                    }
+                }
+                other => return Err(unexpected("Want", other)),
+            }
+        }
+        Ok(wanted)
+    }
+
+    /// Sends one compressed chunk (no answer unless the server refuses it).
+    pub async fn send_chunk(&mut self, id: ChunkId, len: u32, data: Vec<u8>) -> Result<()> {
+        self.conn.send(&Request::Chunk { id, len, data }).await?;
+        Ok(())
+    }
+
+    /// Sends versions and reads one answer per version, in order.
+    pub async fn versions_checked(
+        &mut self,
+        pushes: Vec<VersionPush>,
+    ) -> Result<Vec<Result<(), ServerError>>> {
+        let n = pushes.len();
+        for p in pushes {
+            self.conn.send(&Request::Version(p)).await?;
+        }
+        self.conn.flush().await?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            match self.recv().await? {
+                Response::Accepted => out.push(Ok(())),
+                Response::Error { code, message } if !code.is_fatal() => {
+                    out.push(Err(ServerError { code, message }))
+                }
+                other => return Err(unexpected("Accepted", other)),
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn commit(&mut self) -> Result<Vec<CommittedVersion>> {
+        self.conn.send(&Request::Commit).await?;
+        self.conn.flush().await?;
+        match self.recv().await? {
+            Response::Committed { versions } => Ok(versions),
+            other => Err(unexpected("Committed", other)),
+        }
+    }
+
+    /// Every file under `prefix`, in key order.
+    pub async fn list(&mut self, prefix: &str) -> Result<Vec<FileEntry>> {
+        let mut out: Vec<FileEntry> = Vec::new();
+        loop {
+            let after = out.last().map(|f| f.key.to_string());
+            self.conn
+                .send(&Request::List {
+                    prefix: prefix.to_string(),
+                    after,
+                    limit: MAX_LIST,
+                })
+                .await?;
+            self.conn.flush().await?;
+            match self.recv().await? {
+                Response::Listing { files, more } => {
+                    out.extend(files);
+                    if !more {
+                        return Ok(out);
+                    }
+                }
+                other => return Err(unexpected("Listing", other)),
+            }
+        }
+    }
+
+    pub async fn versions(&mut self, key: &Key) -> Result<Vec<VersionInfo>> {
+        self.conn
+            .send(&Request::Versions { key: key.clone() })
+            .await?;
+        self.conn.flush().await?;
+        match self.recv().await? {
+            Response::VersionList { versions } => Ok(versions),
+            other => Err(unexpected("VersionList", other)),
+        }
+    }
+
+    /// Streams one version's chunks to `sink`, verifying each chunk and the whole hash.
+    pub async fn restore(
+        &mut self,
+        key: &Key,
+        seq: u64,
+        mut sink: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<VersionInfo> {
+        self.conn
+            .send(&Request::Restore {
+                key: key.clone(),
+                seq,
+            })
+            .await?;
+        self.conn.flush().await?;
+        let info = match self.recv().await? {
+            Response::RestoreBegin { info } => info,
+            other => return Err(unexpected("RestoreBegin", other)),
+        };
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        loop {
+            match self.recv().await? {
+                Response::ChunkData { id, len, data } => {
+                    let raw = hoover_chunk::open_verified(&id, len as u64, &data)
+                        .with_context(|| format!("restoring {key} version {seq}"))?;
+                    hasher.update(&raw);
+                    size += raw.len() as u64;
+                    sink(&raw)?;
+                }
+                Response::RestoreEnd => break,
+                other => return Err(unexpected("ChunkData", other)),
+            }
+        }
+        if size != info.size || *hasher.finalize().as_bytes() != info.blake3 {
+            bail!("{key} version {seq} did not reassemble to its recorded size and BLAKE3; run `hoover verify` on the server");
+        }
+        Ok(info)
+    }
+
+    pub async fn close(mut self) -> Result<()> {
+        let _ = self.conn.shutdown().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+//! Roots and scanning: which local files exist, and under which keys.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use hoover_types::Key;
+
+/// A watched directory and the name it goes by in keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Root {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl Root {
+    /// Parses `[NAME=]DIR`; the name defaults to the directory's last component.
+    pub fn parse(s: &str) -> Result<Root> {
+        let (name, dir) = match s.split_once('=') {
+            Some((n, d)) if !n.is_empty() && !n.contains('/') => (n.to_string(), PathBuf::from(d)),
+            _ => {
+                let dir = PathBuf::from(s);
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .with_context(|| format!("cannot name the root {s:?}; write it as NAME=DIR"))?;
+                (name, dir)
+            }
+        };
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            bail!("bad root name {name:?} in {s:?}: use letters, digits, '-' or '_'");
+        }
+        Ok(Root { name, dir })
+    }
+}
+
+/// The include patterns, matched against the path relative to the root.
+pub struct Includes(GlobSet);
+
+impl Includes {
+    pub fn new(patterns: &[String]) -> Result<Includes> {
+        let mut builder = GlobSetBuilder::new();
+        for p in patterns {
+            builder.add(Glob::new(p).with_context(|| format!("bad --include pattern {p:?}"))?);
+        }
+        Ok(Includes(builder.build()?))
+    }
+
+    pub fn matches(&self, relative: &Path) -> bool {
+        self.0.is_match(relative)
+    }
+}
+
+/// One file found by a scan.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub key: Key,
+    pub path: PathBuf,
+}
+
+/// Walks every root and returns the included regular files, with their keys, sorted by key.
+/// Unreadable directories and files with names that cannot be keys are reported and skipped.
+pub fn scan(source: &str, roots: &[Root], includes: &Includes) -> (Vec<Found>, Vec<String>) {
+    let mut found = Vec::new();
+    let mut warnings = Vec::new();
+    for root in roots {
+        if !root.dir.is_dir() {
+            warnings.push(format!(
+                "root {} ({}) is not a directory; skipped",
+                root.name,
+                root.dir.display()
+            ));
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(&root.dir).follow_links(false) {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    warnings.push(format!("cannot read {e}; skipped"));
+                    continue;
+                }
+            };
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let Ok(relative) = entry.path().strip_prefix(&root.dir) else {
+                continue;
+            };
+            if !includes.matches(relative) {
+                continue;
+            }
+            let Some(rel) = relative.to_str() else {
+                warnings.push(format!(
+                    "{} is not valid UTF-8; skipped",
+                    entry.path().display()
+                ));
+                continue;
+            };
+            let rel = rel.replace(std::path::MAIN_SEPARATOR, "/");
+            match Key::new(format!("{source}/{}/{rel}", root.name)) {
+                Ok(key) => found.push(Found {
+                    key,
+                    path: entry.path().to_path_buf(),
+                }),
+                Err(e) => warnings.push(format!("{}: {e}; skipped", entry.path().display())),
+            }
+        }
+    }
+    found.sort_by(|a, b| a.key.cmp(&b.key));
+    (found, warnings)
+}

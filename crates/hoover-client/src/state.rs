@@ -1,0 +1,207 @@
+//! The client's memory of what it sent: per file, the stat it had, its hash, the server's
+//! version number and its chunk list. Kept in SQLite so an unchanged file costs a stat and a
+//! changed one costs O(changed chunks) to record.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use hoover_types::{ChunkId, ChunkRef};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// The stat fields that decide whether a file changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+impl Stat {
+    pub fn of(meta: &std::fs::Metadata) -> Stat {
+        #[cfg(unix)]
+        let (dev, ino) = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino())
+        };
+        #[cfg(not(unix))]
+        let (dev, ino) = (0, 0);
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        Stat {
+            dev,
+            ino,
+            size: meta.len(),
+            mtime_ns,
+        }
+    }
+}
+
+/// What the client recorded of a file after its last successful push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileState {
+    pub stat: Stat,
+    pub blake3: [u8; 32],
+    pub seq: u64,
+    pub chunk_count: u64,
+}
+
+pub struct ClientState {
+    conn: Connection,
+}
+
+impl ClientState {
+    pub fn open(path: &Path) -> Result<ClientState> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the state dir {}", dir.display()))?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the client state {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS files(
+                key TEXT PRIMARY KEY,
+                dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
+                mtime_ns INTEGER NOT NULL, blake3 BLOB NOT NULL,
+                seq INTEGER NOT NULL, chunk_count INTEGER NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS chunks(
+                key TEXT NOT NULL, pos INTEGER NOT NULL, id BLOB NOT NULL, len INTEGER NOT NULL,
+                PRIMARY KEY(key, pos)
+            ) WITHOUT ROWID;",
+        )
+        .with_context(|| format!("cannot set up the client state {}", path.display()))?;
+        Ok(ClientState { conn })
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<FileState>> {
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT dev, ino, size, mtime_ns, blake3, seq, chunk_count FROM files WHERE key = ?1",
+            )?
+            .query_row([key], |r| {
+                let hash: Vec<u8> = r.get(4)?;
+                Ok((
+                    Stat {
+                        dev: r.get::<_, i64>(0)? as u64,
+                        ino: r.get::<_, i64>(1)? as u64,
+                        size: r.get::<_, i64>(2)? as u64,
+                        mtime_ns: r.get(3)?,
+                    },
+                    hash,
+                    r.get::<_, i64>(5)? as u64,
+                    r.get::<_, i64>(6)? as u64,
+                ))
+            })
+            .optional()?;
+        Ok(row.map(|(stat, hash, seq, chunk_count)| {
+            let mut blake3 = [0u8; 32];
+            if hash.len() == 32 {
+                blake3.copy_from_slice(&hash);
+            }
+            FileState {
+                stat,
+                blake3,
+                seq,
+                chunk_count,
+            }
+        }))
+    }
+
+    /// The chunk list recorded for `key`.
+    pub fn chunks(&self, key: &str) -> Result<Vec<ChunkRef>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, len FROM chunks WHERE key = ?1 ORDER BY pos")?;
+        let rows = stmt.query_map([key], |r| {
+            let id: Vec<u8> = r.get(0)?;
+            Ok((id, r.get::<_, i64>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, len) = row?;
+            let Ok(id) = <[u8; 32]>::try_from(id) else {
+                anyhow::bail!("client state: bad chunk id for {key}");
+            };
+            out.push(ChunkRef {
+                id: ChunkId(id),
+                len: len as u32,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records a pushed version: keeps the first `kept` chunks, replaces the rest with `new`.
+    pub fn record(
+        &mut self,
+        key: &str,
+        state: &FileState,
+        kept: u64,
+        new: &[ChunkRef],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO files(key, dev, ino, size, mtime_ns, blake3, seq, chunk_count)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            key,
+            state.stat.dev as i64,
+            state.stat.ino as i64,
+            state.stat.size as i64,
+            state.stat.mtime_ns,
+            &state.blake3[..],
+            state.seq as i64,
+            state.chunk_count as i64
+        ])?;
+        tx.prepare_cached("DELETE FROM chunks WHERE key = ?1 AND pos >= ?2")?
+            .execute(params![key, kept as i64])?;
+        {
+            let mut insert =
+                tx.prepare_cached("INSERT INTO chunks(key, pos, id, len) VALUES(?1, ?2, ?3, ?4)")?;
+            for (i, c) in new.iter().enumerate() {
+                insert.execute(params![
+                    key,
+                    (kept + i as u64) as i64,
+                    &c.id.0[..],
+                    c.len as i64
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Updates only the stat of a file whose content did not change (e.g. `touch`).
+    pub fn touch(&self, key: &str, stat: &Stat) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE files SET dev = ?2, ino = ?3, size = ?4, mtime_ns = ?5 WHERE key = ?1",
+            )?
+            .execute(params![
+                key,
+                stat.dev as i64,
+                stat.ino as i64,
+                stat.size as i64,
+                stat.mtime_ns
+            ])?;
+        Ok(())
+    }
+
+    /// Forgets a file, so its next push sends a full chunk list.
+    pub fn forget(&self, key: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM files WHERE key = ?1", [key])?;
+        self.conn
+            .execute("DELETE FROM chunks WHERE key = ?1", [key])?;
+        Ok(())
+    }
+}

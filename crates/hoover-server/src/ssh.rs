@@ -1,0 +1,267 @@
+//! The SSH endpoint: public-key auth against an OpenSSH authorized_keys file, and the `hoover`
+//! exec command or subsystem on a session channel, handed to the protocol engine as a stream.
+//!
+//! Only public-key authentication is offered; password, keyboard-interactive and "none" are
+//! refused. The authorized_keys file is re-read on every attempt, so edits apply at once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hoover_proto::Access;
+use hoover_store::Store;
+use russh::keys::ssh_key::{self, rand_core::OsRng, LineEnding, PublicKey};
+use russh::keys::{Algorithm, PrivateKey};
+use russh::server::{Auth, Msg, Session};
+use russh::{Channel, ChannelId, MethodKind, MethodSet};
+
+use crate::session::{serve_connection, Peer};
+
+/// Loads the host key, creating an ed25519 key (mode 0600) when the file is missing.
+pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey> {
+    if path.exists() {
+        return russh::keys::load_secret_key(path, None)
+            .with_context(|| format!("cannot read the host key {}", path.display()));
+    }
+    let key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
+        .context("cannot generate an ed25519 host key")?;
+    write_private_key(&key, path)?;
+    tracing::info!(path = %path.display(), "created a new host key");
+    Ok(key)
+}
+
+/// Writes an OpenSSH private key file readable only by its owner.
+pub fn write_private_key(key: &PrivateKey, path: &Path) -> Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let text = key
+        .to_openssh(LineEnding::LF)
+        .context("cannot encode the private key")?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create the key file {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// One authorized key and what it may do.
+#[derive(Clone, Debug)]
+pub struct AuthorizedKey {
+    pub key: PublicKey,
+    pub access: Access,
+    pub comment: String,
+}
+
+/// Parses an OpenSSH authorized_keys file. `hoover-allow="push"` among a line's options makes
+/// that key push-only.
+pub fn read_authorized_keys(path: &Path) -> Result<Vec<AuthorizedKey>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the authorized keys file {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let entry = ssh_key::authorized_keys::AuthorizedKeys::new(line)
+            .next()
+            .transpose()
+            .with_context(|| {
+                format!("{}:{}: not an authorized_keys line", path.display(), n + 1)
+            })?;
+        let Some(entry) = entry else { continue };
+        let push_only = entry
+            .config_opts()
+            .iter()
+            .any(|o| o == "hoover-allow=\"push\"");
+        out.push(AuthorizedKey {
+            key: entry.public_key().clone(),
+            access: if push_only {
+                Access::PushOnly
+            } else {
+                Access::Full
+            },
+            comment: entry.public_key().comment().to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// The SSH server settings.
+#[derive(Clone)]
+pub struct SshSettings {
+    pub host_key: PrivateKey,
+    pub authorized_keys: PathBuf,
+    pub store: Store,
+}
+
+pub(crate) fn russh_config(host_key: PrivateKey) -> Arc<russh::server::Config> {
+    Arc::new(russh::server::Config {
+        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+        auth_rejection_time: Duration::from_millis(300),
+        auth_rejection_time_initial: Some(Duration::from_millis(0)),
+        keys: vec![host_key],
+        inactivity_timeout: Some(Duration::from_secs(3600)),
+        keepalive_interval: Some(Duration::from_secs(30)),
+        window_size: 16 * 1024 * 1024,
+        channel_buffer_size: 256,
+        nodelay: true,
+        ..Default::default()
+    })
+}
+
+/// One SSH connection's handler.
+pub(crate) struct Connection {
+    pub(crate) settings: Arc<SshSettings>,
+    pub(crate) peer_addr: String,
+    pub(crate) peer: Option<Peer>,
+    pub(crate) channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl Connection {
+    fn start(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), anyhow::Error> {
+        let (Some(peer), Some(ch)) = (self.peer.clone(), self.channels.remove(&channel)) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        session.channel_success(channel)?;
+        let store = self.settings.store.clone();
+        let handle = session.handle();
+        tokio::spawn(async move {
+            let name = peer.name.clone();
+            let result = serve_connection(ch.into_stream(), store, peer).await;
+            let code = match result {
+                Ok(stats) => {
+                    tracing::debug!(peer = %name, ?stats, "connection done");
+                    0
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %name, "connection ended: {e}");
+                    1
+                }
+            };
+            let _ = handle.exit_status_request(channel, code).await;
+            let _ = handle.eof(channel).await;
+            let _ = handle.close(channel).await;
+        });
+        Ok(())
+    }
+}
+
+impl russh::server::Handler for Connection {
+    type Error = anyhow::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(reject())
+    }
+
+    async fn auth_password(&mut self, user: &str, _password: &str) -> Result<Auth, Self::Error> {
+        tracing::warn!(peer = %self.peer_addr, user, "refused a password attempt");
+        Ok(reject())
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        _user: &str,
+        key: &PublicKey,
+    ) -> Result<Auth, Self::Error> {
+        Ok(match self.authorized(key) {
+            Some(_) => Auth::Accept,
+            None => reject(),
+        })
+    }
+
+    async fn auth_publickey(&mut self, user: &str, key: &PublicKey) -> Result<Auth, Self::Error> {
+        match self.authorized(key) {
+            Some(found) => {
+                let fingerprint = key.fingerprint(Default::default());
+                tracing::info!(peer = %self.peer_addr, user, %fingerprint, comment = %found.comment, "authenticated");
+                self.peer = Some(Peer {
+                    name: format!("{user}@{} ({fingerprint})", self.peer_addr),
+                    access: found.access,
+                });
+                Ok(Auth::Accept)
+            }
+            None => {
+                tracing::warn!(peer = %self.peer_addr, user, fingerprint = %key.fingerprint(Default::default()), "refused a key not in authorized_keys");
+                Ok(reject())
+            }
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        if self.peer.is_none() {
+            return Ok(false);
+        }
+        self.channels.insert(channel.id(), channel);
+        Ok(true)
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let command = String::from_utf8_lossy(data);
+        if command.trim() == "hoover" || command.trim() == "hoover serve --stdio" {
+            self.start(channel, session)
+        } else {
+            tracing::warn!(peer = %self.peer_addr, %command, "refused an exec request");
+            session.channel_failure(channel)?;
+            Ok(())
+        }
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if name == "hoover" {
+            self.start(channel, session)
+        } else {
+            session.channel_failure(channel)?;
+            Ok(())
+        }
+    }
+}
+
+impl Connection {
+    fn authorized(&self, key: &PublicKey) -> Option<AuthorizedKey> {
+        match read_authorized_keys(&self.settings.authorized_keys) {
+            Ok(keys) => keys
+                .into_iter()
+                .find(|k| k.key.key_data() == key.key_data()),
+            Err(e) => {
+                tracing::error!("{e:#}");
+                None
+            }
+        }
+    }
+}
+
+fn reject() -> Auth {
+    Auth::Reject {
+        proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
+        partial_success: false,
+    }
+}

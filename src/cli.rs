@@ -1,0 +1,167 @@
+//! The command-line interface: every subcommand and option, with its help text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hoover",
+    version,
+    about = "Keep every version of every AI chat transcript on your own server",
+    long_about = "hoover copies chat transcripts (Claude Code's ~/.claude/projects/**/*.jsonl by default) \
+from laptops to a server over SSH. The server keeps every version of every file in a \
+content-addressed store; any version can be listed and restored byte for byte.\n\n\
+Settings come from (later wins): built-in defaults, the TOML config file, HOOVER_* environment \
+variables, then flags."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server: SSH endpoint, store, and HTTP listener.
+    Serve(ServeArgs),
+    /// One pass: push every new or changed file under the roots to the server.
+    Sync(SyncArgs),
+    /// List the files the server holds, with their latest version.
+    Ls(LsArgs),
+    /// List every version of one file.
+    Versions(VersionsArgs),
+    /// Restore one version of a file (-o), or a whole tree as it was at a time (--to).
+    Restore(RestoreArgs),
+    /// Check a server store offline: every chunk re-hashed, every version reassembled.
+    Verify(VerifyArgs),
+}
+
+/// Options every client command shares.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// The server, as [USER@]HOST[:PORT] (port 2222 by default).
+    #[arg(long, env = "HOOVER_SERVER")]
+    pub server: Option<String>,
+    /// Private key to authenticate with [default: ~/.ssh/id_ed25519, else ~/.ssh/id_rsa].
+    #[arg(long, env = "HOOVER_IDENTITY")]
+    pub identity: Option<PathBuf>,
+    /// Where server host keys are recorded (first use records, a change is refused)
+    /// [default: <config dir>/known_hosts].
+    #[arg(long, env = "HOOVER_KNOWN_HOSTS")]
+    pub known_hosts: Option<PathBuf>,
+    /// TOML config file [default: $HOOVER_CONFIG, else <config dir>/config.toml].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Store directory [default: <data dir>/store].
+    #[arg(long, env = "HOOVER_STORE")]
+    pub store: Option<PathBuf>,
+    /// Address for SSH [default: 127.0.0.1:2222].
+    #[arg(long, env = "HOOVER_SSH_LISTEN")]
+    pub ssh_listen: Option<SocketAddr>,
+    /// Address for HTTP [default: 127.0.0.1:8080]; answers GET /healthz.
+    #[arg(long, env = "HOOVER_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// OpenSSH authorized_keys file of the clients allowed in
+    /// [default: <config dir>/authorized_keys]. `hoover-allow="push"` makes a key push-only.
+    #[arg(long, env = "HOOVER_AUTHORIZED_KEYS")]
+    pub authorized_keys: Option<PathBuf>,
+    /// OpenSSH host private key; an ed25519 key is created (mode 0600) when missing
+    /// [default: <data dir>/host_key].
+    #[arg(long, env = "HOOVER_HOST_KEY")]
+    pub host_key: Option<PathBuf>,
+    /// Most SSH connections served at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections: usize,
+    /// TOML config file [default: $HOOVER_CONFIG, else <config dir>/config.toml].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Name of this machine in keys [default: the host name].
+    #[arg(long, env = "HOOVER_SOURCE")]
+    pub source: Option<String>,
+    /// A directory to sync, as [NAME=]DIR; repeatable
+    /// [default: claude=$CLAUDE_CONFIG_DIR/projects or ~/.claude/projects].
+    #[arg(long = "root")]
+    pub roots: Vec<String>,
+    /// Which files to take, as globs relative to each root; repeatable [default: **/*.jsonl].
+    #[arg(long = "include")]
+    pub includes: Vec<String>,
+    /// Print one JSON object with the counts on stdout, and nothing else.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only keys starting with this prefix.
+    #[arg(default_value = "")]
+    pub prefix: String,
+    /// Print a JSON array on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VersionsArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The file's key, as `hoover ls` shows it.
+    pub key: String,
+    /// Print a JSON array on stdout, oldest first.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// A key (with -o), or a key prefix (with --to).
+    pub key: String,
+    /// Version number to restore (1 is the oldest) [default: the latest].
+    #[arg(long = "version", conflicts_with = "at")]
+    pub version: Option<u64>,
+    /// Restore the newest version modified at or before this time (RFC 3339, e.g.
+    /// 2026-11-20T15:00:00Z, or a date).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Write the file here; `-` writes to stdout.
+    #[arg(
+        short = 'o',
+        long = "output",
+        conflicts_with = "to",
+        required_unless_present = "to"
+    )]
+    pub output: Option<PathBuf>,
+    /// Restore every file under the prefix into this directory.
+    #[arg(long)]
+    pub to: Option<PathBuf>,
+    /// With --to: overwrite local files that differ from the restored version.
+    #[arg(long)]
+    pub force: bool,
+    /// Print what was restored as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The server's store directory.
+    #[arg(long, env = "HOOVER_STORE")]
+    pub store: PathBuf,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

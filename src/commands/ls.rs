@@ -1,0 +1,45 @@
+//! `hoover ls`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::cli::LsArgs;
+use crate::commands::{client_settings, connect, hex, rfc3339};
+use crate::config;
+
+pub async fn run(args: LsArgs) -> Result<ExitCode> {
+    let file = config::load(args.client.config.as_deref())?;
+    let settings = client_settings(&args.client, &file)?;
+    let mut conn = connect(&settings).await?;
+    let files = conn.remote.list(&args.prefix).await;
+    conn.close().await;
+    let files = files?;
+    if args.json {
+        let out: Vec<_> = files
+            .iter()
+            .map(|f| {
+                json!({
+                    "key": f.key.as_str(),
+                    "versions": f.versions,
+                    "size": f.latest.size,
+                    "blake3": hex(&f.latest.blake3),
+                    "updated": rfc3339(f.latest.received_at_ns),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        for f in &files {
+            println!(
+                "{:>5}  {:>12}  {}  {}",
+                f.versions,
+                f.latest.size,
+                rfc3339(f.latest.received_at_ns),
+                f.key
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,88 @@
+//! One module per subcommand, plus the connection set-up they share.
+
+pub mod ls;
+pub mod restore;
+pub mod serve;
+pub mod sync;
+pub mod verify;
+pub mod versions;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use hoover_client::{Connection, ServerAddr};
+
+use crate::cli::ClientArgs;
+use crate::config::{self, ConfigFile};
+
+/// Resolved client settings.
+pub struct ClientSettings {
+    pub server: ServerAddr,
+    pub identity: PathBuf,
+    pub known_hosts: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+pub fn client_settings(args: &ClientArgs, file: &ConfigFile) -> Result<ClientSettings> {
+    let dirs = config::dirs()?;
+    let server = args
+        .server
+        .clone()
+        .or_else(|| file.server.clone())
+        .context("no server given: pass --server [USER@]HOST[:PORT], set HOOVER_SERVER, or put `server = \"...\"` in the config file")?;
+    let server = ServerAddr::parse(&server)?;
+    let identity = match args.identity.clone().or_else(|| file.identity.clone()) {
+        Some(p) => config::expand(&p),
+        None => {
+            let home = directories::BaseDirs::new().context("cannot find the home directory")?;
+            let ssh = home.home_dir().join(".ssh");
+            let candidates = [ssh.join("id_ed25519"), ssh.join("id_rsa")];
+            match candidates.iter().find(|p| p.exists()) {
+                Some(p) => p.clone(),
+                None => bail!(
+                    "no identity: neither ~/.ssh/id_ed25519 nor ~/.ssh/id_rsa exists; pass --identity FILE \
+                     (create one with `ssh-keygen -t ed25519`)"
+                ),
+            }
+        }
+    };
+    let known_hosts = args
+        .known_hosts
+        .clone()
+        .or_else(|| file.known_hosts.clone())
+        .map(|p| config::expand(&p))
+        .unwrap_or_else(|| dirs.config.join("known_hosts"));
+    Ok(ClientSettings {
+        server,
+        identity,
+        known_hosts,
+        state_dir: dirs.data.join("client"),
+    })
+}
+
+pub async fn connect(settings: &ClientSettings) -> Result<Connection> {
+    hoover_client::connect(&settings.server, &settings.identity, &settings.known_hosts).await
+}
+
+/// Formats nanoseconds since the epoch as RFC 3339 (UTC).
+pub fn rfc3339(ns: i64) -> String {
+    jiff::Timestamp::from_nanosecond(ns as i128)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ns.to_string())
+}
+
+/// Parses RFC 3339, or a plain date (midnight UTC), into nanoseconds since the epoch.
+pub fn parse_time(s: &str) -> Result<i64> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t.as_nanosecond() as i64);
+    }
+    if let Ok(d) = s.parse::<jiff::civil::Date>() {
+        let t = d.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp();
+        return Ok(t.as_nanosecond() as i64);
+    }
+    bail!("cannot read the time {s:?}: use RFC 3339 like 2026-11-20T15:00:00Z, or a date like 2026-11-20")
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

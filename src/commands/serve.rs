@@ -1,0 +1,89 @@
+//! `hoover serve`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use hoover_server::{Server, ServerConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ServeArgs;
+use crate::config;
+
+pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+    let file = config::load(args.config.as_deref())?;
+    let dirs = config::dirs()?;
+    let s = &file.serve;
+    let parse = |v: &Option<String>, what: &str| -> Result<Option<std::net::SocketAddr>> {
+        v.as_deref()
+            .map(|a| {
+                a.parse()
+                    .with_context(|| format!("bad {what} {a:?} in the config file"))
+            })
+            .transpose()
+    };
+    let config = ServerConfig {
+        store: config::expand(
+            &args
+                .store
+                .or(s.store.clone())
+                .unwrap_or_else(|| dirs.data.join("store")),
+        ),
+        ssh_listen: args
+            .ssh_listen
+            .or(parse(&s.ssh_listen, "ssh_listen")?)
+            .unwrap_or_else(|| "127.0.0.1:2222".parse().expect("static address")),
+        http_listen: args
+            .http_listen
+            .or(parse(&s.http_listen, "http_listen")?)
+            .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("static address")),
+        authorized_keys: config::expand(
+            &args
+                .authorized_keys
+                .or(s.authorized_keys.clone())
+                .unwrap_or_else(|| dirs.config.join("authorized_keys")),
+        ),
+        host_key: config::expand(
+            &args
+                .host_key
+                .or(s.host_key.clone())
+                .unwrap_or_else(|| dirs.data.join("host_key")),
+        ),
+        max_connections: args.max_connections,
+    };
+    let server = Server::bind(&config).await?;
+    tracing::info!(
+        ssh = %server.ssh_addr(),
+        http = %server.http_addr(),
+        store = %config.store.display(),
+        "hoover serve is listening"
+    );
+    // Tests and scripts read this line to learn the bound ports.
+    eprintln!(
+        "hoover: listening ssh={} http={}",
+        server.ssh_addr(),
+        server.http_addr()
+    );
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+    server.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

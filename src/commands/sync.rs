@@ -1,0 +1,88 @@
+//! `hoover sync`: one pass over the roots.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use hoover_client::scan::Root;
+use hoover_client::state::ClientState;
+use hoover_client::sync::{sync, SyncOptions};
+
+use crate::cli::SyncArgs;
+use crate::commands::{client_settings, connect};
+use crate::config;
+use crate::progress::Bar;
+
+pub async fn run(args: SyncArgs) -> Result<ExitCode> {
+    let file = config::load(args.client.config.as_deref())?;
+    let settings = client_settings(&args.client, &file)?;
+    let source = args
+        .source
+        .clone()
+        .or(file.source.clone())
+        .unwrap_or_else(config::host_name);
+    let roots = if !args.roots.is_empty() {
+        args.roots.clone()
+    } else if let Some(r) = &file.roots {
+        r.clone()
+    } else {
+        vec![format!(
+            "claude={}",
+            config::claude_projects_dir()?.display()
+        )]
+    };
+    let roots = roots
+        .iter()
+        .map(|r| {
+            let mut root = Root::parse(r)?;
+            root.dir = config::expand(&root.dir);
+            Ok(root)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let includes = if !args.includes.is_empty() {
+        args.includes.clone()
+    } else {
+        file.include
+            .clone()
+            .unwrap_or_else(|| vec!["**/*.jsonl".into()])
+    };
+    let options = SyncOptions {
+        source: hoover_types::Key::new(source.clone())
+            .map_err(|e| anyhow::anyhow!("bad --source {source:?}: {e}"))?
+            .to_string(),
+        roots,
+        includes,
+    };
+    let state_path = settings.state_dir.join(format!(
+        "{}-{}.db",
+        settings.server.host.replace([':', '/'], "_"),
+        settings.server.port
+    ));
+    let mut state = ClientState::open(&state_path)?;
+    let mut conn = connect(&settings).await?;
+    let bar = Bar::new(!args.json);
+    let report = sync(&mut conn.remote, &mut state, &options, &bar).await;
+    conn.close().await;
+    let report = report?;
+    for w in &report.warnings {
+        eprintln!("hoover: warning: {w}");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        eprintln!(
+            "hoover: {} files scanned, {} changed, {} new versions, {} chunks sent ({} bytes raw, {} compressed), {} bytes on the wire",
+            report.files_scanned,
+            report.files_changed,
+            report.versions_new,
+            report.chunks_sent,
+            report.bytes_new,
+            report.bytes_compressed,
+            report.wire_bytes_sent + report.wire_bytes_received
+        );
+    }
+    Ok(if report.files_failed > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

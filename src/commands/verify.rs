@@ -1,0 +1,56 @@
+//! `hoover verify --store DIR`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use hoover_store::Store;
+use serde_json::json;
+
+use crate::cli::VerifyArgs;
+
+pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
+    let dir = args.store.clone();
+    let report = tokio::task::spawn_blocking(move || -> Result<_> {
+        if !dir.join("FORMAT").exists() {
+            anyhow::bail!("{} is not a hoover store (no FORMAT file)", dir.display());
+        }
+        let store = Store::open(&dir)
+            .with_context(|| format!("cannot open the store {}", dir.display()))?;
+        Ok(store.verify(|_, _, _| {})?)
+    })
+    .await??;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "clean": report.is_clean(),
+                "chunks_checked": report.chunks_checked,
+                "files_checked": report.files_checked,
+                "versions_checked": report.versions_checked,
+                "bytes_checked": report.bytes_checked,
+                "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        for p in &report.problems {
+            println!("{p}");
+        }
+        eprintln!(
+            "hoover: checked {} chunks, {} files, {} versions ({} bytes): {}",
+            report.chunks_checked,
+            report.files_checked,
+            report.versions_checked,
+            report.bytes_checked,
+            if report.is_clean() {
+                "clean".to_string()
+            } else {
+                format!("{} problems", report.problems.len())
+            }
+        );
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

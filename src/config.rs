@@ -1,0 +1,116 @@
+//! Settings: built-in defaults < TOML config file < `HOOVER_*` environment < flags.
+//! Nothing is written to the user's directories unless a command needs it (keys, state).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// The TOML config file. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub server: Option<String>,
+    pub identity: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub source: Option<String>,
+    pub roots: Option<Vec<String>>,
+    pub include: Option<Vec<String>>,
+    #[serde(default)]
+    pub serve: ServeSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSection {
+    pub store: Option<PathBuf>,
+    pub ssh_listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub authorized_keys: Option<PathBuf>,
+    pub host_key: Option<PathBuf>,
+}
+
+/// Platform directories: config (~/.config/hoover) and data (~/.local/share/hoover) on Linux.
+pub struct Dirs {
+    pub config: PathBuf,
+    pub data: PathBuf,
+}
+
+pub fn dirs() -> Result<Dirs> {
+    let p = directories::ProjectDirs::from("", "", "hoover")
+        .context("cannot find the home directory; set HOME")?;
+    Ok(Dirs {
+        config: p.config_dir().to_path_buf(),
+        data: p.data_dir().to_path_buf(),
+    })
+}
+
+/// Loads the config file: `explicit`, else `$HOOVER_CONFIG`, else `<config dir>/config.toml`.
+/// A missing default file is no error; a missing explicit one is.
+pub fn load(explicit: Option<&Path>) -> Result<ConfigFile> {
+    let (path, must_exist) = match (explicit, std::env::var_os("HOOVER_CONFIG")) {
+        (Some(p), _) => (p.to_path_buf(), true),
+        (None, Some(p)) => (PathBuf::from(p), true),
+        (None, None) => (dirs()?.config.join("config.toml"), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+            Ok(ConfigFile::default())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read the config file {}", path.display())),
+    }
+}
+
+/// Expands a leading `~/`.
+pub fn expand(path: &Path) -> PathBuf {
+    if let Ok(rest) = path.strip_prefix("~") {
+        if let Some(home) = directories::BaseDirs::new() {
+            return home.home_dir().join(rest);
+        }
+    }
+    path.to_path_buf()
+}
+
+/// The Claude Code projects directory: `$CLAUDE_CONFIG_DIR/projects` or `~/.claude/projects`.
+pub fn claude_projects_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("CLAUDE_CONFIG_DIR") {
+        return Ok(PathBuf::from(dir).join("projects"));
+    }
+    let home = directories::BaseDirs::new().context("cannot find the home directory; set HOME")?;
+    Ok(home.home_dir().join(".claude").join("projects"))
+}
+
+/// This machine's name, made safe as a key component.
+pub fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| {
+            std::process::Command::new("hostname")
+                .arg("-s")
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+        })
+        .unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name.trim_matches('.').to_string();
+    if name.is_empty() {
+        "localhost".into()
+    } else {
+        name
+    }
+}
