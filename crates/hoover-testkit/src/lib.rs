@@ -1,0 +1,280 @@
+//! Test and benchmark helpers, used only as a dev-dependency (and by the bench binary):
+//! client keys, a real `hoover serve` process on port 0 with its own home, the `hoover`
+//! command run with that home, and a seeded generator of Claude Code-like transcripts.
+//!
+//! Nothing here mocks a hoover component: the server is the real binary over real SSH.
+
+pub mod corpus;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use russh::keys::ssh_key::rand_core::OsRng;
+use russh::keys::{Algorithm, PrivateKey};
+
+/// Writes a new ed25519 key pair: `path` (private, 0600) and `path.pub`. Returns the public
+/// key line.
+pub fn make_key(path: &Path) -> String {
+    let key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).expect("generate ed25519 key");
+    hoover_server::write_private_key(&key, path).expect("write private key");
+    let public = key.public_key().to_openssh().expect("encode public key");
+    std::fs::write(path.with_extension("pub"), format!("{public}\n")).expect("write public key");
+    public
+}
+
+/// Waits until `cond` holds, polling, or panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A home directory for one side (client or server), with XDG dirs inside it, so that no test
+/// touches the real user's files.
+pub struct Home {
+    pub dir: PathBuf,
+}
+
+impl Home {
+    pub fn new(parent: &Path, name: &str) -> Home {
+        let dir = parent.join(name);
+        std::fs::create_dir_all(dir.join(".ssh")).expect("create home");
+        Home { dir }
+    }
+
+    pub fn apply(&self, cmd: &mut Command) {
+        cmd.env("HOME", &self.dir)
+            .env("XDG_CONFIG_HOME", self.dir.join(".config"))
+            .env("XDG_DATA_HOME", self.dir.join(".local/share"))
+            .env_remove("HOOVER_CONFIG")
+            .env_remove("HOOVER_SERVER")
+            .env_remove("CLAUDE_CONFIG_DIR")
+            .env_remove("RUST_LOG");
+    }
+}
+
+/// A running `hoover serve`, killed on drop.
+pub struct ServerProcess {
+    pub child: Child,
+    pub ssh_port: u16,
+    pub http_port: u16,
+    pub store: PathBuf,
+    pub log: PathBuf,
+}
+
+/// How to start a server.
+pub struct ServerOptions {
+    pub bin: PathBuf,
+    pub home: PathBuf,
+    pub store: PathBuf,
+    pub authorized_keys: PathBuf,
+    pub host_key: PathBuf,
+    /// 0 picks a free port.
+    pub ssh_port: u16,
+}
+
+impl ServerProcess {
+    pub fn start(opts: &ServerOptions) -> ServerProcess {
+        let log = opts.home.join(format!("serve-{}.log", std::process::id()));
+        let mut cmd = Command::new(&opts.bin);
+        Home {
+            dir: opts.home.clone(),
+        }
+        .apply(&mut cmd);
+        cmd.arg("serve")
+            .arg("--store")
+            .arg(&opts.store)
+            .arg("--ssh-listen")
+            .arg(format!("127.0.0.1:{}", opts.ssh_port))
+            .arg("--http-listen")
+            .arg("127.0.0.1:0")
+            .arg("--authorized-keys")
+            .arg(&opts.authorized_keys)
+            .arg("--host-key")
+            .arg(&opts.host_key)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn hoover serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_path = log.clone();
+        std::thread::spawn(move || {
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .expect("open server log");
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                use std::io::Write;
+                let _ = writeln!(log, "{line}");
+                if !sent {
+                    if let Some(rest) = line.strip_prefix("hoover: listening ") {
+                        let _ = tx.send(Ok(rest.to_string()));
+                        sent = true;
+                    }
+                }
+            }
+            if !sent {
+                let _ = tx.send(Err(()));
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(line)) => line,
+            _ => {
+                let _ = child.kill();
+                panic!(
+                    "hoover serve did not start; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        let port = |name: &str| -> u16 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} port in {line:?}"))
+        };
+        ServerProcess {
+            ssh_port: port("ssh="),
+            http_port: port("http="),
+            child,
+            store: opts.store.clone(),
+            log,
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A client and a server on loopback, each with its own home, and one authorized client key.
+pub struct World {
+    pub tmp: tempfile::TempDir,
+    pub bin: PathBuf,
+    pub client_home: Home,
+    pub server_home: Home,
+    pub identity: PathBuf,
+    pub server: ServerProcess,
+}
+
+impl World {
+    pub fn new(bin: impl Into<PathBuf>) -> World {
+        let bin = bin.into();
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let client_home = Home::new(tmp.path(), "client");
+        let server_home = Home::new(tmp.path(), "server");
+        let identity = client_home.dir.join(".ssh/id_ed25519");
+        let public = make_key(&identity);
+        let authorized = server_home.dir.join("authorized_keys");
+        std::fs::write(&authorized, format!("{public}\n")).expect("write authorized_keys");
+        let server = ServerProcess::start(&ServerOptions {
+            bin: bin.clone(),
+            home: server_home.dir.clone(),
+            store: server_home.dir.join("store"),
+            authorized_keys: authorized,
+            host_key: server_home.dir.join("host_key"),
+            ssh_port: 0,
+        });
+        World {
+            tmp,
+            bin,
+            client_home,
+            server_home,
+            identity,
+            server,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn server_options(&self, ssh_port: u16) -> ServerOptions {
+        ServerOptions {
+            bin: self.bin.clone(),
+            home: self.server_home.dir.clone(),
+            store: self.server_home.dir.join("store"),
+            authorized_keys: self.server_home.dir.join("authorized_keys"),
+            host_key: self.server_home.dir.join("host_key"),
+            ssh_port,
+        }
+    }
+
+    /// Restarts the server on the same port and store.
+    pub fn restart_server(&mut self) {
+        let port = self.server.ssh_port;
+        self.server.kill();
+        self.server = ServerProcess::start(&self.server_options(port));
+    }
+
+    pub fn server_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.server.ssh_port)
+    }
+
+    /// A `hoover` command with the client's home and `--server` set for client commands.
+    pub fn hoover(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        self.client_home.apply(&mut cmd);
+        cmd.args(args);
+        let client_command = matches!(
+            args.first().copied(),
+            Some("sync" | "ls" | "versions" | "restore")
+        );
+        if client_command {
+            cmd.arg("--server").arg(self.server_addr());
+        }
+        cmd
+    }
+
+    /// Runs `hoover ARGS` and returns its output, whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.hoover(args).output().expect("run hoover")
+    }
+
+    /// Runs `hoover ARGS`, panics unless it succeeds, and returns stdout.
+    pub fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "hoover {args:?} failed ({}):\n{}\nserver log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.server.log()
+        );
+        out.stdout
+    }
+
+    /// Runs `hoover ARGS --json` and parses stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let out = self.ok(&args);
+        serde_json::from_slice(&out).unwrap_or_else(|e| {
+            panic!("hoover {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out))
+        })
+    }
+}

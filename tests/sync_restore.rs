@@ -1,0 +1,231 @@
+//! End to end: the real `hoover` binary, a real server over SSH on loopback, real files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hoover_testkit::{corpus, World};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hoover");
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/files")
+}
+
+/// Copies the shared corpus and some generated transcripts into `dir`.
+fn make_tree(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let src = corpus_dir();
+    for entry in walk(&src) {
+        let rel = entry.strip_prefix(&src).unwrap();
+        let dest = dir.join("shared").join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &dest).unwrap();
+        files.push(dest);
+    }
+    assert!(files.len() > 100, "the shared corpus should be beside the project");
+    files.extend(corpus::write_tree(&dir.join("generated"), 42, 20, 6_000_000));
+    files
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "jsonl") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn key_of(root: &Path, path: &Path) -> String {
+    format!("laptop/claude/{}", path.strip_prefix(root).unwrap().to_str().unwrap())
+}
+
+fn sync(world: &World, root: &Path) -> serde_json::Value {
+    world.json(&["sync", "--source", "laptop", "--root", &format!("claude={}", root.display())])
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+#[test]
+fn every_version_of_every_file_restores_byte_for_byte() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    let files = make_tree(&root);
+    // Every version the server should hold, per key, oldest first.
+    let mut history: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let record = |files: &[PathBuf], history: &mut BTreeMap<String, Vec<Vec<u8>>>| {
+        for f in files {
+            if !f.exists() {
+                continue;
+            }
+            let data = std::fs::read(f).unwrap();
+            let versions = history.entry(key_of(&root, f)).or_default();
+            if versions.last() != Some(&data) {
+                versions.push(data);
+            }
+        }
+    };
+
+    let first = sync(&world, &root);
+    record(&files, &mut history);
+    assert_eq!(first["files_scanned"], files.len() as u64);
+    assert_eq!(first["versions_new"], files.len() as u64);
+    assert!(first["chunks_sent"].as_u64().unwrap() > 0);
+
+    // A second sync with no change sends no chunk and makes no version.
+    let again = sync(&world, &root);
+    assert_eq!(again["chunks_sent"], 0, "{again}");
+    assert_eq!(again["versions_new"], 0, "{again}");
+    assert_eq!(again["files_changed"], 0, "{again}");
+
+    // Append to some files, change one in the middle, delete one.
+    // The largest generated files first, so that appends land on files much bigger than a chunk.
+    let mut generated: Vec<&PathBuf> = files.iter().filter(|f| f.starts_with(root.join("generated"))).collect();
+    generated.sort_by_key(|f| std::cmp::Reverse(f.metadata().unwrap().len()));
+    let mut session = corpus::Session::new(7);
+    for f in generated.iter().take(5) {
+        append(f, session.next_line().as_bytes());
+    }
+    let middle = generated[6];
+    let mut data = std::fs::read(middle).unwrap();
+    let at = data.len() / 2;
+    data[at..at + 5].copy_from_slice(b"XXXXX");
+    std::fs::write(middle, &data).unwrap();
+    let deleted = generated[7].clone();
+    std::fs::remove_file(&deleted).unwrap();
+
+    let second = sync(&world, &root);
+    record(&files, &mut history);
+    assert_eq!(second["versions_new"], 6, "{second}");
+    // An append resends only the tail: far fewer bytes than the files hold.
+    let appended_bytes: u64 = generated.iter().take(5).map(|f| f.metadata().unwrap().len()).sum();
+    let sent = second["bytes_new"].as_u64().unwrap();
+    assert!(
+        sent < appended_bytes / 4 && sent < 7 * hoover_types::CHUNK_MAX as u64,
+        "sent {} raw bytes for appends to {} bytes of files",
+        second["bytes_new"],
+        appended_bytes
+    );
+
+    // Append twice more to one file so it has several versions.
+    for _ in 0..2 {
+        append(generated[0], session.next_line().as_bytes());
+        sync(&world, &root);
+        record(&files, &mut history);
+    }
+
+    // Every version of every file, byte for byte, including the deleted file's.
+    let out = world.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut restored = 0;
+    for (key, versions) in &history {
+        let listed = world.json(&["versions", key]);
+        assert_eq!(listed.as_array().unwrap().len(), versions.len(), "{key}: {listed}");
+        for (i, expected) in versions.iter().enumerate() {
+            let n = (i + 1).to_string();
+            let path = out.join(format!("v{restored}"));
+            world.ok(&["restore", key, "--version", &n, "-o", path.to_str().unwrap()]);
+            assert!(std::fs::read(&path).unwrap() == *expected, "{key} version {n} differs");
+            restored += 1;
+        }
+    }
+    assert!(restored > files.len());
+
+    // `-o -` writes the bytes to stdout.
+    let key = key_of(&root, generated[0]);
+    let stdout = world.ok(&["restore", &key, "--version", "1", "-o", "-"]);
+    assert!(stdout == history[&key][0]);
+
+    // A whole tree comes back, the deleted file included, and nothing local is overwritten.
+    let tree = world.path().join("tree");
+    world.ok(&["restore", "laptop/claude", "--to", tree.to_str().unwrap()]);
+    for (key, versions) in &history {
+        let rel = key.strip_prefix("laptop/claude/").unwrap();
+        assert!(std::fs::read(tree.join(rel)).unwrap() == *versions.last().unwrap(), "{key}");
+    }
+    let victim = tree.join(deleted.strip_prefix(&root).unwrap());
+    std::fs::write(&victim, b"local edit").unwrap();
+    let refused = world.run(&["restore", "laptop/claude", "--to", tree.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(3), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"local edit");
+    world.ok(&["restore", "laptop/claude", "--to", tree.to_str().unwrap(), "--force"]);
+    assert!(std::fs::read(&victim).unwrap() == *history[&key_of(&root, &deleted)].last().unwrap());
+
+    // `ls --json` lists every key with its version count.
+    let listing = world.json(&["ls", "laptop/"]);
+    assert_eq!(listing.as_array().unwrap().len(), history.len());
+    for item in listing.as_array().unwrap() {
+        let key = item["key"].as_str().unwrap();
+        assert_eq!(item["versions"], history[key].len() as u64, "{key}");
+        assert_eq!(item["size"], history[key].last().unwrap().len() as u64);
+    }
+
+    // The store verifies clean.
+    let verify = world.json(&["verify", "--store", world.server.store.to_str().unwrap()]);
+    assert_eq!(verify["clean"], true, "{verify}");
+    assert_eq!(verify["versions_checked"], history.values().map(|v| v.len() as u64).sum::<u64>());
+}
+
+#[test]
+fn restore_at_a_time_brings_back_the_tree_as_it_was() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    let files = corpus::write_tree(&root, 9, 3, 300_000);
+    let old: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    // Version 1 has an mtime in the past; version 2 is written now.
+    let past = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for f in &files {
+        std::fs::File::options().write(true).open(f).unwrap().set_modified(past).unwrap();
+    }
+    sync(&world, &root);
+    let mut session = corpus::Session::new(3);
+    for f in &files {
+        append(f, session.next_line().as_bytes());
+    }
+    sync(&world, &root);
+    let tree = world.path().join("then");
+    world.ok(&["restore", "laptop", "--to", tree.to_str().unwrap(), "--at", "2024-01-01T00:00:00Z"]);
+    for (f, data) in files.iter().zip(&old) {
+        let rel = format!("claude/{}", f.strip_prefix(&root).unwrap().display());
+        assert!(std::fs::read(tree.join(rel)).unwrap() == *data);
+    }
+    // Before any version existed there is nothing to restore for a single file.
+    let key = key_of(&root, &files[0]);
+    let early = world.run(&["restore", &key, "--at", "2020-01-01", "-o", world.path().join("x").to_str().unwrap()]);
+    assert!(!early.status.success());
+    assert!(String::from_utf8_lossy(&early.stderr).contains("no such version"));
+    assert!(!world.path().join("x").exists());
+}
+
+#[test]
+fn include_globs_and_named_roots_make_keys() {
+    let world = World::new(BIN);
+    let a = world.path().join("a");
+    std::fs::create_dir_all(a.join("sub")).unwrap();
+    std::fs::write(a.join("sub/x.jsonl"), b"{}\n").unwrap();
+    std::fs::write(a.join("notes.txt"), b"hello\n").unwrap();
+    std::fs::write(a.join("img.png"), [0u8, 1, 2, 255]).unwrap();
+    let report = world.json(&["sync", "--source", "mac", "--root", &format!("docs={}", a.display())]);
+    assert_eq!(report["files_scanned"], 1);
+    let report = world.json(&[
+        "sync", "--source", "mac", "--root", &format!("docs={}", a.display()), "--include", "**/*",
+    ]);
+    assert_eq!(report["files_scanned"], 3);
+    assert_eq!(report["versions_new"], 2);
+    let keys: Vec<String> = world.json(&["ls"]).as_array().unwrap().iter().map(|f| f["key"].as_str().unwrap().to_string()).collect();
+    assert_eq!(keys, ["mac/docs/img.png", "mac/docs/notes.txt", "mac/docs/sub/x.jsonl"]);
+    let out = world.path().join("img");
+    world.ok(&["restore", "mac/docs/img.png", "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(out).unwrap(), [0u8, 1, 2, 255]);
+}
+
