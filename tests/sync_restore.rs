@@ -22,8 +22,16 @@ fn make_tree(dir: &Path) -> Vec<PathBuf> {
         std::fs::copy(&entry, &dest).unwrap();
         files.push(dest);
     }
-    assert!(files.len() > 100, "the shared corpus should be beside the project");
-    files.extend(corpus::write_tree(&dir.join("generated"), 42, 20, 6_000_000));
+    assert!(
+        files.len() > 100,
+        "the shared corpus should be beside the project"
+    );
+    files.extend(corpus::write_tree(
+        &dir.join("generated"),
+        42,
+        20,
+        6_000_000,
+    ));
     files
 }
 
@@ -42,11 +50,20 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn key_of(root: &Path, path: &Path) -> String {
-    format!("laptop/claude/{}", path.strip_prefix(root).unwrap().to_str().unwrap())
+    format!(
+        "laptop/claude/{}",
+        path.strip_prefix(root).unwrap().to_str().unwrap()
+    )
 }
 
 fn sync(world: &World, root: &Path) -> serde_json::Value {
-    world.json(&["sync", "--source", "laptop", "--root", &format!("claude={}", root.display())])
+    world.json(&[
+        "sync",
+        "--source",
+        "laptop",
+        "--root",
+        &format!("claude={}", root.display()),
+    ])
 }
 
 fn append(path: &Path, bytes: &[u8]) {
@@ -89,7 +106,10 @@ fn every_version_of_every_file_restores_byte_for_byte() {
 
     // Append to some files, change one in the middle, delete one.
     // The largest generated files first, so that appends land on files much bigger than a chunk.
-    let mut generated: Vec<&PathBuf> = files.iter().filter(|f| f.starts_with(root.join("generated"))).collect();
+    let mut generated: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| f.starts_with(root.join("generated")))
+        .collect();
     generated.sort_by_key(|f| std::cmp::Reverse(f.metadata().unwrap().len()));
     let mut session = corpus::Session::new(7);
     for f in generated.iter().take(5) {
@@ -107,7 +127,11 @@ fn every_version_of_every_file_restores_byte_for_byte() {
     record(&files, &mut history);
     assert_eq!(second["versions_new"], 6, "{second}");
     // An append resends only the tail: far fewer bytes than the files hold.
-    let appended_bytes: u64 = generated.iter().take(5).map(|f| f.metadata().unwrap().len()).sum();
+    let appended_bytes: u64 = generated
+        .iter()
+        .take(5)
+        .map(|f| f.metadata().unwrap().len())
+        .sum();
     let sent = second["bytes_new"].as_u64().unwrap();
     assert!(
         sent < appended_bytes / 4 && sent < 7 * hoover_types::CHUNK_MAX as u64,
@@ -129,12 +153,26 @@ fn every_version_of_every_file_restores_byte_for_byte() {
     let mut restored = 0;
     for (key, versions) in &history {
         let listed = world.json(&["versions", key]);
-        assert_eq!(listed.as_array().unwrap().len(), versions.len(), "{key}: {listed}");
+        assert_eq!(
+            listed.as_array().unwrap().len(),
+            versions.len(),
+            "{key}: {listed}"
+        );
         for (i, expected) in versions.iter().enumerate() {
             let n = (i + 1).to_string();
             let path = out.join(format!("v{restored}"));
-            world.ok(&["restore", key, "--version", &n, "-o", path.to_str().unwrap()]);
-            assert!(std::fs::read(&path).unwrap() == *expected, "{key} version {n} differs");
+            world.ok(&[
+                "restore",
+                key,
+                "--version",
+                &n,
+                "-o",
+                path.to_str().unwrap(),
+            ]);
+            assert!(
+                std::fs::read(&path).unwrap() == *expected,
+                "{key} version {n} differs"
+            );
             restored += 1;
         }
     }
@@ -150,15 +188,29 @@ fn every_version_of_every_file_restores_byte_for_byte() {
     world.ok(&["restore", "laptop/claude", "--to", tree.to_str().unwrap()]);
     for (key, versions) in &history {
         let rel = key.strip_prefix("laptop/claude/").unwrap();
-        assert!(std::fs::read(tree.join(rel)).unwrap() == *versions.last().unwrap(), "{key}");
+        assert!(
+            std::fs::read(tree.join(rel)).unwrap() == *versions.last().unwrap(),
+            "{key}"
+        );
     }
     let victim = tree.join(deleted.strip_prefix(&root).unwrap());
     std::fs::write(&victim, b"local edit").unwrap();
     let refused = world.run(&["restore", "laptop/claude", "--to", tree.to_str().unwrap()]);
-    assert_eq!(refused.status.code(), Some(3), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
     assert_eq!(std::fs::read(&victim).unwrap(), b"local edit");
-    world.ok(&["restore", "laptop/claude", "--to", tree.to_str().unwrap(), "--force"]);
+    world.ok(&[
+        "restore",
+        "laptop/claude",
+        "--to",
+        tree.to_str().unwrap(),
+        "--force",
+    ]);
     assert!(std::fs::read(&victim).unwrap() == *history[&key_of(&root, &deleted)].last().unwrap());
 
     // `ls --json` lists every key with its version count.
@@ -173,7 +225,10 @@ fn every_version_of_every_file_restores_byte_for_byte() {
     // The store verifies clean.
     let verify = world.json(&["verify", "--store", world.server.store.to_str().unwrap()]);
     assert_eq!(verify["clean"], true, "{verify}");
-    assert_eq!(verify["versions_checked"], history.values().map(|v| v.len() as u64).sum::<u64>());
+    assert_eq!(
+        verify["versions_checked"],
+        history.values().map(|v| v.len() as u64).sum::<u64>()
+    );
 }
 
 #[test]
@@ -185,7 +240,12 @@ fn restore_at_a_time_brings_back_the_tree_as_it_was() {
     // Version 1 has an mtime in the past; version 2 is written now.
     let past = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     for f in &files {
-        std::fs::File::options().write(true).open(f).unwrap().set_modified(past).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
     }
     sync(&world, &root);
     let mut session = corpus::Session::new(3);
@@ -194,14 +254,28 @@ fn restore_at_a_time_brings_back_the_tree_as_it_was() {
     }
     sync(&world, &root);
     let tree = world.path().join("then");
-    world.ok(&["restore", "laptop", "--to", tree.to_str().unwrap(), "--at", "2024-01-01T00:00:00Z"]);
+    world.ok(&[
+        "restore",
+        "laptop",
+        "--to",
+        tree.to_str().unwrap(),
+        "--at",
+        "2024-01-01T00:00:00Z",
+    ]);
     for (f, data) in files.iter().zip(&old) {
         let rel = format!("claude/{}", f.strip_prefix(&root).unwrap().display());
         assert!(std::fs::read(tree.join(rel)).unwrap() == *data);
     }
     // Before any version existed there is nothing to restore for a single file.
     let key = key_of(&root, &files[0]);
-    let early = world.run(&["restore", &key, "--at", "2020-01-01", "-o", world.path().join("x").to_str().unwrap()]);
+    let early = world.run(&[
+        "restore",
+        &key,
+        "--at",
+        "2020-01-01",
+        "-o",
+        world.path().join("x").to_str().unwrap(),
+    ]);
     assert!(!early.status.success());
     assert!(String::from_utf8_lossy(&early.stderr).contains("no such version"));
     assert!(!world.path().join("x").exists());
@@ -215,17 +289,41 @@ fn include_globs_and_named_roots_make_keys() {
     std::fs::write(a.join("sub/x.jsonl"), b"{}\n").unwrap();
     std::fs::write(a.join("notes.txt"), b"hello\n").unwrap();
     std::fs::write(a.join("img.png"), [0u8, 1, 2, 255]).unwrap();
-    let report = world.json(&["sync", "--source", "mac", "--root", &format!("docs={}", a.display())]);
+    let report = world.json(&[
+        "sync",
+        "--source",
+        "mac",
+        "--root",
+        &format!("docs={}", a.display()),
+    ]);
     assert_eq!(report["files_scanned"], 1);
     let report = world.json(&[
-        "sync", "--source", "mac", "--root", &format!("docs={}", a.display()), "--include", "**/*",
+        "sync",
+        "--source",
+        "mac",
+        "--root",
+        &format!("docs={}", a.display()),
+        "--include",
+        "**/*",
     ]);
     assert_eq!(report["files_scanned"], 3);
     assert_eq!(report["versions_new"], 2);
-    let keys: Vec<String> = world.json(&["ls"]).as_array().unwrap().iter().map(|f| f["key"].as_str().unwrap().to_string()).collect();
-    assert_eq!(keys, ["mac/docs/img.png", "mac/docs/notes.txt", "mac/docs/sub/x.jsonl"]);
+    let keys: Vec<String> = world
+        .json(&["ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "mac/docs/img.png",
+            "mac/docs/notes.txt",
+            "mac/docs/sub/x.jsonl"
+        ]
+    );
     let out = world.path().join("img");
     world.ok(&["restore", "mac/docs/img.png", "-o", out.to_str().unwrap()]);
     assert_eq!(std::fs::read(out).unwrap(), [0u8, 1, 2, 255]);
 }
-

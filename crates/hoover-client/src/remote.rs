@@ -143,7 +143,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
 
     pub async fn versions(&mut self, key: &Key) -> Result<Vec<VersionInfo>> {
         self.conn
-            .send(&Request::Versions { key: key.clone() })
+            .send(&Request::Versions {
+                key: key.to_string(),
+            })
             .await?;
         self.conn.flush().await?;
         match self.recv().await? {
@@ -161,7 +163,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
     ) -> Result<VersionInfo> {
         self.conn
             .send(&Request::Restore {
-                key: key.clone(),
+                key: key.to_string(),
                 seq,
             })
             .await?;

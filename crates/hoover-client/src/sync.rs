@@ -273,7 +273,7 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
     let pushes = batch
         .iter()
         .map(|p| VersionPush {
-            key: p.key.clone(),
+            key: p.key.to_string(),
             size: p.data.len() as u64,
             blake3: p.blake3,
             mtime_ns: p.stat.mtime_ns,

@@ -217,7 +217,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
             }
             Request::Version(push) => {
-                let version = new_version(push);
+                let version = match new_version(push) {
+                    Ok(v) => v,
+                    Err(f) => return Ok(Err(f)),
+                };
                 match self.with_batch(move |b| b.add_version(version)).await {
                     Ok(()) => self.reply(Response::Accepted).await,
                     Err(f) => Ok(Err(f)),
@@ -290,6 +293,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if let Err(f) = self.require_read() {
                     return Ok(Err(f));
                 }
+                let key = match parse_key(key) {
+                    Ok(k) => k,
+                    Err(f) => return Ok(Err(f)),
+                };
                 match self.blocking(move |s| s.versions(&key)).await {
                     Ok(versions) => self.reply(Response::VersionList { versions }).await,
                     Err(f) => Ok(Err(f)),
@@ -299,6 +306,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if let Err(f) = self.require_read() {
                     return Ok(Err(f));
                 }
+                let key = match parse_key(key) {
+                    Ok(k) => k,
+                    Err(f) => return Ok(Err(f)),
+                };
                 self.restore(key, seq).await
             }
         }
@@ -348,14 +359,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 }
 
-fn new_version(push: VersionPush) -> NewVersion {
-    NewVersion {
-        key: push.key,
+fn parse_key(key: String) -> Result<hoover_types::Key, Failure> {
+    hoover_types::Key::new(key).map_err(|e| Failure {
+        code: ErrorCode::Refused,
+        message: format!("bad key: {e}"),
+    })
+}
+
+fn new_version(push: VersionPush) -> Result<NewVersion, Failure> {
+    Ok(NewVersion {
+        key: parse_key(push.key)?,
         size: push.size,
         blake3: push.blake3,
         mtime_ns: push.mtime_ns,
         base: push.base,
         kept: push.kept,
         chunks: push.chunks,
-    }
+    })
 }

@@ -175,12 +175,15 @@ impl russh::server::Handler for Connection {
 
     async fn auth_publickey_offered(
         &mut self,
-        _user: &str,
+        user: &str,
         key: &PublicKey,
     ) -> Result<Auth, Self::Error> {
         Ok(match self.authorized(key) {
             Some(_) => Auth::Accept,
-            None => reject(),
+            None => {
+                tracing::warn!(peer = %self.peer_addr, user, fingerprint = %key.fingerprint(Default::default()), "refused a key not in authorized_keys");
+                reject()
+            }
         })
     }
 

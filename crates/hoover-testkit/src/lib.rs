@@ -274,7 +274,33 @@ impl World {
         args.push("--json");
         let out = self.ok(&args);
         serde_json::from_slice(&out).unwrap_or_else(|e| {
-            panic!("hoover {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out))
+            panic!(
+                "hoover {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out)
+            )
         })
     }
+}
+
+/// A plain HTTP/1.1 GET on loopback: returns the status code and the body.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }
