@@ -1,0 +1,227 @@
+//! The store on its own: versions round-trip, appends keep old chunks, every edit shape
+//! reassembles, bad versions are refused, and corruption is found and named.
+
+use hoover_chunk::{common_prefix, cut, Cut};
+use hoover_store::{NewVersion, Store, StoreError, VerifyProblem};
+use hoover_types::{ChunkRef, Key};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        // Text-like bytes so that zstd and CDC behave as on transcripts.
+        (0..n)
+            .map(|_| b"abcdefghij {}\":,\n"[(self.next() % 17) as usize])
+            .collect()
+    }
+}
+
+/// Pushes `data` as the next version of `key`, the way the client does: offering only the
+/// chunks after the prefix shared with `prev`.
+fn push(
+    store: &Store,
+    key: &Key,
+    data: &[u8],
+    prev: Option<(u64, &[ChunkRef])>,
+) -> (u64, Vec<ChunkRef>) {
+    let cuts = cut(data, 0);
+    let refs: Vec<ChunkRef> = cuts.iter().map(Cut::chunk_ref).collect();
+    let (base, kept) = match prev {
+        Some((seq, old)) => (Some(seq), common_prefix(old, &refs)),
+        None => (None, 0),
+    };
+    let mut batch = store.batch();
+    for c in &cuts[kept..] {
+        batch
+            .add_chunk(c.id, c.len, &hoover_chunk::compress(c.slice(data)))
+            .unwrap();
+    }
+    batch
+        .add_version(NewVersion {
+            key: key.clone(),
+            size: data.len() as u64,
+            blake3: *blake3::hash(data).as_bytes(),
+            mtime_ns: 1,
+            base,
+            kept: kept as u64,
+            chunks: refs[kept..].to_vec(),
+        })
+        .unwrap();
+    let committed = batch.commit().unwrap();
+    (committed[0].seq, refs)
+}
+
+fn read(store: &Store, key: &Key, seq: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    store.read_version(key, seq, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn every_edit_shape_reassembles_every_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Key::new("m/r/session.jsonl").unwrap();
+    let mut rng = Rng(99);
+    let mut data = rng.bytes(300_000);
+    let mut history = vec![data.clone()];
+    let (mut seq, mut refs) = push(&store, &key, &data, None);
+    for step in 0..40 {
+        match step % 5 {
+            0..=2 => {
+                let n = 1 + (rng.next() % 5000) as usize;
+                data.extend(rng.bytes(n))
+            }
+            3 => {
+                let at = (rng.next() as usize) % data.len();
+                data[at] ^= 0x55;
+            }
+            _ => {
+                let keep = data.len() * 3 / 4;
+                data.truncate(keep);
+            }
+        }
+        let (s, r) = push(&store, &key, &data, Some((seq, &refs)));
+        assert_eq!(s, seq + 1);
+        seq = s;
+        refs = r;
+        history.push(data.clone());
+    }
+    for (i, expected) in history.iter().enumerate() {
+        assert!(
+            read(&store, &key, i as u64 + 1) == *expected,
+            "version {}",
+            i + 1
+        );
+    }
+    // Reopening the store (and so losing the in-memory hash states) changes nothing.
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    for (i, expected) in history.iter().enumerate() {
+        assert!(read(&store, &key, i as u64 + 1) == *expected);
+    }
+    let report = store.verify(|_, _, _| {}).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.versions_checked, history.len() as u64);
+}
+
+#[test]
+fn an_append_adds_only_its_new_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Key::new("m/r/big.jsonl").unwrap();
+    let mut rng = Rng(5);
+    let mut data = rng.bytes(4_000_000);
+    let (seq, refs) = push(&store, &key, &data, None);
+    let before = store.counts().unwrap();
+    data.extend(rng.bytes(1000));
+    let (seq2, refs2) = push(&store, &key, &data, Some((seq, &refs)));
+    let after = store.counts().unwrap();
+    assert_eq!(seq2, 2);
+    let kept = common_prefix(&refs, &refs2);
+    assert!(kept + 3 >= refs.len(), "kept {kept} of {}", refs.len());
+    assert!(after.chunks - before.chunks <= 3, "{before:?} -> {after:?}");
+    assert!(read(&store, &key, 2) == data);
+}
+
+#[test]
+fn identical_content_is_not_a_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Key::new("m/r/x").unwrap();
+    let data = Rng(1).bytes(10_000);
+    let (seq, refs) = push(&store, &key, &data, None);
+    let mut batch = store.batch();
+    batch
+        .add_version(NewVersion {
+            key: key.clone(),
+            size: data.len() as u64,
+            blake3: *blake3::hash(&data).as_bytes(),
+            mtime_ns: 2,
+            base: Some(seq),
+            kept: refs.len() as u64,
+            chunks: vec![],
+        })
+        .unwrap();
+    let c = batch.commit().unwrap();
+    assert!(!c[0].new);
+    assert_eq!(store.versions(&key).unwrap().len(), 1);
+}
+
+#[test]
+fn a_stale_base_is_refused_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Key::new("m/r/x").unwrap();
+    let mut rng = Rng(2);
+    let a = rng.bytes(10_000);
+    let (seq, refs) = push(&store, &key, &a, None);
+    let mut b = a.clone();
+    b.extend(rng.bytes(10));
+    push(&store, &key, &b, Some((seq, &refs)));
+    let mut batch = store.batch();
+    let err = batch
+        .add_version(NewVersion {
+            key: key.clone(),
+            size: 5,
+            blake3: [0; 32],
+            mtime_ns: 0,
+            base: Some(1),
+            kept: 0,
+            chunks: vec![],
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::StaleBase(_)), "{err}");
+}
+
+#[test]
+fn corruption_is_found_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Key::new("m/r/x").unwrap();
+    let data = Rng(3).bytes(200_000);
+    let (_, refs) = push(&store, &key, &data, None);
+    // Flip a byte in one chunk file and delete another.
+    let damaged = store.chunk_path(&refs[0].id);
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
+    std::fs::remove_file(store.chunk_path(&refs[1].id)).unwrap();
+    let report = store.verify(|_, _, _| {}).unwrap();
+    assert!(!report.is_clean());
+    assert!(report
+        .problems
+        .iter()
+        .any(|p| matches!(p, VerifyProblem::ChunkCorrupt { id, .. } if *id == refs[0].id)));
+    assert!(report
+        .problems
+        .iter()
+        .any(|p| matches!(p, VerifyProblem::ChunkMissing { id, .. } if *id == refs[1].id)));
+    assert!(report.problems.iter().any(
+        |p| matches!(p, VerifyProblem::VersionBroken { key: k, seq: 1, .. } if k == key.as_str())
+    ));
+    // Reading the damaged version fails loudly rather than returning wrong bytes.
+    let mut out = Vec::new();
+    assert!(matches!(
+        store.read_version(&key, 1, &mut out),
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn unknown_formats_and_foreign_dirs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("FORMAT"), "hoover-store 99\n").unwrap();
+    let err = Store::open(dir.path()).err().unwrap();
+    assert!(err.to_string().contains("upgrade hoover"), "{err}");
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("precious.txt"), "x").unwrap();
+    let err = Store::open(other.path()).err().unwrap();
+    assert!(err.to_string().contains("without a FORMAT file"), "{err}");
+}
