@@ -26,6 +26,8 @@ pub const MAX_LIST: u32 = 10_000;
 /// Bytes that open every `Hello`.
 pub const MAGIC: [u8; 8] = *b"hoover\r\n";
 
+// BEGIN MESSAGES: a change between these markers must be reflected in docs/protocol.md.
+
 /// The first frame from the client. Its layout is frozen for every protocol version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
@@ -171,6 +173,8 @@ pub enum ErrorCode {
     /// The server failed (disk full, I/O error); nothing of the request was recorded.
     Internal,
 }
+
+// END MESSAGES
 
 impl ErrorCode {
     /// Whether the server closes the connection after sending this error.
@@ -348,6 +352,37 @@ pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// FNV-1a over the message definitions, ignoring whitespace, so that a change to a message
+    /// fails this test until `docs/protocol.md` is updated with it.
+    fn messages_hash() -> String {
+        let src = include_str!("lib.rs");
+        let start = src.find("// BEGIN MESSAGES").unwrap();
+        let end = src.find("// END MESSAGES").unwrap();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in src[start..end].bytes().filter(|b| !b.is_ascii_whitespace()) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
+    #[test]
+    fn protocol_doc_matches_the_messages() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/protocol.md"
+        ))
+        .unwrap();
+        let hash = messages_hash();
+        assert!(
+            doc.contains(&format!("Message source hash: `{hash}`")),
+            "the wire messages changed: update docs/protocol.md (and PROTOCOL_MINOR or PROTOCOL_MAJOR), then set its last line to: Message source hash: `{hash}`"
+        );
+        assert!(doc.contains(&format!(
+            "**Protocol version {PROTOCOL_MAJOR}.{PROTOCOL_MINOR}**"
+        )));
+    }
 
     #[tokio::test]
     async fn round_trip_over_duplex() {

@@ -108,8 +108,37 @@ pub struct SshSettings {
     pub store: Store,
 }
 
+/// The algorithms the server accepts: russh's defaults without SHA-1 (no `ssh-rsa` signatures,
+/// no `hmac-sha1`) and without SSH-level compression (chunks are already zstd-compressed).
+/// `docs/protocol.md` lists them.
+fn preferred() -> russh::Preferred {
+    use std::borrow::Cow;
+    let defaults = russh::Preferred::DEFAULT;
+    russh::Preferred {
+        key: Cow::Owned(
+            defaults
+                .key
+                .iter()
+                .filter(|a| !matches!(a, Algorithm::Rsa { hash: None }))
+                .cloned()
+                .collect(),
+        ),
+        mac: Cow::Owned(
+            defaults
+                .mac
+                .iter()
+                .filter(|m| !m.as_ref().contains("sha1"))
+                .cloned()
+                .collect(),
+        ),
+        compression: Cow::Borrowed(&[russh::compression::NONE]),
+        ..defaults
+    }
+}
+
 pub(crate) fn russh_config(host_key: PrivateKey) -> Arc<russh::server::Config> {
     Arc::new(russh::server::Config {
+        preferred: preferred(),
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::from_millis(0)),

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Benchmark: hoover beside `rsync -az` over OpenSSH's sshd, both on loopback, same corpus.
+# Prints initial sync MB/s, no-change re-sync time, and wire bytes (and hoover's new version
+# metadata) for appending 1 KB to a 100 MB transcript. Installs rsync and openssh-server when
+# missing (needs root for apt). Sizes can be changed: BENCH_BYTES, BENCH_FILES, BIG_BYTES.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bytes="${BENCH_BYTES:-1000000000}"
+files="${BENCH_FILES:-2000}"
+big_bytes="${BIG_BYTES:-100000000}"
+work="${BENCH_DIR:-$PWD/target/bench}"
+ssh_port="${BENCH_SSHD_PORT:-2022}"
+
+need=()
+command -v rsync >/dev/null || need+=(rsync)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null || need+=(openssh-client)
+if [ ${#need[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo build --release -q -p hoover -p hoover-bench
+hoover="$PWD/target/release/hoover"
+gen="$PWD/target/release/hoover-bench"
+
+rm -rf "$work" && mkdir -p "$work"/{src,keys,rsync-dest,home}
+now() { date +%s.%N; }
+elapsed() { echo "$2 - $1" | bc -l; }
+
+echo "bench: generating $files files, $bytes bytes (seeded)"
+"$gen" gen "$work/src/corpus" "$bytes" "$files" 1 >/dev/null
+"$gen" big "$work/src/big/session.jsonl" "$big_bytes" 2 2>/dev/null || { mkdir -p "$work/src/big"; "$gen" big "$work/src/big/session.jsonl" "$big_bytes" 2; }
+total=$(du -sb "$work/src" | cut -f1)
+
+# --- hoover
+ssh-keygen -q -t ed25519 -N '' -f "$work/keys/client"
+cp "$work/keys/client.pub" "$work/keys/authorized_keys"
+HOME="$work/home" "$hoover" serve --store "$work/store" --ssh-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+  --authorized-keys "$work/keys/authorized_keys" --host-key "$work/keys/host" 2>"$work/serve.log" &
+server=$!
+trap 'kill $server 2>/dev/null || true; [ -f "$work/sshd.pid" ] && kill "$(cat "$work/sshd.pid")" 2>/dev/null || true' EXIT
+for _ in $(seq 1 200); do grep -q 'hoover: listening' "$work/serve.log" && break; sleep 0.05; done
+port=$(grep -o 'ssh=127.0.0.1:[0-9]*' "$work/serve.log" | cut -d: -f2)
+h() { HOME="$work/home" "$hoover" "$@" --server "127.0.0.1:$port" --identity "$work/keys/client" --known-hosts "$work/keys/known_hosts"; }
+
+sync 2>/dev/null || true
+t0=$(now); h sync --json --source bench --root "src=$work/src" >"$work/h1.json"; t1=$(now)
+h_initial=$(elapsed "$t0" "$t1")
+t0=$(now); h sync --json --source bench --root "src=$work/src" >"$work/h2.json"; t1=$(now)
+h_nochange=$(elapsed "$t0" "$t1")
+cp "$work/src/big/session.jsonl" "$work/big-before.jsonl"
+"$gen" append "$work/src/big/session.jsonl" 1024 77 >/dev/null
+cp "$work/src/big/session.jsonl" "$work/big-after.jsonl"
+t0=$(now); h sync --json --source bench --root "src=$work/src" >"$work/h3.json"; t1=$(now)
+h_append_time=$(elapsed "$t0" "$t1")
+h_append_wire=$(python3 -c "import json;d=json.load(open('$work/h3.json'));print(d['wire_bytes_sent']+d['wire_bytes_received'])")
+read -r h_meta h_entries _ < <("$gen" meta "$work/store" "bench/src/big/session.jsonl")
+kill $server; wait $server 2>/dev/null || true
+
+# --- rsync -az over OpenSSH
+cp "$work/big-before.jsonl" "$work/src/big/session.jsonl"
+mkdir -p /run/sshd
+ssh-keygen -q -t ed25519 -N '' -f "$work/keys/sshd_host"
+cp "$work/keys/client.pub" "$work/keys/sshd_authorized"
+chmod 600 "$work/keys/sshd_authorized"
+cat >"$work/sshd_config" <<CONF
+Port $ssh_port
+ListenAddress 127.0.0.1
+HostKey $work/keys/sshd_host
+AuthorizedKeysFile $work/keys/sshd_authorized
+PidFile $work/sshd.pid
+StrictModes no
+UsePAM no
+PermitRootLogin yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+CONF
+/usr/sbin/sshd -f "$work/sshd_config" -E "$work/sshd.log"
+for _ in $(seq 1 100); do [ -f "$work/sshd.pid" ] && break; sleep 0.05; done
+rs() { rsync -az --stats -e "ssh -p $ssh_port -i $work/keys/client -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR" "$work/src/" "127.0.0.1:$work/rsync-dest/"; }
+sync 2>/dev/null || true
+t0=$(now); rs >"$work/r1.txt"; t1=$(now); r_initial=$(elapsed "$t0" "$t1")
+t0=$(now); rs >"$work/r2.txt"; t1=$(now); r_nochange=$(elapsed "$t0" "$t1")
+cp "$work/big-after.jsonl" "$work/src/big/session.jsonl"
+t0=$(now); rs >"$work/r3.txt"; t1=$(now); r_append_time=$(elapsed "$t0" "$t1")
+r_sent=$(grep 'Total bytes sent' "$work/r3.txt" | tr -dc 0-9)
+r_recv=$(grep 'Total bytes received' "$work/r3.txt" | tr -dc 0-9)
+r_append_wire=$((r_sent + r_recv))
+
+mb=$(echo "$total / 1000000" | bc -l)
+python3 - "$work/results.md" <<PY
+import sys
+rows = [
+ ("initial sync, $(printf %.0f "$mb") MB, $(find "$work/src" -type f | wc -l) files (s)", $h_initial, $r_initial),
+ ("initial sync (MB/s)", $mb / $h_initial, $mb / $r_initial),
+ ("no-change re-sync (s)", $h_nochange, $r_nochange),
+ ("append 1 KB to a $(($big_bytes / 1000000)) MB file: time (s)", $h_append_time, $r_append_time),
+ ("append 1 KB: bytes on the wire", $h_append_wire, $r_append_wire),
+]
+out = ["| measure | hoover | rsync -az | hoover / rsync |", "|---|---:|---:|---:|"]
+for name, h, r in rows:
+    fmt = (lambda x: f"{x:,.0f}") if "bytes" in name else (lambda x: f"{x:.2f}")
+    out.append(f"| {name} | {fmt(h)} | {fmt(r)} | {h / r:.2f} |")
+out.append("")
+out.append(f"hoover version metadata added by the 1 KB append: $h_meta bytes ($h_entries new chunk entries).")
+text = "\n".join(out)
+print(text)
+open(sys.argv[1], "w").write(text + "\n")
+PY
