@@ -327,3 +327,26 @@ fn include_globs_and_named_roots_make_keys() {
     world.ok(&["restore", "mac/docs/img.png", "-o", out.to_str().unwrap()]);
     assert_eq!(std::fs::read(out).unwrap(), [0u8, 1, 2, 255]);
 }
+
+#[test]
+fn a_replaced_server_store_gets_every_file_again() {
+    let mut world = World::new(BIN);
+    let root = world.path().join("projects");
+    let files = corpus::write_tree(&root, 5, 4, 400_000);
+    sync(&world, &root);
+    // The server loses its store (a new disk) but keeps its host key.
+    world.server.kill();
+    std::fs::remove_dir_all(world.server_home.dir.join("store")).unwrap();
+    world.restart_server();
+    append(
+        &files[0],
+        b"{\"type\":\"user\",\"message\":\"after the loss\"}\n",
+    );
+    let report = sync(&world, &root);
+    assert_eq!(report["versions_new"], files.len() as u64, "{report}");
+    for f in &files {
+        let out = world.path().join("check");
+        world.ok(&["restore", &key_of(&root, f), "-o", out.to_str().unwrap()]);
+        assert!(std::fs::read(&out).unwrap() == std::fs::read(f).unwrap());
+    }
+}

@@ -52,13 +52,12 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
         roots,
         includes,
     };
-    let state_path = settings.state_dir.join(format!(
-        "{}-{}.db",
-        settings.server.host.replace([':', '/'], "_"),
-        settings.server.port
-    ));
-    let mut state = ClientState::open(&state_path)?;
     let mut conn = connect(&settings).await?;
+    // What was sent is remembered per server store, so a new or replaced store gets everything.
+    let state_path = settings
+        .state_dir
+        .join(format!("{}.db", conn.remote.store_id));
+    let mut state = ClientState::open(&state_path)?;
     let bar = Bar::new(!args.json);
     let report = sync(&mut conn.remote, &mut state, &options, &bar).await;
     conn.close().await;

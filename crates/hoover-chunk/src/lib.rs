@@ -50,9 +50,23 @@ pub fn cut(data: &[u8], base_offset: u64) -> Vec<Cut> {
 /// The zstd level used for chunks: fast, and most of the gain on JSON text.
 pub const ZSTD_LEVEL: i32 = 3;
 
+thread_local! {
+    // Contexts are reused per thread: creating one costs about as much as compressing a chunk.
+    static COMPRESSOR: std::cell::RefCell<zstd::bulk::Compressor<'static>> = std::cell::RefCell::new(
+        zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd compression context"),
+    );
+    static DECOMPRESSOR: std::cell::RefCell<zstd::bulk::Decompressor<'static>> = std::cell::RefCell::new(
+        zstd::bulk::Decompressor::new().expect("zstd decompression context"),
+    );
+}
+
 /// Compresses one chunk.
 pub fn compress(data: &[u8]) -> Vec<u8> {
-    zstd::bulk::compress(data, ZSTD_LEVEL).expect("zstd compression of an in-memory buffer")
+    COMPRESSOR.with(|c| {
+        c.borrow_mut()
+            .compress(data)
+            .expect("zstd compression of an in-memory buffer")
+    })
 }
 
 /// Why a compressed chunk was refused.
@@ -70,8 +84,11 @@ pub enum ChunkError {
 
 /// Decompresses a chunk, never producing more than [`MAX_CHUNK_SIZE`] bytes.
 pub fn decompress(compressed: &[u8]) -> Result<Vec<u8>, ChunkError> {
-    zstd::bulk::decompress(compressed, MAX_CHUNK_SIZE)
-        .map_err(|e| ChunkError::Decompress(e.to_string()))
+    DECOMPRESSOR.with(|d| {
+        d.borrow_mut()
+            .decompress(compressed, MAX_CHUNK_SIZE)
+            .map_err(|e| ChunkError::Decompress(e.to_string()))
+    })
 }
 
 /// Decompresses a chunk and checks it against its claimed name and length.

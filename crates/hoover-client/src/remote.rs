@@ -20,6 +20,8 @@ pub struct ServerError {
 pub struct Remote<S> {
     conn: Conn<S>,
     pub access: Access,
+    /// The server store's name: client state is kept per store.
+    pub store_id: String,
 }
 
 fn unexpected(what: &str, got: Response) -> anyhow::Error {
@@ -33,10 +35,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
     /// Performs the handshake.
     pub async fn start(stream: S) -> Result<Remote<S>> {
         let mut conn = Conn::new(stream);
-        let access = client_handshake(&mut conn, &format!("hoover {}", env!("CARGO_PKG_VERSION")))
+        let info = client_handshake(&mut conn, &format!("hoover {}", env!("CARGO_PKG_VERSION")))
             .await
             .context("handshake with the server failed")?;
-        Ok(Remote { conn, access })
+        if info.store_id.is_empty() || !info.store_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            bail!(
+                "protocol error: the server sent a bad store id {:?}",
+                info.store_id
+            );
+        }
+        Ok(Remote {
+            conn,
+            access: info.access,
+            store_id: info.store_id,
+        })
     }
 
     pub fn bytes_sent(&self) -> u64 {

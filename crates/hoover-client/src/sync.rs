@@ -52,14 +52,18 @@ pub struct SyncReport {
 const BATCH_BYTES: usize = 32 * 1024 * 1024;
 const BATCH_FILES: usize = 512;
 
+/// A changed file, read, cut, hashed, and its new chunks compressed, ready to push.
 struct Pending {
     key: Key,
+    path: PathBuf,
     stat: Stat,
-    data: Arc<Vec<u8>>,
+    size: u64,
     cuts: Vec<Cut>,
     blake3: [u8; 32],
     base: Option<u64>,
     kept: u64,
+    /// The compressed bytes of `cuts[kept..]`, in order.
+    compressed: Vec<Arc<Vec<u8>>>,
 }
 
 impl Pending {
@@ -67,6 +71,27 @@ impl Pending {
         &self.cuts[self.kept as usize..]
     }
 }
+
+/// A changed file as the scan found it, with what the last push recorded.
+struct Changed {
+    key: Key,
+    path: PathBuf,
+    prior: Option<FileState>,
+    old_chunks: Vec<ChunkRef>,
+    size: u64,
+}
+
+/// What the preparing thread hands to the pusher.
+enum Prepared {
+    Ready(Box<Pending>),
+    /// Gone since the scan (deleted or renamed); the next pass sees it as it is.
+    Vanished,
+    Failed(PathBuf, anyhow::Error),
+}
+
+/// Files prepared ahead of the pusher: enough to overlap reading and compressing with the
+/// network and the server's commit, few enough to bound memory.
+const PREPARE_AHEAD: usize = 16;
 
 /// Runs one pass over the roots.
 pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
@@ -103,20 +128,45 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
         if prior.as_ref().map(|p| p.stat) == Some(stat) {
             continue;
         }
-        changed.push((f.key, f.path, prior, stat.size));
+        let old_chunks = match &prior {
+            Some(_) => state.chunks(f.key.as_str())?,
+            None => Vec::new(),
+        };
+        changed.push(Changed {
+            key: f.key,
+            path: f.path,
+            prior,
+            old_chunks,
+            size: stat.size,
+        });
     }
-    let total_bytes = changed.iter().map(|c| c.3).sum();
+    let total_bytes = changed.iter().map(|c| c.size).sum();
     progress.begin(changed.len() as u64, total_bytes);
 
+    // A thread reads, cuts, hashes and compresses changed files ahead of the pusher.
+    let (tx, mut rx) =
+        tokio::sync::mpsc::channel::<(Prepared, u64, Option<FileState>)>(PREPARE_AHEAD);
+    let producer = tokio::task::spawn_blocking(move || {
+        for c in changed {
+            let prepared = match prepare(&c) {
+                Ok(Some(p)) => Prepared::Ready(Box::new(p)),
+                Ok(None) => Prepared::Vanished,
+                Err(e) => Prepared::Failed(c.path.clone(), e),
+            };
+            if tx.blocking_send((prepared, c.size, c.prior)).is_err() {
+                return;
+            }
+        }
+    });
+
     let mut batch: Vec<Pending> = Vec::new();
-    let mut batch_bytes = 0usize;
-    for (key, path, prior, size) in changed {
-        let prepared = prepare(key.clone(), path.clone(), prior.clone(), state).await;
+    let mut batch_bytes = 0u64;
+    while let Some((prepared, size, prior)) = rx.recv().await {
         progress.advance(size);
         let pending = match prepared {
-            Ok(Some(p)) => p,
-            Ok(None) => continue,
-            Err(e) => {
+            Prepared::Ready(p) => *p,
+            Prepared::Vanished => continue,
+            Prepared::Failed(path, e) => {
                 report
                     .warnings
                     .push(format!("{}: {e:#}; will retry next pass", path.display()));
@@ -127,18 +177,19 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some(p) = &prior {
             if p.blake3 == pending.blake3 && p.stat.size == pending.stat.size {
                 // Touched, not changed: remember the new stat so the next pass skips it.
-                state.touch(key.as_str(), &pending.stat)?;
+                state.touch(pending.key.as_str(), &pending.stat)?;
                 continue;
             }
         }
         report.files_changed += 1;
-        batch_bytes += pending.data.len();
+        batch_bytes += pending.new_cuts().iter().map(|c| c.len as u64).sum::<u64>();
         batch.push(pending);
-        if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_FILES {
+        if batch_bytes >= BATCH_BYTES as u64 || batch.len() >= BATCH_FILES {
             push_batch(remote, state, std::mem::take(&mut batch), &mut report).await?;
             batch_bytes = 0;
         }
     }
+    producer.await?;
     if !batch.is_empty() {
         push_batch(remote, state, batch, &mut report).await?;
     }
@@ -148,41 +199,35 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(report)
 }
 
-/// Reads a changed file, cuts and hashes it, and works out what the server already has.
-/// Returns `None` when the file vanished.
-async fn prepare(
-    key: Key,
-    path: PathBuf,
-    prior: Option<FileState>,
-    state: &ClientState,
-) -> Result<Option<Pending>> {
-    let read = tokio::task::spawn_blocking(move || read_stable(&path)).await??;
-    let Some((stat, data)) = read else {
+/// Reads a changed file, cuts and hashes it, works out the prefix the server already has, and
+/// compresses the chunks after it. Returns `None` when the file vanished.
+fn prepare(c: &Changed) -> Result<Option<Pending>> {
+    let Some((stat, data)) = read_stable(&c.path)? else {
         return Ok(None);
     };
-    let data = Arc::new(data);
-    let d = data.clone();
-    let (cuts, blake3) = tokio::task::spawn_blocking(move || {
-        let cuts = hoover_chunk::cut(&d, 0);
-        (cuts, *blake3::hash(&d).as_bytes())
-    })
-    .await?;
-    let (base, kept) = match &prior {
+    let cuts = hoover_chunk::cut(&data, 0);
+    let blake3 = *blake3::hash(&data).as_bytes();
+    let (base, kept) = match &c.prior {
         Some(p) => {
-            let old = state.chunks(key.as_str())?;
             let new: Vec<ChunkRef> = cuts.iter().map(Cut::chunk_ref).collect();
-            (Some(p.seq), hoover_chunk::common_prefix(&old, &new) as u64)
+            (
+                Some(p.seq),
+                hoover_chunk::common_prefix(&c.old_chunks, &new) as u64,
+            )
         }
         None => (None, 0),
     };
+    let compressed = compress_all(&data, &cuts[kept as usize..]);
     Ok(Some(Pending {
-        key,
+        key: c.key.clone(),
+        path: c.path.clone(),
         stat,
-        data,
+        size: data.len() as u64,
         cuts,
         blake3,
         base,
         kept,
+        compressed,
     }))
 }
 
@@ -219,11 +264,25 @@ async fn push_batch<S: AsyncRead + AsyncWrite + Unpin>(
         // The server's latest version differs from what this client recorded (another client,
         // or a restored server): send the whole chunk list; chunks it has are still not resent.
         let mut again = Vec::new();
-        for mut p in retry {
+        for p in retry {
             state.forget(p.key.as_str())?;
-            p.base = None;
-            p.kept = 0;
-            again.push(p);
+            let changed = Changed {
+                key: p.key.clone(),
+                path: p.path.clone(),
+                prior: None,
+                old_chunks: Vec::new(),
+                size: p.size,
+            };
+            match tokio::task::spawn_blocking(move || prepare(&changed)).await? {
+                Ok(Some(p)) => again.push(p),
+                Ok(None) => {}
+                Err(e) => {
+                    report.files_failed += 1;
+                    report
+                        .warnings
+                        .push(format!("{}: {e:#}; will retry next pass", p.path.display()));
+                }
+            }
         }
         let mut still = Vec::new();
         push_once(remote, state, again, report, &mut still).await?;
@@ -257,24 +316,22 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     let wanted = remote.want(&ids).await?;
-    let to_send: Vec<(Arc<Vec<u8>>, Cut)> = offered
-        .iter()
-        .zip(&wanted)
-        .filter(|(_, w)| **w)
-        .map(|((fi, ci), _)| (batch[*fi].data.clone(), batch[*fi].new_cuts()[*ci]))
-        .collect();
-    let compressed = tokio::task::spawn_blocking(move || compress_all(to_send)).await?;
-    for (cut, data) in compressed {
+    for ((fi, ci), _) in offered.iter().zip(&wanted).filter(|(_, w)| **w) {
+        let p = &batch[*fi];
+        let cut = p.new_cuts()[*ci];
+        let data = p.compressed[*ci].clone();
         report.chunks_sent += 1;
         report.bytes_new += cut.len as u64;
         report.bytes_compressed += data.len() as u64;
-        remote.send_chunk(cut.id, cut.len, data).await?;
+        remote
+            .send_chunk(cut.id, cut.len, Arc::unwrap_or_clone(data))
+            .await?;
     }
     let pushes = batch
         .iter()
         .map(|p| VersionPush {
             key: p.key.to_string(),
-            size: p.data.len() as u64,
+            size: p.size,
             blake3: p.blake3,
             mtime_ns: p.stat.mtime_ns,
             base: p.base,
@@ -318,28 +375,21 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-fn compress_all(items: Vec<(Arc<Vec<u8>>, Cut)>) -> Vec<(Cut, Vec<u8>)> {
+/// Compresses chunks of `data`, on all cores when there are several.
+fn compress_all(data: &[u8], cuts: &[Cut]) -> Vec<Arc<Vec<u8>>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(1, 8);
-    if items.len() < 4 || threads == 1 {
-        return items
-            .iter()
-            .map(|(data, cut)| (*cut, hoover_chunk::compress(cut.slice(data))))
-            .collect();
+    let one = |cut: &Cut| Arc::new(hoover_chunk::compress(cut.slice(data)));
+    if cuts.len() < 4 || threads == 1 {
+        return cuts.iter().map(one).collect();
     }
-    let per = items.len().div_ceil(threads);
+    let per = cuts.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = items
+        let handles: Vec<_> = cuts
             .chunks(per)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(data, cut)| (*cut, hoover_chunk::compress(cut.slice(data))))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()

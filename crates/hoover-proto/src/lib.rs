@@ -47,6 +47,8 @@ pub enum HelloReply {
         agent: String,
         /// What the connecting key may do.
         access: Access,
+        /// The store's name, fixed when it was created.
+        store_id: String,
     },
     Refused {
         message: String,
@@ -88,6 +90,7 @@ pub enum Request {
     Chunk {
         id: ChunkId,
         len: u32,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// Check a version; answered by `Accepted` or `Error`. Recorded at `Commit`.
@@ -147,6 +150,7 @@ pub enum Response {
     ChunkData {
         id: ChunkId,
         len: u32,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     RestoreEnd,
@@ -285,10 +289,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 }
 
 /// The client side of the handshake.
+/// What the server said of itself at the handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub access: Access,
+    pub store_id: String,
+    pub agent: String,
+}
+
 pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     agent: &str,
-) -> Result<Access, ProtoError> {
+) -> Result<ServerInfo, ProtoError> {
     conn.send(&Hello {
         magic: MAGIC,
         major: PROTOCOL_MAJOR,
@@ -298,7 +310,17 @@ pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     .await?;
     conn.flush().await?;
     match conn.recv::<HelloReply>().await? {
-        HelloReply::Welcome { major, access, .. } if major == PROTOCOL_MAJOR => Ok(access),
+        HelloReply::Welcome {
+            major,
+            access,
+            store_id,
+            agent,
+            ..
+        } if major == PROTOCOL_MAJOR => Ok(ServerInfo {
+            access,
+            store_id,
+            agent,
+        }),
         HelloReply::Welcome { major, minor, .. } => Err(ProtoError::Handshake(format!(
             "client speaks protocol {PROTOCOL_MAJOR}.x, server speaks {major}.{minor}; upgrade the older side"
         ))),
@@ -311,6 +333,7 @@ pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     agent: &str,
     access: Access,
+    store_id: &str,
 ) -> Result<Hello, ProtoError> {
     let hello: Hello = conn.recv().await?;
     if hello.magic != MAGIC {
@@ -343,6 +366,7 @@ pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         minor: PROTOCOL_MINOR,
         agent: agent.to_string(),
         access,
+        store_id: store_id.to_string(),
     })
     .await?;
     conn.flush().await?;
@@ -427,7 +451,9 @@ mod tests {
         let mut client = Conn::new(a);
         let mut server = Conn::new(b);
         let server_task =
-            tokio::spawn(async move { server_handshake(&mut server, "test", Access::Full).await });
+            tokio::spawn(
+                async move { server_handshake(&mut server, "test", Access::Full, "s").await },
+            );
         client
             .send(&Hello {
                 magic: MAGIC,

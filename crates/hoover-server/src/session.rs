@@ -9,9 +9,12 @@ use hoover_proto::{
     server_handshake, Access, CommittedVersion, Conn, ErrorCode, FileEntry, ProtoError, Request,
     Response, VersionPush, MAX_HAVE, MAX_LIST,
 };
-use hoover_store::{Batch, NewVersion, Store, StoreError};
-use hoover_types::MAX_CHUNK_SIZE;
+use std::collections::HashSet;
+
+use hoover_store::{Batch, Committed, NewVersion, Store, StoreError};
+use hoover_types::{ChunkId, MAX_CHUNK_SIZE};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
 
 /// Who is on the other end, for logs and access checks.
 #[derive(Clone, Debug)]
@@ -37,13 +40,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut conn = Conn::new(stream);
-    let hello = server_handshake(&mut conn, &agent(), peer.access).await?;
+    let hello = server_handshake(&mut conn, &agent(), peer.access, store.id()).await?;
     tracing::debug!(peer = %peer.name, agent = %hello.agent, "handshake done");
     let mut session = Session {
         conn,
         store,
         peer,
-        batch: None,
+        ingest: None,
+        sent: HashSet::new(),
         stats: SessionStats::default(),
     };
     let result = session.run().await;
@@ -62,8 +66,77 @@ struct Session<S> {
     conn: Conn<S>,
     store: Store,
     peer: Peer,
-    batch: Option<Batch>,
+    ingest: Option<Ingest>,
+    /// Chunks sent in the current batch, so `Have` does not ask for them twice.
+    sent: HashSet<ChunkId>,
     stats: SessionStats,
+}
+
+/// Work for a connection's ingest thread, which owns the open [`Batch`].
+enum IngestCmd {
+    Chunk {
+        id: ChunkId,
+        len: u32,
+        data: Vec<u8>,
+    },
+    Version(Box<NewVersion>, oneshot::Sender<Result<(), StoreError>>),
+    Commit(oneshot::Sender<Result<Vec<Committed>, StoreError>>),
+}
+
+/// A connection's ingest thread: chunks are verified and staged there, off the async runtime,
+/// while the connection goes on reading. A bounded queue caps the memory a connection can hold.
+struct Ingest {
+    tx: mpsc::Sender<IngestCmd>,
+    /// The first refused chunk, reported as soon as it is found.
+    chunk_error: oneshot::Receiver<StoreError>,
+}
+
+const INGEST_QUEUE: usize = 32;
+
+impl Ingest {
+    fn start(store: Store) -> Ingest {
+        let (tx, mut rx) = mpsc::channel::<IngestCmd>(INGEST_QUEUE);
+        let (err_tx, chunk_error) = oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let mut err_tx = Some(err_tx);
+            let mut batch: Option<Batch> = None;
+            let mut failed: Option<String> = None;
+            while let Some(cmd) = rx.blocking_recv() {
+                match cmd {
+                    IngestCmd::Chunk { id, len, data } => {
+                        if failed.is_some() {
+                            continue;
+                        }
+                        let b = batch.get_or_insert_with(|| store.batch());
+                        if let Err(e) = b.add_chunk(id, len, &data) {
+                            failed = Some(e.to_string());
+                            if let Some(tx) = err_tx.take() {
+                                let _ = tx.send(e);
+                            }
+                        }
+                    }
+                    IngestCmd::Version(version, reply) => {
+                        let result = match &failed {
+                            Some(f) => Err(StoreError::Refused(f.clone())),
+                            None => batch
+                                .get_or_insert_with(|| store.batch())
+                                .add_version(*version),
+                        };
+                        let _ = reply.send(result);
+                    }
+                    IngestCmd::Commit(reply) => {
+                        let result = match (&failed, batch.take()) {
+                            (Some(f), _) => Err(StoreError::Refused(f.clone())),
+                            (None, Some(b)) => b.commit(),
+                            (None, None) => Ok(Vec::new()),
+                        };
+                        let _ = reply.send(result);
+                    }
+                }
+            }
+        });
+        Ingest { tx, chunk_error }
+    }
 }
 
 /// A failed request: what to tell the client.
@@ -90,7 +163,17 @@ impl From<StoreError> for Failure {
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn run(&mut self) -> Result<(), ProtoError> {
         loop {
-            let request = match self.conn.recv::<Request>().await {
+            let received = tokio::select! {
+                biased;
+                Some(e) = chunk_error(&mut self.ingest) => {
+                    let message = e.to_string();
+                    tracing::warn!(peer = %self.peer.name, "refused a chunk: {message}");
+                    self.fail(ErrorCode::BadChunk, message.clone()).await?;
+                    return Err(ProtoError::Handshake(message));
+                }
+                r = self.conn.recv::<Request>() => r,
+            };
+            let request = match received {
                 Ok(r) => r,
                 Err(ProtoError::Closed) => return Ok(()),
                 Err(e @ (ProtoError::Decode(_) | ProtoError::FrameTooLarge(_))) => {
@@ -133,23 +216,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Runs `f` with the connection's batch on the blocking pool.
-    async fn with_batch<T: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&mut Batch) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, Failure> {
-        let mut batch = self.batch.take().unwrap_or_else(|| self.store.batch());
-        let (batch, result) = tokio::task::spawn_blocking(move || {
-            let r = f(&mut batch);
-            (batch, r)
-        })
-        .await
-        .map_err(|e| Failure {
-            code: ErrorCode::Internal,
-            message: format!("ingest task failed: {e}"),
-        })?;
-        self.batch = Some(batch);
-        result.map_err(Failure::from)
+    async fn send_ingest(&mut self, cmd: IngestCmd) {
+        let store = self.store.clone();
+        let ingest = self.ingest.get_or_insert_with(|| Ingest::start(store));
+        // The thread only stops when this sender is dropped, so this cannot fail.
+        let _ = ingest.tx.send(cmd).await;
     }
 
     async fn blocking<T: Send + 'static>(
@@ -175,10 +246,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         message: format!("Have lists {} ids; the limit is {MAX_HAVE}", ids.len()),
                     }));
                 }
-                let staged: Vec<bool> = match &self.batch {
-                    Some(b) => ids.iter().map(|id| b.has_staged(id)).collect(),
-                    None => vec![false; ids.len()],
-                };
+                let staged: Vec<bool> = ids.iter().map(|id| self.sent.contains(id)).collect();
                 let have = match self.blocking(move |s| s.has_chunks(&ids)).await {
                     Ok(h) => h,
                     Err(f) => return Ok(Err(f)),
@@ -201,49 +269,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         ),
                     }));
                 }
-                match self.with_batch(move |b| b.add_chunk(id, len, &data)).await {
-                    Ok(()) => {
-                        self.stats.chunks_received += 1;
-                        Ok(Ok(()))
-                    }
-                    Err(f) => Ok(Err(Failure {
-                        code: if f.code == ErrorCode::Refused {
-                            ErrorCode::BadChunk
-                        } else {
-                            f.code
-                        },
-                        message: f.message,
-                    })),
-                }
+                self.sent.insert(id);
+                self.stats.chunks_received += 1;
+                self.send_ingest(IngestCmd::Chunk { id, len, data }).await;
+                Ok(Ok(()))
             }
             Request::Version(push) => {
                 let version = match new_version(push) {
                     Ok(v) => v,
                     Err(f) => return Ok(Err(f)),
                 };
-                match self.with_batch(move |b| b.add_version(version)).await {
-                    Ok(()) => self.reply(Response::Accepted).await,
-                    Err(f) => Ok(Err(f)),
+                let (tx, rx) = oneshot::channel();
+                self.send_ingest(IngestCmd::Version(Box::new(version), tx))
+                    .await;
+                match rx.await {
+                    Ok(Ok(())) => self.reply(Response::Accepted).await,
+                    Ok(Err(e)) => Ok(Err(e.into())),
+                    Err(_) => Ok(Err(ingest_gone())),
                 }
             }
             Request::Commit => {
-                let Some(batch) = self.batch.take() else {
-                    return self
-                        .reply(Response::Committed {
-                            versions: Vec::new(),
-                        })
-                        .await;
-                };
-                let committed = tokio::task::spawn_blocking(move || batch.commit()).await;
-                let committed = match committed {
+                let (tx, rx) = oneshot::channel();
+                self.send_ingest(IngestCmd::Commit(tx)).await;
+                self.sent.clear();
+                let committed = match rx.await {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => return Ok(Err(e.into())),
-                    Err(e) => {
-                        return Ok(Err(Failure {
-                            code: ErrorCode::Internal,
-                            message: format!("commit task failed: {e}"),
-                        }))
-                    }
+                    Err(_) => return Ok(Err(ingest_gone())),
                 };
                 let versions: Vec<CommittedVersion> = committed
                     .into_iter()
@@ -356,6 +408,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 .await?;
         }
         self.reply(Response::RestoreEnd).await
+    }
+}
+
+/// Waits for the ingest thread's chunk error, if there is an ingest thread.
+async fn chunk_error(ingest: &mut Option<Ingest>) -> Option<StoreError> {
+    match ingest {
+        Some(i) => (&mut i.chunk_error).await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+fn ingest_gone() -> Failure {
+    Failure {
+        code: ErrorCode::Internal,
+        message: "the ingest thread stopped; nothing of this batch was recorded".into(),
     }
 }
 

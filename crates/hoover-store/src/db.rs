@@ -63,6 +63,18 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
         "INSERT OR IGNORE INTO meta(name, value) VALUES('format', ?1)",
         [crate::STORE_FORMAT_VERSION.to_string()],
     )?;
+    // A name for this store, so that clients can tell a new store from the one they synced to.
+    let seed = format!(
+        "{}/{}/{}",
+        crate::now_ns(),
+        std::process::id(),
+        path.display()
+    );
+    let id = blake3::hash(seed.as_bytes()).to_hex()[..32].to_string();
+    conn.execute(
+        "INSERT OR IGNORE INTO meta(name, value) VALUES('store_id', ?1)",
+        [id],
+    )?;
     Ok(conn)
 }
 

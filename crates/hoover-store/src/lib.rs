@@ -93,6 +93,7 @@ pub struct Store {
 
 struct StoreInner {
     root: PathBuf,
+    id: String,
     db: Mutex<Connection>,
     hashers: Mutex<HashMap<i64, HasherState>>,
 }
@@ -148,13 +149,24 @@ impl Store {
         fsutil::create_dir_all(&tmp)?;
         fsutil::check_writable(&tmp)?;
         let conn = db::open(&root.join("versions.db"))?;
+        let id: String =
+            conn.query_row("SELECT value FROM meta WHERE name = 'store_id'", [], |r| {
+                r.get(0)
+            })?;
         Ok(Store {
             inner: Arc::new(StoreInner {
                 root,
+                id,
                 db: Mutex::new(conn),
                 hashers: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// This store's random name, fixed at creation: a client's record of what it sent is kept
+    /// per store, so a replaced store gets everything again.
+    pub fn id(&self) -> &str {
+        &self.inner.id
     }
 
     pub fn root(&self) -> &Path {
