@@ -1,19 +1,20 @@
 //! Ingest: a batch of new chunks and versions, verified, then committed together.
 //!
-//! Every chunk is checked against its name when it arrives and written to `tmp/`. Every version
-//! is checked before commit: its base is the latest version, its chunks are present, its size
-//! adds up, and its chunks reassemble to its claimed BLAKE3. On commit the chunk files are made
-//! durable (fsync, rename, fsync dir) before the single SQLite transaction that records the
-//! versions, so a killed server leaves either a whole version or none.
+//! Every chunk is checked against its name when it arrives and appended to the batch's pack in
+//! `tmp/`. Every version is checked before commit: its base is the latest version, its chunks
+//! are present, its size adds up, and its chunks reassemble to its claimed BLAKE3. On commit the
+//! pack is made durable (fsync, rename into `packs/`, fsync dir) before the single SQLite
+//! transaction that records its chunks and the versions, so a killed server leaves either a
+//! whole batch or none of it.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hoover_types::{ChunkId, ChunkRef, Key, MAX_CHUNK_SIZE};
 use rusqlite::params;
 
+use crate::pack::PackWriter;
 use crate::{db, fsutil, now_ns, HasherState, Result, Store, StoreError, HASHER_CACHE_MAX};
 
 /// Raw bytes of staged chunks kept in memory for version hashing; past this they are re-read.
@@ -46,7 +47,8 @@ pub struct Committed {
 }
 
 struct Staged {
-    tmp: PathBuf,
+    /// Offset of the chunk's frame in the batch's pack.
+    offset: u64,
     len: u32,
     stored_len: u64,
     raw: Option<Arc<Vec<u8>>>,
@@ -65,6 +67,7 @@ struct Prepared {
 /// New chunks and versions that are committed together or not at all.
 pub struct Batch {
     store: Store,
+    pack: Option<PackWriter>,
     staged: HashMap<ChunkId, Staged>,
     raw_cached: usize,
     prepared: Vec<Prepared>,
@@ -75,6 +78,7 @@ impl Batch {
     pub(crate) fn new(store: Store) -> Self {
         Batch {
             store,
+            pack: None,
             staged: HashMap::new(),
             raw_cached: 0,
             prepared: Vec::new(),
@@ -99,13 +103,14 @@ impl Batch {
         }
         let raw = hoover_chunk::open_verified(&id, len as u64, compressed)
             .map_err(|e| StoreError::Refused(format!("chunk {id}: {e}")))?;
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.store.root().join("tmp").join(format!(
-            "{}.{}.{n}",
-            id.to_hex(),
-            std::process::id()
-        ));
-        std::fs::write(&tmp, compressed).map_err(|e| StoreError::io(&tmp, e))?;
+        if self.pack.is_none() {
+            let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let seed = format!("{}/{}/{n}/{}", now_ns(), std::process::id(), self.store.id());
+            let name = blake3::hash(seed.as_bytes()).to_hex()[..32].to_string();
+            self.pack = Some(PackWriter::create(&self.store.root().join("tmp"), name)?);
+        }
+        let pack = self.pack.as_mut().expect("pack was just created");
+        let offset = pack.append(&id, len, compressed)?;
         let raw = if self.raw_cached + raw.len() <= RAW_CACHE_LIMIT {
             self.raw_cached += raw.len();
             Some(Arc::new(raw))
@@ -115,7 +120,7 @@ impl Batch {
         self.staged.insert(
             id,
             Staged {
-                tmp,
+                offset,
                 len,
                 stored_len: compressed.len() as u64,
                 raw,
@@ -124,14 +129,16 @@ impl Batch {
         Ok(())
     }
 
-    fn chunk_bytes(&self, chunk: &ChunkRef) -> Result<Arc<Vec<u8>>> {
+    fn chunk_bytes(&mut self, chunk: &ChunkRef) -> Result<Arc<Vec<u8>>> {
         match self.staged.get(&chunk.id) {
             Some(Staged { raw: Some(raw), .. }) => Ok(raw.clone()),
             Some(staged) => {
-                let compressed =
-                    std::fs::read(&staged.tmp).map_err(|e| StoreError::io(&staged.tmp, e))?;
+                let (offset, stored_len) = (staged.offset, staged.stored_len);
+                let pack = self.pack.as_mut().expect("a staged chunk has a pack");
+                pack.flush()?;
+                let compressed = crate::pack::read_at(&pack.tmp, offset, stored_len)?;
                 let raw = hoover_chunk::open_verified(&chunk.id, chunk.len as u64, &compressed)
-                    .map_err(|e| StoreError::Corrupt(format!("{}: {e}", staged.tmp.display())))?;
+                    .map_err(|e| StoreError::Corrupt(format!("{}: {e}", pack.tmp.display())))?;
                 Ok(Arc::new(raw))
             }
             None => Ok(Arc::new(self.store.read_chunk(chunk)?)),
@@ -160,7 +167,7 @@ impl Batch {
         }
     }
 
-    fn check_version(&self, version: NewVersion) -> Result<Prepared> {
+    fn check_version(&mut self, version: NewVersion) -> Result<Prepared> {
         let key = &version.key;
         let (file_id, latest) = {
             let conn = self.store.conn();
@@ -292,7 +299,7 @@ impl Batch {
     }
 
     /// Hashes the whole content: the base's kept chunks, then the new ones.
-    fn hash_full(&self, base: Option<(i64, u64)>, version: &NewVersion) -> Result<blake3::Hasher> {
+    fn hash_full(&mut self, base: Option<(i64, u64)>, version: &NewVersion) -> Result<blake3::Hasher> {
         let mut hasher = blake3::Hasher::new();
         if let Some((file_id, seq)) = base {
             let prefix = {
@@ -312,7 +319,7 @@ impl Batch {
     /// When the base's hash state is cached and the new content starts with the base's whole
     /// content, hashes only the appended bytes: O(new bytes), not O(file size).
     fn hash_append(
-        &self,
+        &mut self,
         file_id: i64,
         base: u64,
         prefix_bytes: u64,
@@ -360,19 +367,42 @@ impl Batch {
         Ok(Some(hasher))
     }
 
-    /// Makes the staged chunks durable, then records every checked version in one transaction.
+    /// Makes the pack durable, then records its chunks and every checked version in one
+    /// transaction.
     pub fn commit(mut self) -> Result<Vec<Committed>> {
         let staged: Vec<(ChunkId, Staged)> = self.staged.drain().collect();
-        make_durable(&self.store, &staged)?;
+        let pack_name = match self.pack.take() {
+            Some(pack) if !staged.is_empty() => {
+                let name = pack.name.clone();
+                let tmp = pack.finish()?;
+                let dest = self.store.pack_path(&name);
+                install(&self.store, &tmp, &dest)?;
+                Some(name)
+            }
+            Some(pack) => {
+                let _ = std::fs::remove_file(&pack.tmp);
+                None
+            }
+            None => None,
+        };
         let received_at = now_ns();
         let mut conn = self.store.conn();
         let tx = conn.transaction()?;
-        {
+        if let Some(name) = &pack_name {
+            tx.prepare_cached("INSERT INTO packs(name) VALUES(?1)")?
+                .execute([name])?;
+            let pack_id = tx.last_insert_rowid();
             let mut insert_chunk = tx.prepare_cached(
-                "INSERT OR IGNORE INTO chunks(id, raw_len, stored_len) VALUES(?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len) VALUES(?1, ?2, ?3, ?4, ?5)",
             )?;
             for (id, s) in &staged {
-                insert_chunk.execute(params![&id.0[..], s.len as i64, s.stored_len as i64])?;
+                insert_chunk.execute(params![
+                    &id.0[..],
+                    pack_id,
+                    s.offset as i64,
+                    s.len as i64,
+                    s.stored_len as i64
+                ])?;
             }
         }
         let mut out = Vec::new();
@@ -453,59 +483,23 @@ impl Batch {
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        for staged in self.staged.values() {
-            let _ = std::fs::remove_file(&staged.tmp);
+        if let Some(pack) = self.pack.take() {
+            let _ = std::fs::remove_file(&pack.tmp);
         }
     }
 }
 
-/// fsync every staged file (in parallel: the journal commits them together), rename each to its
-/// chunk path, then fsync every directory that gained a name.
-fn make_durable(store: &Store, staged: &[(ChunkId, Staged)]) -> Result<()> {
-    if staged.is_empty() {
-        return Ok(());
-    }
-    let workers = staged.len().clamp(1, 8);
-    let per = staged.len().div_ceil(workers);
-    std::thread::scope(|scope| -> Result<()> {
-        let handles: Vec<_> = staged
-            .chunks(per)
-            .map(|part| {
-                scope.spawn(move || -> Result<()> {
-                    for (_, s) in part {
-                        std::fs::File::open(&s.tmp)
-                            .and_then(|f| f.sync_all())
-                            .map_err(|e| StoreError::io(&s.tmp, e))?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().expect("fsync worker panicked")?;
-        }
-        Ok(())
-    })?;
-    let mut dirs: HashSet<PathBuf> = HashSet::new();
-    let mut new_dir = false;
-    for (id, s) in staged {
-        let dest = store.chunk_path(id);
-        let dir = dest
-            .parent()
-            .expect("chunk path has a parent")
-            .to_path_buf();
-        if !dirs.contains(&dir) && !dir.exists() {
-            fsutil::create_dir_all(&dir)?;
-            new_dir = true;
-        }
-        std::fs::rename(&s.tmp, &dest).map_err(|e| StoreError::io(&dest, e))?;
-        dirs.insert(dir);
-    }
-    for dir in &dirs {
-        fsutil::sync_dir(dir)?;
-    }
+/// Moves a durable pack from `tmp/` into `packs/`, and makes the new name durable.
+fn install(store: &Store, tmp: &std::path::Path, dest: &std::path::Path) -> Result<()> {
+    let dir = dest.parent().expect("pack path has a parent");
+    let new_dir = !dir.exists();
     if new_dir {
-        fsutil::sync_dir(&store.root().join("chunks"))?;
+        fsutil::create_dir_all(dir)?;
+    }
+    std::fs::rename(tmp, dest).map_err(|e| StoreError::io(dest, e))?;
+    fsutil::sync_dir(dir)?;
+    if new_dir {
+        fsutil::sync_dir(&store.root().join("packs"))?;
     }
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! The content-addressed store: every version of every file, forever.
 //!
 //! Layout (see `docs/store.md`, format version [`STORE_FORMAT_VERSION`]):
-//! `FORMAT` names the format, `chunks/<2 hex>/<64 hex>` holds one zstd frame per chunk named by
-//! the BLAKE3 of its uncompressed bytes, `tmp/` holds chunks not yet committed, and `versions.db`
-//! (SQLite, WAL) is the version log. A version is stored as its parent's first `kept` chunks plus
+//! `FORMAT` names the format; `packs/<2 hex>/<32 hex>.pack` hold chunks, each a zstd frame named
+//! by the BLAKE3 of its uncompressed bytes, written one pack per committed batch; `tmp/` holds
+//! the pack being received; `versions.db` (SQLite, WAL) is the version log and chunk index. A version is stored as its parent's first `kept` chunks plus
 //! the chunks it adds, so a version costs O(new chunks), never O(file size).
 //!
 //! Main type: [`Store`]; new data arrives through a [`Batch`], which verifies every chunk and
@@ -13,6 +13,7 @@
 mod batch;
 mod db;
 mod fsutil;
+mod pack;
 mod verify;
 
 use std::collections::HashMap;
@@ -140,7 +141,7 @@ impl Store {
             }
             Err(e) => return Err(StoreError::io(&format_path, e)),
         }
-        fsutil::create_dir_all(&root.join("chunks"))?;
+        fsutil::create_dir_all(&root.join("packs"))?;
         let tmp = root.join("tmp");
         // Chunks left in tmp/ by a killed server were never committed: nothing names them.
         if tmp.exists() {
@@ -177,10 +178,28 @@ impl Store {
         self.inner.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Where a committed chunk lives.
-    pub fn chunk_path(&self, id: &ChunkId) -> PathBuf {
-        let hex = id.to_hex();
-        self.inner.root.join("chunks").join(&hex[..2]).join(hex)
+    /// The path of a pack file, from its name.
+    pub fn pack_path(&self, name: &str) -> PathBuf {
+        self.inner
+            .root
+            .join("packs")
+            .join(&name[..2.min(name.len())])
+            .join(format!("{name}.pack"))
+    }
+
+    /// Where a committed chunk's zstd frame lies: its pack file, offset and length.
+    pub fn chunk_location(&self, id: &ChunkId) -> Result<Option<(PathBuf, u64, u64)>> {
+        let conn = self.conn();
+        let found = conn
+            .prepare_cached(
+                "SELECT p.name, c.offset, c.stored_len FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1",
+            )?
+            .query_row([&id.0[..]], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+            .optional()?;
+        drop(conn);
+        Ok(found.map(|(name, offset, len)| (self.pack_path(&name), offset as u64, len as u64)))
     }
 
     /// Starts a batch of new chunks and versions, committed together.
@@ -211,25 +230,22 @@ impl Store {
 
     /// Reads a committed chunk as stored (one zstd frame).
     pub fn read_chunk_compressed(&self, id: &ChunkId) -> Result<Vec<u8>> {
-        let path = self.chunk_path(id);
-        std::fs::read(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                StoreError::Corrupt(format!(
-                    "chunk {id} is named by a version but {} is missing",
-                    path.display()
-                ))
-            } else {
-                StoreError::io(&path, e)
+        let (path, offset, len) = self.chunk_location(id)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("chunk {id} is named by a version but not recorded"))
+        })?;
+        pack::read_at(&path, offset, len).map_err(|e| match e {
+            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                StoreError::Corrupt(format!("chunk {id}: its pack {} is missing", path.display()))
             }
+            other => other,
         })
     }
 
     /// Reads a committed chunk and checks it against its name and length.
     pub fn read_chunk(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
         let compressed = self.read_chunk_compressed(&chunk.id)?;
-        hoover_chunk::open_verified(&chunk.id, chunk.len as u64, &compressed).map_err(|e| {
-            StoreError::Corrupt(format!("{}: {e}", self.chunk_path(&chunk.id).display()))
-        })
+        hoover_chunk::open_verified(&chunk.id, chunk.len as u64, &compressed)
+            .map_err(|e| StoreError::Corrupt(format!("chunk {}: {e}", chunk.id)))
     }
 
     /// The latest version of `key`, if any.

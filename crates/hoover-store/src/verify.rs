@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use hoover_types::{ChunkId, ChunkRef};
 
-use crate::{db, Result, Store};
+use crate::{db, pack, Result, Store};
 
 /// One thing found wrong, naming the place.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +30,7 @@ impl std::fmt::Display for VerifyProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             VerifyProblem::ChunkMissing { id, path } => {
-                write!(f, "chunk {id} is recorded but its file {path} is missing")
+                write!(f, "chunk {id} is recorded but its pack {path} is missing")
             }
             VerifyProblem::ChunkCorrupt { id, path, error } => {
                 write!(f, "chunk {id} in {path} is corrupt: {error}")
@@ -62,39 +62,47 @@ impl Store {
     /// Checks the whole store and reports every problem, not just the first.
     pub fn verify(&self, mut progress: impl FnMut(&str, u64, u64)) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        let chunk_rows: Vec<(Vec<u8>, i64)> = {
+        let chunk_rows: Vec<(Vec<u8>, String, i64, i64, i64)> = {
             let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT id, raw_len FROM chunks")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let mut stmt = conn.prepare(
+                "SELECT c.id, p.name, c.offset, c.raw_len, c.stored_len
+                 FROM chunks c JOIN packs p ON p.id = c.pack ORDER BY c.pack, c.offset",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         let total = chunk_rows.len() as u64;
         let mut good: HashMap<ChunkId, bool> = HashMap::new();
-        for (i, (id, len)) in chunk_rows.into_iter().enumerate() {
+        for (i, (id, pack, offset, raw_len, stored_len)) in chunk_rows.into_iter().enumerate() {
             let Ok(id) = <[u8; 32]>::try_from(id) else {
                 continue;
             };
             let id = ChunkId(id);
-            let path = self.chunk_path(&id);
-            let ok = match std::fs::read(&path) {
-                Err(_) => {
-                    report.problems.push(VerifyProblem::ChunkMissing {
-                        id,
-                        path: path.display().to_string(),
+            let path = self.pack_path(&pack);
+            let shown = path.display().to_string();
+            let (offset, raw_len, stored_len) = (offset as u64, raw_len as u64, stored_len as u64);
+            let ok = if !path.exists() {
+                report.problems.push(VerifyProblem::ChunkMissing { id, path: shown });
+                false
+            } else {
+                let checked = pack::check_header(&path, &id, offset, raw_len, stored_len)
+                    .and_then(|()| pack::read_at(&path, offset, stored_len).map_err(|e| e.to_string()))
+                    .and_then(|bytes| {
+                        hoover_chunk::open_verified(&id, raw_len, &bytes).map_err(|e| e.to_string())
                     });
-                    false
-                }
-                Ok(bytes) => match hoover_chunk::open_verified(&id, len as u64, &bytes) {
+                match checked {
                     Ok(_) => true,
-                    Err(e) => {
+                    Err(error) => {
                         report.problems.push(VerifyProblem::ChunkCorrupt {
                             id,
-                            path: path.display().to_string(),
-                            error: e.to_string(),
+                            path: format!("{shown} at offset {offset}"),
+                            error,
                         });
                         false
                     }
-                },
+                }
             };
             good.insert(id, ok);
             report.chunks_checked += 1;

@@ -186,13 +186,18 @@ fn corruption_is_found_and_named() {
     let key = Key::new("m/r/x").unwrap();
     let data = Rng(3).bytes(200_000);
     let (_, refs) = push(&store, &key, &data, None);
-    // Flip a byte in one chunk file and delete another.
-    let damaged = store.chunk_path(&refs[0].id);
-    let mut bytes = std::fs::read(&damaged).unwrap();
-    let n = bytes.len();
-    bytes[n / 2] ^= 0xff;
-    std::fs::write(&damaged, bytes).unwrap();
-    std::fs::remove_file(store.chunk_path(&refs[1].id)).unwrap();
+    // Flip a byte inside one chunk's frame in its pack.
+    let (pack, offset, len) = store.chunk_location(&refs[0].id).unwrap().unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[(offset + len / 2) as usize] ^= 0xff;
+    std::fs::write(&pack, bytes).unwrap();
+    // A second batch in its own pack, which then goes missing.
+    let key2 = Key::new("m/r/y").unwrap();
+    let other = Rng(4).bytes(50_000);
+    let (_, refs2) = push(&store, &key2, &other, None);
+    let (pack2, _, _) = store.chunk_location(&refs2[0].id).unwrap().unwrap();
+    assert_ne!(pack, pack2);
+    std::fs::remove_file(&pack2).unwrap();
     let report = store.verify(|_, _, _| {}).unwrap();
     assert!(!report.is_clean());
     assert!(report
@@ -202,7 +207,7 @@ fn corruption_is_found_and_named() {
     assert!(report
         .problems
         .iter()
-        .any(|p| matches!(p, VerifyProblem::ChunkMissing { id, .. } if *id == refs[1].id)));
+        .any(|p| matches!(p, VerifyProblem::ChunkMissing { id, .. } if *id == refs2[0].id)));
     assert!(report.problems.iter().any(
         |p| matches!(p, VerifyProblem::VersionBroken { key: k, seq: 1, .. } if k == key.as_str())
     ));
