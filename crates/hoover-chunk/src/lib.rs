@@ -48,7 +48,7 @@ pub fn cut(data: &[u8], base_offset: u64) -> Vec<Cut> {
 }
 
 /// The zstd level used for chunks: fast, and most of the gain on JSON text.
-pub const ZSTD_LEVEL: i32 = 3;
+pub const ZSTD_LEVEL: i32 = 1;
 
 thread_local! {
     // Contexts are reused per thread: creating one costs about as much as compressing a chunk.

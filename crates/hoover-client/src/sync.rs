@@ -64,9 +64,15 @@ struct Pending {
     kept: u64,
     /// The compressed bytes of `cuts[kept..]`, in order.
     compressed: Vec<Arc<Vec<u8>>>,
+    /// Its share of the prepare-ahead budget, given back when it is dropped.
+    budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Pending {
+    fn compressed_bytes(&self) -> u64 {
+        self.compressed.iter().map(|c| c.len() as u64).sum()
+    }
+
     fn new_cuts(&self) -> &[Cut] {
         &self.cuts[self.kept as usize..]
     }
@@ -89,9 +95,10 @@ enum Prepared {
     Failed(PathBuf, anyhow::Error),
 }
 
-/// Files prepared ahead of the pusher: enough to overlap reading and compressing with the
-/// network and the server's commit, few enough to bound memory.
-const PREPARE_AHEAD: usize = 16;
+/// Compressed bytes prepared ahead of the pusher (in KiB): two batches' worth, enough to keep
+/// reading and compressing while the previous batch is on the wire and being committed, and a
+/// bound on the memory that takes.
+const PREPARE_AHEAD_KIB: u32 = 64 * 1024;
 
 /// Runs one pass over the roots.
 pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
@@ -143,17 +150,28 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
     let total_bytes = changed.iter().map(|c| c.size).sum();
     progress.begin(changed.len() as u64, total_bytes);
 
-    // A thread reads, cuts, hashes and compresses changed files ahead of the pusher.
-    let (tx, mut rx) =
-        tokio::sync::mpsc::channel::<(Prepared, u64, Option<FileState>)>(PREPARE_AHEAD);
+    // A thread reads, cuts, hashes and compresses changed files ahead of the pusher, within a
+    // budget of compressed bytes that the pusher gives back as it sends.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Prepared, u64, Option<FileState>)>();
+    let budget = Arc::new(tokio::sync::Semaphore::new(PREPARE_AHEAD_KIB as usize));
+    let producer_budget = budget.clone();
+    let runtime = tokio::runtime::Handle::current();
     let producer = tokio::task::spawn_blocking(move || {
         for c in changed {
             let prepared = match prepare(&c) {
-                Ok(Some(p)) => Prepared::Ready(Box::new(p)),
+                Ok(Some(mut p)) => {
+                    let kib =
+                        (p.compressed_bytes() / 1024).clamp(1, PREPARE_AHEAD_KIB as u64) as u32;
+                    match runtime.block_on(producer_budget.clone().acquire_many_owned(kib)) {
+                        Ok(permit) => p.budget = Some(permit),
+                        Err(_) => return,
+                    }
+                    Prepared::Ready(Box::new(p))
+                }
                 Ok(None) => Prepared::Vanished,
                 Err(e) => Prepared::Failed(c.path.clone(), e),
             };
-            if tx.blocking_send((prepared, c.size, c.prior)).is_err() {
+            if tx.send((prepared, c.size, c.prior)).is_err() {
                 return;
             }
         }
@@ -190,6 +208,7 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     producer.await?;
+    drop(budget);
     if !batch.is_empty() {
         push_batch(remote, state, batch, &mut report).await?;
     }
@@ -228,6 +247,7 @@ fn prepare(c: &Changed) -> Result<Option<Pending>> {
         base,
         kept,
         compressed,
+        budget: None,
     }))
 }
 
@@ -315,7 +335,9 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
+    let started = std::time::Instant::now();
     let wanted = remote.want(&ids).await?;
+    let t_want = started.elapsed();
     for ((fi, ci), _) in offered.iter().zip(&wanted).filter(|(_, w)| **w) {
         let p = &batch[*fi];
         let cut = p.new_cuts()[*ci];
@@ -339,8 +361,19 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
             chunks: p.new_cuts().iter().map(Cut::chunk_ref).collect(),
         })
         .collect();
+    let t_sent = started.elapsed();
     let checked = remote.versions_checked(pushes).await?;
+    let t_checked = started.elapsed();
     let committed = remote.commit().await?;
+    tracing::debug!(
+        files = batch.len(),
+        chunks = ids.len(),
+        want_ms = t_want.as_millis() as u64,
+        sent_ms = t_sent.as_millis() as u64,
+        checked_ms = t_checked.as_millis() as u64,
+        committed_ms = started.elapsed().as_millis() as u64,
+        "pushed a batch"
+    );
     let mut committed = committed.into_iter();
     for (p, verdict) in batch.into_iter().zip(checked) {
         match verdict {

@@ -105,7 +105,12 @@ impl Batch {
             .map_err(|e| StoreError::Refused(format!("chunk {id}: {e}")))?;
         if self.pack.is_none() {
             let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let seed = format!("{}/{}/{n}/{}", now_ns(), std::process::id(), self.store.id());
+            let seed = format!(
+                "{}/{}/{n}/{}",
+                now_ns(),
+                std::process::id(),
+                self.store.id()
+            );
             let name = blake3::hash(seed.as_bytes()).to_hex()[..32].to_string();
             self.pack = Some(PackWriter::create(&self.store.root().join("tmp"), name)?);
         }
@@ -299,7 +304,11 @@ impl Batch {
     }
 
     /// Hashes the whole content: the base's kept chunks, then the new ones.
-    fn hash_full(&mut self, base: Option<(i64, u64)>, version: &NewVersion) -> Result<blake3::Hasher> {
+    fn hash_full(
+        &mut self,
+        base: Option<(i64, u64)>,
+        version: &NewVersion,
+    ) -> Result<blake3::Hasher> {
         let mut hasher = blake3::Hasher::new();
         if let Some((file_id, seq)) = base {
             let prefix = {

@@ -235,7 +235,10 @@ impl Store {
         })?;
         pack::read_at(&path, offset, len).map_err(|e| match e {
             StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                StoreError::Corrupt(format!("chunk {id}: its pack {} is missing", path.display()))
+                StoreError::Corrupt(format!(
+                    "chunk {id}: its pack {} is missing",
+                    path.display()
+                ))
             }
             other => other,
         })

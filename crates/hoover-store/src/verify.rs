@@ -84,11 +84,15 @@ impl Store {
             let shown = path.display().to_string();
             let (offset, raw_len, stored_len) = (offset as u64, raw_len as u64, stored_len as u64);
             let ok = if !path.exists() {
-                report.problems.push(VerifyProblem::ChunkMissing { id, path: shown });
+                report
+                    .problems
+                    .push(VerifyProblem::ChunkMissing { id, path: shown });
                 false
             } else {
                 let checked = pack::check_header(&path, &id, offset, raw_len, stored_len)
-                    .and_then(|()| pack::read_at(&path, offset, stored_len).map_err(|e| e.to_string()))
+                    .and_then(|()| {
+                        pack::read_at(&path, offset, stored_len).map_err(|e| e.to_string())
+                    })
                     .and_then(|bytes| {
                         hoover_chunk::open_verified(&id, raw_len, &bytes).map_err(|e| e.to_string())
                     });

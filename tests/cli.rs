@@ -1,0 +1,127 @@
+//! The command line itself: help text, the config file and its precedence, and /healthz.
+
+use hoover_testkit::{http_get, World};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hoover");
+
+#[test]
+fn help_explains_every_subcommand() {
+    let out = std::process::Command::new(BIN)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sub in ["serve", "sync", "ls", "versions", "restore", "verify"] {
+        assert!(text.contains(sub), "--help lacks {sub}:\n{text}");
+    }
+    let out = std::process::Command::new(BIN)
+        .args(["sync", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--server",
+        "--identity",
+        "--known-hosts",
+        "--config",
+        "--source",
+        "--root",
+        "--include",
+        "--json",
+    ] {
+        assert!(text.contains(flag), "sync --help lacks {flag}:\n{text}");
+    }
+}
+
+#[test]
+fn settings_come_from_the_config_file_and_flags_win() {
+    let world = World::new(BIN);
+    let root = world.path().join("notes");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.jsonl"), b"{}\n").unwrap();
+    let config = world.path().join("hoover.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "server = \"{}\"\nidentity = \"{}\"\nsource = \"from-config\"\nroots = [\"n={}\"]\n",
+            world.server_addr(),
+            world.identity.display(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(BIN);
+        world.client_home.apply(&mut cmd);
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let config_arg = config.to_str().unwrap();
+    run(&["sync", "--config", config_arg, "--json"]);
+    run(&[
+        "sync",
+        "--config",
+        config_arg,
+        "--json",
+        "--source",
+        "from-flag",
+    ]);
+    // HOOVER_CONFIG is read when --config is absent.
+    let mut cmd = std::process::Command::new(BIN);
+    world.client_home.apply(&mut cmd);
+    let out = cmd
+        .env("HOOVER_CONFIG", &config)
+        .args(["ls", "--json"])
+        .output()
+        .unwrap();
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["from-config/n/a.jsonl", "from-flag/n/a.jsonl"]);
+    // A config file with a typo is an error that names the file.
+    std::fs::write(&config, "sever = \"x\"\n").unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    world.client_home.apply(&mut cmd);
+    let out = cmd.args(["ls", "--config", config_arg]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hoover.toml"));
+}
+
+#[test]
+fn no_server_is_a_clear_error() {
+    let world = World::new(BIN);
+    let mut cmd = std::process::Command::new(BIN);
+    world.client_home.apply(&mut cmd);
+    let out = cmd.args(["ls"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--server"));
+    // A server that is not there: the error names the address.
+    let mut cmd = std::process::Command::new(BIN);
+    world.client_home.apply(&mut cmd);
+    let out = cmd
+        .args(["ls", "--server", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+}
+
+#[test]
+fn healthz_answers_with_counts() {
+    let world = World::new(BIN);
+    let (status, body) = http_get(world.server.http_port, "/healthz").unwrap();
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["versions"], 0);
+}
