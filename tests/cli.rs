@@ -125,3 +125,24 @@ fn healthz_answers_with_counts() {
     assert_eq!(v["ok"], true);
     assert_eq!(v["versions"], 0);
 }
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    // Regression: `hoover ls | head -1` panicked with "failed printing to stdout".
+    let world = World::new(BIN);
+    let root = world.path().join("p");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.jsonl"), b"{}\n").unwrap();
+    world.json(&["sync", "--root", &format!("r={}", root.display())]);
+    let mut child = world
+        .hoover(&["ls"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

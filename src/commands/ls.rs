@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use std::io::Write;
+
 use anyhow::Result;
 use serde_json::json;
 
@@ -29,16 +31,17 @@ pub async fn run(args: LsArgs) -> Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string(&out)?);
+        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&out)?)?;
     } else {
         for f in &files {
-            println!(
+            writeln!(
+                std::io::stdout().lock(),
                 "{:>5}  {:>12}  {}  {}",
                 f.versions,
                 f.latest.size,
                 rfc3339(f.latest.received_at_ns),
                 f.key
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

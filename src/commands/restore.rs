@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use std::io::Write;
+
 use anyhow::{bail, Result};
 use hoover_client::restore::{pick, restore_file, restore_stdout, restore_tree, Selector};
 use hoover_types::Key;
@@ -59,10 +61,11 @@ async fn one(
         restore_file(&mut conn.remote, &key, seq, out).await?
     };
     if args.json {
-        println!(
+        writeln!(
+            std::io::stdout().lock(),
             "{}",
             json!({"key": key.as_str(), "version": info.seq, "size": info.size, "output": out.display().to_string()})
-        );
+        )?;
     } else if out.as_os_str() != "-" {
         eprintln!(
             "hoover: restored {key} version {} ({} bytes) to {}",
@@ -82,7 +85,11 @@ async fn tree(
 ) -> Result<ExitCode> {
     let report = restore_tree(&mut conn.remote, &args.key, dir, selector, args.force).await?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string(&report)?
+        )?;
     } else {
         eprintln!(
             "hoover: {} restored, {} already identical, {} with no version at that time",

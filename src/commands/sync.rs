@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use std::io::Write;
+
 use anyhow::Result;
 use hoover_client::scan::Root;
 use hoover_client::state::ClientState;
@@ -66,7 +68,11 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
         eprintln!("hoover: warning: {w}");
     }
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string(&report)?
+        )?;
     } else {
         eprintln!(
             "hoover: {} files scanned, {} changed, {} new versions, {} chunks sent ({} bytes raw, {} compressed), {} bytes on the wire",

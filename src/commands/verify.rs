@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use std::io::Write;
+
 use anyhow::{Context, Result};
 use hoover_store::Store;
 use serde_json::json;
@@ -20,7 +22,8 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
     })
     .await??;
     if args.json {
-        println!(
+        writeln!(
+            std::io::stdout().lock(),
             "{}",
             json!({
                 "clean": report.is_clean(),
@@ -30,10 +33,10 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
                 "bytes_checked": report.bytes_checked,
                 "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             })
-        );
+        )?;
     } else {
         for p in &report.problems {
-            println!("{p}");
+            writeln!(std::io::stdout().lock(), "{p}")?;
         }
         eprintln!(
             "hoover: checked {} chunks, {} files, {} versions ({} bytes): {}",

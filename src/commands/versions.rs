@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use std::io::Write;
+
 use anyhow::{bail, Result};
 use hoover_types::Key;
 use serde_json::json;
@@ -34,21 +36,25 @@ pub async fn run(args: VersionsArgs) -> Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string(&out)?);
+        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&out)?)?;
     } else {
-        println!(
+        writeln!(
+            std::io::stdout().lock(),
             "version  {:>12}  {:<30}  {:<30}  blake3",
-            "size", "mtime", "received"
-        );
+            "size",
+            "mtime",
+            "received"
+        )?;
         for v in &versions {
-            println!(
+            writeln!(
+                std::io::stdout().lock(),
                 "{:>7}  {:>12}  {:<30}  {:<30}  {}",
                 v.seq,
                 v.size,
                 rfc3339(v.mtime_ns),
                 rfc3339(v.received_at_ns),
                 &hex(&v.blake3)[..16]
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
