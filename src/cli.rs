@@ -27,6 +27,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// One pass: push every new or changed file under the roots to the server.
     Sync(SyncArgs),
+    /// Keep pushing: watch the roots and ship every change within a second, across sleep,
+    /// network loss and server restarts. Exits 0 on SIGINT/SIGTERM after the push in flight.
+    Watch(WatchArgs),
+    /// Show the watch agent's state: connected, files, pending, last push, bytes today.
+    Status(StatusArgs),
     /// List the files the server holds, with their latest version.
     Ls(LsArgs),
     /// List every version of one file.
@@ -97,6 +102,38 @@ pub struct SyncArgs {
     #[arg(long = "include")]
     pub includes: Vec<String>,
     /// Print one JSON object with the counts on stdout, and nothing else.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Name of this machine in keys [default: the host name].
+    #[arg(long, env = "HOOVER_SOURCE")]
+    pub source: Option<String>,
+    /// A directory to watch, as [NAME=]DIR; repeatable
+    /// [default: claude=$CLAUDE_CONFIG_DIR/projects or ~/.claude/projects].
+    #[arg(long = "root")]
+    pub roots: Vec<String>,
+    /// Which files to take, as globs relative to each root; repeatable [default: **/*.jsonl].
+    #[arg(long = "include")]
+    pub includes: Vec<String>,
+    /// Where to write the agent's state for `hoover status` [default: <data dir>/agent.json].
+    #[arg(long, env = "HOOVER_STATUS_FILE")]
+    pub status_file: Option<PathBuf>,
+    /// Seconds between safety-net full scans.
+    #[arg(long, default_value_t = 300)]
+    pub rescan_secs: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The agent's state file [default: <data dir>/agent.json].
+    #[arg(long, env = "HOOVER_STATUS_FILE")]
+    pub status_file: Option<PathBuf>,
+    /// Print the state as JSON.
     #[arg(long)]
     pub json: bool,
 }

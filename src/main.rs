@@ -15,7 +15,7 @@ use cli::{Cli, Command};
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Watch(_) => "info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -32,6 +32,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Sync(args) => commands::sync::run(args).await,
+            Command::Watch(args) => commands::watch::run(args).await,
+            Command::Status(args) => commands::status::run(args).await,
             Command::Ls(args) => commands::ls::run(args).await,
             Command::Versions(args) => commands::versions::run(args).await,
             Command::Restore(args) => commands::restore::run(args).await,

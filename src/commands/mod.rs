@@ -3,9 +3,11 @@
 pub mod ls;
 pub mod restore;
 pub mod serve;
+pub mod status;
 pub mod sync;
 pub mod verify;
 pub mod versions;
+pub mod watch;
 
 use std::path::PathBuf;
 

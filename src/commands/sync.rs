@@ -11,19 +11,22 @@ use hoover_client::sync::{sync, SyncOptions};
 
 use crate::cli::SyncArgs;
 use crate::commands::{client_settings, connect};
-use crate::config;
+use crate::config::{self, ConfigFile};
 use crate::progress::Bar;
 
-pub async fn run(args: SyncArgs) -> Result<ExitCode> {
-    let file = config::load(args.client.config.as_deref())?;
-    let settings = client_settings(&args.client, &file)?;
-    let source = args
-        .source
+/// Resolves what to sync from flags, then the config file, then the defaults.
+pub fn sync_options(
+    source: &Option<String>,
+    roots: &[String],
+    includes: &[String],
+    file: &ConfigFile,
+) -> Result<SyncOptions> {
+    let source = source
         .clone()
         .or(file.source.clone())
         .unwrap_or_else(config::host_name);
-    let roots = if !args.roots.is_empty() {
-        args.roots.clone()
+    let roots = if !roots.is_empty() {
+        roots.to_vec()
     } else if let Some(r) = &file.roots {
         r.clone()
     } else {
@@ -40,20 +43,26 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
             Ok(root)
         })
         .collect::<Result<Vec<_>>>()?;
-    let includes = if !args.includes.is_empty() {
-        args.includes.clone()
+    let includes = if !includes.is_empty() {
+        includes.to_vec()
     } else {
         file.include
             .clone()
             .unwrap_or_else(|| vec!["**/*.jsonl".into()])
     };
-    let options = SyncOptions {
+    Ok(SyncOptions {
         source: hoover_types::Key::new(source.clone())
             .map_err(|e| anyhow::anyhow!("bad --source {source:?}: {e}"))?
             .to_string(),
         roots,
         includes,
-    };
+    })
+}
+
+pub async fn run(args: SyncArgs) -> Result<ExitCode> {
+    let file = config::load(args.client.config.as_deref())?;
+    let settings = client_settings(&args.client, &file)?;
+    let options = sync_options(&args.source, &args.roots, &args.includes, &file)?;
     let mut conn = connect(&settings).await?;
     // What was sent is remembered per server store, so a new or replaced store gets everything.
     let state_path = settings

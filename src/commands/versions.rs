@@ -17,9 +17,15 @@ pub async fn run(args: VersionsArgs) -> Result<ExitCode> {
     let file = config::load(args.client.config.as_deref())?;
     let settings = client_settings(&args.client, &file)?;
     let mut conn = connect(&settings).await?;
-    let versions = conn.remote.versions(&key).await;
+    let history = conn.remote.history(&key).await;
     conn.close().await;
-    let versions = versions?;
+    let (versions, deletions) = history?;
+    let deleted_after = |seq: u64| {
+        deletions
+            .iter()
+            .find(|d| d.after_seq == seq)
+            .map(|d| rfc3339(d.at_ns))
+    };
     if versions.is_empty() {
         bail!("the server has no file {key}; `hoover ls` lists the keys");
     }
@@ -33,6 +39,7 @@ pub async fn run(args: VersionsArgs) -> Result<ExitCode> {
                     "blake3": hex(&v.blake3),
                     "mtime": rfc3339(v.mtime_ns),
                     "received_at": rfc3339(v.received_at_ns),
+                    "deleted_at": deleted_after(v.seq),
                 })
             })
             .collect();
@@ -55,6 +62,12 @@ pub async fn run(args: VersionsArgs) -> Result<ExitCode> {
                 rfc3339(v.received_at_ns),
                 &hex(&v.blake3)[..16]
             )?;
+            if let Some(at) = deleted_after(v.seq) {
+                writeln!(
+                    std::io::stdout().lock(),
+                    "         deleted on the source at {at}"
+                )?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

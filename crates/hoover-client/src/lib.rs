@@ -11,6 +11,8 @@ pub mod scan;
 pub mod ssh;
 pub mod state;
 pub mod sync;
+pub mod track;
+pub mod watch;
 
 use std::path::Path;
 

@@ -5,7 +5,7 @@ use hoover_proto::{
     client_handshake, Access, CommittedVersion, Conn, ErrorCode, FileEntry, Request, Response,
     VersionPush, MAX_HAVE, MAX_LIST,
 };
-use hoover_types::{ChunkId, Key, VersionInfo};
+use hoover_types::{ChunkId, Deletion, Key, VersionInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// An error the server reported.
@@ -153,7 +153,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
         }
     }
 
-    pub async fn versions(&mut self, key: &Key) -> Result<Vec<VersionInfo>> {
+    /// Every version of `key`, oldest first, with the recorded deletions.
+    pub async fn history(&mut self, key: &Key) -> Result<(Vec<VersionInfo>, Vec<Deletion>)> {
         self.conn
             .send(&Request::Versions {
                 key: key.to_string(),
@@ -161,8 +162,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
             .await?;
         self.conn.flush().await?;
         match self.recv().await? {
-            Response::VersionList { versions } => Ok(versions),
+            Response::VersionList {
+                versions,
+                deletions,
+            } => Ok((versions, deletions)),
             other => Err(unexpected("VersionList", other)),
+        }
+    }
+
+    pub async fn versions(&mut self, key: &Key) -> Result<Vec<VersionInfo>> {
+        Ok(self.history(key).await?.0)
+    }
+
+    /// Records that `key` was deleted on this machine. Nothing on the server is removed.
+    pub async fn deleted(&mut self, key: &Key, at_ns: i64) -> Result<()> {
+        self.conn
+            .send(&Request::Deleted {
+                key: key.to_string(),
+                at_ns,
+            })
+            .await?;
+        self.conn.flush().await?;
+        match self.recv().await? {
+            Response::Accepted => Ok(()),
+            other => Err(unexpected("Accepted", other)),
         }
     }
 

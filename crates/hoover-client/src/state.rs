@@ -116,6 +116,15 @@ impl ClientState {
         }))
     }
 
+    /// Every key recorded, in order.
+    pub fn keys(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key FROM files ORDER BY key")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The chunk list recorded for `key`.
     pub fn chunks(&self, key: &str) -> Result<Vec<ChunkRef>> {
         let mut stmt = self

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::remote::Remote;
 use crate::scan::{scan, Includes, Root};
 use crate::state::{ClientState, FileState, Stat};
+use crate::track::Track;
 use crate::Progress;
 
 /// What to sync.
@@ -53,16 +54,21 @@ const BATCH_BYTES: usize = 32 * 1024 * 1024;
 const BATCH_FILES: usize = 512;
 
 /// A changed file, read, cut, hashed, and its new chunks compressed, ready to push.
-struct Pending {
-    key: Key,
-    path: PathBuf,
-    stat: Stat,
-    size: u64,
-    cuts: Vec<Cut>,
-    blake3: [u8; 32],
+pub(crate) struct Pending {
+    pub(crate) key: Key,
+    pub(crate) path: PathBuf,
+    pub(crate) stat: Stat,
+    pub(crate) size: u64,
+    /// Chunks in the whole new version.
+    chunk_count: u64,
+    /// The chunks after the kept prefix, with file offsets.
+    new: Vec<Cut>,
+    pub(crate) blake3: [u8; 32],
     base: Option<u64>,
     kept: u64,
-    /// The compressed bytes of `cuts[kept..]`, in order.
+    /// What the next append needs, installed once this version is committed.
+    track: Track,
+    /// The compressed bytes of `new`, in order.
     compressed: Vec<Arc<Vec<u8>>>,
     /// Its share of the prepare-ahead budget, given back when it is dropped.
     budget: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -74,17 +80,17 @@ impl Pending {
     }
 
     fn new_cuts(&self) -> &[Cut] {
-        &self.cuts[self.kept as usize..]
+        &self.new
     }
 }
 
 /// A changed file as the scan found it, with what the last push recorded.
-struct Changed {
-    key: Key,
-    path: PathBuf,
-    prior: Option<FileState>,
-    old_chunks: Vec<ChunkRef>,
-    size: u64,
+pub(crate) struct Changed {
+    pub(crate) key: Key,
+    pub(crate) path: PathBuf,
+    pub(crate) prior: Option<FileState>,
+    pub(crate) old_chunks: Vec<ChunkRef>,
+    pub(crate) size: u64,
 }
 
 /// What the preparing thread hands to the pusher.
@@ -220,12 +226,12 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Reads a changed file, cuts and hashes it, works out the prefix the server already has, and
 /// compresses the chunks after it. Returns `None` when the file vanished.
-fn prepare(c: &Changed) -> Result<Option<Pending>> {
+pub(crate) fn prepare(c: &Changed) -> Result<Option<Pending>> {
     let Some((stat, data)) = read_stable(&c.path)? else {
         return Ok(None);
     };
     let cuts = hoover_chunk::cut(&data, 0);
-    let blake3 = *blake3::hash(&data).as_bytes();
+    let (blake3, track) = Track::of_full(&stat, &data, &cuts, c.prior.as_ref().map(|p| p.seq));
     let (base, kept) = match &c.prior {
         Some(p) => {
             let new: Vec<ChunkRef> = cuts.iter().map(Cut::chunk_ref).collect();
@@ -236,16 +242,49 @@ fn prepare(c: &Changed) -> Result<Option<Pending>> {
         }
         None => (None, 0),
     };
-    let compressed = compress_all(&data, &cuts[kept as usize..]);
+    let new = cuts[kept as usize..].to_vec();
+    let compressed = compress_all(&data, 0, &new);
     Ok(Some(Pending {
         key: c.key.clone(),
         path: c.path.clone(),
         stat,
         size: data.len() as u64,
-        cuts,
+        chunk_count: cuts.len() as u64,
+        new,
         blake3,
+        track,
         base,
         kept,
+        compressed,
+        budget: None,
+    }))
+}
+
+/// Like [`prepare`], but reads only the appended bytes when `track` still describes the
+/// version the server has; falls back to a full read otherwise.
+pub(crate) fn prepare_with_track(c: &Changed, track: Option<&Track>) -> Result<Option<Pending>> {
+    let usable = match (track, &c.prior) {
+        (Some(t), Some(p)) => t.seq == Some(p.seq) && t.stable_count < p.chunk_count.max(1),
+        _ => false,
+    };
+    let (Some(track), Some(prior), true) = (track, &c.prior, usable) else {
+        return prepare(c);
+    };
+    let Some(appended) = crate::track::read_append(&c.path, track)? else {
+        return prepare(c);
+    };
+    let compressed = compress_all(&appended.tail, track.stable_end, &appended.new);
+    Ok(Some(Pending {
+        key: c.key.clone(),
+        path: c.path.clone(),
+        stat: appended.stat,
+        size: appended.size,
+        chunk_count: track.stable_count + appended.new.len() as u64,
+        new: appended.new,
+        blake3: appended.blake3,
+        base: Some(prior.seq),
+        kept: track.stable_count,
+        track: appended.track,
         compressed,
         budget: None,
     }))
@@ -272,14 +311,16 @@ fn read_stable(path: &std::path::Path) -> Result<Option<(Stat, Vec<u8>)>> {
     anyhow::bail!("kept changing while being read")
 }
 
-async fn push_batch<S: AsyncRead + AsyncWrite + Unpin>(
+/// Pushes prepared files as one batch (and once more, with full chunk lists, those whose base
+/// was stale). Returns the tracks of the versions committed, for the next append.
+pub(crate) async fn push_batch<S: AsyncRead + AsyncWrite + Unpin>(
     remote: &mut Remote<S>,
     state: &mut ClientState,
     batch: Vec<Pending>,
     report: &mut SyncReport,
-) -> Result<()> {
+) -> Result<Vec<(Key, Track)>> {
     let mut retry = Vec::new();
-    push_once(remote, state, batch, report, &mut retry).await?;
+    let mut tracks = push_once(remote, state, batch, report, &mut retry).await?;
     if !retry.is_empty() {
         // The server's latest version differs from what this client recorded (another client,
         // or a restored server): send the whole chunk list; chunks it has are still not resent.
@@ -305,7 +346,7 @@ async fn push_batch<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         let mut still = Vec::new();
-        push_once(remote, state, again, report, &mut still).await?;
+        tracks.extend(push_once(remote, state, again, report, &mut still).await?);
         for p in still {
             report.files_failed += 1;
             report
@@ -313,7 +354,7 @@ async fn push_batch<S: AsyncRead + AsyncWrite + Unpin>(
                 .push(format!("{}: base still stale; will retry next pass", p.key));
         }
     }
-    Ok(())
+    Ok(tracks)
 }
 
 async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
@@ -322,7 +363,8 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
     batch: Vec<Pending>,
     report: &mut SyncReport,
     retry: &mut Vec<Pending>,
-) -> Result<()> {
+) -> Result<Vec<(Key, Track)>> {
+    let mut tracks = Vec::new();
     // Offer each new chunk once.
     let mut seen = HashSet::new();
     let mut offered: Vec<(usize, usize)> = Vec::new();
@@ -394,9 +436,12 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
                     stat: p.stat,
                     blake3: p.blake3,
                     seq: c.seq,
-                    chunk_count: p.cuts.len() as u64,
+                    chunk_count: p.chunk_count,
                 };
                 state.record(p.key.as_str(), &file_state, p.kept, &new)?;
+                let mut track = p.track;
+                track.seq = Some(c.seq);
+                tracks.push((p.key, track));
             }
             Err(e) if e.code == ErrorCode::StaleBase => retry.push(p),
             Err(e) => {
@@ -405,16 +450,22 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
-    Ok(())
+    Ok(tracks)
 }
 
-/// Compresses chunks of `data`, on all cores when there are several.
-fn compress_all(data: &[u8], cuts: &[Cut]) -> Vec<Arc<Vec<u8>>> {
+/// Compresses chunks of `data`, which starts at file offset `base`, on all cores when there
+/// are several.
+fn compress_all(data: &[u8], base: u64, cuts: &[Cut]) -> Vec<Arc<Vec<u8>>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(1, 8);
-    let one = |cut: &Cut| Arc::new(hoover_chunk::compress(cut.slice(data)));
+    let one = |cut: &Cut| {
+        let start = (cut.offset - base) as usize;
+        Arc::new(hoover_chunk::compress(
+            &data[start..start + cut.len as usize],
+        ))
+    };
     if cuts.len() < 4 || threads == 1 {
         return cuts.iter().map(one).collect();
     }

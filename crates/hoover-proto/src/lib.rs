@@ -9,7 +9,7 @@
 //! [`Conn`] runs over any `AsyncRead + AsyncWrite`: an SSH channel in production, an in-memory
 //! duplex in tests. This crate must never know about SSH or the store.
 
-use hoover_types::{ChunkId, ChunkRef, Key, VersionInfo};
+use hoover_types::{ChunkId, ChunkRef, Deletion, Key, VersionInfo};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -107,6 +107,8 @@ pub enum Request {
     Versions { key: String },
     /// One version's content; answered by `RestoreBegin`, `ChunkData`..., `RestoreEnd`.
     Restore { key: String, seq: u64 },
+    /// The file was deleted on the source; answered by `Accepted`. Nothing is removed.
+    Deleted { key: String, at_ns: i64 },
 }
 
 /// One file in a `Listing`.
@@ -143,6 +145,7 @@ pub enum Response {
     },
     VersionList {
         versions: Vec<VersionInfo>,
+        deletions: Vec<Deletion>,
     },
     RestoreBegin {
         info: VersionInfo,

@@ -349,8 +349,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Ok(k) => k,
                     Err(f) => return Ok(Err(f)),
                 };
-                match self.blocking(move |s| s.versions(&key)).await {
-                    Ok(versions) => self.reply(Response::VersionList { versions }).await,
+                let found = self
+                    .blocking(move |s| Ok((s.versions(&key)?, s.deletions(&key)?)))
+                    .await;
+                match found {
+                    Ok((versions, deletions)) => {
+                        self.reply(Response::VersionList {
+                            versions,
+                            deletions,
+                        })
+                        .await
+                    }
+                    Err(f) => Ok(Err(f)),
+                }
+            }
+            Request::Deleted { key, at_ns } => {
+                let key = match parse_key(key) {
+                    Ok(k) => k,
+                    Err(f) => return Ok(Err(f)),
+                };
+                let k = key.clone();
+                match self.blocking(move |s| s.record_deletion(&k, at_ns)).await {
+                    Ok(added) => {
+                        if added {
+                            tracing::info!(peer = %self.peer.name, %key, "recorded a deletion on the source");
+                        }
+                        self.reply(Response::Accepted).await
+                    }
                     Err(f) => Ok(Err(f)),
                 }
             }

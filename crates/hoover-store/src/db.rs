@@ -40,6 +40,13 @@ CREATE TABLE IF NOT EXISTS entries(
     len INTEGER NOT NULL,
     PRIMARY KEY(file_id, pos, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deletions(
+    file_id INTEGER NOT NULL,
+    after_seq INTEGER NOT NULL,
+    at_ns INTEGER NOT NULL,
+    received_at_ns INTEGER NOT NULL,
+    PRIMARY KEY(file_id, after_seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS packs(
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE

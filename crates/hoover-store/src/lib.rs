@@ -275,6 +275,42 @@ impl Store {
         Ok(chunks.into_iter().map(|(_, c)| c).collect())
     }
 
+    /// Records that `key` was deleted on its source after its latest version. Returns false
+    /// when the key is unknown or its deletion is already recorded. Nothing is removed.
+    pub fn record_deletion(&self, key: &Key, at_ns: i64) -> Result<bool> {
+        let conn = self.conn();
+        let Some(file_id) = db::file_id(&conn, key)? else {
+            return Ok(false);
+        };
+        let Some(latest) = db::latest_by_id(&conn, file_id)? else {
+            return Ok(false);
+        };
+        let added = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO deletions(file_id, after_seq, at_ns, received_at_ns) VALUES(?1, ?2, ?3, ?4)",
+            )?
+            .execute(rusqlite::params![file_id, latest.seq as i64, at_ns, now_ns()])?;
+        Ok(added > 0)
+    }
+
+    /// Every recorded deletion of `key`, oldest first.
+    pub fn deletions(&self, key: &Key) -> Result<Vec<hoover_types::Deletion>> {
+        let conn = self.conn();
+        let Some(file_id) = db::file_id(&conn, key)? else {
+            return Ok(Vec::new());
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT after_seq, at_ns FROM deletions WHERE file_id = ?1 ORDER BY after_seq",
+        )?;
+        let rows = stmt.query_map([file_id], |r| {
+            Ok(hoover_types::Deletion {
+                after_seq: r.get::<_, i64>(0)? as u64,
+                at_ns: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Files whose key starts with `prefix`, in key order, after `after`, at most `limit`.
     pub fn list(
         &self,

@@ -165,6 +165,15 @@ pub struct VersionInfo {
     pub chunk_count: u64,
 }
 
+/// A file deleted on its source after version `after_seq`. Nothing on the server is removed:
+/// the deletion is a recorded event, and every version stays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deletion {
+    pub after_seq: u64,
+    /// When the source noticed the deletion, nanoseconds since the Unix epoch.
+    pub at_ns: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

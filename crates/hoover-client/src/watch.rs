@@ -1,0 +1,558 @@
+//! The agent behind `hoover watch`: ships every change within a second over one long-lived
+//! connection, and keeps working through sleep, network loss and server restarts.
+//!
+//! Between events it waits: file events come from the notify crate (inotify, FSEvents); the only
+//! timers are a slow safety rescan and a coarse tick that notices the machine slept. Changed
+//! paths are collected in a dirty set and debounced, so a burst of appends becomes one version.
+//! While the server is unreachable the dirty set keeps growing and the agent retries with capped
+//! exponential backoff and jitter, logging one line when it goes offline and one when it is back;
+//! the latest content of every file is then shipped (intermediate versions that existed only
+//! while offline are coalesced). A deleted file is reported as a deletion event and nothing on
+//! the server is removed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use hoover_types::Key;
+use notify::{RecursiveMode, Watcher};
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::scan::{scan, Includes, Root};
+use crate::state::{ClientState, Stat};
+use crate::sync::{prepare_with_track, push_batch, Changed, SyncOptions, SyncReport};
+use crate::track::Track;
+use crate::{Connection, ServerAddr};
+
+/// How the agent runs.
+#[derive(Clone, Debug)]
+pub struct WatchOptions {
+    pub sync: SyncOptions,
+    pub server: ServerAddr,
+    pub identity: PathBuf,
+    pub known_hosts: PathBuf,
+    /// Client state lives here, one database per server store.
+    pub state_dir: PathBuf,
+    /// Where the agent reports its state for `hoover status`.
+    pub status_file: Option<PathBuf>,
+    /// Quiet time after the last event before pushing.
+    pub debounce: Duration,
+    /// The longest an event waits while a burst goes on.
+    pub max_delay: Duration,
+    /// The safety-net full scan.
+    pub rescan_every: Duration,
+}
+
+impl WatchOptions {
+    pub fn new(
+        sync: SyncOptions,
+        server: ServerAddr,
+        identity: PathBuf,
+        known_hosts: PathBuf,
+        state_dir: PathBuf,
+    ) -> Self {
+        WatchOptions {
+            sync,
+            server,
+            identity,
+            known_hosts,
+            state_dir,
+            status_file: None,
+            debounce: Duration::from_millis(100),
+            max_delay: Duration::from_millis(500),
+            rescan_every: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What `hoover status` shows; written by the agent as JSON.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+pub struct AgentStatus {
+    pub pid: u32,
+    pub server: String,
+    pub connected: bool,
+    pub files_known: u64,
+    pub pending: u64,
+    pub last_push: Option<String>,
+    pub versions_shipped: u64,
+    pub wire_bytes_today: u64,
+    pub day: String,
+    pub last_error: Option<String>,
+    pub updated: String,
+}
+
+const BACKOFF_START: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A tick that only notices that the machine slept (the wall clock jumped past it).
+const WAKE_TICK: Duration = Duration::from_secs(10);
+
+struct Agent {
+    opts: WatchOptions,
+    includes: Includes,
+    conn: Option<Connection>,
+    state: Option<ClientState>,
+    tracks: std::collections::HashMap<Key, Track>,
+    /// Changed paths waiting to be pushed, by key.
+    dirty: BTreeMap<Key, PathBuf>,
+    full_scan: bool,
+    status: AgentStatus,
+    watched: Vec<PathBuf>,
+}
+
+/// Runs the agent until `shutdown`; the push in flight is finished first.
+pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> {
+    let includes = Includes::new(&opts.sync.includes)?;
+    let (tx, mut events) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    })
+    .context("cannot start watching files")?;
+    let mut agent = Agent {
+        status: AgentStatus {
+            pid: std::process::id(),
+            server: opts.server.to_string(),
+            ..Default::default()
+        },
+        opts,
+        includes,
+        conn: None,
+        state: None,
+        tracks: Default::default(),
+        dirty: BTreeMap::new(),
+        full_scan: true,
+        watched: Vec::new(),
+    };
+    agent.watch_roots(&mut watcher);
+    let mut backoff = BACKOFF_START;
+    let mut offline_since: Option<Instant> = None;
+    let mut rescan = tokio::time::interval(agent.opts.rescan_every);
+    rescan.tick().await;
+    let mut wake = tokio::time::interval(WAKE_TICK);
+    wake.tick().await;
+    let mut last_wall = SystemTime::now();
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        if agent.conn.is_none() {
+            match agent.connect().await {
+                Ok(()) => {
+                    if let Some(since) = offline_since.take() {
+                        tracing::warn!(server = %agent.opts.server, offline_for = ?since.elapsed(), "connected again; catching up");
+                    } else {
+                        tracing::info!(server = %agent.opts.server, "connected");
+                    }
+                    backoff = BACKOFF_START;
+                    agent.full_scan = true;
+                }
+                Err(e) => {
+                    if offline_since.is_none() {
+                        tracing::warn!(
+                            server = %agent.opts.server,
+                            "cannot reach the server ({e:#}); working offline and retrying with backoff up to {}s",
+                            BACKOFF_MAX.as_secs()
+                        );
+                        offline_since = Some(Instant::now());
+                    }
+                    agent.status.last_error = Some(format!("{e:#}"));
+                    agent.write_status();
+                    let jitter = rand::rng().random_range(0.5..1.5);
+                    let wait = backoff.mul_f64(jitter);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    // Keep collecting events while offline, so nothing is lost.
+                    let deadline = tokio::time::sleep(wait);
+                    tokio::pin!(deadline);
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = &mut deadline => break,
+                            Some(ev) = events.recv() => agent.on_event(ev),
+                        }
+                    }
+                    continue;
+                }
+            }
+        }
+        if agent.full_scan {
+            agent.watch_roots(&mut watcher);
+            if let Err(e) = agent.scan_all() {
+                tracing::warn!("scan failed: {e:#}");
+            }
+        }
+        if !agent.dirty.is_empty() {
+            if let Err(e) = agent.push_dirty().await {
+                tracing::warn!(server = %agent.opts.server, "lost the connection: {e:#}");
+                agent.status.last_error = Some(format!("{e:#}"));
+                agent.disconnect().await;
+                offline_since = Some(Instant::now());
+                continue;
+            }
+        }
+        agent.write_status();
+        // Idle until something happens.
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(ev) = events.recv() => {
+                agent.on_event(ev);
+                agent.debounce(&mut events, &shutdown).await;
+            }
+            _ = rescan.tick() => agent.full_scan = true,
+            _ = wake.tick() => {
+                let now = SystemTime::now();
+                let gap = now.duration_since(last_wall).unwrap_or_default();
+                last_wall = now;
+                if gap > WAKE_TICK * 3 {
+                    tracing::info!(gap = ?gap, "the machine was asleep; reconnecting and rescanning");
+                    agent.disconnect().await;
+                    agent.full_scan = true;
+                }
+            }
+        }
+    }
+    agent.disconnect().await;
+    agent.status.connected = false;
+    agent.write_status();
+    Ok(())
+}
+
+impl Agent {
+    async fn connect(&mut self) -> Result<()> {
+        let conn = crate::connect(
+            &self.opts.server,
+            &self.opts.identity,
+            &self.opts.known_hosts,
+        )
+        .await?;
+        let path = self
+            .opts
+            .state_dir
+            .join(format!("{}.db", conn.remote.store_id));
+        self.state = Some(ClientState::open(&path)?);
+        self.conn = Some(conn);
+        self.status.connected = true;
+        self.status.last_error = None;
+        Ok(())
+    }
+
+    async fn disconnect(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+        self.status.connected = false;
+    }
+
+    /// Watches every root that exists and is not watched yet (a root may appear later).
+    fn watch_roots(&mut self, watcher: &mut notify::RecommendedWatcher) {
+        for root in &self.opts.sync.roots {
+            if self.watched.contains(&root.dir) || !root.dir.is_dir() {
+                continue;
+            }
+            match watcher.watch(&root.dir, RecursiveMode::Recursive) {
+                Ok(()) => self.watched.push(root.dir.clone()),
+                Err(e) => tracing::warn!(root = %root.dir.display(), "cannot watch: {e}"),
+            }
+        }
+    }
+
+    fn key_of(&self, path: &Path) -> Option<Key> {
+        let root: &Root = self
+            .opts
+            .sync
+            .roots
+            .iter()
+            .filter(|r| path.starts_with(&r.dir))
+            .max_by_key(|r| r.dir.as_os_str().len())?;
+        let rel = path.strip_prefix(&root.dir).ok()?;
+        if !self.includes.matches(rel) {
+            return None;
+        }
+        let rel = rel.to_str()?.replace(std::path::MAIN_SEPARATOR, "/");
+        Key::new(format!("{}/{}/{rel}", self.opts.sync.source, root.name)).ok()
+    }
+
+    fn on_event(&mut self, event: notify::Result<notify::Event>) {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                // Overflow and other watcher errors: nothing is trusted, everything is rescanned.
+                tracing::info!("watcher error ({e}); rescanning");
+                self.full_scan = true;
+                return;
+            }
+        };
+        use notify::EventKind;
+        if event.need_rescan() {
+            self.full_scan = true;
+        }
+        // Reads (our own scans among them) are not changes: acting on them would loop.
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        tracing::trace!(?event, "file event");
+        for path in event.paths {
+            if path.is_dir() {
+                // A new or moved-in directory: its files may predate the watch on it.
+                self.scan_dir(&path);
+            } else if let Some(key) = self.key_of(&path) {
+                self.dirty.insert(key, path);
+            } else if !path.exists() && self.watched.iter().any(|w| path.starts_with(w)) {
+                // A removed or moved-away directory: rescan to see what went with it.
+                if path.extension().is_none() {
+                    self.full_scan = true;
+                }
+            }
+        }
+    }
+
+    /// Waits until events stop for `debounce`, or `max_delay` after the first.
+    async fn debounce(
+        &mut self,
+        events: &mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+        shutdown: &CancellationToken,
+    ) {
+        let hard = tokio::time::Instant::now() + self.opts.max_delay;
+        loop {
+            let quiet = tokio::time::Instant::now() + self.opts.debounce;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(quiet.min(hard)) => return,
+                Some(ev) = events.recv() => self.on_event(ev),
+            }
+        }
+    }
+
+    fn scan_dir(&mut self, dir: &Path) {
+        for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
+            if entry.file_type().is_file() {
+                if let Some(key) = self.key_of(entry.path()) {
+                    self.dirty.insert(key, entry.path().to_path_buf());
+                }
+            }
+        }
+    }
+
+    /// Marks every file as possibly changed, and every recorded file that is gone as deleted.
+    fn scan_all(&mut self) -> Result<()> {
+        self.full_scan = false;
+        let (found, warnings) = scan(
+            &self.opts.sync.source,
+            &self.opts.sync.roots,
+            &self.includes,
+        );
+        for w in warnings {
+            tracing::debug!("{w}");
+        }
+        let mut present = std::collections::HashSet::new();
+        for f in found {
+            present.insert(f.key.clone());
+            self.dirty.insert(f.key, f.path);
+        }
+        if let Some(state) = &self.state {
+            let prefixes: Vec<String> = self
+                .opts
+                .sync
+                .roots
+                .iter()
+                .map(|r| format!("{}/{}/", self.opts.sync.source, r.name))
+                .collect();
+            for key in state.keys()? {
+                if !prefixes.iter().any(|p| key.starts_with(p)) {
+                    continue;
+                }
+                let Ok(key) = Key::new(key) else { continue };
+                if !present.contains(&key) {
+                    // The path no longer exists: push_dirty records the deletion.
+                    let path = self.path_of(&key);
+                    self.dirty.insert(key, path);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn path_of(&self, key: &Key) -> PathBuf {
+        let mut parts = key.as_str().splitn(3, '/');
+        let (_, root, rel) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        self.opts
+            .sync
+            .roots
+            .iter()
+            .find(|r| r.name == root)
+            .map(|r| r.dir.join(rel))
+            .unwrap_or_default()
+    }
+
+    /// Pushes every dirty file. On a connection error the unpushed files stay dirty.
+    async fn push_dirty(&mut self) -> Result<()> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let result = self.push_items(&dirty).await;
+        if result.is_err() {
+            for (k, p) in dirty {
+                self.dirty.entry(k).or_insert(p);
+            }
+        }
+        result
+    }
+
+    async fn push_items(&mut self, items: &BTreeMap<Key, PathBuf>) -> Result<()> {
+        let (Some(conn), Some(state)) = (self.conn.as_mut(), self.state.as_mut()) else {
+            anyhow::bail!("not connected");
+        };
+        let mut changed = Vec::new();
+        for (key, path) in items {
+            let prior = state.get(key.as_str())?;
+            match std::fs::metadata(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if prior.is_some() {
+                        let at = SystemTime::now()
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .map(|d| d.as_nanos() as i64)
+                            .unwrap_or(0);
+                        conn.remote.deleted(key, at).await?;
+                        state.forget(key.as_str())?;
+                        self.tracks.remove(key);
+                        tracing::info!(%key, "deleted on this machine; the server keeps every version");
+                    }
+                }
+                Err(e) => tracing::warn!(path = %path.display(), "cannot stat: {e}"),
+                Ok(meta) if meta.is_file() => {
+                    let stat = Stat::of(&meta);
+                    if prior.as_ref().map(|p| p.stat) == Some(stat) {
+                        continue;
+                    }
+                    let old_chunks = match &prior {
+                        // With a usable track the old chunk list is not needed.
+                        Some(p) if self.tracks.get(key).and_then(|t| t.seq) == Some(p.seq) => {
+                            Vec::new()
+                        }
+                        Some(_) => state.chunks(key.as_str())?,
+                        None => Vec::new(),
+                    };
+                    changed.push(Changed {
+                        key: key.clone(),
+                        path: path.clone(),
+                        prior,
+                        old_chunks,
+                        size: stat.size,
+                    });
+                }
+                Ok(_) => {}
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let tracks = Arc::new(
+            changed
+                .iter()
+                .map(|c| self.tracks.get(&c.key).cloned())
+                .collect::<Vec<_>>(),
+        );
+        let prepared = tokio::task::spawn_blocking(move || {
+            changed
+                .into_iter()
+                .zip(tracks.iter())
+                .map(|(c, t)| {
+                    (
+                        c.path.clone(),
+                        c.key.clone(),
+                        c.prior.clone(),
+                        prepare_with_track(&c, t.as_ref()),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        let mut batch = Vec::new();
+        for (path, key, prior, result) in prepared {
+            match result {
+                Ok(Some(p)) => {
+                    if let Some(prior) = &prior {
+                        if prior.blake3 == p.blake3 && prior.stat.size == p.size {
+                            state.touch(key.as_str(), &p.stat)?;
+                            continue;
+                        }
+                    }
+                    batch.push(p)
+                }
+                Ok(None) => {
+                    // Vanished between the stat and the read: the next event or scan decides.
+                    self.dirty.insert(key, path);
+                }
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), "not pushed yet: {e:#}");
+                    self.dirty.insert(key, path);
+                }
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut report = SyncReport::default();
+        let sent0 = conn.remote.bytes_sent() + conn.remote.bytes_received();
+        let tracks = push_batch(&mut conn.remote, state, batch, &mut report).await?;
+        let wire = conn.remote.bytes_sent() + conn.remote.bytes_received() - sent0;
+        for w in &report.warnings {
+            tracing::warn!("{w}");
+        }
+        tracing::debug!(
+            versions = report.versions_new,
+            chunks = report.chunks_sent,
+            wire,
+            "pushed"
+        );
+        for (key, track) in tracks {
+            self.tracks.insert(key, track);
+        }
+        let today = today();
+        if self.status.day != today {
+            self.status.day = today;
+            self.status.wire_bytes_today = 0;
+        }
+        self.status.wire_bytes_today += wire;
+        self.status.versions_shipped += report.versions_new;
+        self.status.last_push = Some(now_rfc3339());
+        Ok(())
+    }
+
+    fn write_status(&mut self) {
+        let Some(path) = self.opts.status_file.clone() else {
+            return;
+        };
+        self.status.pending = self.dirty.len() as u64;
+        self.status.files_known = self
+            .state
+            .as_ref()
+            .and_then(|s| s.keys().ok())
+            .map(|k| k.len() as u64)
+            .unwrap_or(self.status.files_known);
+        self.status.updated = now_rfc3339();
+        let Ok(json) = serde_json::to_vec_pretty(&self.status) else {
+            return;
+        };
+        let tmp = path.with_extension("json.tmp");
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if std::fs::write(&tmp, json).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+fn today() -> String {
+    jiff::Timestamp::now().to_string()[..10].to_string()
+}

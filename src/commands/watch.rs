@@ -1,0 +1,51 @@
+//! `hoover watch`: the agent.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use hoover_client::watch::{self, WatchOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::WatchArgs;
+use crate::commands::client_settings;
+use crate::commands::serve::wait_for_signal;
+use crate::commands::sync::sync_options;
+use crate::config;
+
+pub async fn run(args: WatchArgs) -> Result<ExitCode> {
+    let file = config::load(args.client.config.as_deref())?;
+    let settings = client_settings(&args.client, &file)?;
+    let sync = sync_options(&args.source, &args.roots, &args.includes, &file)?;
+    for root in &sync.roots {
+        if !root.dir.is_dir() {
+            tracing::warn!(root = %root.dir.display(), "root does not exist yet; it is watched once it appears");
+        }
+    }
+    let mut options = WatchOptions::new(
+        sync,
+        settings.server.clone(),
+        settings.identity.clone(),
+        settings.known_hosts.clone(),
+        settings.state_dir.clone(),
+    );
+    options.status_file = Some(
+        args.status_file
+            .clone()
+            .unwrap_or_else(|| default_status_file().unwrap_or_default()),
+    );
+    options.rescan_every = Duration::from_secs(args.rescan_secs.max(1));
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping after the push in flight");
+        token.cancel();
+    });
+    watch::run(options, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn default_status_file() -> Result<std::path::PathBuf> {
+    Ok(config::dirs()?.data.join("agent.json"))
+}
