@@ -152,12 +152,12 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
                 }
                 Err(e) => {
                     if offline_since.is_none() {
+                        offline_since = Some(Instant::now());
                         tracing::warn!(
                             server = %agent.opts.server,
                             "cannot reach the server ({e:#}); working offline and retrying with backoff up to {}s",
                             BACKOFF_MAX.as_secs()
                         );
-                        offline_since = Some(Instant::now());
                     }
                     agent.status.last_error = Some(format!("{e:#}"));
                     agent.write_status();
@@ -189,7 +189,6 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
                 tracing::warn!(server = %agent.opts.server, "lost the connection: {e:#}");
                 agent.status.last_error = Some(format!("{e:#}"));
                 agent.disconnect().await;
-                offline_since = Some(Instant::now());
                 continue;
             }
         }
