@@ -23,6 +23,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run everything locally with zero configuration: a server on loopback, a watcher on your
+    /// Claude Code transcripts (or a live demo tree when there are none), keys made on first run.
+    Up(UpArgs),
     /// Run the server: SSH endpoint, store, and HTTP listener.
     Serve(ServeArgs),
     /// One pass: push every new or changed file under the roots to the server.
@@ -58,6 +61,25 @@ pub struct ClientArgs {
     /// TOML config file [default: $HOOVER_CONFIG, else <config dir>/config.toml].
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Address for SSH.
+    #[arg(long, default_value = "127.0.0.1:2222")]
+    pub ssh_listen: SocketAddr,
+    /// Address for HTTP.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http_listen: SocketAddr,
+    /// Watch a demo tree that grows by a message every few seconds, even if you have transcripts.
+    #[arg(long)]
+    pub demo: bool,
+    /// Seconds between demo messages.
+    #[arg(long, default_value_t = 3)]
+    pub demo_every: u64,
+    /// Where `up` keeps its store, keys and demo tree [default: <data dir>/up].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -15,7 +15,7 @@ use cli::{Cli, Command};
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Serve(_) | Command::Watch(_) => "info",
+        Command::Serve(_) | Command::Watch(_) | Command::Up(_) => "info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -30,6 +30,7 @@ fn main() -> std::process::ExitCode {
         .expect("cannot start the async runtime");
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Up(args) => commands::up::run(args).await,
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Sync(args) => commands::sync::run(args).await,
             Command::Watch(args) => commands::watch::run(args).await,

@@ -5,6 +5,7 @@ pub mod restore;
 pub mod serve;
 pub mod status;
 pub mod sync;
+pub mod up;
 pub mod verify;
 pub mod versions;
 pub mod watch;

@@ -213,6 +213,18 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
             }
         }
     }
+    // Flush what changed since the last push, so a clean stop loses nothing.
+    if agent.conn.is_some() {
+        let flush = async {
+            agent.scan_dirty_only();
+            if !agent.dirty.is_empty() {
+                if let Err(e) = agent.push_dirty().await {
+                    tracing::warn!("could not push the last changes before stopping: {e:#}");
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), flush).await;
+    }
     agent.disconnect().await;
     agent.status.connected = false;
     agent.write_status();
@@ -372,6 +384,19 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// Before stopping: events may still be queued in the watcher; a cheap stat of the known
+    /// files catches what they would have said.
+    fn scan_dirty_only(&mut self) {
+        let (found, _) = scan(
+            &self.opts.sync.source,
+            &self.opts.sync.roots,
+            &self.includes,
+        );
+        for f in found {
+            self.dirty.insert(f.key, f.path);
+        }
     }
 
     fn path_of(&self, key: &Key) -> PathBuf {
