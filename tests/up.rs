@@ -147,6 +147,7 @@ fn up_runs_server_watcher_and_a_live_demo_then_stops_cleanly() {
         .output()
         .unwrap();
     let _ = server.kill();
+    let _ = server.wait();
     assert!(
         restored.status.success(),
         "{}",
