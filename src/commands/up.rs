@@ -184,7 +184,7 @@ mod demo {
     fn line(session: &str, cwd: &str, n: usize, parent: Option<&str>) -> (String, String) {
         let uuid = format!("{:08x}-0000-4000-8000-{:012x}", n as u32 ^ 0x5eed, n);
         let ts = jiff::Timestamp::now().to_string();
-        let record = if n % 2 == 0 {
+        let record = if n.is_multiple_of(2) {
             json!({"parentUuid": parent, "isSidechain": false, "userType": "external", "cwd": cwd,
                 "sessionId": session, "version": "2.1.0", "gitBranch": "main", "type": "user",
                 "message": {"role": "user", "content": PROMPTS[(n / 2) % PROMPTS.len()]},
