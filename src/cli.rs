@@ -35,6 +35,9 @@ pub enum Command {
     Watch(WatchArgs),
     /// Show the watch agent's state: connected, files, pending, last push, bytes today.
     Status(StatusArgs),
+    /// Check the set-up step by step (config, roots, key, network, host key, login, protocol,
+    /// a test push, the agent service) and say how to fix what fails.
+    Doctor(DoctorArgs),
     /// List the files the server holds, with their latest version.
     Ls(LsArgs),
     /// List every version of one file.
@@ -148,6 +151,21 @@ pub struct WatchArgs {
     /// Seconds between safety-net full scans.
     #[arg(long, default_value_t = 300)]
     pub rescan_secs: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Name of this machine in keys [default: the host name].
+    #[arg(long, env = "HOOVER_SOURCE")]
+    pub source: Option<String>,
+    /// The roots to check, as for `sync`.
+    #[arg(long = "root")]
+    pub roots: Vec<String>,
+    /// The agent's state file [default: <data dir>/agent.json].
+    #[arg(long, env = "HOOVER_STATUS_FILE")]
+    pub status_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -35,6 +35,7 @@ fn main() -> std::process::ExitCode {
             Command::Sync(args) => commands::sync::run(args).await,
             Command::Watch(args) => commands::watch::run(args).await,
             Command::Status(args) => commands::status::run(args).await,
+            Command::Doctor(args) => commands::doctor::run(args).await,
             Command::Ls(args) => commands::ls::run(args).await,
             Command::Versions(args) => commands::versions::run(args).await,
             Command::Restore(args) => commands::restore::run(args).await,

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus the connection set-up they share.
 
+pub mod doctor;
 pub mod ls;
 pub mod restore;
 pub mod serve;
