@@ -24,10 +24,15 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("cannot start the async runtime");
+    // The agent mostly waits and moves small messages: one thread avoids cross-thread wake-ups,
+    // which were most of its CPU per append. Heavy work still goes to the blocking pool.
+    let runtime = match cli.command {
+        Command::Watch(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()
+    .expect("cannot start the async runtime");
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => commands::up::run(args).await,

@@ -192,20 +192,25 @@ fn watch_ships_appends_new_dirs_renames_truncations_and_deletions() {
         b"{\"type\":\"user\",\"message\":\"rewritten\"}\n"
     );
 
-    // `hoover status` reads the agent's state.
-    let status = world.run(&[
-        "status",
-        "--json",
-        "--status-file",
-        world.path().join("agent.json").to_str().unwrap(),
-    ]);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    // `hoover status` reads the agent's state (written at most once a second while busy).
+    let status_of = || {
+        let status_file = world.path().join("agent.json");
+        let out = world.run(&[
+            "status",
+            "--json",
+            "--status-file",
+            status_file.to_str().unwrap(),
+        ]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    wait_until("the status file to catch up", DEADLINE, || {
+        status_of()["versions_shipped"]
+            .as_u64()
+            .is_some_and(|n| n >= 5)
+    });
+    let status = status_of();
     assert_eq!(status["running"], true, "{status}");
     assert_eq!(status["connected"], true, "{status}");
-    assert!(
-        status["versions_shipped"].as_u64().unwrap() >= 5,
-        "{status}"
-    );
 
     // SIGTERM: exit 0.
     let code = agent.terminate();

@@ -4,12 +4,53 @@
 //! - `big FILE BYTES SEED`: one large transcript.
 //! - `append FILE BYTES SEED`: appends about BYTES of new transcript lines.
 //! - `meta STORE KEY`: the bytes of version-log rows that the latest version of KEY added.
+//!
+//! and for `scripts/bench-watch.sh`, which measures `hoover watch`:
+//!
+//! - `wait-versions HTTP_PORT N`: waits until the server holds at least N versions.
+//! - `latency HTTP_PORT FILE COUNT INTERVAL_MS SEED`: appends a line every INTERVAL_MS and times
+//!   each until the server's version count goes up (the version is committed, so durable);
+//!   prints p50 and p99 in ms and the bytes appended.
+//! - `rehash FILE`: CPU seconds of reading, cutting and hashing FILE whole, which is what the
+//!   agent would pay per change without its append path.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use hoover_testkit::corpus;
+
+/// The server's version count, from `GET /healthz`.
+fn versions(port: u16) -> Result<u64> {
+    let (_, body) = hoover_testkit::http_get(port, "/healthz")?;
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    v["versions"]
+        .as_u64()
+        .context("no version count in /healthz")
+}
+
+/// This process's user + system CPU time, from /proc (Linux).
+fn cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
+/// What a full re-read costs the agent: content-defined cuts, a BLAKE3 per chunk, and a BLAKE3
+/// of the whole file.
+fn cut_and_hash(data: &[u8]) -> usize {
+    let cuts = fastcdc::v2020::FastCDC::new(data, 8 * 1024, 32 * 1024, 128 * 1024)
+        .map(|c| blake3::hash(&data[c.offset..c.offset + c.length]))
+        .count();
+    let _ = blake3::hash(data);
+    cuts
+}
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,6 +101,53 @@ fn main() -> Result<()> {
             // Each new entry may also have added a row to the chunk table (id + two lengths).
             let chunk_rows = entries * (32 + 2 * 8);
             println!("{} {} {}", version + entry_bytes + chunk_rows, entries, seq);
+        }
+        Some("wait-versions") => {
+            let port = num(1)? as u16;
+            let want = num(2)?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+            while versions(port)? < want {
+                if std::time::Instant::now() > deadline {
+                    bail!("timed out waiting for {want} versions");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        Some("latency") => {
+            let port = num(1)? as u16;
+            let path = Path::new(&args[2]);
+            let count = num(3)?;
+            let interval = std::time::Duration::from_millis(num(4)?);
+            let mut session = corpus::Session::new(num(5)?);
+            let mut latencies = Vec::new();
+            let mut appended = 0u64;
+            for _ in 0..count {
+                let before = versions(port)?;
+                let line = session.next_line();
+                let started = std::time::Instant::now();
+                std::fs::OpenOptions::new().append(true).open(path)?.write_all(line.as_bytes())?;
+                appended += line.len() as u64;
+                let deadline = started + std::time::Duration::from_secs(30);
+                while versions(port)? <= before {
+                    if std::time::Instant::now() > deadline {
+                        bail!("an append did not reach the server within 30 s");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                if let Some(rest) = interval.checked_sub(started.elapsed()) {
+                    std::thread::sleep(rest);
+                }
+            }
+            latencies.sort_by(|a, b| a.total_cmp(b));
+            let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+            println!("{:.1} {:.1} {appended}", pct(0.5), pct(0.99));
+        }
+        Some("rehash") => {
+            let started = cpu_seconds()?;
+            let data = std::fs::read(&args[1])?;
+            let cuts = cut_and_hash(&data);
+            println!("{:.4} {cuts}", cpu_seconds()? - started);
         }
         _ => bail!("usage: hoover-bench gen DIR BYTES FILES SEED | big FILE BYTES SEED | append FILE BYTES SEED | meta STORE KEY"),
     }

@@ -96,15 +96,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
         Ok(())
     }
 
-    /// Sends versions and reads one answer per version, in order.
-    pub async fn versions_checked(
+    /// Sends versions and a commit in one go, then reads one answer per version, in order, and
+    /// the commit's: one round trip for the whole batch.
+    pub async fn versions_and_commit(
         &mut self,
         pushes: Vec<VersionPush>,
-    ) -> Result<Vec<Result<(), ServerError>>> {
+    ) -> Result<(Vec<Result<(), ServerError>>, Vec<CommittedVersion>)> {
         let n = pushes.len();
         for p in pushes {
             self.conn.send(&Request::Version(p)).await?;
         }
+        self.conn.send(&Request::Commit).await?;
         self.conn.flush().await?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
@@ -116,7 +118,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
                 other => return Err(unexpected("Accepted", other)),
             }
         }
-        Ok(out)
+        match self.recv().await? {
+            Response::Committed { versions } => Ok((out, versions)),
+            other => Err(unexpected("Committed", other)),
+        }
     }
 
     pub async fn commit(&mut self) -> Result<Vec<CommittedVersion>> {

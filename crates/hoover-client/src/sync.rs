@@ -404,15 +404,12 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
         })
         .collect();
     let t_sent = started.elapsed();
-    let checked = remote.versions_checked(pushes).await?;
-    let t_checked = started.elapsed();
-    let committed = remote.commit().await?;
+    let (checked, committed) = remote.versions_and_commit(pushes).await?;
     tracing::debug!(
         files = batch.len(),
         chunks = ids.len(),
         want_ms = t_want.as_millis() as u64,
         sent_ms = t_sent.as_millis() as u64,
-        checked_ms = t_checked.as_millis() as u64,
         committed_ms = started.elapsed().as_millis() as u64,
         "pushed a batch"
     );

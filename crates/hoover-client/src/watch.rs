@@ -86,6 +86,9 @@ pub struct AgentStatus {
     pub updated: String,
 }
 
+/// A catch-up is prepared and pushed this many files, or bytes, at a time.
+const GROUP_FILES: usize = 256;
+const GROUP_BYTES: u64 = 32 * 1024 * 1024;
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// A tick that only notices that the machine slept (the wall clock jumped past it).
@@ -102,6 +105,10 @@ struct Agent {
     full_scan: bool,
     status: AgentStatus,
     watched: Vec<PathBuf>,
+    /// When the status file was last written: at most once a second while busy.
+    status_written: Option<Instant>,
+    /// A write was skipped by that limit and is owed.
+    status_stale: bool,
 }
 
 /// Runs the agent until `shutdown`; the push in flight is finished first.
@@ -126,6 +133,8 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
         dirty: BTreeMap::new(),
         full_scan: true,
         watched: Vec::new(),
+        status_written: None,
+        status_stale: false,
     };
     agent.watch_roots(&mut watcher);
     let mut backoff = BACKOFF_START;
@@ -201,6 +210,10 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
                 agent.debounce(&mut events, &shutdown).await;
             }
             _ = rescan.tick() => agent.full_scan = true,
+            _ = tokio::time::sleep(Duration::from_secs(1)), if agent.status_stale => {
+                agent.status_written = None;
+                agent.write_status();
+            }
             _ = wake.tick() => {
                 let now = SystemTime::now();
                 let gap = now.duration_since(last_wall).unwrap_or_default();
@@ -247,6 +260,7 @@ impl Agent {
         self.conn = Some(conn);
         self.status.connected = true;
         self.status.last_error = None;
+        self.status_written = None;
         Ok(())
     }
 
@@ -255,6 +269,7 @@ impl Agent {
             conn.close().await;
         }
         self.status.connected = false;
+        self.status_written = None;
     }
 
     /// Watches every root that exists and is not watched yet (a root may appear later).
@@ -472,9 +487,33 @@ impl Agent {
                 Ok(_) => {}
             }
         }
+        // A big catch-up (first start, a long time offline) goes in groups, so memory stays
+        // bounded by one group's compressed chunks.
+        let mut groups = Vec::new();
+        let mut group = Vec::new();
+        let mut bytes = 0u64;
+        for c in changed {
+            bytes += c.size;
+            group.push(c);
+            if group.len() >= GROUP_FILES || bytes >= GROUP_BYTES {
+                groups.push(std::mem::take(&mut group));
+                bytes = 0;
+            }
+        }
+        groups.push(group);
+        for group in groups {
+            self.push_group(group).await?;
+        }
+        Ok(())
+    }
+
+    async fn push_group(&mut self, changed: Vec<Changed>) -> Result<()> {
         if changed.is_empty() {
             return Ok(());
         }
+        let (Some(conn), Some(state)) = (self.conn.as_mut(), self.state.as_mut()) else {
+            anyhow::bail!("not connected");
+        };
         let tracks = Arc::new(
             changed
                 .iter()
@@ -552,6 +591,17 @@ impl Agent {
         let Some(path) = self.opts.status_file.clone() else {
             return;
         };
+        let connected_changed = self.status_written.is_none();
+        if !connected_changed
+            && self
+                .status_written
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            self.status_stale = true;
+            return;
+        }
+        self.status_written = Some(Instant::now());
+        self.status_stale = false;
         self.status.pending = self.dirty.len() as u64;
         self.status.files_known = self
             .state
