@@ -116,6 +116,14 @@ impl ClientState {
         }))
     }
 
+    /// How many files are recorded.
+    pub fn count(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM files")?
+            .query_row([], |r| r.get::<_, i64>(0))? as u64)
+    }
+
     /// Every key recorded, in order.
     pub fn keys(&self) -> Result<Vec<String>> {
         let mut stmt = self

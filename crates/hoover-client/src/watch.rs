@@ -109,6 +109,8 @@ struct Agent {
     status_written: Option<Instant>,
     /// A write was skipped by that limit and is owed.
     status_stale: bool,
+    /// The status last written (without its timestamp), to skip writing the same again.
+    status_last: Option<Vec<u8>>,
 }
 
 /// Runs the agent until `shutdown`; the push in flight is finished first.
@@ -135,6 +137,7 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
         watched: Vec::new(),
         status_written: None,
         status_stale: false,
+        status_last: None,
     };
     agent.watch_roots(&mut watcher);
     let mut backoff = BACKOFF_START;
@@ -591,24 +594,31 @@ impl Agent {
         let Some(path) = self.opts.status_file.clone() else {
             return;
         };
-        let connected_changed = self.status_written.is_none();
-        if !connected_changed
-            && self
-                .status_written
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        self.status.pending = self.dirty.len() as u64;
+        self.status.files_known = self
+            .state
+            .as_ref()
+            .and_then(|s| s.count().ok())
+            .unwrap_or(self.status.files_known);
+        // Nothing to say when nothing changed: an idle agent writes nothing.
+        self.status.updated.clear();
+        let Ok(unchanged) = serde_json::to_vec(&self.status) else {
+            return;
+        };
+        if self.status_last.as_deref() == Some(&unchanged[..]) {
+            self.status_stale = false;
+            return;
+        }
+        if self
+            .status_written
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
         {
             self.status_stale = true;
             return;
         }
         self.status_written = Some(Instant::now());
         self.status_stale = false;
-        self.status.pending = self.dirty.len() as u64;
-        self.status.files_known = self
-            .state
-            .as_ref()
-            .and_then(|s| s.keys().ok())
-            .map(|k| k.len() as u64)
-            .unwrap_or(self.status.files_known);
+        self.status_last = Some(unchanged);
         self.status.updated = now_rfc3339();
         let Ok(json) = serde_json::to_vec_pretty(&self.status) else {
             return;
