@@ -49,6 +49,9 @@ pub struct SyncReport {
     pub warnings: Vec<String>,
 }
 
+/// At most this many new chunks are sent without a have/want exchange (see `push_once`).
+const SPECULATIVE_CHUNKS: usize = 4;
+
 /// Raw bytes gathered before a batch is pushed.
 const BATCH_BYTES: usize = 32 * 1024 * 1024;
 const BATCH_FILES: usize = 512;
@@ -378,7 +381,14 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     let started = std::time::Instant::now();
-    let wanted = remote.want(&ids).await?;
+    // A small append to a file the server has is new content: its few chunks are sent without
+    // asking first, which saves a round trip per version. Anything else asks.
+    let small_append = ids.len() <= SPECULATIVE_CHUNKS && batch.iter().all(|p| p.base.is_some());
+    let wanted = if small_append {
+        vec![true; ids.len()]
+    } else {
+        remote.want(&ids).await?
+    };
     let t_want = started.elapsed();
     for ((fi, ci), _) in offered.iter().zip(&wanted).filter(|(_, w)| **w) {
         let p = &batch[*fi];

@@ -89,6 +89,8 @@ pub struct AgentStatus {
 /// A catch-up is prepared and pushed this many files, or bytes, at a time.
 const GROUP_FILES: usize = 256;
 const GROUP_BYTES: u64 = 32 * 1024 * 1024;
+/// Appends whose unread tail is at most this many bytes are prepared on the agent's thread.
+const INLINE_APPEND_BYTES: u64 = 512 * 1024;
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// A tick that only notices that the machine slept (the wall clock jumped past it).
@@ -523,7 +525,17 @@ impl Agent {
                 .map(|c| self.tracks.get(&c.key).cloned())
                 .collect::<Vec<_>>(),
         );
-        let prepared = tokio::task::spawn_blocking(move || {
+        // A small append (the common case) is read and hashed right here: it is well under a
+        // millisecond, and handing it to another thread cost more than the work. Anything
+        // bigger goes to the blocking pool.
+        let small = changed.iter().zip(tracks.iter()).all(|(c, t)| {
+            t.as_ref().is_some_and(|t| {
+                c.prior.as_ref().map(|p| p.seq) == t.seq
+                    && c.size >= t.size
+                    && c.size - t.stable_end <= INLINE_APPEND_BYTES
+            })
+        });
+        let prepare_all = move || {
             changed
                 .into_iter()
                 .zip(tracks.iter())
@@ -536,8 +548,12 @@ impl Agent {
                     )
                 })
                 .collect::<Vec<_>>()
-        })
-        .await?;
+        };
+        let prepared = if small {
+            prepare_all()
+        } else {
+            tokio::task::spawn_blocking(prepare_all).await?
+        };
         let mut batch = Vec::new();
         for (path, key, prior, result) in prepared {
             match result {
