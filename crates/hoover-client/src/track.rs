@@ -31,6 +31,8 @@ pub struct Track {
     pub dev: u64,
     pub ino: u64,
     pub size: u64,
+    /// Modification time when the track was made: the agent keeps the newest tracks.
+    pub mtime_ns: i64,
     /// BLAKE3 of the first `min(size, HEAD_LEN)` bytes.
     pub head: [u8; 32],
     /// Chunks before the final one, and where they end.
@@ -58,6 +60,7 @@ impl Track {
             dev: stat.dev,
             ino: stat.ino,
             size: data.len() as u64,
+            mtime_ns: stat.mtime_ns,
             head: *blake3::hash(&data[..head_len]).as_bytes(),
             stable_count: stable_count as u64,
             stable_end,
@@ -135,6 +138,7 @@ pub fn read_append(path: &Path, track: &Track) -> Result<Option<Appended>> {
         dev: after.dev,
         ino: after.ino,
         size: after.size,
+        mtime_ns: after.mtime_ns,
         head: if track.size >= HEAD_LEN {
             track.head
         } else {

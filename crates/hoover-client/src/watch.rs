@@ -87,8 +87,10 @@ pub struct AgentStatus {
 }
 
 /// A catch-up is prepared and pushed this many files, or bytes, at a time.
-const GROUP_FILES: usize = 256;
-const GROUP_BYTES: u64 = 32 * 1024 * 1024;
+const GROUP_FILES: usize = 128;
+const GROUP_BYTES: u64 = 8 * 1024 * 1024;
+/// Tracks kept for the append path (about 2 KB each, most of it the BLAKE3 state).
+const MAX_TRACKS: usize = 512;
 /// Appends whose unread tail is at most this many bytes are prepared on the agent's thread.
 const INLINE_APPEND_BYTES: u64 = 512 * 1024;
 const BACKOFF_START: Duration = Duration::from_millis(500);
@@ -594,6 +596,18 @@ impl Agent {
         );
         for (key, track) in tracks {
             self.tracks.insert(key, track);
+            // Only the files written to lately (the live sessions) need the append path; an
+            // older one pays a single full read if it ever grows again.
+            if self.tracks.len() > MAX_TRACKS {
+                let oldest = self
+                    .tracks
+                    .iter()
+                    .min_by_key(|(_, t)| t.mtime_ns)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    self.tracks.remove(&oldest);
+                }
+            }
         }
         let today = today();
         if self.status.day != today {
