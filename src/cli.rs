@@ -112,20 +112,27 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
 }
 
-#[derive(Args, Debug)]
-pub struct SyncArgs {
-    #[command(flatten)]
-    pub client: ClientArgs,
+/// What to push: the machine's name and the roots, shared by sync, watch and doctor.
+#[derive(Args, Debug, Clone)]
+pub struct RootArgs {
     /// Name of this machine in keys [default: the host name].
     #[arg(long, env = "HOOVER_SOURCE")]
     pub source: Option<String>,
-    /// A directory to sync, as [NAME=]DIR; repeatable
+    /// A directory to push, as [NAME=]DIR; repeatable
     /// [default: claude=$CLAUDE_CONFIG_DIR/projects or ~/.claude/projects].
     #[arg(long = "root")]
     pub roots: Vec<String>,
     /// Which files to take, as globs relative to each root; repeatable [default: **/*.jsonl].
     #[arg(long = "include")]
     pub includes: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
+    pub what: RootArgs,
     /// Print one JSON object with the counts on stdout, and nothing else.
     #[arg(long)]
     pub json: bool,
@@ -135,16 +142,8 @@ pub struct SyncArgs {
 pub struct WatchArgs {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Name of this machine in keys [default: the host name].
-    #[arg(long, env = "HOOVER_SOURCE")]
-    pub source: Option<String>,
-    /// A directory to watch, as [NAME=]DIR; repeatable
-    /// [default: claude=$CLAUDE_CONFIG_DIR/projects or ~/.claude/projects].
-    #[arg(long = "root")]
-    pub roots: Vec<String>,
-    /// Which files to take, as globs relative to each root; repeatable [default: **/*.jsonl].
-    #[arg(long = "include")]
-    pub includes: Vec<String>,
+    #[command(flatten)]
+    pub what: RootArgs,
     /// Where to write the agent's state for `hoover status` [default: <data dir>/agent.json].
     #[arg(long, env = "HOOVER_STATUS_FILE")]
     pub status_file: Option<PathBuf>,
@@ -157,12 +156,8 @@ pub struct WatchArgs {
 pub struct DoctorArgs {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Name of this machine in keys [default: the host name].
-    #[arg(long, env = "HOOVER_SOURCE")]
-    pub source: Option<String>,
-    /// The roots to check, as for `sync`.
-    #[arg(long = "root")]
-    pub roots: Vec<String>,
+    #[command(flatten)]
+    pub what: RootArgs,
     /// The agent's state file [default: <data dir>/agent.json].
     #[arg(long, env = "HOOVER_STATUS_FILE")]
     pub status_file: Option<PathBuf>,

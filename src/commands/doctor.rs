@@ -64,7 +64,7 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode> {
         }
     };
     // 2. Roots.
-    match sync_options(&args.source, &args.roots, &[], &file) {
+    match sync_options(&args.what, &file) {
         Ok(opts) => {
             for root in &opts.roots {
                 match std::fs::read_dir(&root.dir) {
@@ -194,6 +194,7 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode> {
     };
     // 8. A round trip: a small fixed probe pushed and read back.
     let source = args
+        .what
         .source
         .clone()
         .or(file.source.clone())

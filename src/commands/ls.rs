@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::cli::LsArgs;
-use crate::commands::{client_settings, connect, hex, rfc3339};
+use crate::commands::{client_settings, connect, hex, print_json, rfc3339};
 use crate::config;
 
 pub async fn run(args: LsArgs) -> Result<ExitCode> {
@@ -31,7 +31,7 @@ pub async fn run(args: LsArgs) -> Result<ExitCode> {
                 })
             })
             .collect();
-        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&out)?)?;
+        print_json(&out)?;
     } else {
         for f in &files {
             writeln!(

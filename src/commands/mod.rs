@@ -87,6 +87,17 @@ pub fn parse_time(s: &str) -> Result<i64> {
     bail!("cannot read the time {s:?}: use RFC 3339 like 2026-11-20T15:00:00Z, or a date like 2026-11-20")
 }
 
+/// Prints one JSON value on stdout, for `--json`.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    use std::io::Write;
+    writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::to_string(value)?
+    )?;
+    Ok(())
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

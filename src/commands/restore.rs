@@ -10,7 +10,7 @@ use hoover_types::Key;
 use serde_json::json;
 
 use crate::cli::RestoreArgs;
-use crate::commands::{client_settings, connect, parse_time, rfc3339};
+use crate::commands::{client_settings, connect, parse_time, print_json, rfc3339};
 use crate::config;
 
 pub async fn run(args: RestoreArgs) -> Result<ExitCode> {
@@ -85,11 +85,7 @@ async fn tree(
 ) -> Result<ExitCode> {
     let report = restore_tree(&mut conn.remote, &args.key, dir, selector, args.force).await?;
     if args.json {
-        writeln!(
-            std::io::stdout().lock(),
-            "{}",
-            serde_json::to_string(&report)?
-        )?;
+        print_json(&report)?;
     } else {
         eprintln!(
             "hoover: {} restored, {} already identical, {} with no version at that time",

@@ -2,25 +2,19 @@
 
 use std::process::ExitCode;
 
-use std::io::Write;
-
 use anyhow::Result;
 use hoover_client::scan::Root;
 use hoover_client::state::ClientState;
 use hoover_client::sync::{sync, SyncOptions};
 
-use crate::cli::SyncArgs;
-use crate::commands::{client_settings, connect};
+use crate::cli::{RootArgs, SyncArgs};
+use crate::commands::{client_settings, connect, print_json};
 use crate::config::{self, ConfigFile};
 use crate::progress::Bar;
 
 /// Resolves what to sync from flags, then the config file, then the defaults.
-pub fn sync_options(
-    source: &Option<String>,
-    roots: &[String],
-    includes: &[String],
-    file: &ConfigFile,
-) -> Result<SyncOptions> {
+pub fn sync_options(what: &RootArgs, file: &ConfigFile) -> Result<SyncOptions> {
+    let (source, roots, includes) = (&what.source, &what.roots, &what.includes);
     let source = source
         .clone()
         .or(file.source.clone())
@@ -62,7 +56,7 @@ pub fn sync_options(
 pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     let file = config::load(args.client.config.as_deref())?;
     let settings = client_settings(&args.client, &file)?;
-    let options = sync_options(&args.source, &args.roots, &args.includes, &file)?;
+    let options = sync_options(&args.what, &file)?;
     let mut conn = connect(&settings).await?;
     // What was sent is remembered per server store, so a new or replaced store gets everything.
     let state_path = settings
@@ -77,11 +71,7 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
         eprintln!("hoover: warning: {w}");
     }
     if args.json {
-        writeln!(
-            std::io::stdout().lock(),
-            "{}",
-            serde_json::to_string(&report)?
-        )?;
+        print_json(&report)?;
     } else {
         eprintln!(
             "hoover: {} files scanned, {} changed, {} new versions, {} chunks sent ({} bytes raw, {} compressed), {} bytes on the wire",

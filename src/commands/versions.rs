@@ -9,7 +9,7 @@ use hoover_types::Key;
 use serde_json::json;
 
 use crate::cli::VersionsArgs;
-use crate::commands::{client_settings, connect, hex, rfc3339};
+use crate::commands::{client_settings, connect, hex, print_json, rfc3339};
 use crate::config;
 
 pub async fn run(args: VersionsArgs) -> Result<ExitCode> {
@@ -43,7 +43,7 @@ pub async fn run(args: VersionsArgs) -> Result<ExitCode> {
                 })
             })
             .collect();
-        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&out)?)?;
+        print_json(&out)?;
     } else {
         writeln!(
             std::io::stdout().lock(),

@@ -16,7 +16,7 @@ use crate::config;
 pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     let file = config::load(args.client.config.as_deref())?;
     let settings = client_settings(&args.client, &file)?;
-    let sync = sync_options(&args.source, &args.roots, &args.includes, &file)?;
+    let sync = sync_options(&args.what, &file)?;
     for root in &sync.roots {
         if !root.dir.is_dir() {
             tracing::warn!(root = %root.dir.display(), "root does not exist yet; it is watched once it appears");
