@@ -22,6 +22,8 @@ pub struct Remote<S> {
     pub access: Access,
     /// The server store's name: client state is kept per store.
     pub store_id: String,
+    /// Batches committed on this connection.
+    pub commits: u64,
 }
 
 fn unexpected(what: &str, got: Response) -> anyhow::Error {
@@ -48,6 +50,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
             conn,
             access: info.access,
             store_id: info.store_id,
+            commits: 0,
         })
     }
 
@@ -119,7 +122,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
             }
         }
         match self.recv().await? {
-            Response::Committed { versions } => Ok((out, versions)),
+            Response::Committed { versions } => {
+                self.commits += 1;
+                Ok((out, versions))
+            }
             other => Err(unexpected("Committed", other)),
         }
     }

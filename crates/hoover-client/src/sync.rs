@@ -382,8 +382,11 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let started = std::time::Instant::now();
     // A small append to a file the server has is new content: its few chunks are sent without
-    // asking first, which saves a round trip per version. Anything else asks.
-    let small_append = ids.len() <= SPECULATIVE_CHUNKS && batch.iter().all(|p| p.base.is_some());
+    // asking first, which saves a round trip per version. Anything else asks, and so does the
+    // first batch on a connection: after a drop, the server may hold more than we know.
+    let small_append = remote.commits > 0
+        && ids.len() <= SPECULATIVE_CHUNKS
+        && batch.iter().all(|p| p.base.is_some());
     let wanted = if small_append {
         vec![true; ids.len()]
     } else {
