@@ -1,0 +1,350 @@
+//! Claude Code transcripts: JSONL lines in, searchable messages out. The first "source".
+//!
+//! [`LineSplitter`] turns the new bytes of a version into complete lines, holding back a
+//! half-written last line until it is finished. [`parse_line`] turns one line into a
+//! [`Message`]: user and assistant messages (string or block content: text, thinking, tool_use
+//! with its name and input, tool_result with its content and error flag, images as a
+//! placeholder), summaries, system and meta records, sidechain records, file-history snapshots,
+//! and any other record kind as a generic record of its string values, so a new Claude Code
+//! version never stops ingestion. A line that is not a JSON object, not UTF-8, or too long is a
+//! [`LineError`] naming its line number; the caller counts it and goes on.
+//!
+//! This crate does no I/O and never changes a byte of what is stored: the raw line stays in the
+//! store, the message is a derived view.
+
+use serde_json::{Map, Value};
+
+/// Lines longer than this are not parsed (the store keeps them whole).
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
+/// Strings longer than this with no space in them (base64, minified blobs) are not searchable
+/// text; a placeholder stands for them.
+const MAX_WORDLESS: usize = 2048;
+
+/// One searchable record of a transcript.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    /// 1-based line number in the file.
+    pub line: u64,
+    /// The record's `type` (`user`, `assistant`, `summary`, `system`, ... or an unknown kind).
+    pub kind: String,
+    /// `message.role` when there is one.
+    pub role: Option<String>,
+    pub session: Option<String>,
+    pub uuid: Option<String>,
+    pub parent_uuid: Option<String>,
+    /// The API response this line belongs to (`message.id`): several lines can share one.
+    pub message_id: Option<String>,
+    /// The tool called (`tool_use`) or answered (`tool_result` keeps the id in `tool_use_id`).
+    pub tool: Option<String>,
+    pub tool_use_id: Option<String>,
+    pub is_error: bool,
+    pub is_sidechain: bool,
+    pub is_meta: bool,
+    /// The working directory: the project.
+    pub project: Option<String>,
+    pub git_branch: Option<String>,
+    pub model: Option<String>,
+    pub timestamp: Option<String>,
+    /// Token usage, when the record carries it: input, output, cache read, cache write.
+    pub usage: Option<[u64; 4]>,
+    /// The text to search, blocks separated by blank lines.
+    pub text: String,
+}
+
+/// Why a line was not parsed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LineError {
+    #[error("line {line}: not valid UTF-8")]
+    Utf8 { line: u64 },
+    #[error("line {line}: not JSON ({reason})")]
+    Json { line: u64, reason: String },
+    #[error("line {line}: JSON but not an object")]
+    NotObject { line: u64 },
+    #[error("line {line}: {len} bytes, over the {MAX_LINE}-byte limit")]
+    TooLong { line: u64, len: usize },
+}
+
+/// Parses one line (without its newline). Blank lines give `Ok(None)`.
+pub fn parse_line(bytes: &[u8], line: u64) -> Result<Option<Message>, LineError> {
+    if bytes.len() > MAX_LINE {
+        return Err(LineError::TooLong {
+            line,
+            len: bytes.len(),
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| LineError::Utf8 { line })?;
+    let text = text.trim_start_matches('\u{feff}').trim_end_matches('\r');
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| LineError::Json {
+        line,
+        reason: e.to_string(),
+    })?;
+    let Value::Object(record) = value else {
+        return Err(LineError::NotObject { line });
+    };
+    Ok(Some(message(&record, line)))
+}
+
+fn str_of(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).map(str::to_string)
+}
+
+fn message(r: &Map<String, Value>, line: u64) -> Message {
+    let kind = str_of(r.get("type")).unwrap_or_else(|| "unknown".into());
+    let msg = r.get("message").and_then(Value::as_object);
+    let mut m = Message {
+        line,
+        role: msg.and_then(|m| str_of(m.get("role"))),
+        session: str_of(r.get("sessionId")),
+        uuid: str_of(r.get("uuid")),
+        parent_uuid: str_of(r.get("parentUuid")),
+        message_id: msg.and_then(|m| str_of(m.get("id"))),
+        is_sidechain: r
+            .get("isSidechain")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        is_meta: r.get("isMeta").and_then(Value::as_bool).unwrap_or(false),
+        project: str_of(r.get("cwd")),
+        git_branch: str_of(r.get("gitBranch")).filter(|b| !b.is_empty()),
+        model: msg.and_then(|m| str_of(m.get("model"))),
+        timestamp: str_of(r.get("timestamp")),
+        usage: msg.and_then(|m| m.get("usage")).and_then(usage),
+        ..Default::default()
+    };
+    let mut parts: Vec<String> = Vec::new();
+    match kind.as_str() {
+        "user" | "assistant" => {
+            if let Some(content) = msg.and_then(|m| m.get("content")) {
+                content_text(content, &mut m, &mut parts);
+            }
+        }
+        "summary" => parts.extend(str_of(r.get("summary"))),
+        "system" => {
+            parts.extend(str_of(r.get("content")));
+            if parts.is_empty() {
+                parts.extend(str_of(r.get("subtype")));
+            }
+        }
+        "file-history-snapshot" => {
+            if let Some(files) = r
+                .get("snapshot")
+                .and_then(|s| s.get("trackedFileBackups"))
+                .and_then(Value::as_object)
+            {
+                parts.extend(files.keys().cloned());
+            }
+        }
+        _ => {
+            let mut all = Vec::new();
+            strings(&Value::Object(r.clone()), &mut all);
+            parts = all;
+        }
+    }
+    m.kind = kind;
+    m.text = parts
+        .into_iter()
+        .filter(|p| !p.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    m
+}
+
+fn usage(u: &Value) -> Option<[u64; 4]> {
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    Some([
+        n("input_tokens"),
+        n("output_tokens"),
+        n("cache_read_input_tokens"),
+        n("cache_creation_input_tokens"),
+    ])
+}
+
+fn searchable(s: &str) -> String {
+    if s.len() > MAX_WORDLESS && !s.contains(char::is_whitespace) {
+        format!("[{} bytes of data]", s.len())
+    } else {
+        s.to_string()
+    }
+}
+
+fn content_text(content: &Value, m: &mut Message, parts: &mut Vec<String>) {
+    match content {
+        Value::String(s) => parts.push(searchable(s)),
+        Value::Array(blocks) => {
+            for block in blocks {
+                block_text(block, m, parts);
+            }
+        }
+        other => {
+            let mut all = Vec::new();
+            strings(other, &mut all);
+            parts.extend(all);
+        }
+    }
+}
+
+fn block_text(block: &Value, m: &mut Message, parts: &mut Vec<String>) {
+    let kind = block.get("type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "text" => parts.extend(str_of(block.get("text")).map(|t| searchable(&t))),
+        "thinking" => parts.extend(str_of(block.get("thinking")).map(|t| searchable(&t))),
+        "redacted_thinking" => parts.push("[redacted thinking]".into()),
+        "image" | "document" => parts.push(format!("[{kind}]")),
+        "tool_use" => {
+            let name = str_of(block.get("name")).unwrap_or_default();
+            m.tool.get_or_insert(name.clone());
+            m.tool_use_id
+                .get_or_insert_with(|| str_of(block.get("id")).unwrap_or_default());
+            let mut input = Vec::new();
+            if let Some(i) = block.get("input") {
+                strings(i, &mut input);
+            }
+            parts.push(format!("{name} {}", input.join(" ")).trim().to_string());
+        }
+        "tool_result" => {
+            if let Some(id) = str_of(block.get("tool_use_id")) {
+                m.tool_use_id.get_or_insert(id);
+            }
+            if block.get("is_error").and_then(Value::as_bool) == Some(true) {
+                m.is_error = true;
+            }
+            if let Some(c) = block.get("content") {
+                content_text(c, m, parts);
+            }
+        }
+        "tool_reference" => parts.extend(str_of(block.get("tool_name"))),
+        _ => {
+            let mut all = Vec::new();
+            strings(block, &mut all);
+            parts.extend(all);
+        }
+    }
+}
+
+/// Every string value under `v`, depth-first, long wordless ones replaced by a placeholder.
+/// Depth is bounded, so a deeply nested line cannot exhaust the stack.
+fn strings(v: &Value, out: &mut Vec<String>) {
+    fn walk(v: &Value, out: &mut Vec<String>, depth: usize) {
+        if depth > 64 {
+            return;
+        }
+        match v {
+            Value::String(s) => out.push(searchable(s)),
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out, depth + 1)),
+            Value::Object(o) => o.values().for_each(|x| walk(x, out, depth + 1)),
+            _ => {}
+        }
+    }
+    walk(v, out, 0)
+}
+
+/// Splits the bytes of successive versions of a file into complete lines, holding back a
+/// half-written last line until its newline arrives.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+    /// Lines handed out so far.
+    pub lines: u64,
+}
+
+impl LineSplitter {
+    /// Feeds newly appended bytes; returns the complete lines with their 1-based numbers.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            let mut line = std::mem::take(&mut self.partial);
+            line.extend_from_slice(&rest[..i]);
+            self.lines += 1;
+            out.push((self.lines, line));
+            rest = &rest[i + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+        out
+    }
+
+    /// Bytes of an unfinished last line, not yet handed out.
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_written_lines_wait_for_their_newline() {
+        let mut s = LineSplitter::default();
+        assert!(s.feed(b"{\"a\":").is_empty());
+        assert_eq!(s.pending(), 5);
+        let lines = s.feed(b"1}\n{\"b\":2}\n{\"c\"");
+        assert_eq!(
+            lines,
+            vec![(1, b"{\"a\":1}".to_vec()), (2, b"{\"b\":2}".to_vec())]
+        );
+        assert_eq!(s.feed(b":3}\n"), vec![(3, b"{\"c\":3}".to_vec())]);
+    }
+
+    #[test]
+    fn bad_lines_are_named_errors() {
+        assert_eq!(parse_line(b"\xff\xfe", 3), Err(LineError::Utf8 { line: 3 }));
+        assert!(matches!(
+            parse_line(b"{not json", 4),
+            Err(LineError::Json { line: 4, .. })
+        ));
+        assert_eq!(parse_line(b"42", 5), Err(LineError::NotObject { line: 5 }));
+        assert_eq!(parse_line(b"[1]", 6), Err(LineError::NotObject { line: 6 }));
+        assert_eq!(parse_line(b"   ", 7), Ok(None));
+        // A BOM and a CRLF ending are tolerated.
+        assert!(parse_line("\u{feff}{\"type\":\"x\"}\r".as_bytes(), 8)
+            .unwrap()
+            .is_some());
+        // Nesting is fine to a depth, and an error (not a stack overflow) past it.
+        let nested = |n: usize| {
+            format!(
+                "{{\"type\":\"x\",\"v\":{}1{}}}",
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert!(parse_line(nested(100).as_bytes(), 9).unwrap().is_some());
+        assert!(matches!(
+            parse_line(nested(100_000).as_bytes(), 10),
+            Err(LineError::Json { line: 10, .. })
+        ));
+    }
+
+    #[test]
+    fn blocks_become_text_and_fields() {
+        let line = r#"{"type":"assistant","sessionId":"s","uuid":"u2","parentUuid":"u1","cwd":"/p","gitBranch":"main","timestamp":"2025-01-01T00:00:00Z","message":{"id":"msg_1","role":"assistant","model":"claude-x","content":[{"type":"thinking","thinking":"hmm snake_case_name"},{"type":"tool_use","id":"toolu_1","name":"Bash","input":{"command":"cargo test"}}],"usage":{"input_tokens":5,"output_tokens":7,"cache_read_input_tokens":11,"cache_creation_input_tokens":13}}}"#;
+        let m = parse_line(line.as_bytes(), 1).unwrap().unwrap();
+        assert_eq!(m.kind, "assistant");
+        assert_eq!(m.tool.as_deref(), Some("Bash"));
+        assert_eq!(m.message_id.as_deref(), Some("msg_1"));
+        assert_eq!(m.model.as_deref(), Some("claude-x"));
+        assert_eq!(m.usage, Some([5, 7, 11, 13]));
+        assert!(
+            m.text.contains("snake_case_name") && m.text.contains("cargo test"),
+            "{}",
+            m.text
+        );
+        let image = format!(
+            r#"{{"type":"user","message":{{"role":"user","content":[{{"type":"image","source":{{"type":"base64","data":"{}"}}}},{{"type":"tool_result","tool_use_id":"t","is_error":true,"content":"Error: nope"}}]}}}}"#,
+            "A".repeat(100_000)
+        );
+        let m = parse_line(image.as_bytes(), 2).unwrap().unwrap();
+        assert!(m.is_error);
+        assert_eq!(m.text, "[image]\n\nError: nope");
+        // An unknown kind keeps its strings, but not base64 blobs.
+        let odd = format!(
+            r#"{{"type":"future-kind","note":"hello there","blob":"{}"}}"#,
+            "Q".repeat(5000)
+        );
+        let m = parse_line(odd.as_bytes(), 3).unwrap().unwrap();
+        assert_eq!(m.kind, "future-kind");
+        assert!(m.text.contains("hello there") && m.text.contains("[5000 bytes of data]"));
+    }
+}
