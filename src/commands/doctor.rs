@@ -9,6 +9,7 @@ use hoover_client::watch::AgentStatus;
 use hoover_types::Key;
 
 use crate::cli::DoctorArgs;
+use crate::commands::status::process_alive;
 use crate::commands::{client_settings, sync::sync_options, watch::default_status_file};
 use crate::config;
 
@@ -223,12 +224,7 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode> {
             "install the agent: scripts/install-agent.sh (launchd on macOS, systemd --user on Linux)",
         ),
         Some(st) => {
-            let alive = std::path::Path::new(&format!("/proc/{}", st.pid)).exists()
-                || std::process::Command::new("kill")
-                    .args(["-0", &st.pid.to_string()])
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false);
+            let alive = process_alive(st.pid);
             let no_route = st
                 .last_error
                 .as_deref()

@@ -68,7 +68,8 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode> {
     })
 }
 
-fn process_alive(pid: u32) -> bool {
+/// Whether process `pid` is running.
+pub fn process_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") {
         std::path::Path::new(&format!("/proc/{pid}")).exists()
     } else {

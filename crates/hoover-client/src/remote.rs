@@ -130,15 +130,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
         }
     }
 
-    pub async fn commit(&mut self) -> Result<Vec<CommittedVersion>> {
-        self.conn.send(&Request::Commit).await?;
-        self.conn.flush().await?;
-        match self.recv().await? {
-            Response::Committed { versions } => Ok(versions),
-            other => Err(unexpected("Committed", other)),
-        }
-    }
-
     /// Every file under `prefix`, in key order.
     pub async fn list(&mut self, prefix: &str) -> Result<Vec<FileEntry>> {
         let mut out: Vec<FileEntry> = Vec::new();

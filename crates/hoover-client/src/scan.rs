@@ -51,6 +51,16 @@ impl Includes {
     }
 }
 
+/// The key of the file at `relative` under `root`: `<source>/<root name>/<relative path>`,
+/// with `/` separators. Refused when the path is not UTF-8 or does not make a valid key.
+pub fn key_for(source: &str, root: &Root, relative: &Path) -> Result<Key, String> {
+    let rel = relative
+        .to_str()
+        .ok_or_else(|| "not valid UTF-8".to_string())?
+        .replace(std::path::MAIN_SEPARATOR, "/");
+    Key::new(format!("{source}/{}/{rel}", root.name)).map_err(|e| e.to_string())
+}
+
 /// One file found by a scan.
 #[derive(Clone, Debug)]
 pub struct Found {
@@ -89,15 +99,7 @@ pub fn scan(source: &str, roots: &[Root], includes: &Includes) -> (Vec<Found>, V
             if !includes.matches(relative) {
                 continue;
             }
-            let Some(rel) = relative.to_str() else {
-                warnings.push(format!(
-                    "{} is not valid UTF-8; skipped",
-                    entry.path().display()
-                ));
-                continue;
-            };
-            let rel = rel.replace(std::path::MAIN_SEPARATOR, "/");
-            match Key::new(format!("{source}/{}/{rel}", root.name)) {
+            match key_for(source, root, relative) {
                 Ok(key) => found.push(Found {
                     key,
                     path: entry.path().to_path_buf(),

@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::scan::{scan, Includes, Root};
+use crate::scan::{key_for, scan, Includes, Root};
 use crate::state::{ClientState, Stat};
 use crate::sync::{prepare_with_track, push_batch, Changed, SyncOptions, SyncReport};
 use crate::track::Track;
@@ -236,7 +236,7 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
     // Flush what changed since the last push, so a clean stop loses nothing.
     if agent.conn.is_some() {
         let flush = async {
-            agent.scan_dirty_only();
+            agent.mark_found();
             if !agent.dirty.is_empty() {
                 if let Err(e) = agent.push_dirty().await {
                     tracing::warn!("could not push the last changes before stopping: {e:#}");
@@ -304,8 +304,7 @@ impl Agent {
         if !self.includes.matches(rel) {
             return None;
         }
-        let rel = rel.to_str()?.replace(std::path::MAIN_SEPARATOR, "/");
-        Key::new(format!("{}/{}/{rel}", self.opts.sync.source, root.name)).ok()
+        key_for(&self.opts.sync.source, root, rel).ok()
     }
 
     fn on_event(&mut self, event: notify::Result<notify::Event>) {
@@ -372,19 +371,7 @@ impl Agent {
     /// Marks every file as possibly changed, and every recorded file that is gone as deleted.
     fn scan_all(&mut self) -> Result<()> {
         self.full_scan = false;
-        let (found, warnings) = scan(
-            &self.opts.sync.source,
-            &self.opts.sync.roots,
-            &self.includes,
-        );
-        for w in warnings {
-            tracing::debug!("{w}");
-        }
-        let mut present = std::collections::HashSet::new();
-        for f in found {
-            present.insert(f.key.clone());
-            self.dirty.insert(f.key, f.path);
-        }
+        let present = self.mark_found();
         if let Some(state) = &self.state {
             let prefixes: Vec<String> = self
                 .opts
@@ -408,17 +395,23 @@ impl Agent {
         Ok(())
     }
 
-    /// Before stopping: events may still be queued in the watcher; a cheap stat of the known
-    /// files catches what they would have said.
-    fn scan_dirty_only(&mut self) {
-        let (found, _) = scan(
+    /// Marks every file the roots hold as possibly changed (a stat decides); returns their keys.
+    /// Before stopping this alone catches what still-queued events would have said.
+    fn mark_found(&mut self) -> std::collections::HashSet<Key> {
+        let (found, warnings) = scan(
             &self.opts.sync.source,
             &self.opts.sync.roots,
             &self.includes,
         );
+        for w in warnings {
+            tracing::debug!("{w}");
+        }
+        let mut present = std::collections::HashSet::new();
         for f in found {
+            present.insert(f.key.clone());
             self.dirty.insert(f.key, f.path);
         }
+        present
     }
 
     fn path_of(&self, key: &Key) -> PathBuf {

@@ -86,16 +86,6 @@ impl Batch {
         }
     }
 
-    /// How many chunks this batch holds that are not committed yet.
-    pub fn staged_chunks(&self) -> usize {
-        self.staged.len()
-    }
-
-    /// Whether the batch already holds `id`.
-    pub fn has_staged(&self, id: &ChunkId) -> bool {
-        self.staged.contains_key(id)
-    }
-
     /// Checks a compressed chunk against its name and length and stages it in `tmp/`.
     pub fn add_chunk(&mut self, id: ChunkId, len: u32, compressed: &[u8]) -> Result<()> {
         if self.staged.contains_key(&id) {
@@ -236,16 +226,19 @@ impl Batch {
             .filter(|c| !self.staged.contains_key(&c.id))
             .copied()
             .collect();
-        let ids: Vec<ChunkId> = unknown.iter().map(|c| c.id).collect();
-        let present = self.store.has_chunks(&ids)?;
-        if let Some((missing, _)) = unknown.iter().zip(&present).find(|(_, p)| !**p) {
+        // One lookup per chunk answers both questions: is it stored, and at what length.
+        let stored: Vec<Option<u64>> = unknown
+            .iter()
+            .map(|c| self.store.chunk_len(&c.id))
+            .collect::<Result<_>>()?;
+        if let Some((missing, _)) = unknown.iter().zip(&stored).find(|(_, len)| len.is_none()) {
             return Err(StoreError::Refused(format!(
                 "{key}: names chunk {} that was neither sent nor stored",
                 missing.id
             )));
         }
-        for chunk in &unknown {
-            if let Some(len) = self.store.chunk_len(&chunk.id)? {
+        for (chunk, len) in unknown.iter().zip(&stored) {
+            if let Some(len) = *len {
                 if len != chunk.len as u64 {
                     return Err(StoreError::Refused(format!(
                         "{key}: chunk {} is {len} bytes, not {}",
@@ -290,8 +283,8 @@ impl Batch {
         if actual != version.blake3 {
             return Err(StoreError::Refused(format!(
                 "{key}: chunks reassemble to BLAKE3 {}, not the claimed {}",
-                hex_string(&actual),
-                hex_string(&version.blake3)
+                hex::encode(actual),
+                hex::encode(version.blake3)
             )));
         }
         Ok(Prepared {
@@ -511,8 +504,4 @@ fn install(store: &Store, tmp: &std::path::Path, dest: &std::path::Path) -> Resu
         fsutil::sync_dir(&store.root().join("packs"))?;
     }
     Ok(())
-}
-
-fn hex_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
