@@ -11,8 +11,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_hoover");
 fn server_killed_mid_sync_recovers_with_complete_data() {
     let mut world = World::new(BIN);
     let root = world.path().join("projects");
-    // Enough data that the sync takes many batches.
-    let files = corpus::write_tree(&root, 11, 40, 120_000_000);
+    // Enough data that the sync is still running when its first batch is committed, even on a
+    // fast machine (120 MB once finished before the kill could land).
+    let files = corpus::write_tree(&root, 11, 40, 250_000_000);
     let spec = format!("claude={}", root.display());
     let sync = world
         .hoover(&["sync", "--json", "--source", "laptop", "--root", &spec])
