@@ -1,0 +1,379 @@
+//! Queries: words, `"phrases"`, `-exclusions` and the filters `project:`, `session:`, `role:`,
+//! `tool:`, `key:`, `after:` and `before:`, sorted by relevance or time, with snippets.
+
+use std::ops::Bound;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Value};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
+
+use crate::schema::{self, Fields};
+use crate::{Index, IndexError, Result};
+
+/// Result order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sort {
+    #[default]
+    Relevance,
+    Newest,
+    Oldest,
+}
+
+impl std::str::FromStr for Sort {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "relevance" => Ok(Sort::Relevance),
+            "newest" | "time" => Ok(Sort::Newest),
+            "oldest" => Ok(Sort::Oldest),
+            other => Err(format!(
+                "unknown sort {other:?}: use relevance, newest or oldest"
+            )),
+        }
+    }
+}
+
+/// A search: the query text, and which page of hits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    pub query: String,
+    pub limit: usize,
+    #[serde(default)]
+    pub offset: usize,
+    #[serde(default)]
+    pub sort: Sort,
+}
+
+/// One message that matched.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    pub key: String,
+    pub session: Option<String>,
+    pub uuid: Option<String>,
+    pub role: String,
+    pub kind: String,
+    pub tool: Option<String>,
+    pub project: Option<String>,
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+    /// The version where the message was first seen, and its line there.
+    pub seq: u64,
+    pub line: u64,
+    pub score: f32,
+    /// A piece of the (redacted) text around the matched words.
+    pub snippet: String,
+    /// Byte ranges of `snippet` to highlight.
+    pub highlights: Vec<[usize; 2]>,
+}
+
+/// A page of hits and the total number of matches.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchResults {
+    pub total: u64,
+    pub hits: Vec<Hit>,
+    pub took_ms: f64,
+}
+
+/// The largest page a search returns.
+pub const MAX_LIMIT: usize = 1000;
+const SNIPPET_CHARS: usize = 240;
+
+/// Splits a query into terms, keeping quoted phrases together: `(negated, field, text, quoted)`.
+fn lex(q: &str) -> Vec<(bool, Option<String>, String, bool)> {
+    let mut out = Vec::new();
+    let mut chars = q.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&first) = chars.peek() else { break };
+        let negated = first == '-';
+        if negated {
+            chars.next();
+        }
+        let mut word = String::new();
+        let mut field = None;
+        let mut quoted = false;
+        while let Some(&c) = chars.peek() {
+            if c == '"' {
+                chars.next();
+                quoted = true;
+                for c in chars.by_ref() {
+                    if c == '"' {
+                        break;
+                    }
+                    word.push(c);
+                }
+                break;
+            }
+            if c.is_whitespace() {
+                break;
+            }
+            chars.next();
+            if c == ':' && field.is_none() && is_filter(&word) {
+                field = Some(std::mem::take(&mut word).to_ascii_lowercase());
+                continue;
+            }
+            word.push(c);
+        }
+        if !word.is_empty() {
+            out.push((negated, field, word, quoted));
+        }
+    }
+    out
+}
+
+fn is_filter(word: &str) -> bool {
+    matches!(
+        word.to_ascii_lowercase().as_str(),
+        "project" | "session" | "role" | "tool" | "key" | "after" | "before"
+    )
+}
+
+/// Terms of `text` as the named tokenizer makes them.
+fn tokens(index: &Index, tokenizer: &str, text: &str) -> Vec<String> {
+    let mut analyzer = index
+        .inner
+        .index
+        .tokenizers()
+        .get(tokenizer)
+        .expect("registered tokenizer");
+    let mut stream = analyzer.token_stream(text);
+    let mut out = Vec::new();
+    while let Some(t) = stream.next() {
+        out.push(t.text.clone());
+    }
+    out
+}
+
+fn term_or_phrase(field: Field, words: Vec<String>) -> Option<Box<dyn Query>> {
+    let mut terms: Vec<Term> = words
+        .iter()
+        .map(|w| Term::from_field_text(field, w))
+        .collect();
+    match terms.len() {
+        0 => None,
+        1 => Some(Box::new(TermQuery::new(
+            terms.pop().expect("one term"),
+            IndexRecordOption::WithFreqs,
+        ))),
+        _ => Some(Box::new(PhraseQuery::new(terms))),
+    }
+}
+
+fn all_of(field: Field, words: Vec<String>) -> Option<Box<dyn Query>> {
+    if words.is_empty() {
+        return None;
+    }
+    Some(Box::new(BooleanQuery::new(
+        words
+            .into_iter()
+            .map(|w| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(field, &w),
+                    IndexRecordOption::Basic,
+                ));
+                (Occur::Must, q)
+            })
+            .collect(),
+    )))
+}
+
+/// `2025-06-01` (midnight UTC) or a full RFC 3339 time, in milliseconds.
+fn parse_when(text: &str) -> Result<i64> {
+    if let Some(ms) = crate::source::parse_time_ms(text) {
+        return Ok(ms);
+    }
+    let date: jiff::civil::Date = text.parse().map_err(|_| {
+        IndexError::Query(format!(
+            "{text:?} is not a date: use YYYY-MM-DD or an RFC 3339 time"
+        ))
+    })?;
+    let ts = date
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map_err(|e| IndexError::Query(e.to_string()))?
+        .timestamp();
+    Ok(ts.as_millisecond())
+}
+
+/// Builds the tantivy query for `q`.
+fn build(index: &Index, q: &str) -> Result<Box<dyn Query>> {
+    let f: Fields = index.inner.fields;
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(
+        Occur::Must,
+        Box::new(TermQuery::new(
+            Term::from_field_text(f.doc, "msg"),
+            IndexRecordOption::Basic,
+        )),
+    )];
+    let mut positive = false;
+    for (negated, field, word, quoted) in lex(q) {
+        let occur = if negated { Occur::MustNot } else { Occur::Must };
+        let query: Option<Box<dyn Query>> = match field.as_deref() {
+            Some("project") => all_of(f.project, tokens(index, schema::PATH, &word)),
+            Some("role") => all_of(f.role, vec![word.to_lowercase()]),
+            Some("tool") => all_of(f.tool, vec![word.to_lowercase()]),
+            Some("session") => all_of(f.session, vec![word]),
+            Some("key") => all_of(f.key, vec![word]),
+            Some(bound @ ("after" | "before")) => {
+                let ms = parse_when(&word)?;
+                let term = Term::from_field_i64(f.ts, ms);
+                let q = if bound == "after" {
+                    RangeQuery::new(Bound::Included(term), Bound::Unbounded)
+                } else {
+                    RangeQuery::new(Bound::Unbounded, Bound::Excluded(term))
+                };
+                Some(Box::new(q))
+            }
+            _ => {
+                let english = term_or_phrase(f.text, tokens(index, schema::EN, &word));
+                let code: Vec<String> = if quoted {
+                    Vec::new()
+                } else {
+                    schema::code_tokens(&word)
+                        .into_iter()
+                        .map(|(_, w)| w)
+                        .collect()
+                };
+                let code = (code.len() == 1).then(|| {
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(
+                        Term::from_field_text(f.code, &code[0]),
+                        IndexRecordOption::WithFreqs,
+                    ));
+                    q
+                });
+                if !negated && (english.is_some() || code.is_some()) {
+                    positive = true;
+                }
+                match (english, code) {
+                    (Some(e), Some(c)) => Some(Box::new(BooleanQuery::new(vec![
+                        (Occur::Should, e),
+                        (Occur::Should, c),
+                    ]))),
+                    (e, c) => e.or(c),
+                }
+            }
+        };
+        if let Some(query) = query {
+            if field.is_some() && !negated {
+                positive = true;
+            }
+            clauses.push((occur, query));
+        }
+    }
+    if !positive {
+        clauses.push((Occur::Must, Box::new(AllQuery)));
+    }
+    Ok(Box::new(BooleanQuery::new(clauses)))
+}
+
+pub(crate) fn search(index: &Index, request: &SearchRequest) -> Result<SearchResults> {
+    let started = Instant::now();
+    let f = index.inner.fields;
+    let query = build(index, &request.query)?;
+    let searcher: Searcher = index.inner.reader.searcher();
+    let limit = request.limit.clamp(1, MAX_LIMIT);
+    let top = TopDocs::with_limit(limit).and_offset(request.offset);
+    let (total, addrs): (usize, Vec<(f32, DocAddress)>) = match request.sort {
+        Sort::Relevance => searcher.search(&query, &(Count, top))?,
+        Sort::Newest | Sort::Oldest => {
+            let order = if request.sort == Sort::Newest {
+                Order::Desc
+            } else {
+                Order::Asc
+            };
+            let (n, docs) = searcher.search(
+                &query,
+                &(Count, top.order_by_fast_field::<i64>("ts", order)),
+            )?;
+            (n, docs.into_iter().map(|(_, a)| (0.0, a)).collect())
+        }
+    };
+    let mut snippets = SnippetGenerator::create(&searcher, &*query, f.text)?;
+    snippets.set_max_num_chars(SNIPPET_CHARS);
+    let mut hits = Vec::with_capacity(addrs.len());
+    for (score, addr) in addrs {
+        let doc: TantivyDocument = searcher.doc(addr)?;
+        let text_of = |field: Field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str().map(str::to_string))
+        };
+        let u64_of = |field: Field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0);
+        let snippet = snippets.snippet_from_doc(&doc);
+        let (snippet, highlights) = if snippet.fragment().is_empty() {
+            let text = text_of(f.text).unwrap_or_default();
+            (truncate(&text, SNIPPET_CHARS), Vec::new())
+        } else {
+            (
+                snippet.fragment().to_string(),
+                snippet
+                    .highlighted()
+                    .iter()
+                    .map(|r| [r.start, r.end])
+                    .collect(),
+            )
+        };
+        let ts = doc.get_first(f.ts).and_then(|v| v.as_i64()).unwrap_or(0);
+        hits.push(Hit {
+            key: text_of(f.key).unwrap_or_default(),
+            session: text_of(f.session),
+            uuid: text_of(f.uuid),
+            role: text_of(f.role).unwrap_or_default(),
+            kind: text_of(f.kind).unwrap_or_default(),
+            tool: text_of(f.tool),
+            project: text_of(f.project),
+            timestamp: crate::stats::ms_to_rfc3339(ts),
+            seq: u64_of(f.seq),
+            line: u64_of(f.line),
+            score,
+            snippet,
+            highlights,
+        });
+    }
+    Ok(SearchResults {
+        total: total as u64,
+        hits,
+        took_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexing_keeps_phrases_filters_and_exclusions() {
+        let got = lex(r#"tokio "error handling" -flaky project:hoover std::io after:2025-01-01"#);
+        let want = vec![
+            (false, None, "tokio".to_string(), false),
+            (false, None, "error handling".to_string(), true),
+            (true, None, "flaky".to_string(), false),
+            (
+                false,
+                Some("project".to_string()),
+                "hoover".to_string(),
+                false,
+            ),
+            (false, None, "std::io".to_string(), false),
+            (
+                false,
+                Some("after".to_string()),
+                "2025-01-01".to_string(),
+                false,
+            ),
+        ];
+        assert_eq!(got, want);
+    }
+}

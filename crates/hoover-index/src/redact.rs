@@ -1,0 +1,296 @@
+//! Secret redaction for everything the index holds and the server shows.
+//!
+//! Transcripts are full of pasted keys. The store keeps every byte; the index text, snippets and
+//! pages get [`redact`]ed copies in which well-known secret shapes are replaced by
+//! `[REDACTED:<kind>]`. Each rule is a regular expression whose whole match (or its `secret`
+//! group, so `password=` stays readable) is replaced. The table of what is and is not redacted
+//! lives in this module's tests.
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+struct Rule {
+    kind: &'static str,
+    re: Regex,
+}
+
+/// `(kind, pattern)`: a `secret` group, when present, is what gets replaced.
+const RULES: &[(&str, &str)] = &[
+    (
+        "private-key",
+        r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\z)",
+    ),
+    (
+        "aws-key",
+        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b",
+    ),
+    ("google-key", r"\bAIza[0-9A-Za-z_\-]{35}"),
+    (
+        "api-key",
+        r"\bsk-(?:ant-|proj-|live-|test-)?[A-Za-z0-9_\-]{20,}",
+    ),
+    (
+        "github-token",
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})",
+    ),
+    ("gitlab-token", r"\bglpat-[A-Za-z0-9_\-]{20,}"),
+    ("slack-token", r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"),
+    ("stripe-key", r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"),
+    (
+        "jwt",
+        r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
+    ),
+    (
+        "password",
+        r#"(?i)\b[a-z0-9_]*?(?:password|passwd|pwd|secret|api_?key|access_?key|secret_?key|access_?token|auth_?token)["']?\s*[:=]\s*["']?(?P<secret>[^\s"'`,;&]{4,})"#,
+    ),
+    (
+        "url-password",
+        r"\b[a-z][a-z0-9+.\-]*://[^\s:/@\[\]]+:(?P<secret>[^\s@/\[\]]{3,})@",
+    ),
+    (
+        "bearer",
+        r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/\-]{20,}=*)",
+    ),
+];
+
+fn rules() -> &'static [Rule] {
+    static RULES_COMPILED: OnceLock<Vec<Rule>> = OnceLock::new();
+    RULES_COMPILED.get_or_init(|| {
+        RULES
+            .iter()
+            .map(|(kind, pattern)| Rule {
+                kind,
+                re: Regex::new(pattern).expect("redaction patterns are valid"),
+            })
+            .collect()
+    })
+}
+
+/// A cheap pre-check: text without any of these bytes sequences has nothing to redact.
+fn may_hold_secret(text: &str) -> bool {
+    // Every rule needs a run of at least 16 token characters, or a `:`/`=` assignment.
+    let mut run = 0;
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            run += 1;
+            if run >= 16 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    text.contains("PRIVATE KEY") || text.contains(':') || text.contains('=')
+}
+
+/// `text` with every recognised secret replaced by `[REDACTED:<kind>]`.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    if !may_hold_secret(text) {
+        return Cow::Borrowed(text);
+    }
+    let mut out: Cow<'_, str> = Cow::Borrowed(text);
+    for rule in rules() {
+        if !rule.re.is_match(&out) {
+            continue;
+        }
+        let replaced = rule
+            .re
+            .replace_all(&out, |caps: &regex::Captures<'_>| {
+                let whole = caps.get(0).expect("group 0 always matches");
+                match caps.name("secret") {
+                    Some(secret) if !is_plausible_secret(rule.kind, secret.as_str()) => {
+                        whole.as_str().to_string()
+                    }
+                    Some(secret) => {
+                        let start = secret.start() - whole.start();
+                        let end = secret.end() - whole.start();
+                        format!(
+                            "{}[REDACTED:{}]{}",
+                            &whole.as_str()[..start],
+                            rule.kind,
+                            &whole.as_str()[end..]
+                        )
+                    }
+                    None => format!("[REDACTED:{}]", rule.kind),
+                }
+            })
+            .into_owned();
+        out = Cow::Owned(replaced);
+    }
+    out
+}
+
+/// Assignments and bearer headers are redacted only when the value looks like a secret, so
+/// `password: string` in code or `Bearer authentication` in prose stay readable.
+fn is_plausible_secret(kind: &str, value: &str) -> bool {
+    if value.starts_with("[REDACTED:") {
+        return false;
+    }
+    match kind {
+        "bearer" => entropy_bits_per_char(value) >= 3.0,
+        "password" => {
+            let placeholder = matches!(
+                value.to_ascii_lowercase().as_str(),
+                "string" | "str" | "none" | "null" | "true" | "false" | "undefined" | "required"
+            ) || value.starts_with('$')
+                || value.starts_with('{')
+                || value.starts_with('<')
+                || value.starts_with('(')
+                || value.starts_with('*');
+            !placeholder
+        }
+        _ => true,
+    }
+}
+
+/// Shannon entropy of the characters of `s`, in bits per character.
+fn entropy_bits_per_char(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    for b in s.bytes() {
+        counts[b as usize] += 1;
+    }
+    let n = s.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What is redacted: (input, the secret that must disappear, the kind that replaces it).
+    const REDACTED: &[(&str, &str, &str)] = &[
+        (
+            "export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE now",
+            "AKIAIOSFODNN7EXAMPLE",
+            "aws-key",
+        ),
+        (
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "password",
+        ),
+        (
+            "key AIzaSyA1234567890abcdefghijklmnopqrstuv used",
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            "google-key",
+        ),
+        (
+            "ANTHROPIC_API_KEY=sk-ant-api03-abcdefghijklmnopqrstuvwxyz012345",
+            "sk-ant-api03-abcdefghijklmnopqrstuvwxyz012345",
+            "api-key",
+        ),
+        (
+            "use sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123 for openai",
+            "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123",
+            "api-key",
+        ),
+        (
+            "git clone https://ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/x/y",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "github-token",
+        ),
+        (
+            "token github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ",
+            "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ",
+            "github-token",
+        ),
+        (
+            "GITLAB=glpat-abcdefghij0123456789",
+            "glpat-abcdefghij0123456789",
+            "gitlab-token",
+        ),
+        (
+            "slack xoxb-123456789012-abcdefghijkl",
+            "xoxb-123456789012-abcdefghijkl",
+            "slack-token",
+        ),
+        (
+            "stripe sk_live_abcdefghijklmnop1234",
+            "sk_live_abcdefghijklmnop1234",
+            "stripe-key",
+        ),
+        (
+            "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "jwt",
+        ),
+        (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----",
+            "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ",
+            "private-key",
+        ),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA75 (cut off",
+            "MIIEpAIBAAKCAQEA75",
+            "private-key",
+        ),
+        ("password=hunter2xyz", "hunter2xyz", "password"),
+        ("DB_PASSWORD: \"s3cr3t-Pa55\"", "s3cr3t-Pa55", "password"),
+        ("{\"api_key\": \"abcd1234efgh\"}", "abcd1234efgh", "password"),
+        (
+            "postgres://app:tops3cret@127.0.0.1:5432/db",
+            "tops3cret",
+            "url-password",
+        ),
+        (
+            "Authorization: Bearer 9f8e7d6c5b4a39281706f5e4d3c2b1a0ZZyyXX",
+            "9f8e7d6c5b4a39281706f5e4d3c2b1a0ZZyyXX",
+            "bearer",
+        ),
+    ];
+
+    /// What stays: ordinary text that merely resembles a secret.
+    const KEPT: &[&str] = &[
+        "the password: string field is required",
+        "password = None",
+        "password=${DB_PASSWORD}",
+        "Bearer authentication is described in RFC 6750",
+        "Bearer aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "fn parse_snake_case_identifier_names() {}",
+        "commit 3f08459a1b2c3d4e5f60718293a4b5c6d7e8f901",
+        "sk-learn is a library; risk-free",
+        "-----BEGIN PUBLIC KEY----- is not secret",
+        "https://example.org/path:with:colons@nothing",
+        "cargo test --workspace --all-targets",
+    ];
+
+    #[test]
+    fn known_secret_shapes_are_redacted() {
+        for (input, secret, kind) in REDACTED {
+            let out = redact(input);
+            assert!(
+                !out.contains(secret),
+                "{input:?} -> {out:?} still holds the secret"
+            );
+            assert!(
+                out.contains(&format!("[REDACTED:{kind}]")),
+                "{input:?} -> {out:?} lacks [REDACTED:{kind}]"
+            );
+        }
+    }
+
+    #[test]
+    fn ordinary_text_is_kept() {
+        for input in KEPT {
+            assert_eq!(redact(input), *input, "{input:?} was changed");
+        }
+    }
+
+    #[test]
+    fn context_around_a_secret_survives() {
+        assert_eq!(
+            redact("password=hunter2xyz and more"),
+            "password=[REDACTED:password] and more"
+        );
+    }
+}

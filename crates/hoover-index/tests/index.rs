@@ -1,0 +1,217 @@
+//! The index on its own: versions in, searches and counters out, across reopen.
+
+use std::convert::Infallible;
+
+use hoover_index::{Index, IndexOptions, Opened, SearchRequest, Sort, VersionMeta};
+
+fn line(session: &str, uuid: &str, role: &str, text: &str, ts: &str) -> String {
+    let text = serde_json::to_string(text).unwrap();
+    format!(
+        r#"{{"type":"{role}","sessionId":"{session}","uuid":"{uuid}","parentUuid":null,"cwd":"/home/dev/src/zoo","gitBranch":"main","timestamp":"{ts}","message":{{"role":"{role}","content":{text}}}}}"#
+    ) + "\n"
+}
+
+fn feed(w: &mut hoover_index::Writer, key: &str, seq: u64, content: &[u8], resume: bool) {
+    let from = if resume {
+        w.progress(key).map(|p| p.done as usize).unwrap_or(0)
+    } else {
+        0
+    };
+    let meta = VersionMeta {
+        key,
+        seq,
+        size: content.len() as u64,
+        mtime_ms: 0,
+    };
+    // Feed in uneven pieces, like chunks.
+    let pieces: Vec<Result<Vec<u8>, Infallible>> =
+        content[from..].chunks(7).map(|c| Ok(c.to_vec())).collect();
+    w.add_version(&meta, resume, pieces).unwrap();
+}
+
+fn sessions(index: &Index, q: &str) -> Vec<String> {
+    let mut s: Vec<String> = index
+        .search(&SearchRequest {
+            query: q.into(),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap()
+        .hits
+        .into_iter()
+        .filter_map(|h| h.session)
+        .collect();
+    s.sort();
+    s.dedup();
+    s
+}
+
+#[test]
+fn appends_half_lines_duplicates_filters_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index");
+    let (index, mut w, opened) = Index::open(&path, IndexOptions::default()).unwrap();
+    assert_eq!(opened, Opened::Created);
+
+    let key = "laptop/claude/zoo/s1.jsonl";
+    let mut content = line(
+        "s1",
+        "u1",
+        "user",
+        "the aardvark eats ants",
+        "2025-06-01T10:00:00Z",
+    );
+    content += &line(
+        "s1",
+        "u2",
+        "assistant",
+        "call parse_snake_case in src/zoo/keeper.rs",
+        "2025-06-01T10:00:05Z",
+    );
+    let half = line(
+        "s1",
+        "u3",
+        "user",
+        "a quokka smiles",
+        "2025-06-02T10:00:00Z",
+    );
+    let mut v1 = content.clone().into_bytes();
+    v1.extend_from_slice(&half.as_bytes()[..20]);
+    feed(&mut w, key, 1, &v1, false);
+    w.commit().unwrap();
+    assert_eq!(sessions(&index, "aardvark"), vec!["s1"]);
+    assert_eq!(
+        sessions(&index, "quokka"),
+        Vec::<String>::new(),
+        "half line indexed"
+    );
+    // Code-friendly terms and stemming.
+    assert_eq!(sessions(&index, "parse_snake_case"), vec!["s1"]);
+    assert_eq!(sessions(&index, "src/zoo/keeper.rs"), vec!["s1"]);
+    assert_eq!(sessions(&index, "eating"), vec!["s1"]);
+
+    // The half line completes in the next version: only the new bytes are fed.
+    content += &half;
+    let before = w.progress(key).unwrap();
+    assert_eq!(before.lines, 2);
+    feed(&mut w, key, 2, content.as_bytes(), true);
+    w.commit().unwrap();
+    assert_eq!(sessions(&index, "quokka"), vec!["s1"]);
+    assert_eq!(w.progress(key).unwrap().lines, 3);
+
+    // A resumed session copies earlier messages into a new file: they are indexed once.
+    let key2 = "laptop/claude/zoo/s2.jsonl";
+    let mut resumed = line(
+        "s1",
+        "u1",
+        "user",
+        "the aardvark eats ants",
+        "2025-06-01T10:00:00Z",
+    );
+    resumed += &line(
+        "s2",
+        "u9",
+        "user",
+        "a narwhal appears",
+        "2025-06-03T10:00:00Z",
+    );
+    resumed += "{not json\n";
+    resumed += &String::from_utf8_lossy(b"\xff\n");
+    feed(&mut w, key2, 1, resumed.as_bytes(), false);
+    w.commit().unwrap();
+    let r = index
+        .search(&SearchRequest {
+            query: "aardvark".into(),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(r.total, 1, "{r:?}");
+    assert_eq!(r.hits[0].key, key, "the first occurrence is the one kept");
+    assert!(r.hits[0].snippet.contains("aardvark"));
+    assert!(!r.hits[0].highlights.is_empty());
+    assert_eq!(sessions(&index, "narwhal"), vec!["s2"]);
+    assert_eq!(w.progress(key2).unwrap().malformed, 2);
+
+    // Filters, phrases, exclusion, time.
+    assert_eq!(sessions(&index, "role:assistant"), vec!["s1"]);
+    assert_eq!(sessions(&index, "project:zoo narwhal"), vec!["s2"]);
+    assert_eq!(
+        sessions(&index, "project:elsewhere narwhal"),
+        Vec::<String>::new()
+    );
+    assert_eq!(sessions(&index, "\"eats ants\""), vec!["s1"]);
+    assert_eq!(sessions(&index, "\"ants eats\""), Vec::<String>::new());
+    assert_eq!(sessions(&index, "quokka -smiles"), Vec::<String>::new());
+    assert_eq!(sessions(&index, "after:2025-06-03"), vec!["s2"]);
+    assert_eq!(sessions(&index, "before:2025-06-02 aardvark"), vec!["s1"]);
+    assert_eq!(sessions(&index, "session:s2"), vec!["s2"]);
+    let newest = index
+        .search(&SearchRequest {
+            query: "project:zoo".into(),
+            limit: 1,
+            sort: Sort::Newest,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(newest.hits[0].session.as_deref(), Some("s2"));
+    assert_eq!(newest.total, 4);
+
+    let counters = index.counters();
+    assert_eq!(counters.messages, 4);
+    assert_eq!(counters.sessions, 2);
+    assert_eq!(counters.projects, 1);
+    assert_eq!(counters.malformed_lines, 2);
+
+    // Reopen: the same answers, the same progress, the same counters; duplicates still skipped.
+    drop(w);
+    drop(index);
+    let (index, mut w, opened) = Index::open(&path, IndexOptions::default()).unwrap();
+    assert_eq!(opened, Opened::Existing);
+    assert_eq!(sessions(&index, "quokka"), vec!["s1"]);
+    assert_eq!(w.progress(key).unwrap().lines, 3);
+    assert_eq!(index.counters(), counters);
+    feed(&mut w, key2, 1, resumed.as_bytes(), false);
+    w.commit().unwrap();
+    assert_eq!(index.counters().messages, 4);
+}
+
+#[test]
+fn secrets_are_not_searchable_and_another_schema_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index");
+    let (index, mut w, _) = Index::open(&path, IndexOptions::default()).unwrap();
+    let content = line(
+        "s1",
+        "u1",
+        "user",
+        "my key is AKIAIOSFODNN7EXAMPLE keep it safe",
+        "2025-06-01T10:00:00Z",
+    );
+    feed(&mut w, "l/c/s1.jsonl", 1, content.as_bytes(), false);
+    w.commit().unwrap();
+    assert!(sessions(&index, "AKIAIOSFODNN7EXAMPLE").is_empty());
+    let hit = &index
+        .search(&SearchRequest {
+            query: "safe".into(),
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap()
+        .hits[0];
+    assert!(hit.snippet.contains("[REDACTED:aws-key]"), "{hit:?}");
+    drop(w);
+    drop(index);
+
+    std::fs::write(path.join("HOOVER_INDEX"), "hoover-index 0\n").unwrap();
+    let (index, _w, opened) = Index::open(&path, IndexOptions::default()).unwrap();
+    assert!(matches!(opened, Opened::Rebuilt { .. }), "{opened:?}");
+    assert_eq!(index.counters().messages, 0);
+
+    // Garbage where the index was: rebuilt, not an error.
+    drop(_w);
+    drop(index);
+    std::fs::write(path.join("meta.json"), "garbage").unwrap();
+    let (_index, _w, opened) = Index::open(&path, IndexOptions::default()).unwrap();
+    assert!(matches!(opened, Opened::Rebuilt { .. }), "{opened:?}");
+}
