@@ -46,6 +46,11 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check a server store offline: every chunk re-hashed, every version reassembled.
     Verify(VerifyArgs),
+    /// Search every chat on the server.
+    Search(SearchArgs),
+    /// Rebuild a server store's search index from the store (the server must be stopped; it
+    /// also rebuilds by itself when the index is missing, damaged or of an older schema).
+    Reindex(ReindexArgs),
 }
 
 /// Options every client command shares.
@@ -93,9 +98,17 @@ pub struct ServeArgs {
     /// Address for SSH [default: 127.0.0.1:2222].
     #[arg(long, env = "HOOVER_SSH_LISTEN")]
     pub ssh_listen: Option<SocketAddr>,
-    /// Address for HTTP [default: 127.0.0.1:8080]; answers GET /healthz.
+    /// Address for HTTP [default: 127.0.0.1:8080]; answers GET /healthz, /api/search?q=...,
+    /// /api/stats.
     #[arg(long, env = "HOOVER_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// Keep no search index (searches are refused; the store is unaffected).
+    #[arg(long)]
+    pub no_index: bool,
+    /// Index and show secrets (API keys, tokens, private keys, passwords) as they are, instead
+    /// of replacing them with [REDACTED:<kind>]. The store always keeps every byte.
+    #[arg(long, env = "HOOVER_NO_REDACT")]
+    pub no_redact: bool,
     /// OpenSSH authorized_keys file of the clients allowed in
     /// [default: <config dir>/authorized_keys]. `hoover-allow="push"` makes a key push-only.
     #[arg(long, env = "HOOVER_AUTHORIZED_KEYS")]
@@ -192,6 +205,54 @@ pub struct VersionsArgs {
     /// The file's key, as `hoover ls` shows it.
     pub key: String,
     /// Print a JSON array on stdout, oldest first.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "QUERY syntax:
+  words            every word must occur (English stemming: `running` finds `run`)
+  \"a phrase\"       the words in this order
+  -word            exclude messages with the word
+  snake_case_name  identifiers, paths (src/main.rs), flags and error codes match whole
+  project:NAME     a path component of the project directory (cwd)
+  session:ID       one session
+  role:ROLE        user, assistant, summary, system, ...
+  tool:NAME        messages calling or answering a tool (Bash, Read, Edit, ...)
+  key:KEY          one stored file
+  after:DATE       on or after YYYY-MM-DD (UTC) or an RFC 3339 time
+  before:DATE      before that
+Secrets (API keys, tokens, private keys, passwords) show as [REDACTED:<kind>] unless the
+server runs with --no-redact.")]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to look for (see QUERY syntax below).
+    #[arg(required = true, num_args = 1..)]
+    pub query: Vec<String>,
+    /// Most hits to show.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub limit: u32,
+    /// Skip this many hits (for paging).
+    #[arg(long, default_value_t = 0)]
+    pub offset: u32,
+    /// Order: relevance, newest or oldest.
+    #[arg(long, default_value = "relevance")]
+    pub sort: String,
+    /// Print {total, hits:[{key, session, uuid, role, timestamp, snippet, ...}]} on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReindexArgs {
+    /// The server's store directory; the index lives in its `index/` subdirectory.
+    #[arg(long, env = "HOOVER_STORE")]
+    pub store: PathBuf,
+    /// Index secrets as they are instead of redacting them.
+    #[arg(long)]
+    pub no_redact: bool,
+    /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
 }

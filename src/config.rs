@@ -28,6 +28,10 @@ pub struct ServeSection {
     pub http_listen: Option<String>,
     pub authorized_keys: Option<PathBuf>,
     pub host_key: Option<PathBuf>,
+    /// `false` turns the search index off.
+    pub index: Option<bool>,
+    /// `false` indexes and shows secrets as they are.
+    pub redact: Option<bool>,
 }
 
 /// Platform directories: config (~/.config/hoover) and data (~/.local/share/hoover) on Linux.

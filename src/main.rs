@@ -45,6 +45,8 @@ fn main() -> std::process::ExitCode {
             Command::Versions(args) => commands::versions::run(args).await,
             Command::Restore(args) => commands::restore::run(args).await,
             Command::Verify(args) => commands::verify::run(args).await,
+            Command::Search(args) => commands::search::run(args).await,
+            Command::Reindex(args) => commands::reindex::run(args).await,
         }
     });
     match result {

@@ -2,7 +2,9 @@
 
 pub mod doctor;
 pub mod ls;
+pub mod reindex;
 pub mod restore;
+pub mod search;
 pub mod serve;
 pub mod status;
 pub mod sync;

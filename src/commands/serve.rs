@@ -49,6 +49,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
                 .unwrap_or_else(|| dirs.data.join("host_key")),
         ),
         max_connections: args.max_connections,
+        index: !args.no_index && s.index.unwrap_or(true),
+        redact: !args.no_redact && s.redact.unwrap_or(true),
     };
     let server = Server::bind(&config).await?;
     tracing::info!(

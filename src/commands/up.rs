@@ -47,6 +47,8 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         authorized_keys: authorized,
         host_key: dir.join("host_key"),
         max_connections: 16,
+        index: true,
+        redact: true,
     };
     let server = Server::bind(&config).await.with_context(|| {
         "hoover up could not start its server; if a port is taken, move it with --ssh-listen / --http-listen"

@@ -13,6 +13,13 @@
 //!   prints p50 and p99 in ms and the bytes appended.
 //! - `rehash FILE`: CPU seconds of reading, cutting and hashing FILE whole, which is what the
 //!   agent would pay per change without its append path.
+//!
+//! and for the search index (issue 4):
+//!
+//! - `search DIR BYTES`: indexing throughput, index size, query latency and the ratio to `rg`
+//!   (see `search.rs`).
+
+mod search;
 
 use std::io::Write;
 use std::path::Path;
@@ -148,13 +155,16 @@ fn main() -> Result<()> {
             let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
             println!("{:.1} {:.1} {appended}", pct(0.5), pct(0.99));
         }
+        Some("search") => {
+            search::run(Path::new(&args[1]), num(2)?)?;
+        }
         Some("rehash") => {
             let started = cpu_seconds()?;
             let data = std::fs::read(&args[1])?;
             let cuts = cut_and_hash(&data);
             println!("{:.4} {cuts}", cpu_seconds()? - started);
         }
-        _ => bail!("usage: hoover-bench gen DIR BYTES FILES SEED | big FILE BYTES SEED | append FILE BYTES SEED | meta STORE KEY"),
+        _ => bail!("usage: hoover-bench gen DIR BYTES FILES SEED | big FILE BYTES SEED | append FILE BYTES SEED | meta STORE KEY | search DIR BYTES"),
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use hoover_proto::{
     client_handshake, Access, CommittedVersion, Conn, ErrorCode, FileEntry, Request, Response,
-    VersionPush, MAX_HAVE, MAX_LIST,
+    SearchHit, VersionPush, MAX_HAVE, MAX_LIST,
 };
 use hoover_types::{ChunkId, Deletion, Key, VersionInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -19,6 +19,8 @@ pub struct ServerError {
 /// A hoover protocol session over some byte stream.
 pub struct Remote<S> {
     conn: Conn<S>,
+    /// The server's protocol minor version.
+    pub minor: u16,
     pub access: Access,
     /// The server store's name: client state is kept per store.
     pub store_id: String,
@@ -48,6 +50,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
         }
         Ok(Remote {
             conn,
+            minor: info.minor,
             access: info.access,
             store_id: info.store_id,
             commits: 0,
@@ -174,6 +177,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
 
     pub async fn versions(&mut self, key: &Key) -> Result<Vec<VersionInfo>> {
         Ok(self.history(key).await?.0)
+    }
+
+    /// A full-text search of the server's index (protocol 1.1).
+    pub async fn search(
+        &mut self,
+        query: &str,
+        limit: u32,
+        offset: u32,
+        sort: &str,
+    ) -> Result<(u64, Vec<SearchHit>)> {
+        if self.minor < 1 {
+            anyhow::bail!(
+                "the server speaks protocol 1.{}, which has no search; upgrade hoover on the server",
+                self.minor
+            );
+        }
+        self.conn
+            .send(&Request::Search {
+                query: query.to_string(),
+                limit,
+                offset,
+                sort: sort.to_string(),
+            })
+            .await?;
+        self.conn.flush().await?;
+        match self.recv().await? {
+            Response::SearchResults { total, hits } => Ok((total, hits)),
+            other => Err(unexpected("SearchResults", other)),
+        }
     }
 
     /// Records that `key` was deleted on this machine. Nothing on the server is removed.

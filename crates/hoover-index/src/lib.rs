@@ -52,6 +52,9 @@ pub enum IndexError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Another process holds the index's writer lock.
+    #[error("the index at {0} is in use by another process (is `hoover serve` running on this store?); stop it first")]
+    Busy(PathBuf),
     /// Reading the version to index failed (the caller's error, as text).
     #[error("{0}")]
     Source(String),
@@ -194,6 +197,9 @@ impl Index {
         if opened == Opened::Existing {
             match Self::open_existing(dir, options) {
                 Ok(x) => return Ok((x.0, x.1, Opened::Existing)),
+                Err(IndexError::Tantivy(tantivy::TantivyError::LockFailure(..))) => {
+                    return Err(IndexError::Busy(dir.to_path_buf()))
+                }
                 Err(e) => {
                     opened = Opened::Rebuilt {
                         reason: format!("the index could not be opened ({e})"),

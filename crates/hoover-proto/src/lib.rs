@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Major protocol version: a peer with another major is refused at the handshake.
 pub const PROTOCOL_MAJOR: u16 = 1;
 /// Minor protocol version: additions that older peers of the same major can ignore.
-pub const PROTOCOL_MINOR: u16 = 0;
+pub const PROTOCOL_MINOR: u16 = 1;
 /// The largest frame either side accepts, in bytes.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;
 /// The most chunk ids in one `Have`.
@@ -109,6 +109,35 @@ pub enum Request {
     Restore { key: String, seq: u64 },
     /// The file was deleted on the source; answered by `Accepted`. Nothing is removed.
     Deleted { key: String, at_ns: i64 },
+    /// A full-text search (protocol 1.1); answered by `SearchResults`. `sort` is `relevance`,
+    /// `newest` or `oldest`.
+    Search {
+        query: String,
+        limit: u32,
+        offset: u32,
+        sort: String,
+    },
+}
+
+/// One message found by `Search`. Its text is redacted unless the server turned redaction off.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub key: String,
+    pub session: Option<String>,
+    pub uuid: Option<String>,
+    pub role: String,
+    pub kind: String,
+    pub tool: Option<String>,
+    pub project: Option<String>,
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+    /// The version where the message was first seen, and its line there.
+    pub seq: u64,
+    pub line: u64,
+    pub score: f32,
+    pub snippet: String,
+    /// Byte ranges of `snippet` that matched.
+    pub highlights: Vec<[u32; 2]>,
 }
 
 /// One file in a `Listing`.
@@ -129,7 +158,7 @@ pub struct CommittedVersion {
 }
 
 /// Server to client, after the handshake.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     /// Indices into the `Have` list of the chunks the server lacks.
     Want {
@@ -160,6 +189,11 @@ pub enum Response {
     Error {
         code: ErrorCode,
         message: String,
+    },
+    /// The answer to `Search` (protocol 1.1): the total number of matches and one page of hits.
+    SearchResults {
+        total: u64,
+        hits: Vec<SearchHit>,
     },
 }
 
@@ -295,6 +329,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 /// What the server said of itself at the handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerInfo {
+    /// The server's protocol minor version: requests newer than it must not be sent.
+    pub minor: u16,
     pub access: Access,
     pub store_id: String,
     pub agent: String,
@@ -315,11 +351,12 @@ pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     match conn.recv::<HelloReply>().await? {
         HelloReply::Welcome {
             major,
+            minor,
             access,
             store_id,
             agent,
-            ..
         } if major == PROTOCOL_MAJOR => Ok(ServerInfo {
+            minor,
             access,
             store_id,
             agent,

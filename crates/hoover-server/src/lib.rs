@@ -5,6 +5,7 @@
 //! and never fatal to the accept loop. This crate must never know about clap or the terminal.
 
 mod http;
+pub mod indexing;
 pub mod session;
 pub mod ssh;
 
@@ -31,6 +32,10 @@ pub struct ServerConfig {
     pub authorized_keys: PathBuf,
     pub host_key: PathBuf,
     pub max_connections: usize,
+    /// Keep a search index (in `<store>/index`) and answer searches.
+    pub index: bool,
+    /// Redact well-known secret shapes from the index and from what the server shows.
+    pub redact: bool,
 }
 
 /// A server with its listeners bound and its store open.
@@ -62,6 +67,18 @@ impl Server {
         let http = TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+        let indexer = if config.index {
+            let (store, dir) = (store.clone(), indexing::index_dir(&config.store));
+            let options = hoover_index::IndexOptions {
+                redact: config.redact,
+            };
+            Some(
+                tokio::task::spawn_blocking(move || indexing::Indexer::start(store, dir, options))
+                    .await?,
+            )
+        } else {
+            None
+        };
         Ok(Server {
             ssh,
             http,
@@ -69,6 +86,7 @@ impl Server {
                 host_key,
                 authorized_keys: config.authorized_keys.clone(),
                 store,
+                indexer,
             }),
             max_connections: config.max_connections,
         })
@@ -93,7 +111,7 @@ impl Server {
     /// Serves until `shutdown` is cancelled, then drains connections for up to five seconds.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let config = ssh::russh_config(self.settings.host_key.clone());
-        let app = http::router(self.settings.store.clone());
+        let app = http::router(self.settings.store.clone(), self.settings.indexer.clone());
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
             axum::serve(self.http, app)
@@ -149,6 +167,9 @@ impl Server {
         let drain = async { while tasks.join_next().await.is_some() {} };
         let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
         let _ = http.await;
+        if let Some(indexer) = self.settings.indexer.clone() {
+            let _ = tokio::task::spawn_blocking(move || indexer.stop()).await;
+        }
         Ok(())
     }
 }

@@ -5,10 +5,13 @@
 //! frame; a refused version is answered and the connection goes on. Nothing a connection sends is
 //! recorded before its `Commit`, and then all of it or none.
 
+use hoover_index::{SearchRequest, Sort};
 use hoover_proto::{
     server_handshake, Access, CommittedVersion, Conn, ErrorCode, FileEntry, ProtoError, Request,
-    Response, VersionPush, MAX_HAVE, MAX_LIST,
+    Response, SearchHit, VersionPush, MAX_HAVE, MAX_LIST,
 };
+
+use crate::indexing::Indexer;
 use std::collections::HashSet;
 
 use hoover_store::{Batch, Committed, NewVersion, Store, StoreError};
@@ -34,6 +37,7 @@ pub struct SessionStats {
 pub async fn serve_connection<S>(
     stream: S,
     store: Store,
+    indexer: Option<Indexer>,
     peer: Peer,
 ) -> Result<SessionStats, ProtoError>
 where
@@ -45,6 +49,7 @@ where
     let mut session = Session {
         conn,
         store,
+        indexer,
         peer,
         ingest: None,
         sent: HashSet::new(),
@@ -58,6 +63,28 @@ where
     }
 }
 
+fn search_hit(h: hoover_index::Hit) -> SearchHit {
+    SearchHit {
+        key: h.key,
+        session: h.session,
+        uuid: h.uuid,
+        role: h.role,
+        kind: h.kind,
+        tool: h.tool,
+        project: h.project,
+        timestamp: h.timestamp,
+        seq: h.seq,
+        line: h.line,
+        score: h.score,
+        snippet: h.snippet,
+        highlights: h
+            .highlights
+            .into_iter()
+            .map(|[a, b]| [a as u32, b as u32])
+            .collect(),
+    }
+}
+
 fn agent() -> String {
     format!("hoover {}", env!("CARGO_PKG_VERSION"))
 }
@@ -65,6 +92,7 @@ fn agent() -> String {
 struct Session<S> {
     conn: Conn<S>,
     store: Store,
+    indexer: Option<Indexer>,
     peer: Peer,
     ingest: Option<Ingest>,
     /// Chunks sent in the current batch, so `Have` does not ask for them twice.
@@ -297,6 +325,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Ok(Err(e)) => return Ok(Err(e.into())),
                     Err(_) => return Ok(Err(ingest_gone())),
                 };
+                if let Some(indexer) = &self.indexer {
+                    indexer.notify(&committed);
+                }
                 let versions: Vec<CommittedVersion> = committed
                     .into_iter()
                     .map(|c| CommittedVersion {
@@ -389,7 +420,59 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
                 self.restore(key, seq).await
             }
+            Request::Search {
+                query,
+                limit,
+                offset,
+                sort,
+            } => {
+                if let Err(f) = self.require_read() {
+                    return Ok(Err(f));
+                }
+                match self.search(query, limit, offset, sort).await {
+                    Ok(r) => self.reply(r).await,
+                    Err(f) => Ok(Err(f)),
+                }
+            }
         }
+    }
+
+    async fn search(
+        &self,
+        query: String,
+        limit: u32,
+        offset: u32,
+        sort: String,
+    ) -> Result<Response, Failure> {
+        let failure = |code, message: String| Failure { code, message };
+        let sort: Sort = sort
+            .parse()
+            .map_err(|e: String| failure(ErrorCode::Refused, e))?;
+        if let Some(why) = Indexer::unavailable(self.indexer.as_ref()) {
+            return Err(failure(ErrorCode::Internal, why));
+        }
+        let index = self
+            .indexer
+            .as_ref()
+            .and_then(|i| i.index().cloned())
+            .expect("available");
+        let request = SearchRequest {
+            query,
+            limit: limit as usize,
+            offset: offset as usize,
+            sort,
+        };
+        let results = tokio::task::spawn_blocking(move || index.search(&request))
+            .await
+            .map_err(|e| failure(ErrorCode::Internal, format!("search task failed: {e}")))?
+            .map_err(|e| match e {
+                hoover_index::IndexError::Query(m) => failure(ErrorCode::Refused, m),
+                e => failure(ErrorCode::Internal, e.to_string()),
+            })?;
+        Ok(Response::SearchResults {
+            total: results.total,
+            hits: results.hits.into_iter().map(search_hit).collect(),
+        })
     }
 
     async fn restore(

@@ -106,6 +106,7 @@ pub struct SshSettings {
     pub host_key: PrivateKey,
     pub authorized_keys: PathBuf,
     pub store: Store,
+    pub indexer: Option<crate::indexing::Indexer>,
 }
 
 /// The algorithms the server accepts: russh's defaults without SHA-1 (no `ssh-rsa` signatures,
@@ -168,10 +169,11 @@ impl Connection {
         };
         session.channel_success(channel)?;
         let store = self.settings.store.clone();
+        let indexer = self.settings.indexer.clone();
         let handle = session.handle();
         tokio::spawn(async move {
             let name = peer.name.clone();
-            let result = serve_connection(ch.into_stream(), store, peer).await;
+            let result = serve_connection(ch.into_stream(), store, indexer, peer).await;
             let code = match result {
                 Ok(stats) => {
                     tracing::debug!(peer = %name, ?stats, "connection done");

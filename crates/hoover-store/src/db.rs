@@ -298,5 +298,8 @@ pub(crate) fn counts(conn: &Connection) -> Result<StoreCounts> {
         chunks: one("SELECT COUNT(*) FROM chunks")?,
         chunk_raw_bytes: one("SELECT COALESCE(SUM(raw_len), 0) FROM chunks")?,
         chunk_stored_bytes: one("SELECT COALESCE(SUM(stored_len), 0) FROM chunks")?,
+        version_bytes: one("SELECT COALESCE(SUM(size), 0) FROM versions")?,
+        latest_bytes: one("SELECT COALESCE(SUM(v.size), 0) FROM versions v
+             WHERE v.seq = (SELECT MAX(seq) FROM versions m WHERE m.file_id = v.file_id)")?,
     })
 }

@@ -344,10 +344,125 @@ impl Store {
         Ok(())
     }
 
+    /// One version of `key`, if it exists.
+    pub fn version(&self, key: &Key, seq: u64) -> Result<Option<VersionInfo>> {
+        let conn = self.conn();
+        match db::file_id(&conn, key)? {
+            Some(id) => db::version(&conn, id, seq),
+            None => Ok(None),
+        }
+    }
+
+    /// How many leading bytes version `seq` shares, chunk for chunk, with version `seq - 1`.
+    pub fn kept_bytes(&self, key: &Key, seq: u64) -> Result<u64> {
+        let conn = self.conn();
+        let file_id = db::file_id(&conn, key)?
+            .ok_or_else(|| StoreError::NotFound(format!("no file with key {key}")))?;
+        let kept: Option<i64> = conn
+            .prepare_cached("SELECT kept FROM versions WHERE file_id = ?1 AND seq = ?2")?
+            .query_row(rusqlite::params![file_id, seq as i64], |r| r.get(0))
+            .optional()?;
+        let kept =
+            kept.ok_or_else(|| StoreError::NotFound(format!("{key} has no version {seq}")))?;
+        db::prefix_bytes(&conn, file_id, seq, kept as u64)
+    }
+
+    /// The bytes `from..to` (`to` = the end when `None`) of one version, a chunk at a time, each
+    /// chunk checked against its name. Only the chunks holding those bytes are read, so reading
+    /// the appended tail of a big file costs the tail.
+    pub fn read_range(
+        &self,
+        key: &Key,
+        seq: u64,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<RangeReader> {
+        let conn = self.conn();
+        let file_id = db::file_id(&conn, key)?
+            .ok_or_else(|| StoreError::NotFound(format!("no file with key {key}")))?;
+        let info = db::version(&conn, file_id, seq)?
+            .ok_or_else(|| StoreError::NotFound(format!("{key} has no version {seq}")))?;
+        let to = to.unwrap_or(info.size).min(info.size);
+        if from >= to {
+            return Ok(RangeReader {
+                store: self.clone(),
+                chunks: Vec::new(),
+                next: 0,
+                from,
+                to,
+            });
+        }
+        // Binary search for the chunk holding byte `from`: the last position whose offset <= from.
+        let (mut lo, mut hi) = (0u64, info.chunk_count);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            let (offset, _) = db::chunks_in_range(&conn, file_id, seq, mid, mid + 1)?[0];
+            if offset <= from {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut chunks = Vec::new();
+        let mut pos = lo;
+        // Fetch in pages so a read of a huge version does not hold its whole chunk list.
+        while pos < info.chunk_count {
+            let page =
+                db::chunks_in_range(&conn, file_id, seq, pos, (pos + 256).min(info.chunk_count))?;
+            pos += page.len() as u64;
+            let mut past = false;
+            for (offset, chunk) in page {
+                if offset >= to {
+                    past = true;
+                    break;
+                }
+                chunks.push((offset, chunk));
+            }
+            if past {
+                break;
+            }
+        }
+        Ok(RangeReader {
+            store: self.clone(),
+            chunks,
+            next: 0,
+            from,
+            to,
+        })
+    }
+
     /// Counts for a quick summary: files, versions, chunks, raw and stored chunk bytes.
     pub fn counts(&self) -> Result<StoreCounts> {
         let conn = self.conn();
         db::counts(&conn)
+    }
+}
+
+/// The chunks of a byte range of one version; yields the range's bytes, a chunk at a time.
+pub struct RangeReader {
+    store: Store,
+    chunks: Vec<(u64, ChunkRef)>,
+    next: usize,
+    from: u64,
+    to: u64,
+}
+
+impl Iterator for RangeReader {
+    type Item = Result<Vec<u8>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let (offset, chunk) = *self.chunks.get(self.next)?;
+        self.next += 1;
+        let data = match self.store.read_chunk(&chunk) {
+            Ok(d) => d,
+            Err(e) => return Some(Err(e)),
+        };
+        let start = self.from.saturating_sub(offset).min(data.len() as u64) as usize;
+        let end = (self.to - offset).min(data.len() as u64) as usize;
+        Some(Ok(if start == 0 && end == data.len() {
+            data
+        } else {
+            data[start..end].to_vec()
+        }))
     }
 }
 
@@ -359,6 +474,10 @@ pub struct StoreCounts {
     pub chunks: u64,
     pub chunk_raw_bytes: u64,
     pub chunk_stored_bytes: u64,
+    /// The sizes of every version added up: what keeping each version whole would take.
+    pub version_bytes: u64,
+    /// The sizes of each file's latest version added up.
+    pub latest_bytes: u64,
 }
 
 pub(crate) fn now_ns() -> i64 {

@@ -242,7 +242,7 @@ impl World {
         cmd.args(args);
         let client_command = matches!(
             args.first().copied(),
-            Some("sync" | "watch" | "ls" | "versions" | "restore")
+            Some("sync" | "watch" | "ls" | "versions" | "restore" | "search")
         );
         if client_command {
             cmd.arg("--server").arg(self.server_addr());

@@ -1,0 +1,310 @@
+//! Feeding the index from the store: the indexer thread, and catching up after a restart.
+//!
+//! The store is the source of truth. The indexer thread learns of committed versions through a
+//! channel and indexes each file's versions in order, reading only what a version appended
+//! when it extends the indexed one. At start, and whenever it may have missed something, it
+//! compares each file's indexed progress with the store and indexes what is missing, oldest
+//! commit first, so a message copied into a later file points at its first occurrence.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use hoover_index::{Index, IndexOptions, Indexed, Opened, Progress, VersionMeta, Writer};
+use hoover_store::{Committed, Store, StoreError};
+use hoover_types::{Key, VersionInfo};
+
+/// Where a store keeps its index: a derived view, safe to delete.
+pub fn index_dir(store: &Path) -> PathBuf {
+    store.join("index")
+}
+
+enum Event {
+    Committed(Vec<(Key, u64)>),
+    Stop,
+}
+
+/// What the indexer is doing, for logs and the status API.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct IndexStatus {
+    /// True until the first catch-up with the store has finished.
+    pub catching_up: bool,
+    pub versions_indexed: u64,
+    pub bytes_indexed: u64,
+    /// The last error, if indexing is failing.
+    pub error: Option<String>,
+}
+
+/// The indexer thread's handle.
+#[derive(Clone)]
+pub struct Indexer {
+    tx: mpsc::Sender<Event>,
+    index: Arc<OnceLock<Index>>,
+    status: Arc<Mutex<IndexStatus>>,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl Indexer {
+    /// Opens (or rebuilds) the index in `dir`, then starts the indexer thread, which catches
+    /// up with the store and then indexes versions as they are committed. Blocks while the
+    /// index opens (reading its counters); call it off the async runtime. When the index cannot
+    /// be opened the server still runs: searches say why they are unavailable.
+    pub fn start(store: Store, dir: PathBuf, options: IndexOptions) -> Indexer {
+        let (tx, rx) = mpsc::channel();
+        let index = Arc::new(OnceLock::new());
+        let status = Arc::new(Mutex::new(IndexStatus {
+            catching_up: true,
+            ..IndexStatus::default()
+        }));
+        let thread = match Index::open(&dir, options) {
+            Ok((opened_index, writer, opened)) => {
+                match &opened {
+                    Opened::Existing => tracing::debug!("index opened at {}", dir.display()),
+                    Opened::Created => {
+                        tracing::info!("building the search index at {}", dir.display())
+                    }
+                    Opened::Rebuilt { reason } => tracing::warn!(
+                        "rebuilding the search index at {} from the store: {reason}",
+                        dir.display()
+                    ),
+                }
+                let _ = index.set(opened_index);
+                let status = status.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("indexer".into())
+                        .spawn(move || run(store, writer, rx, status))
+                        .expect("spawn the indexer thread"),
+                )
+            }
+            Err(e) => {
+                let e = format!(
+                    "search is unavailable: cannot open the index at {}: {e}",
+                    dir.display()
+                );
+                tracing::error!("{e}");
+                status.lock().expect("status lock").error = Some(e);
+                None
+            }
+        };
+        Indexer {
+            tx,
+            index,
+            status,
+            thread: Arc::new(Mutex::new(thread)),
+        }
+    }
+
+    /// Tells the indexer about newly committed versions.
+    pub fn notify(&self, committed: &[Committed]) {
+        let new: Vec<(Key, u64)> = committed
+            .iter()
+            .filter(|c| c.new)
+            .map(|c| (c.key.clone(), c.seq))
+            .collect();
+        if !new.is_empty() {
+            let _ = self.tx.send(Event::Committed(new));
+        }
+    }
+
+    /// The index, once it is open.
+    pub fn index(&self) -> Option<&Index> {
+        self.index.get()
+    }
+
+    /// Why searches cannot be answered, when they cannot.
+    pub fn unavailable(indexer: Option<&Indexer>) -> Option<String> {
+        match indexer {
+            None => Some("this server keeps no search index (it runs with --no-index)".into()),
+            Some(i) if i.index().is_none() => Some(
+                i.status()
+                    .error
+                    .unwrap_or_else(|| "the search index is not open".into()),
+            ),
+            Some(_) => None,
+        }
+    }
+
+    pub fn status(&self) -> IndexStatus {
+        self.status.lock().expect("status lock").clone()
+    }
+
+    /// Commits what is pending and stops the thread.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Event::Stop);
+        if let Some(t) = self.thread.lock().expect("thread lock").take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    store: Store,
+    mut writer: Writer,
+    rx: mpsc::Receiver<Event>,
+    status: Arc<Mutex<IndexStatus>>,
+) {
+    let set_error = |e: String| {
+        tracing::error!("{e}");
+        status.lock().expect("status lock").error = Some(e);
+    };
+    let started = Instant::now();
+    let record = |done: &Indexed| {
+        let mut s = status.lock().expect("status lock");
+        s.versions_indexed += 1;
+        s.bytes_indexed += done.bytes;
+    };
+    match catch_up(&store, &mut writer, |_, _| {}, &record) {
+        Ok(n) if n > 0 => tracing::info!(
+            "search index caught up: {n} versions in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ),
+        Ok(_) => {}
+        Err(e) => set_error(format!("indexing stopped while catching up: {e}")),
+    }
+    if let Err(e) = writer.commit() {
+        set_error(format!("cannot commit the index: {e}"));
+    }
+    status.lock().expect("status lock").catching_up = false;
+    loop {
+        let event = match writer.commit_due() {
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
+        };
+        match event {
+            Ok(Event::Committed(versions)) => {
+                for (key, seq) in versions {
+                    if let Err(e) = index_up_to(&store, &mut writer, &key, seq, &record) {
+                        set_error(format!("cannot index {key} version {seq}: {e}"));
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(Event::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if writer.commit_due().is_some_and(|d| d <= Instant::now()) {
+            if let Err(e) = writer.commit() {
+                set_error(format!("cannot commit the index: {e}"));
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+    if let Err(e) = writer.commit() {
+        tracing::error!("cannot commit the index at shutdown: {e}");
+    }
+}
+
+/// Indexes every stored version the index lacks, oldest commit first. Returns how many.
+/// `progress` is told (versions done, versions to do) as it goes.
+pub fn catch_up(
+    store: &Store,
+    writer: &mut Writer,
+    mut progress: impl FnMut(u64, u64),
+    record: &dyn Fn(&Indexed),
+) -> Result<u64, StoreError> {
+    let mut todo: Vec<(i64, usize, u64)> = Vec::new();
+    let mut keys: Vec<Key> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list("", after.as_deref(), 1000)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.key.to_string());
+        for file in page {
+            let done = writer
+                .progress(file.key.as_str())
+                .map(|p| p.seq)
+                .unwrap_or(0);
+            if done >= file.latest.seq {
+                continue;
+            }
+            let versions = store.versions(&file.key)?;
+            let k = keys.len();
+            for v in versions.into_iter().filter(|v| v.seq > done) {
+                todo.push((v.received_at_ns, k, v.seq));
+            }
+            keys.push(file.key);
+        }
+    }
+    todo.sort_unstable();
+    let total = todo.len() as u64;
+    for (n, (_, k, seq)) in todo.into_iter().enumerate() {
+        let key = &keys[k];
+        if let Err(e) = index_up_to(store, writer, key, seq, record) {
+            tracing::warn!("cannot index {key} version {seq}: {e}; skipped");
+        }
+        progress(n as u64 + 1, total);
+        if writer.commit_due().is_some_and(|d| d <= Instant::now()) {
+            writer
+                .commit()
+                .map_err(|e| StoreError::Corrupt(format!("index commit: {e}")))?;
+        }
+    }
+    Ok(total)
+}
+
+/// Indexes the versions of `key` after its indexed progress, up to `seq`.
+fn index_up_to(
+    store: &Store,
+    writer: &mut Writer,
+    key: &Key,
+    seq: u64,
+    record: &dyn Fn(&Indexed),
+) -> Result<(), Box<dyn std::error::Error>> {
+    let first = writer
+        .progress(key.as_str())
+        .map(|p| p.seq + 1)
+        .unwrap_or(1);
+    for s in first..=seq {
+        let Some(info) = store.version(key, s)? else {
+            continue;
+        };
+        let done = index_version(store, writer, key, &info)?;
+        record(&done);
+    }
+    Ok(())
+}
+
+/// Indexes one version: only its new bytes when it extends the indexed version.
+fn index_version(
+    store: &Store,
+    writer: &mut Writer,
+    key: &Key,
+    info: &VersionInfo,
+) -> Result<Indexed, Box<dyn std::error::Error>> {
+    let resume = match writer.progress(key.as_str()) {
+        Some(p) if p.seq + 1 == info.seq && info.size >= p.size => extends(store, key, info, &p)?,
+        _ => false,
+    };
+    let from = if resume {
+        writer.progress(key.as_str()).map(|p| p.done).unwrap_or(0)
+    } else {
+        0
+    };
+    let meta = VersionMeta {
+        key: key.as_str(),
+        seq: info.seq,
+        size: info.size,
+        mtime_ms: info.mtime_ns / 1_000_000,
+    };
+    let pieces = store.read_range(key, info.seq, from, None)?;
+    Ok(writer.add_version(&meta, resume, pieces)?)
+}
+
+/// Whether version `info` starts with the indexed bytes `0..p.done` of the version before it.
+/// The store says how many bytes the two share chunk for chunk; the rest up to `done` (usually
+/// part of one chunk, re-cut by the append) is compared byte for byte.
+fn extends(store: &Store, key: &Key, info: &VersionInfo, p: &Progress) -> Result<bool, StoreError> {
+    let kept = store.kept_bytes(key, info.seq)?;
+    if kept >= p.done {
+        return Ok(true);
+    }
+    let read = |seq: u64| -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::new();
+        for piece in store.read_range(key, seq, kept, Some(p.done))? {
+            out.extend_from_slice(&piece?);
+        }
+        Ok(out)
+    };
+    Ok(read(p.seq)? == read(info.seq)?)
+}

@@ -1,0 +1,100 @@
+//! `hoover search QUERY`.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::cli::SearchArgs;
+use crate::commands::{client_settings, connect, print_json};
+use crate::config;
+
+pub async fn run(args: SearchArgs) -> Result<ExitCode> {
+    let query = args.query.join(" ");
+    let file = config::load(args.client.config.as_deref())?;
+    let settings = client_settings(&args.client, &file)?;
+    let mut conn = connect(&settings).await?;
+    let found = conn
+        .remote
+        .search(&query, args.limit, args.offset, &args.sort)
+        .await;
+    conn.close().await;
+    let (total, hits) = found?;
+    if args.json {
+        print_json(&json!({ "total": total, "hits": hits }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut out = std::io::stdout().lock();
+    for h in &hits {
+        let session = h.session.as_deref().unwrap_or("-");
+        let project = h.project.as_deref().unwrap_or("");
+        let tool = h
+            .tool
+            .as_deref()
+            .map(|t| format!(" [{t}]"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{}  {:<9}{tool}  {}  session {}",
+            &h.timestamp.get(..19).unwrap_or(&h.timestamp),
+            h.role,
+            project,
+            session
+        )?;
+        writeln!(out, "  {}", highlight(&h.snippet, &h.highlights, color))?;
+        writeln!(out, "  {}:{} (version {})", h.key, h.line, h.seq)?;
+        writeln!(out)?;
+    }
+    let shown = hits.len() as u64;
+    eprintln!(
+        "hoover: {total} match{}{}",
+        if total == 1 { "" } else { "es" },
+        if total > shown + args.offset as u64 {
+            format!(
+                "; showing {}-{} (more with --offset {})",
+                args.offset as u64 + 1,
+                args.offset as u64 + shown,
+                args.offset as u64 + shown
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The snippet on one line, matched words in bold (or between `**` without a terminal).
+fn highlight(snippet: &str, ranges: &[[u32; 2]], color: bool) -> String {
+    let (open, close) = if color {
+        ("\x1b[1;33m", "\x1b[0m")
+    } else {
+        ("**", "**")
+    };
+    let mut out = String::new();
+    let mut at = 0usize;
+    for [a, b] in ranges {
+        let (a, b) = (*a as usize, *b as usize);
+        if a < at
+            || b > snippet.len()
+            || !snippet.is_char_boundary(a)
+            || !snippet.is_char_boundary(b)
+        {
+            continue;
+        }
+        out.push_str(&snippet[at..a]);
+        out.push_str(open);
+        out.push_str(&snippet[a..b]);
+        out.push_str(close);
+        at = b;
+    }
+    out.push_str(&snippet[at..]);
+    // One line per hit; terminal control characters from chat content are not passed through.
+    out.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\x1b' && color)
+        .collect()
+}
