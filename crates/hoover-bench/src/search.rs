@@ -148,7 +148,7 @@ pub fn run(dir: &Path, bytes: u64) -> Result<()> {
     drop(index);
     let (index, _writer, _) = Index::open(&index_dir, IndexOptions::default())?;
     let common = [
-        "error", "tokio", "compile", "test", "retry", "buffer", "stream", "config", "socket",
+        "error", "tokio", "unwrap", "test", "retry", "buffer", "stream", "config", "socket",
         "panic",
     ];
     let phrases = [
@@ -182,6 +182,9 @@ pub fn run(dir: &Path, bytes: u64) -> Result<()> {
                 times.push(ms);
                 if round == 4 {
                     per_query.push((q.clone(), ms));
+                    if name != "rare" {
+                        println!("  {q:<16} {total:>8} matches");
+                    }
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
@@ -151,18 +151,31 @@ fn tokens(index: &Index, tokenizer: &str, text: &str) -> Vec<String> {
     out
 }
 
-fn term_or_phrase(field: Field, words: Vec<String>) -> Option<Box<dyn Query>> {
-    let mut terms: Vec<Term> = words
-        .iter()
-        .map(|w| Term::from_field_text(field, w))
-        .collect();
-    match terms.len() {
-        0 => None,
-        1 => Some(Box::new(TermQuery::new(
-            terms.pop().expect("one term"),
+/// One word or a phrase in the English field. A phrase is looked up by its adjacent pairs
+/// (one term for two words), and checked by position only when it is longer than two words.
+fn words_query(f: &Fields, words: Vec<String>) -> Option<Box<dyn Query>> {
+    let term = |field: Field, w: &str| -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            Term::from_field_text(field, w),
             IndexRecordOption::WithFreqs,
-        ))),
-        _ => Some(Box::new(PhraseQuery::new(terms))),
+        ))
+    };
+    match words.len() {
+        0 => None,
+        1 => Some(term(f.text, &words[0])),
+        2 => Some(term(f.pairs, &schema::pair_terms(&words)[0])),
+        _ => {
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = schema::pair_terms(&words)
+                .iter()
+                .map(|p| (Occur::Must, term(f.pairs, p)))
+                .collect();
+            let positions = words
+                .iter()
+                .map(|w| Term::from_field_text(f.text, w))
+                .collect();
+            clauses.push((Occur::Must, Box::new(PhraseQuery::new(positions))));
+            Some(Box::new(BooleanQuery::new(clauses)))
+        }
     }
 }
 
@@ -201,16 +214,13 @@ fn parse_when(text: &str) -> Result<i64> {
     Ok(ts.as_millisecond())
 }
 
-/// Builds the tantivy query for `q`.
-fn build(index: &Index, q: &str) -> Result<Box<dyn Query>> {
+/// Builds the tantivy query for `q`, and the English terms to highlight in snippets.
+fn build(index: &Index, q: &str) -> Result<(Box<dyn Query>, Vec<String>)> {
+    let mut highlight = Vec::new();
     let f: Fields = index.inner.fields;
-    let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(
-        Occur::Must,
-        Box::new(TermQuery::new(
-            Term::from_field_text(f.doc, "msg"),
-            IndexRecordOption::Basic,
-        )),
-    )];
+    // Progress records match no word or filter; only a query of exclusions alone needs
+    // `doc:msg` to keep them out (and a clause over every message costs a full posting list).
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let mut positive = false;
     for (negated, field, word, quoted) in lex(q) {
         let occur = if negated { Occur::MustNot } else { Occur::Must };
@@ -231,13 +241,17 @@ fn build(index: &Index, q: &str) -> Result<Box<dyn Query>> {
                 Some(Box::new(q))
             }
             _ => {
-                let english = term_or_phrase(f.text, tokens(index, schema::EN, &word));
+                let words = tokens(index, schema::EN, &word);
+                if !negated {
+                    highlight.extend(words.iter().cloned());
+                }
+                let english = words_query(&f, words);
                 let code: Vec<String> = if quoted {
                     Vec::new()
                 } else {
                     schema::code_tokens(&word)
                         .into_iter()
-                        .map(|(_, w)| w)
+                        .map(|(_, _, w)| w)
                         .collect()
                 };
                 let code = (code.len() == 1).then(|| {
@@ -267,15 +281,24 @@ fn build(index: &Index, q: &str) -> Result<Box<dyn Query>> {
         }
     }
     if !positive {
-        clauses.push((Occur::Must, Box::new(AllQuery)));
+        clauses.push((
+            Occur::Must,
+            Box::new(TermQuery::new(
+                Term::from_field_text(f.doc, "msg"),
+                IndexRecordOption::Basic,
+            )),
+        ));
     }
-    Ok(Box::new(BooleanQuery::new(clauses)))
+    if clauses.len() == 1 && clauses[0].0 == Occur::Must {
+        return Ok((clauses.pop().expect("one clause").1, highlight));
+    }
+    Ok((Box::new(BooleanQuery::new(clauses)), highlight))
 }
 
 pub(crate) fn search(index: &Index, request: &SearchRequest) -> Result<SearchResults> {
     let started = Instant::now();
     let f = index.inner.fields;
-    let query = build(index, &request.query)?;
+    let (query, highlight) = build(index, &request.query)?;
     let searcher: Searcher = index.inner.reader.searcher();
     let limit = request.limit.clamp(1, MAX_LIMIT);
     let top = TopDocs::with_limit(limit).and_offset(request.offset);
@@ -294,7 +317,20 @@ pub(crate) fn search(index: &Index, request: &SearchRequest) -> Result<SearchRes
             (n, docs.into_iter().map(|(_, a)| (0.0, a)).collect())
         }
     };
-    let mut snippets = SnippetGenerator::create(&searcher, &*query, f.text)?;
+    // Snippets highlight the query's English terms; this query is never run, only read.
+    let highlight_query = BooleanQuery::new(
+        highlight
+            .iter()
+            .map(|w| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(f.text, w),
+                    IndexRecordOption::WithFreqs,
+                ));
+                (Occur::Should, q)
+            })
+            .collect(),
+    );
+    let mut snippets = SnippetGenerator::create(&searcher, &highlight_query, f.text)?;
     snippets.set_max_num_chars(SNIPPET_CHARS);
     let mut hits = Vec::with_capacity(addrs.len());
     for (score, addr) in addrs {

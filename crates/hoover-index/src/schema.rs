@@ -4,14 +4,14 @@
 //! per stored file (`doc = "progress"`, keyed by `pkey`), which says how far that file's versions
 //! have been indexed. Both are committed together, so a crash never leaves them disagreeing.
 
+use rustc_hash::FxHashMap;
+use std::cell::RefCell;
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST, STORED,
     STRING,
 };
-use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer, Token,
-    TokenStream, Tokenizer,
-};
+
+use tantivy::tokenizer::{LowerCaser, TextAnalyzer, Token, TokenStream, Tokenizer};
 use tantivy::Index;
 
 /// Bumped whenever the schema or the tokenizers change; an index of another version is rebuilt.
@@ -21,6 +21,7 @@ pub(crate) const EN: &str = "hoover_en";
 pub(crate) const CODE: &str = "hoover_code";
 pub(crate) const LOWER: &str = "hoover_lower";
 pub(crate) const PATH: &str = "hoover_path";
+pub(crate) const PAIRS: &str = "hoover_pairs";
 
 /// Every field, by name.
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +43,9 @@ pub(crate) struct Fields {
     pub offset: Field,
     pub text: Field,
     pub code: Field,
+    /// Adjacent English terms as one term (`"error handl"`): a two-word phrase is one lookup,
+    /// not an intersection of two long position lists.
+    pub pairs: Field,
     pub uid: Field,
     pub msgid: Field,
     pub session_h: Field,
@@ -97,6 +101,7 @@ pub(crate) fn build() -> (Schema, Fields) {
             text_opts(EN, IndexRecordOption::WithFreqsAndPositions).set_stored(),
         ),
         code: b.add_text_field("code", text_opts(CODE, IndexRecordOption::WithFreqs)),
+        pairs: b.add_text_field("pairs", text_opts(PAIRS, IndexRecordOption::WithFreqs)),
         uid: b.add_u64_field("uid", fast_u64.clone()),
         msgid: b.add_u64_field("msgid", fast_u64.clone()),
         session_h: b.add_u64_field("session_h", fast_u64.clone()),
@@ -115,14 +120,7 @@ pub(crate) fn build() -> (Schema, Fields) {
 
 pub(crate) fn register_tokenizers(index: &Index) {
     let t = index.tokenizers();
-    t.register(
-        EN,
-        TextAnalyzer::builder(SimpleTokenizer::default())
-            .filter(RemoveLongFilter::limit(48))
-            .filter(LowerCaser)
-            .filter(Stemmer::new(Language::English))
-            .build(),
-    );
+    t.register(EN, TextAnalyzer::builder(EnglishTokenizer).build());
     t.register(CODE, TextAnalyzer::builder(CodeTokenizer).build());
     t.register(
         LOWER,
@@ -131,12 +129,183 @@ pub(crate) fn register_tokenizers(index: &Index) {
             .build(),
     );
     t.register(PATH, TextAnalyzer::builder(PathTokenizer).build());
+    t.register(PAIRS, TextAnalyzer::builder(PairsTokenizer).build());
+}
+
+/// Words longer than this are not indexed in the English field (hashes, base64 runs).
+const MAX_WORD: usize = 48;
+/// Stems remembered per thread: stemming is the costliest step of indexing, and chat
+/// vocabulary repeats.
+const STEM_CACHE: usize = 200_000;
+
+thread_local! {
+    static STEMS: RefCell<(rust_stemmers::Stemmer, FxHashMap<String, String>)> = RefCell::new((
+        rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English),
+        FxHashMap::default(),
+    ));
+}
+
+/// Lowercases `word` into `lower` and appends its stem to `out`, through the thread's cache.
+fn stem_into(word: &str, lower: &mut String, out: &mut String) {
+    lower.clear();
+    if word.is_ascii() {
+        lower.push_str(word);
+        lower.make_ascii_lowercase();
+    } else {
+        lower.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    STEMS.with(|cell| {
+        let (stemmer, cache) = &mut *cell.borrow_mut();
+        match cache.get(lower.as_str()) {
+            Some(stem) => out.push_str(stem),
+            None => {
+                let stem = stemmer.stem(lower).into_owned();
+                out.push_str(&stem);
+                if cache.len() >= STEM_CACHE {
+                    cache.clear();
+                }
+                cache.insert(lower.clone(), stem);
+            }
+        }
+    });
+}
+
+/// The next run of letters and digits at or after `*at`, as a byte range; advances `*at`.
+fn next_word(text: &str, at: &mut usize) -> Option<(usize, usize)> {
+    let rest = &text[*at..];
+    let start = *at + rest.find(char::is_alphanumeric)?;
+    let end = text[start..]
+        .find(|c: char| !c.is_alphanumeric())
+        .map(|i| start + i)
+        .unwrap_or(text.len());
+    *at = end;
+    Some((start, end))
+}
+
+/// The English field's tokens, streamed with one reused buffer: runs of letters and digits,
+/// lowercased, stemmed (Snowball English, as tantivy's `en_stem`), words over [`MAX_WORD`]
+/// bytes left out. In `pairs` mode each token is two adjacent stems joined by a space.
+pub(crate) struct EnglishStream<'a> {
+    text: &'a str,
+    at: usize,
+    pairs: bool,
+    token: Token,
+    lower: String,
+    current: String,
+    previous: String,
+    previous_from: Option<usize>,
+    position: usize,
+}
+
+impl<'a> EnglishStream<'a> {
+    fn new(text: &'a str, pairs: bool) -> Self {
+        EnglishStream {
+            text,
+            at: 0,
+            pairs,
+            token: Token::default(),
+            lower: String::new(),
+            current: String::new(),
+            previous: String::new(),
+            previous_from: None,
+            position: 0,
+        }
+    }
+}
+
+impl TokenStream for EnglishStream<'_> {
+    fn advance(&mut self) -> bool {
+        loop {
+            let Some((from, to)) = next_word(self.text, &mut self.at) else {
+                return false;
+            };
+            if to - from > MAX_WORD {
+                continue;
+            }
+            if !self.pairs {
+                self.token.text.clear();
+                stem_into(&self.text[from..to], &mut self.lower, &mut self.token.text);
+                self.token.offset_from = from;
+                self.token.offset_to = to;
+                self.token.position = self.position;
+                self.position += 1;
+                return true;
+            }
+            self.current.clear();
+            stem_into(&self.text[from..to], &mut self.lower, &mut self.current);
+            let previous_from = self.previous_from.replace(from);
+            std::mem::swap(&mut self.previous, &mut self.current);
+            if let Some(start) = previous_from {
+                // `current` now holds the previous stem, `previous` this one.
+                self.token.text.clear();
+                self.token.text.push_str(&self.current);
+                self.token.text.push(' ');
+                self.token.text.push_str(&self.previous);
+                self.token.offset_from = start;
+                self.token.offset_to = to;
+                self.token.position = self.position;
+                self.position += 1;
+                return true;
+            }
+        }
+    }
+    fn token(&self) -> &Token {
+        &self.token
+    }
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.token
+    }
+}
+
+/// The English terms of `text`, as `(start, end, stem)`.
+#[cfg(test)]
+pub(crate) fn english_tokens(text: &str) -> Vec<(usize, usize, String)> {
+    let mut stream = EnglishStream::new(text, false);
+    let mut out = Vec::new();
+    while stream.advance() {
+        let t = stream.token();
+        out.push((t.offset_from, t.offset_to, t.text.clone()));
+    }
+    out
+}
+
+#[derive(Clone, Copy, Default)]
+pub(crate) struct EnglishTokenizer;
+
+impl Tokenizer for EnglishTokenizer {
+    type TokenStream<'a> = EnglishStream<'a>;
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> EnglishStream<'a> {
+        EnglishStream::new(text, false)
+    }
+}
+
+/// Adjacent English terms joined by a space.
+pub(crate) fn pair_terms(terms: &[String]) -> Vec<String> {
+    terms
+        .windows(2)
+        .map(|w| format!("{} {}", w[0], w[1]))
+        .collect()
+}
+
+#[derive(Clone, Copy, Default)]
+pub(crate) struct PairsTokenizer;
+
+impl Tokenizer for PairsTokenizer {
+    type TokenStream<'a> = EnglishStream<'a>;
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> EnglishStream<'a> {
+        EnglishStream::new(text, true)
+    }
 }
 
 /// Characters that join words into one code token: `snake_case`, `a.b.c`, `src/main.rs`,
 /// `--all-targets`, `std::io`, `user@host`.
 fn is_code_char(c: char) -> bool {
-    c.is_alphanumeric() || matches!(c, '_' | '.' | '/' | '-' | ':' | '@' | '#' | '~' | '$' | '+')
+    if c.is_ascii() {
+        c.is_ascii_alphanumeric()
+            || matches!(c, '_' | '.' | '/' | '-' | ':' | '@' | '#' | '~' | '$' | '+')
+    } else {
+        c.is_alphanumeric()
+    }
 }
 
 fn is_joiner(c: char) -> bool {
@@ -149,7 +318,7 @@ fn is_joiner(c: char) -> bool {
 pub(crate) struct CodeTokenizer;
 
 /// Splits `text` into code tokens as `(byte start, token)`.
-pub(crate) fn code_tokens(text: &str) -> Vec<(usize, String)> {
+pub(crate) fn code_tokens(text: &str) -> Vec<(usize, usize, String)> {
     let mut out = Vec::new();
     let mut start = None;
     let mut push = |from: usize, to: usize| {
@@ -159,19 +328,29 @@ pub(crate) fn code_tokens(text: &str) -> Vec<(usize, String)> {
         if word.len() < 3 || word.len() > 120 || !word.contains(is_joiner) {
             return;
         }
-        out.push((from + trimmed_start, word.to_lowercase()));
+        let start = from + trimmed_start;
+        out.push((start, start + word.len(), word.to_lowercase()));
     };
+    // Most runs are plain words: only runs holding a joiner are looked at again.
+    let mut joined = false;
     for (i, c) in text.char_indices() {
-        match (is_code_char(c), start) {
-            (true, None) => start = Some(i),
+        let code = is_code_char(c);
+        match (code, start) {
+            (true, None) => {
+                start = Some(i);
+                joined = !c.is_alphanumeric();
+            }
+            (true, Some(_)) => joined |= !c.is_alphanumeric(),
             (false, Some(s)) => {
-                push(s, i);
+                if joined {
+                    push(s, i);
+                }
                 start = None;
             }
-            _ => {}
+            (false, None) => {}
         }
     }
-    if let Some(s) = start {
+    if let (Some(s), true) = (start, joined) {
         push(s, text.len());
     }
     out
@@ -202,12 +381,14 @@ impl TokenStream for VecTokenStream {
     }
 }
 
-fn to_tokens(items: impl Iterator<Item = (usize, String)>) -> Vec<Token> {
+/// Tokens from `(start, end, term)`: the offsets are the source word's, so snippets highlight
+/// whole words even when the term is a stem.
+fn to_tokens(items: impl Iterator<Item = (usize, usize, String)>) -> Vec<Token> {
     items
         .enumerate()
-        .map(|(position, (from, text))| Token {
+        .map(|(position, (from, to, text))| Token {
             offset_from: from,
-            offset_to: from + text.len(),
+            offset_to: to,
             position,
             text,
             position_length: 1,
@@ -226,12 +407,12 @@ impl Tokenizer for CodeTokenizer {
 #[derive(Clone, Copy, Default)]
 pub(crate) struct PathTokenizer;
 
-pub(crate) fn path_components(text: &str) -> Vec<(usize, String)> {
+pub(crate) fn path_components(text: &str) -> Vec<(usize, usize, String)> {
     let mut out = Vec::new();
     let mut offset = 0;
     for part in text.split(['/', '\\']) {
         if !part.is_empty() {
-            out.push((offset, part.to_lowercase()));
+            out.push((offset, offset + part.len(), part.to_lowercase()));
         }
         offset += part.len() + 1;
     }
@@ -250,12 +431,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pairs_join_adjacent_stems() {
+        let mut stream = EnglishStream::new("Running tests, quickly", true);
+        let mut pairs = Vec::new();
+        while stream.advance() {
+            pairs.push(stream.token().text.clone());
+        }
+        assert_eq!(pairs, vec!["run test", "test quick"]);
+    }
+
+    #[test]
+    fn english_tokens_are_lowercased_stems() {
+        let words: Vec<String> = english_tokens("Running tests, the Panics were HANDLED")
+            .into_iter()
+            .map(|(_, _, w)| w)
+            .collect();
+        assert_eq!(words, vec!["run", "test", "the", "panic", "were", "handl"]);
+    }
+
+    #[test]
     fn code_tokens_keep_identifiers_paths_and_flags_whole() {
         let words: Vec<String> = code_tokens(
             "call parse_snake_case() in src/main.rs, see E0432 and --all-targets; std::io::Error.",
         )
         .into_iter()
-        .map(|(_, w)| w)
+        .map(|(_, _, w)| w)
         .collect();
         assert_eq!(
             words,
@@ -272,7 +472,7 @@ mod tests {
     fn path_components_are_lowercased() {
         let parts: Vec<String> = path_components("/home/Me/src/Hoover")
             .into_iter()
-            .map(|(_, p)| p)
+            .map(|(_, _, p)| p)
             .collect();
         assert_eq!(parts, vec!["home", "me", "src", "hoover"]);
     }
