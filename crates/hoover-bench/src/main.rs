@@ -18,6 +18,9 @@
 //!
 //! - `search DIR BYTES`: indexing throughput, index size, query latency and the ratio to `rg`
 //!   (see `search.rs`).
+//! - `searchable HTTP_PORT FILE COUNT INTERVAL_MS`: appends a message with a fresh word to a
+//!   watched FILE, COUNT times; prints p50 and p99 (ms) of version arrival → searchable, then
+//!   of write → searchable.
 
 mod search;
 
@@ -155,6 +158,58 @@ fn main() -> Result<()> {
             let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
             println!("{:.1} {:.1} {appended}", pct(0.5), pct(0.99));
         }
+        Some("searchable") => {
+            let port = num(1)? as u16;
+            let path = Path::new(&args[2]);
+            let count = num(3)?;
+            let interval = std::time::Duration::from_millis(num(4)?);
+            let (mut arrive, mut write) = (Vec::new(), Vec::new());
+            for i in 0..count {
+                let token = format!("fresh{i:06}q{}", std::process::id());
+                let line = format!(
+                    "{{\"type\":\"user\",\"sessionId\":\"bench\",\"uuid\":\"{token}\",\"timestamp\":\"2025-06-01T10:00:00Z\",\"message\":{{\"role\":\"user\",\"content\":\"{token} arrives\"}}}}\n"
+                );
+                let before = versions(port)?;
+                let started = std::time::Instant::now();
+                std::fs::OpenOptions::new().append(true).open(path)?.write_all(line.as_bytes())?;
+                let deadline = started + std::time::Duration::from_secs(30);
+                while versions(port)? <= before {
+                    if std::time::Instant::now() > deadline {
+                        bail!("an append did not reach the server within 30 s");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                let arrived = started.elapsed();
+                loop {
+                    let (_, body) = hoover_testkit::http_get(port, &format!("/api/search?q={token}&limit=1"))?;
+                    let v: serde_json::Value = serde_json::from_str(&body)?;
+                    if v["total"].as_u64().unwrap_or(0) > 0 {
+                        break;
+                    }
+                    if std::time::Instant::now() > deadline {
+                        bail!("{token} was not searchable within 30 s: {body}");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                let found = started.elapsed();
+                arrive.push((found - arrived).as_secs_f64() * 1000.0);
+                write.push(found.as_secs_f64() * 1000.0);
+                if let Some(rest) = interval.checked_sub(started.elapsed()) {
+                    std::thread::sleep(rest);
+                }
+            }
+            for v in [&mut arrive, &mut write] {
+                v.sort_by(|a, b| a.total_cmp(b));
+            }
+            let pct = |v: &[f64], p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+            println!(
+                "{:.0} {:.0} {:.0} {:.0}",
+                pct(&arrive, 0.5),
+                pct(&arrive, 0.99),
+                pct(&write, 0.5),
+                pct(&write, 0.99)
+            );
+        }
         Some("search") => {
             search::run(Path::new(&args[1]), num(2)?)?;
         }
@@ -164,7 +219,7 @@ fn main() -> Result<()> {
             let cuts = cut_and_hash(&data);
             println!("{:.4} {cuts}", cpu_seconds()? - started);
         }
-        _ => bail!("usage: hoover-bench gen DIR BYTES FILES SEED | big FILE BYTES SEED | append FILE BYTES SEED | meta STORE KEY | search DIR BYTES"),
+        _ => bail!("usage: hoover-bench gen DIR BYTES FILES SEED | big FILE BYTES SEED | append FILE BYTES SEED | meta STORE KEY | search DIR BYTES | searchable HTTP_PORT FILE COUNT INTERVAL_MS"),
     }
     Ok(())
 }

@@ -107,7 +107,8 @@ pub fn run(dir: &Path, bytes: u64) -> Result<()> {
 
     let (index, mut writer, _) = Index::open(&index_dir, IndexOptions::default())?;
     let started = Instant::now();
-    for (i, f) in files.iter().enumerate() {
+    let mut last_commit = Instant::now();
+    for f in &files {
         let data = std::fs::read(f)?;
         let key = format!("bench/c/{}", f.strip_prefix(&corpus)?.display());
         let meta = VersionMeta {
@@ -117,8 +118,10 @@ pub fn run(dir: &Path, bytes: u64) -> Result<()> {
             mtime_ms: 0,
         };
         writer.add_version(&meta, false, [Ok::<_, std::io::Error>(data)])?;
-        if i % 64 == 63 {
+        // As the server's catch-up does: a commit every BULK_COMMIT_INTERVAL.
+        if last_commit.elapsed() >= hoover_index::BULK_COMMIT_INTERVAL {
             writer.commit()?;
+            last_commit = Instant::now();
         }
     }
     writer.commit()?;
@@ -157,6 +160,8 @@ pub fn run(dir: &Path, bytes: u64) -> Result<()> {
         "\"retry timeout\"",
         "\"read write\"",
         "\"hash zstd\"",
+        "\"cargo test error\"",
+        "\"cargo test retry\"",
     ];
     let search = |q: &str| -> Result<(f64, u64)> {
         let t = Instant::now();

@@ -37,8 +37,10 @@ use stats::{Counted, Stats};
 
 /// How long new messages may wait before a commit makes them searchable.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(1000);
+/// How often a bulk rebuild (catch-up, `hoover reindex`) commits: fewer, larger segments.
+pub const BULK_COMMIT_INTERVAL: Duration = Duration::from_secs(10);
 /// Index writer memory, split across its threads.
-const WRITER_MEMORY: usize = 96 * 1024 * 1024;
+const WRITER_MEMORY: usize = 256 * 1024 * 1024;
 const WRITER_THREADS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
@@ -151,8 +151,8 @@ fn tokens(index: &Index, tokenizer: &str, text: &str) -> Vec<String> {
     out
 }
 
-/// One word or a phrase in the English field. A phrase is looked up by its adjacent pairs
-/// (one term for two words), and checked by position only when it is longer than two words.
+/// One word or a phrase in the English field. A phrase is looked up by its adjacent word
+/// pairs: one term for two words; for longer phrases, every adjacent pair must occur.
 fn words_query(f: &Fields, words: Vec<String>) -> Option<Box<dyn Query>> {
     let term = |field: Field, w: &str| -> Box<dyn Query> {
         Box::new(TermQuery::new(
@@ -164,18 +164,12 @@ fn words_query(f: &Fields, words: Vec<String>) -> Option<Box<dyn Query>> {
         0 => None,
         1 => Some(term(f.text, &words[0])),
         2 => Some(term(f.pairs, &schema::pair_terms(&words)[0])),
-        _ => {
-            let mut clauses: Vec<(Occur, Box<dyn Query>)> = schema::pair_terms(&words)
+        _ => Some(Box::new(BooleanQuery::new(
+            schema::pair_terms(&words)
                 .iter()
                 .map(|p| (Occur::Must, term(f.pairs, p)))
-                .collect();
-            let positions = words
-                .iter()
-                .map(|w| Term::from_field_text(f.text, w))
-                .collect();
-            clauses.push((Occur::Must, Box::new(PhraseQuery::new(positions))));
-            Some(Box::new(BooleanQuery::new(clauses)))
-        }
+                .collect(),
+        ))),
     }
 }
 
@@ -214,9 +208,20 @@ fn parse_when(text: &str) -> Result<i64> {
     Ok(ts.as_millisecond())
 }
 
-/// Builds the tantivy query for `q`, and the English terms to highlight in snippets.
-fn build(index: &Index, q: &str) -> Result<(Box<dyn Query>, Vec<String>)> {
+/// A query ready to run.
+struct Built {
+    query: Box<dyn Query>,
+    /// English terms to highlight in snippets.
+    highlight: Vec<String>,
+    /// Phrases of three or more words: the index finds messages holding each adjacent pair;
+    /// the stored text of each hit is checked for the whole phrase.
+    long_phrases: Vec<Vec<String>>,
+}
+
+/// Builds the tantivy query for `q`.
+fn build(index: &Index, q: &str) -> Result<Built> {
     let mut highlight = Vec::new();
+    let mut long_phrases = Vec::new();
     let f: Fields = index.inner.fields;
     // Progress records match no word or filter; only a query of exclusions alone needs
     // `doc:msg` to keep them out (and a clause over every message costs a full posting list).
@@ -244,6 +249,9 @@ fn build(index: &Index, q: &str) -> Result<(Box<dyn Query>, Vec<String>)> {
                 let words = tokens(index, schema::EN, &word);
                 if !negated {
                     highlight.extend(words.iter().cloned());
+                    if words.len() > 2 {
+                        long_phrases.push(words.clone());
+                    }
                 }
                 let english = words_query(&f, words);
                 let code: Vec<String> = if quoted {
@@ -289,20 +297,36 @@ fn build(index: &Index, q: &str) -> Result<(Box<dyn Query>, Vec<String>)> {
             )),
         ));
     }
-    if clauses.len() == 1 && clauses[0].0 == Occur::Must {
-        return Ok((clauses.pop().expect("one clause").1, highlight));
-    }
-    Ok((Box::new(BooleanQuery::new(clauses)), highlight))
+    let query = if clauses.len() == 1 && clauses[0].0 == Occur::Must {
+        clauses.pop().expect("one clause").1
+    } else {
+        Box::new(BooleanQuery::new(clauses))
+    };
+    Ok(Built {
+        query,
+        highlight,
+        long_phrases,
+    })
 }
 
 pub(crate) fn search(index: &Index, request: &SearchRequest) -> Result<SearchResults> {
     let started = Instant::now();
     let f = index.inner.fields;
-    let (query, highlight) = build(index, &request.query)?;
+    let Built {
+        query,
+        highlight,
+        long_phrases,
+    } = build(index, &request.query)?;
     let searcher: Searcher = index.inner.reader.searcher();
     let limit = request.limit.clamp(1, MAX_LIMIT);
-    let top = TopDocs::with_limit(limit).and_offset(request.offset);
-    let (total, addrs): (usize, Vec<(f32, DocAddress)>) = match request.sort {
+    // With long phrases some candidates fail the check: fetch more, then page.
+    let (fetch, skip) = if long_phrases.is_empty() {
+        (limit, request.offset)
+    } else {
+        ((request.offset + limit) * 4 + 20, 0)
+    };
+    let top = TopDocs::with_limit(fetch).and_offset(skip);
+    let (mut total, mut addrs): (usize, Vec<(f32, DocAddress)>) = match request.sort {
         Sort::Relevance => searcher.search(&query, &(Count, top))?,
         Sort::Newest | Sort::Oldest => {
             let order = if request.sort == Sort::Newest {
@@ -317,6 +341,32 @@ pub(crate) fn search(index: &Index, request: &SearchRequest) -> Result<SearchRes
             (n, docs.into_iter().map(|(_, a)| (0.0, a)).collect())
         }
     };
+    if !long_phrases.is_empty() {
+        let fetched = addrs.len();
+        let mut kept = Vec::with_capacity(fetched);
+        for (score, addr) in addrs {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            let text = doc.get_first(f.text).and_then(|v| v.as_str()).unwrap_or("");
+            let stems: Vec<String> = schema::english_tokens(text)
+                .into_iter()
+                .map(|(_, _, w)| w)
+                .collect();
+            if long_phrases
+                .iter()
+                .all(|p| stems.windows(p.len()).any(|w| w == p.as_slice()))
+            {
+                kept.push((score, addr));
+            }
+        }
+        // Candidates past the ones checked are counted as the checked ones fared.
+        let rejected = fetched - kept.len();
+        total = total
+            - rejected
+            - ((total - fetched) * rejected)
+                .checked_div(fetched)
+                .unwrap_or(0);
+        addrs = kept.into_iter().skip(request.offset).take(limit).collect();
+    }
     // Snippets highlight the query's English terms; this query is never run, only read.
     let highlight_query = BooleanQuery::new(
         highlight

@@ -98,7 +98,7 @@ pub(crate) fn build() -> (Schema, Fields) {
         offset: b.add_u64_field("offset", STORED),
         text: b.add_text_field(
             "text",
-            text_opts(EN, IndexRecordOption::WithFreqsAndPositions).set_stored(),
+            text_opts(EN, IndexRecordOption::WithFreqs).set_stored(),
         ),
         code: b.add_text_field("code", text_opts(CODE, IndexRecordOption::WithFreqs)),
         pairs: b.add_text_field("pairs", text_opts(PAIRS, IndexRecordOption::WithFreqs)),
@@ -258,7 +258,6 @@ impl TokenStream for EnglishStream<'_> {
 }
 
 /// The English terms of `text`, as `(start, end, stem)`.
-#[cfg(test)]
 pub(crate) fn english_tokens(text: &str) -> Vec<(usize, usize, String)> {
     let mut stream = EnglishStream::new(text, false);
     let mut out = Vec::new();

@@ -142,6 +142,8 @@ fn appends_half_lines_duplicates_filters_and_reopen() {
     );
     assert_eq!(sessions(&index, "\"eats ants\""), vec!["s1"]);
     assert_eq!(sessions(&index, "\"ants eats\""), Vec::<String>::new());
+    assert_eq!(sessions(&index, "\"the aardvark eats\""), vec!["s1"]);
+    assert_eq!(sessions(&index, "\"aardvark eats ants\""), vec!["s1"]);
     assert_eq!(sessions(&index, "quokka -smiles"), Vec::<String>::new());
     assert_eq!(sessions(&index, "after:2025-06-03"), vec!["s2"]);
     assert_eq!(sessions(&index, "before:2025-06-02 aardvark"), vec!["s1"]);
@@ -188,9 +190,20 @@ fn secrets_are_not_searchable_and_another_schema_is_rebuilt() {
         "my key is AKIAIOSFODNN7EXAMPLE keep it safe",
         "2025-06-01T10:00:00Z",
     );
+    let content = content
+        + &line(
+            "s2",
+            "u2",
+            "user",
+            "a red fox and the fox jumps",
+            "2025-06-01T10:00:00Z",
+        );
     feed(&mut w, "l/c/s1.jsonl", 1, content.as_bytes(), false);
     w.commit().unwrap();
     assert!(sessions(&index, "AKIAIOSFODNN7EXAMPLE").is_empty());
+    // Every adjacent pair of a long phrase occurs, but not the phrase: no match.
+    assert!(sessions(&index, "\"red fox jumps\"").is_empty());
+    assert_eq!(sessions(&index, "\"the fox jumps\""), vec!["s2"]);
     let hit = &index
         .search(&SearchRequest {
             query: "safe".into(),
@@ -214,4 +227,87 @@ fn secrets_are_not_searchable_and_another_schema_is_rebuilt() {
     std::fs::write(path.join("meta.json"), "garbage").unwrap();
     let (_index, _w, opened) = Index::open(&path, IndexOptions::default()).unwrap();
     assert!(matches!(opened, Opened::Rebuilt { .. }), "{opened:?}");
+}
+
+fn assistant_line(uuid: &str, msg_id: &str, text: &str) -> String {
+    format!(
+        r#"{{"type":"assistant","sessionId":"s1","uuid":"{uuid}","timestamp":"2025-06-01T10:00:00Z","message":{{"id":"{msg_id}","role":"assistant","model":"claude-test-1","content":[{{"type":"text","text":"{text}"}}],"usage":{{"input_tokens":10,"output_tokens":20,"cache_read_input_tokens":30,"cache_creation_input_tokens":40}}}}}}"#
+    ) + "\n"
+}
+
+#[test]
+fn tokens_count_once_per_response_and_other_sources_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, mut w, _) =
+        Index::open(&dir.path().join("index"), IndexOptions::default()).unwrap();
+    // One API response written as two lines sharing message.id: its usage counts once.
+    let content = assistant_line("a1", "msg_1", "thinking about walruses")
+        + &assistant_line("a2", "msg_1", "and then a tool call")
+        + &assistant_line("a3", "msg_2", "second response");
+    feed(&mut w, "l/c/s1.jsonl", 1, content.as_bytes(), false);
+    // A line over the parser's limit is counted and skipped; the next line is indexed.
+    let mut huge = vec![b'x'; hoover_transcript::MAX_LINE + 10];
+    huge.push(b'\n');
+    huge.extend_from_slice(user_line_bytes("after the huge line: capybara").as_slice());
+    feed(&mut w, "l/c/huge.jsonl", 1, &huge, false);
+    // Text files are indexed by line; other files are stored but not indexed.
+    feed(
+        &mut w,
+        "l/notes/todo.md",
+        1,
+        b"remember the manatee\n",
+        false,
+    );
+    feed(&mut w, "l/pics/cat.png", 1, b"\x89PNG manatee\n", false);
+    w.commit().unwrap();
+
+    let c = index.counters();
+    assert_eq!(c.tokens_per_day.len(), 1, "{c:?}");
+    let t = &c.tokens_per_day[0];
+    assert_eq!(
+        (t.day.as_str(), t.model.as_str()),
+        ("2025-06-01", "claude-test-1")
+    );
+    assert_eq!(
+        (t.input, t.output, t.cache_read, t.cache_write),
+        (20, 40, 60, 80)
+    );
+    assert_eq!(w.progress("l/c/huge.jsonl").unwrap().malformed, 1);
+    assert_eq!(sessions(&index, "capybara"), vec!["s9"]);
+    let manatee = index
+        .search(&SearchRequest {
+            query: "manatee".into(),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(manatee.total, 1);
+    assert_eq!(manatee.hits[0].key, "l/notes/todo.md");
+    assert_eq!(w.progress("l/pics/cat.png").unwrap().seq, 1);
+    // Filters by tool, and the redaction switch.
+    drop(w);
+    drop(index);
+    let dir = tempfile::tempdir().unwrap();
+    let (index, mut w, _) =
+        Index::open(&dir.path().join("index"), IndexOptions { redact: false }).unwrap();
+    let tool = r#"{"type":"assistant","sessionId":"s7","uuid":"t1","message":{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"Bash","input":{"command":"export KEY=AKIAIOSFODNN7EXAMPLE"}}]}}"#;
+    feed(
+        &mut w,
+        "l/c/s7.jsonl",
+        1,
+        format!("{tool}\n").as_bytes(),
+        false,
+    );
+    w.commit().unwrap();
+    assert_eq!(sessions(&index, "tool:bash"), vec!["s7"]);
+    assert_eq!(sessions(&index, "tool:read"), Vec::<String>::new());
+    assert_eq!(
+        sessions(&index, "AKIAIOSFODNN7EXAMPLE"),
+        vec!["s7"],
+        "redaction is off"
+    );
+}
+
+fn user_line_bytes(text: &str) -> Vec<u8> {
+    line("s9", "u-huge", "user", text, "2025-06-01T10:00:00Z").into_bytes()
 }

@@ -11,7 +11,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use hoover_index::{Index, IndexOptions, Indexed, Opened, Progress, VersionMeta, Writer};
+use hoover_index::{
+    Index, IndexOptions, Indexed, Opened, Progress, VersionMeta, Writer, BULK_COMMIT_INTERVAL,
+};
 use hoover_store::{Committed, Store, StoreError};
 use hoover_types::{Key, VersionInfo};
 
@@ -228,16 +230,18 @@ pub fn catch_up(
     }
     todo.sort_unstable();
     let total = todo.len() as u64;
+    let mut last_commit = Instant::now();
     for (n, (_, k, seq)) in todo.into_iter().enumerate() {
         let key = &keys[k];
         if let Err(e) = index_up_to(store, writer, key, seq, record) {
             tracing::warn!("cannot index {key} version {seq}: {e}; skipped");
         }
         progress(n as u64 + 1, total);
-        if writer.commit_due().is_some_and(|d| d <= Instant::now()) {
+        if last_commit.elapsed() >= BULK_COMMIT_INTERVAL {
             writer
                 .commit()
                 .map_err(|e| StoreError::Corrupt(format!("index commit: {e}")))?;
+            last_commit = Instant::now();
         }
     }
     Ok(total)
