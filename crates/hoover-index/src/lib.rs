@@ -563,7 +563,6 @@ impl Writer {
         doc.add_u64(f.offset, r.offset);
         doc.add_text(f.text, &text);
         doc.add_text(f.code, &text);
-        doc.add_text(f.pairs, &text);
         doc.add_u64(f.uid, uid);
         doc.add_u64(f.msgid, msgid);
         doc.add_u64(f.session_h, session_h);

@@ -163,11 +163,11 @@ fn words_query(f: &Fields, words: Vec<String>) -> Option<Box<dyn Query>> {
     match words.len() {
         0 => None,
         1 => Some(term(f.text, &words[0])),
-        2 => Some(term(f.pairs, &schema::pair_terms(&words)[0])),
+        2 => Some(term(f.text, &schema::pair_terms(&words)[0])),
         _ => Some(Box::new(BooleanQuery::new(
             schema::pair_terms(&words)
                 .iter()
-                .map(|p| (Occur::Must, term(f.pairs, p)))
+                .map(|p| (Occur::Must, term(f.text, p)))
                 .collect(),
         ))),
     }
@@ -246,7 +246,10 @@ fn build(index: &Index, q: &str) -> Result<Built> {
                 Some(Box::new(q))
             }
             _ => {
-                let words = tokens(index, schema::EN, &word);
+                let words: Vec<String> = schema::english_tokens(&word)
+                    .into_iter()
+                    .map(|(_, _, w)| w)
+                    .collect();
                 if !negated {
                     highlight.extend(words.iter().cloned());
                     if words.len() > 2 {

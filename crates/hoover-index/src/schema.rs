@@ -21,7 +21,6 @@ pub(crate) const EN: &str = "hoover_en";
 pub(crate) const CODE: &str = "hoover_code";
 pub(crate) const LOWER: &str = "hoover_lower";
 pub(crate) const PATH: &str = "hoover_path";
-pub(crate) const PAIRS: &str = "hoover_pairs";
 
 /// Every field, by name.
 #[derive(Clone, Copy, Debug)]
@@ -43,9 +42,6 @@ pub(crate) struct Fields {
     pub offset: Field,
     pub text: Field,
     pub code: Field,
-    /// Adjacent English terms as one term (`"error handl"`): a two-word phrase is one lookup,
-    /// not an intersection of two long position lists.
-    pub pairs: Field,
     pub uid: Field,
     pub msgid: Field,
     pub session_h: Field,
@@ -101,7 +97,6 @@ pub(crate) fn build() -> (Schema, Fields) {
             text_opts(EN, IndexRecordOption::WithFreqs).set_stored(),
         ),
         code: b.add_text_field("code", text_opts(CODE, IndexRecordOption::WithFreqs)),
-        pairs: b.add_text_field("pairs", text_opts(PAIRS, IndexRecordOption::WithFreqs)),
         uid: b.add_u64_field("uid", fast_u64.clone()),
         msgid: b.add_u64_field("msgid", fast_u64.clone()),
         session_h: b.add_u64_field("session_h", fast_u64.clone()),
@@ -129,7 +124,6 @@ pub(crate) fn register_tokenizers(index: &Index) {
             .build(),
     );
     t.register(PATH, TextAnalyzer::builder(PathTokenizer).build());
-    t.register(PAIRS, TextAnalyzer::builder(PairsTokenizer).build());
 }
 
 /// Words longer than this are not indexed in the English field (hashes, base64 runs).
@@ -182,23 +176,28 @@ fn next_word(text: &str, at: &mut usize) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
-/// The English field's tokens, streamed with one reused buffer: runs of letters and digits,
-/// lowercased, stemmed (Snowball English, as tantivy's `en_stem`), words over [`MAX_WORD`]
-/// bytes left out. In `pairs` mode each token is two adjacent stems joined by a space.
+/// The English field's tokens, streamed with reused buffers: runs of letters and digits,
+/// lowercased and stemmed (Snowball English, as tantivy's `en_stem`), words over [`MAX_WORD`]
+/// bytes left out; after each word but the first, the pair of it and the word before, as one
+/// term joined by a space (`"error handl"`). Pairs make a two-word phrase one term lookup,
+/// without storing positions; a word never holds a space, so the two kinds never collide.
 pub(crate) struct EnglishStream<'a> {
     text: &'a str,
     at: usize,
+    /// Emit word pairs as well as words (indexing); queries ask for words only.
     pairs: bool,
     token: Token,
     lower: String,
     current: String,
     previous: String,
     previous_from: Option<usize>,
+    last_word_from: Option<usize>,
+    pair_due: bool,
     position: usize,
 }
 
 impl<'a> EnglishStream<'a> {
-    fn new(text: &'a str, pairs: bool) -> Self {
+    pub(crate) fn new(text: &'a str, pairs: bool) -> Self {
         EnglishStream {
             text,
             at: 0,
@@ -208,6 +207,8 @@ impl<'a> EnglishStream<'a> {
             current: String::new(),
             previous: String::new(),
             previous_from: None,
+            last_word_from: None,
+            pair_due: false,
             position: 0,
         }
     }
@@ -215,6 +216,15 @@ impl<'a> EnglishStream<'a> {
 
 impl TokenStream for EnglishStream<'_> {
     fn advance(&mut self) -> bool {
+        if self.pair_due {
+            self.pair_due = false;
+            self.token.text.clear();
+            self.token.text.push_str(&self.previous);
+            self.token.text.push(' ');
+            self.token.text.push_str(&self.current);
+            self.token.offset_from = self.previous_from.unwrap_or(self.token.offset_from);
+            return true;
+        }
         loop {
             let Some((from, to)) = next_word(self.text, &mut self.at) else {
                 return false;
@@ -222,31 +232,21 @@ impl TokenStream for EnglishStream<'_> {
             if to - from > MAX_WORD {
                 continue;
             }
-            if !self.pairs {
-                self.token.text.clear();
-                stem_into(&self.text[from..to], &mut self.lower, &mut self.token.text);
-                self.token.offset_from = from;
-                self.token.offset_to = to;
-                self.token.position = self.position;
-                self.position += 1;
-                return true;
-            }
+            std::mem::swap(&mut self.previous, &mut self.current);
             self.current.clear();
             stem_into(&self.text[from..to], &mut self.lower, &mut self.current);
-            let previous_from = self.previous_from.replace(from);
-            std::mem::swap(&mut self.previous, &mut self.current);
-            if let Some(start) = previous_from {
-                // `current` now holds the previous stem, `previous` this one.
-                self.token.text.clear();
-                self.token.text.push_str(&self.current);
-                self.token.text.push(' ');
-                self.token.text.push_str(&self.previous);
-                self.token.offset_from = start;
-                self.token.offset_to = to;
-                self.token.position = self.position;
-                self.position += 1;
-                return true;
+            self.token.text.clear();
+            self.token.text.push_str(&self.current);
+            let previous_from = self.last_word_from.replace(from);
+            self.token.offset_from = from;
+            self.token.offset_to = to;
+            self.token.position = self.position;
+            self.position += 1;
+            if self.pairs && previous_from.is_some() {
+                self.previous_from = previous_from;
+                self.pair_due = true;
             }
+            return true;
         }
     }
     fn token(&self) -> &Token {
@@ -274,26 +274,16 @@ pub(crate) struct EnglishTokenizer;
 impl Tokenizer for EnglishTokenizer {
     type TokenStream<'a> = EnglishStream<'a>;
     fn token_stream<'a>(&'a mut self, text: &'a str) -> EnglishStream<'a> {
-        EnglishStream::new(text, false)
+        EnglishStream::new(text, true)
     }
 }
 
-/// Adjacent English terms joined by a space.
+/// Adjacent English terms joined by a space, as the index holds them.
 pub(crate) fn pair_terms(terms: &[String]) -> Vec<String> {
     terms
         .windows(2)
         .map(|w| format!("{} {}", w[0], w[1]))
         .collect()
-}
-
-#[derive(Clone, Copy, Default)]
-pub(crate) struct PairsTokenizer;
-
-impl Tokenizer for PairsTokenizer {
-    type TokenStream<'a> = EnglishStream<'a>;
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> EnglishStream<'a> {
-        EnglishStream::new(text, true)
-    }
 }
 
 /// Characters that join words into one code token: `snake_case`, `a.b.c`, `src/main.rs`,
@@ -430,13 +420,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pairs_join_adjacent_stems() {
+    fn indexing_emits_words_then_pairs() {
         let mut stream = EnglishStream::new("Running tests, quickly", true);
-        let mut pairs = Vec::new();
+        let mut tokens = Vec::new();
         while stream.advance() {
-            pairs.push(stream.token().text.clone());
+            let t = stream.token();
+            tokens.push((
+                t.text.clone(),
+                t.position,
+                &"Running tests, quickly"[t.offset_from..t.offset_to],
+            ));
         }
-        assert_eq!(pairs, vec!["run test", "test quick"]);
+        assert_eq!(
+            tokens,
+            vec![
+                ("run".to_string(), 0, "Running"),
+                ("test".to_string(), 1, "tests"),
+                ("run test".to_string(), 1, "Running tests"),
+                ("quick".to_string(), 2, "quickly"),
+                ("test quick".to_string(), 2, "tests, quickly"),
+            ]
+        );
     }
 
     #[test]
