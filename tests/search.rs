@@ -139,10 +139,13 @@ fn search_finds_known_sessions_new_words_and_survives_losing_the_index() {
 
     let words = unique_words(&files);
     assert!(words.len() >= 3, "too few distinct words found: {words:?}");
+    // Both syncs' versions are searchable within the commit window.
     wait_until("the corpus is searchable", DEADLINE, || {
         words
             .iter()
-            .all(|(_, w)| search(&world, w)["total"].as_u64().unwrap_or(0) > 0)
+            .map(|(_, w)| w.as_str())
+            .chain(["okapi_resumed_marker", "tapir"])
+            .all(|w| search(&world, w)["total"].as_u64().unwrap_or(0) > 0)
     });
     let mut answers = BTreeMap::new();
     for (file, word) in &words {
@@ -270,4 +273,26 @@ fn reindex_refuses_a_store_in_use_and_a_non_store() {
     let out = world.run(&["reindex", "--store", &world.path().display().to_string()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a hoover store"));
+}
+
+#[test]
+fn a_push_only_key_can_push_but_not_search() {
+    let world = World::new(BIN);
+    let authorized = world.server_home.dir.join("authorized_keys");
+    let line = std::fs::read_to_string(&authorized).unwrap();
+    std::fs::write(&authorized, format!("hoover-allow=\"push\" {line}")).unwrap();
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.jsonl"), user_line("s", "u", "a secret plan")).unwrap();
+    world.ok(&[
+        "sync",
+        "--source",
+        "l",
+        "--root",
+        &format!("c={}", root.display()),
+    ]);
+    let out = world.run(&["search", "plan"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("may only push"), "{err}");
 }

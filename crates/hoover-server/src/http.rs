@@ -53,14 +53,9 @@ struct SearchParams {
 }
 
 async fn search(State(app): State<App>, Query(p): Query<SearchParams>) -> Response {
-    if let Some(why) = Indexer::unavailable(app.indexer.as_ref()) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, why);
-    }
-    let Some(index) = app.indexer.as_ref().and_then(|i| i.index().cloned()) else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the search index is not open",
-        );
+    let index = match Indexer::searchable(app.indexer.as_ref()) {
+        Ok(index) => index,
+        Err(why) => return error(StatusCode::SERVICE_UNAVAILABLE, why),
     };
     let sort: Sort = match p.sort.as_deref().unwrap_or("relevance").parse() {
         Ok(s) => s,

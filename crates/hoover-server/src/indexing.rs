@@ -115,17 +115,16 @@ impl Indexer {
         self.index.get()
     }
 
-    /// Why searches cannot be answered, when they cannot.
-    pub fn unavailable(indexer: Option<&Indexer>) -> Option<String> {
-        match indexer {
-            None => Some("this server keeps no search index (it runs with --no-index)".into()),
-            Some(i) if i.index().is_none() => Some(
-                i.status()
-                    .error
-                    .unwrap_or_else(|| "the search index is not open".into()),
-            ),
-            Some(_) => None,
-        }
+    /// The index to search, or why searches cannot be answered.
+    pub fn searchable(indexer: Option<&Indexer>) -> Result<Index, String> {
+        let Some(i) = indexer else {
+            return Err("this server keeps no search index (it runs with --no-index)".into());
+        };
+        i.index().cloned().ok_or_else(|| {
+            i.status()
+                .error
+                .unwrap_or_else(|| "the search index is not open".into())
+        })
     }
 
     pub fn status(&self) -> IndexStatus {

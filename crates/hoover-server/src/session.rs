@@ -448,14 +448,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let sort: Sort = sort
             .parse()
             .map_err(|e: String| failure(ErrorCode::Refused, e))?;
-        if let Some(why) = Indexer::unavailable(self.indexer.as_ref()) {
-            return Err(failure(ErrorCode::Internal, why));
-        }
-        let index = self
-            .indexer
-            .as_ref()
-            .and_then(|i| i.index().cloned())
-            .expect("available");
+        let index = Indexer::searchable(self.indexer.as_ref())
+            .map_err(|why| failure(ErrorCode::Internal, why))?;
         let request = SearchRequest {
             query,
             limit: limit as usize,

@@ -76,12 +76,22 @@ pub fn read_authorized_keys(path: &Path) -> Result<Vec<AuthorizedKey>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let entry = ssh_key::authorized_keys::AuthorizedKeys::new(line)
-            .next()
-            .transpose()
-            .with_context(|| {
-                format!("{}:{}: not an authorized_keys line", path.display(), n + 1)
-            })?;
+        let parse = |line: &str| {
+            ssh_key::authorized_keys::AuthorizedKeys::new(line)
+                .next()
+                .transpose()
+        };
+        // ssh-key 0.6 cannot read a line with options and no comment; such a line is read
+        // with a placeholder comment, which is then dropped.
+        let (entry, placeholder) = match parse(line) {
+            Ok(entry) => (entry, false),
+            Err(first) => match parse(&format!("{line} -")) {
+                Ok(entry) => (entry, true),
+                Err(_) => Err(first).with_context(|| {
+                    format!("{}:{}: not an authorized_keys line", path.display(), n + 1)
+                })?,
+            },
+        };
         let Some(entry) = entry else { continue };
         let push_only = entry
             .config_opts()
@@ -94,7 +104,11 @@ pub fn read_authorized_keys(path: &Path) -> Result<Vec<AuthorizedKey>> {
             } else {
                 Access::Full
             },
-            comment: entry.public_key().comment().to_string(),
+            comment: if placeholder {
+                String::new()
+            } else {
+                entry.public_key().comment().to_string()
+            },
         });
     }
     Ok(out)
@@ -297,5 +311,35 @@ fn reject() -> Auth {
     Auth::Reject {
         proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
         partial_success: false,
+    }
+}
+
+#[cfg(test)]
+mod authorized_keys_tests {
+    use super::*;
+
+    #[test]
+    fn a_push_only_option_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authorized_keys");
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGpXwYq1l4mJp1D6o8I7Yb3n0R0wU9yW5H2mQk8q0Jf5 me@laptop";
+        let bare = key.trim_end_matches(" me@laptop");
+        std::fs::write(
+            &path,
+            format!("hoover-allow=\"push\" {key}\n{key}\nhoover-allow=\"push\" {bare}\n{bare}\n"),
+        )
+        .unwrap();
+        let keys = read_authorized_keys(&path).unwrap();
+        let access: Vec<Access> = keys.iter().map(|k| k.access).collect();
+        assert_eq!(
+            access,
+            vec![
+                Access::PushOnly,
+                Access::Full,
+                Access::PushOnly,
+                Access::Full
+            ]
+        );
+        assert_eq!(keys[2].comment, "");
     }
 }

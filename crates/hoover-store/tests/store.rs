@@ -230,3 +230,48 @@ fn unknown_formats_and_foreign_dirs_are_refused() {
     let err = Store::open(other.path()).err().unwrap();
     assert!(err.to_string().contains("without a FORMAT file"), "{err}");
 }
+
+#[test]
+fn byte_ranges_read_only_what_they_ask_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Key::new("l/c/range.jsonl").unwrap();
+    let mut rng = Rng(11);
+    let v1 = rng.bytes(900_000);
+    let (s1, refs1) = push(&store, &key, &v1, None);
+    let mut v2 = v1.clone();
+    v2.extend_from_slice(&rng.bytes(70_000));
+    let (s2, _) = push(&store, &key, &v2, Some((s1, &refs1)));
+    let range = |seq: u64, from: u64, to: Option<u64>| -> Vec<u8> {
+        let mut out = Vec::new();
+        for piece in store.read_range(&key, seq, from, to).unwrap() {
+            out.extend_from_slice(&piece.unwrap());
+        }
+        out
+    };
+    for (from, to) in [
+        (0, None),
+        (1, Some(2)),
+        (123_457, Some(654_321)),
+        (899_999, None),
+    ] {
+        let end = to.unwrap_or(v2.len() as u64) as usize;
+        assert_eq!(
+            range(s2, from, to),
+            v2[from as usize..end],
+            "{from}..{to:?}"
+        );
+    }
+    assert_eq!(range(s1, 800_000, None), v1[800_000..]);
+    assert!(range(s2, v2.len() as u64, None).is_empty());
+    assert_eq!(range(s2, 10, Some(5_000_000)), v2[10..]);
+    // The append kept all but the last chunk or so of version 1, byte for byte.
+    let kept = store.kept_bytes(&key, s2).unwrap();
+    assert!(kept > 700_000 && kept <= v1.len() as u64, "kept {kept}");
+    assert_eq!(store.kept_bytes(&key, s1).unwrap(), 0);
+    assert_eq!(
+        store.version(&key, s2).unwrap().unwrap().size,
+        v2.len() as u64
+    );
+    assert!(store.version(&key, 9).unwrap().is_none());
+}
