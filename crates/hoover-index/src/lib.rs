@@ -441,6 +441,14 @@ impl Writer {
                     }
                 }
             }
+            // A JSONL file whose last record has no newline yet: a whole JSON object is
+            // indexed now (a cut-off one does not parse), but `done` stays before it, so the
+            // next version reads it again; its identity keeps it from being indexed twice.
+            if source == Source::Jsonl && !partial.is_empty() {
+                if let Ok(Some(r)) = source::record(source, &partial, lines + 1, offset) {
+                    self.add_record(v, source, &partial, r, &mut out)?;
+                }
+            }
         }
         let done = if source == Source::Opaque {
             v.size

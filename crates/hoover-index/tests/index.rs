@@ -250,6 +250,25 @@ fn tokens_count_once_per_response_and_other_sources_are_handled() {
     huge.push(b'\n');
     huge.extend_from_slice(user_line_bytes("after the huge line: capybara").as_slice());
     feed(&mut w, "l/c/huge.jsonl", 1, &huge, false);
+    // A last JSONL record without its newline is indexed once it is a whole object, and
+    // once only when the newline arrives.
+    let unterminated = line("s5", "u5", "user", "an ocelot", "2025-06-01T10:00:00Z");
+    let unterminated = unterminated.trim_end();
+    feed(
+        &mut w,
+        "l/c/s5.jsonl",
+        1,
+        &unterminated.as_bytes()[..30],
+        false,
+    );
+    feed(&mut w, "l/c/s5.jsonl", 2, unterminated.as_bytes(), true);
+    feed(
+        &mut w,
+        "l/c/s5.jsonl",
+        3,
+        format!("{unterminated}\n").as_bytes(),
+        true,
+    );
     // Text files are indexed by line; other files are stored but not indexed.
     feed(
         &mut w,
@@ -284,6 +303,15 @@ fn tokens_count_once_per_response_and_other_sources_are_handled() {
     assert_eq!(manatee.total, 1);
     assert_eq!(manatee.hits[0].key, "l/notes/todo.md");
     assert_eq!(w.progress("l/pics/cat.png").unwrap().seq, 1);
+    let ocelot = index
+        .search(&SearchRequest {
+            query: "ocelot".into(),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(ocelot.total, 1, "{ocelot:?}");
+    assert_eq!(w.progress("l/c/s5.jsonl").unwrap().lines, 1);
     // Filters by tool, and the redaction switch.
     drop(w);
     drop(index);
