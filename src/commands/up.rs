@@ -101,6 +101,8 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         }
     );
     eprintln!("hoover up: try  hoover ls {client_flags}");
+    eprintln!("hoover up:      hoover search WORDS {client_flags}");
+    eprintln!("hoover up:      curl 'http://{http}/api/search?q=WORDS'  and  curl http://{http}/api/stats");
     eprintln!("hoover up: Ctrl-C stops everything cleanly");
 
     let demo_shutdown = CancellationToken::new();
