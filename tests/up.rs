@@ -80,6 +80,15 @@ fn up_runs_server_watcher_and_a_live_demo_then_stops_cleanly() {
     let listing: serde_json::Value =
         serde_json::from_slice(&client(&["ls", "--json"]).stdout).unwrap();
     assert_eq!(listing.as_array().unwrap().len(), 3, "{listing}");
+    // The demo chats are searchable.
+    wait_until("the demo is searchable", Duration::from_secs(60), || {
+        let out = client(&["search", "borrow checker", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .is_some_and(|v| {
+                v["total"].as_u64().unwrap_or(0) > 0 && v["hits"][0]["role"] == "assistant"
+            })
+    });
 
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
