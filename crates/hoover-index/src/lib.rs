@@ -250,6 +250,7 @@ impl Index {
             message_ids: HashSet::new(),
             pending_since: None,
             logged_malformed: HashSet::new(),
+            added: None,
         };
         w.load()?;
         Ok((index, w))
@@ -285,7 +286,33 @@ pub struct Writer {
     message_ids: HashSet<u64>,
     pending_since: Option<Instant>,
     logged_malformed: HashSet<String>,
+    /// Messages added since the last [`Writer::take_added`], when capturing (the live feed).
+    added: Option<Vec<Added>>,
 }
+
+/// A message just added to the index, for a live feed. The text is redacted like the index's
+/// and cut at [`ADDED_TEXT_MAX`] bytes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Added {
+    pub key: String,
+    pub session: Option<String>,
+    pub uuid: Option<String>,
+    pub parent_uuid: Option<String>,
+    pub role: String,
+    pub kind: String,
+    pub tool: Option<String>,
+    pub project: Option<String>,
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+    pub seq: u64,
+    pub line: u64,
+    pub text: String,
+    /// True when `text` was cut.
+    pub truncated: bool,
+}
+
+/// The most text an [`Added`] message carries.
+pub const ADDED_TEXT_MAX: usize = 4096;
 
 fn hash64(parts: &[&[u8]]) -> u64 {
     let mut h = blake3::Hasher::new();
@@ -370,6 +397,16 @@ impl Writer {
         }
         *self.index.inner.stats.lock().expect("stats lock") = stats;
         Ok(())
+    }
+
+    /// Starts (or stops) keeping the messages added, for [`Writer::take_added`].
+    pub fn capture_added(&mut self, on: bool) {
+        self.added = on.then(Vec::new);
+    }
+
+    /// The messages added since the last call, oldest first (empty unless capturing).
+    pub fn take_added(&mut self) -> Vec<Added> {
+        self.added.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// How far `key` has been indexed.
@@ -580,6 +617,32 @@ impl Writer {
             doc.add_u64(*field, n);
         }
         self.writer.add_document(doc)?;
+        if let Some(added) = &mut self.added {
+            let cut = if text.len() > ADDED_TEXT_MAX {
+                let mut end = ADDED_TEXT_MAX;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Some(end)
+            } else {
+                None
+            };
+            added.push(Added {
+                key: v.key.to_string(),
+                session: r.session.clone(),
+                uuid: r.uuid.clone(),
+                parent_uuid: r.parent_uuid.clone(),
+                role: r.role.clone(),
+                kind: r.kind.clone(),
+                tool: r.tool.clone(),
+                project: r.project.clone(),
+                timestamp: stats::ms_to_rfc3339(ts),
+                seq: v.seq,
+                line: r.line,
+                text: text[..cut.unwrap_or(text.len())].to_string(),
+                truncated: cut.is_some(),
+            });
+        }
         self.index
             .inner
             .stats

@@ -1,5 +1,5 @@
-//! The HTTP listener: `GET /healthz`, `GET /api/search`, `GET /api/stats`. The web page grows
-//! here.
+//! The HTTP listener: `GET /healthz`, `/api/search`, `/api/stats`, `/api/live` (Server-Sent
+//! Events) and `/metrics` (Prometheus text). The web page grows here.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -11,19 +11,27 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::indexing::Indexer;
+use crate::live::{LiveEvent, LiveFeed};
 
 #[derive(Clone)]
 struct App {
     store: Store,
     indexer: Option<Indexer>,
+    live: LiveFeed,
 }
 
-pub(crate) fn router(store: Store, indexer: Option<Indexer>) -> Router {
+pub(crate) fn router(store: Store, indexer: Option<Indexer>, live: LiveFeed) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/search", get(search))
         .route("/api/stats", get(stats))
-        .with_state(App { store, indexer })
+        .route("/api/live", get(live_events))
+        .route("/metrics", get(metrics))
+        .with_state(App {
+            store,
+            indexer,
+            live,
+        })
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -105,4 +113,146 @@ async fn stats(State(app): State<App>) -> Response {
         "indexer": status,
     }))
     .into_response()
+}
+
+#[derive(Deserialize, Default)]
+struct LiveParams {
+    /// Resume after this event id (the `Last-Event-ID` header wins).
+    after: Option<u64>,
+    /// Only messages whose project path contains this.
+    project: Option<String>,
+    /// Only messages of this role.
+    role: Option<String>,
+    /// Only messages whose text contains this (case-insensitive).
+    q: Option<String>,
+}
+
+impl LiveParams {
+    fn matches(&self, e: &LiveEvent) -> bool {
+        let m = &e.message;
+        let contains =
+            |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
+        self.project
+            .as_deref()
+            .is_none_or(|p| m.project.as_deref().is_some_and(|mp| contains(mp, p)))
+            && self
+                .role
+                .as_deref()
+                .is_none_or(|r| m.role.eq_ignore_ascii_case(r))
+            && self.q.as_deref().is_none_or(|q| contains(&m.text, q))
+    }
+}
+
+/// `GET /api/live`: each message as it arrives, as one SSE event whose id is the message's
+/// feed id and whose data is the message as JSON (`key`, `session`, `uuid`, `role`,
+/// `timestamp`, `text`, ...). A reconnect with `Last-Event-ID` (or `?after=`) resumes after
+/// that id from the feed's recent events, with no gap and no duplicate.
+async fn live_events(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<LiveParams>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(params.after);
+    let (backlog, rx) = app.live.subscribe(after);
+    struct Cursor {
+        pending: std::collections::VecDeque<std::sync::Arc<LiveEvent>>,
+        rx: tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>,
+        last: u64,
+        feed: LiveFeed,
+        params: LiveParams,
+    }
+    let cursor = Cursor {
+        pending: backlog.into(),
+        rx,
+        last: after.unwrap_or(0),
+        feed: app.live.clone(),
+        params,
+    };
+    let stream = futures_util::stream::unfold(cursor, |mut c| async move {
+        loop {
+            if let Some(e) = c.pending.pop_front() {
+                if e.id <= c.last {
+                    continue;
+                }
+                c.last = e.id;
+                if !c.params.matches(&e) {
+                    continue;
+                }
+                let event = Event::default().id(e.id.to_string()).data(e.json.clone());
+                return Some((Ok::<_, std::convert::Infallible>(event), c));
+            }
+            match c.rx.recv().await {
+                Ok(e) => c.pending.push_back(e),
+                // Fell behind the broadcast: take what was missed from the feed's ring.
+                Err(RecvError::Lagged(_)) => c.pending.extend(c.feed.since(c.last)),
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// `GET /metrics`: the store's and the index's counters in Prometheus text format.
+async fn metrics(State(app): State<App>) -> Response {
+    let store = app.store.clone();
+    let counts = match tokio::task::spawn_blocking(move || store.counts()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, value: u64| {
+        out.push_str(&format!(
+            "# HELP hoover_{name} {help}\n# TYPE hoover_{name} {kind}\nhoover_{name} {value}\n"
+        ));
+    };
+    metric("files", "Files stored.", "gauge", counts.files);
+    metric(
+        "versions_total",
+        "Versions stored.",
+        "counter",
+        counts.versions,
+    );
+    metric("chunks", "Distinct chunks stored.", "gauge", counts.chunks);
+    metric(
+        "version_bytes",
+        "Sizes of every version added up.",
+        "gauge",
+        counts.version_bytes,
+    );
+    metric(
+        "stored_bytes",
+        "Compressed bytes of the distinct chunks.",
+        "gauge",
+        counts.chunk_stored_bytes,
+    );
+    if let Some(index) = app.indexer.as_ref().and_then(|i| i.index()) {
+        let c = index.counters();
+        metric("messages", "Messages indexed.", "gauge", c.messages);
+        metric("sessions", "Sessions seen.", "gauge", c.sessions);
+        metric("projects", "Projects seen.", "gauge", c.projects);
+        metric(
+            "malformed_lines_total",
+            "Lines skipped as malformed.",
+            "counter",
+            c.malformed_lines,
+        );
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
 }

@@ -17,6 +17,8 @@ use hoover_index::{
 use hoover_store::{Committed, Store, StoreError};
 use hoover_types::{Key, VersionInfo};
 
+use crate::live::LiveFeed;
+
 /// Where a store keeps its index: a derived view, safe to delete.
 pub fn index_dir(store: &Path) -> PathBuf {
     store.join("index")
@@ -52,7 +54,7 @@ impl Indexer {
     /// up with the store and then indexes versions as they are committed. Blocks while the
     /// index opens (reading its counters); call it off the async runtime. When the index cannot
     /// be opened the server still runs: searches say why they are unavailable.
-    pub fn start(store: Store, dir: PathBuf, options: IndexOptions) -> Indexer {
+    pub fn start(store: Store, dir: PathBuf, options: IndexOptions, live: LiveFeed) -> Indexer {
         let (tx, rx) = mpsc::channel();
         let index = Arc::new(OnceLock::new());
         let status = Arc::new(Mutex::new(IndexStatus {
@@ -76,7 +78,7 @@ impl Indexer {
                 Some(
                     std::thread::Builder::new()
                         .name("indexer".into())
-                        .spawn(move || run(store, writer, rx, status))
+                        .spawn(move || run(store, writer, rx, status, live))
                         .expect("spawn the indexer thread"),
                 )
             }
@@ -145,6 +147,7 @@ fn run(
     mut writer: Writer,
     rx: mpsc::Receiver<Event>,
     status: Arc<Mutex<IndexStatus>>,
+    live: LiveFeed,
 ) {
     let set_error = |e: String| {
         tracing::error!("{e}");
@@ -168,6 +171,9 @@ fn run(
         set_error(format!("cannot commit the index: {e}"));
     }
     status.lock().expect("status lock").catching_up = false;
+    // From here on, what is indexed has just arrived: it goes to the live feed at once, before
+    // the index commit that makes it searchable.
+    writer.capture_added(true);
     loop {
         let event = match writer.commit_due() {
             None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
@@ -179,6 +185,7 @@ fn run(
                     if let Err(e) = index_up_to(&store, &mut writer, &key, seq, &record) {
                         set_error(format!("cannot index {key} version {seq}: {e}"));
                     }
+                    live.publish(writer.take_added());
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}

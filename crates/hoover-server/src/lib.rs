@@ -6,6 +6,7 @@
 
 mod http;
 pub mod indexing;
+pub mod live;
 pub mod session;
 pub mod ssh;
 
@@ -43,6 +44,7 @@ pub struct Server {
     ssh: TcpListener,
     http: TcpListener,
     settings: Arc<ssh::SshSettings>,
+    live: live::LiveFeed,
     max_connections: usize,
 }
 
@@ -67,14 +69,18 @@ impl Server {
         let http = TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+        let live_feed = live::LiveFeed::new();
         let indexer = if config.index {
             let (store, dir) = (store.clone(), indexing::index_dir(&config.store));
+            let live = live_feed.clone();
             let options = hoover_index::IndexOptions {
                 redact: config.redact,
             };
             Some(
-                tokio::task::spawn_blocking(move || indexing::Indexer::start(store, dir, options))
-                    .await?,
+                tokio::task::spawn_blocking(move || {
+                    indexing::Indexer::start(store, dir, options, live)
+                })
+                .await?,
             )
         } else {
             None
@@ -88,6 +94,7 @@ impl Server {
                 store,
                 indexer,
             }),
+            live: live_feed,
             max_connections: config.max_connections,
         })
     }
@@ -111,7 +118,11 @@ impl Server {
     /// Serves until `shutdown` is cancelled, then drains connections for up to five seconds.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let config = ssh::russh_config(self.settings.host_key.clone());
-        let app = http::router(self.settings.store.clone(), self.settings.indexer.clone());
+        let app = http::router(
+            self.settings.store.clone(),
+            self.settings.indexer.clone(),
+            self.live.clone(),
+        );
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
             axum::serve(self.http, app)

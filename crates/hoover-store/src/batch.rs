@@ -15,7 +15,9 @@ use hoover_types::{ChunkId, ChunkRef, Key, MAX_CHUNK_SIZE};
 use rusqlite::params;
 
 use crate::pack::PackWriter;
-use crate::{db, fsutil, now_ns, HasherState, Result, Store, StoreError, HASHER_CACHE_MAX};
+use crate::{
+    db, fsutil, now_ns, HasherState, Result, Store, StoreCounts, StoreError, HASHER_CACHE_MAX,
+};
 
 /// Raw bytes of staged chunks kept in memory for version hashing; past this they are re-read.
 const RAW_CACHE_LIMIT: usize = 64 * 1024 * 1024;
@@ -390,6 +392,9 @@ impl Batch {
         let received_at = now_ns();
         let mut conn = self.store.conn();
         let tx = conn.transaction()?;
+        // What this batch adds to the store's totals, applied once it is committed.
+        let mut delta = StoreCounts::default();
+        let mut latest_bytes: i64 = 0;
         if let Some(name) = &pack_name {
             tx.prepare_cached("INSERT INTO packs(name) VALUES(?1)")?
                 .execute([name])?;
@@ -398,13 +403,18 @@ impl Batch {
                 "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len) VALUES(?1, ?2, ?3, ?4, ?5)",
             )?;
             for (id, s) in &staged {
-                insert_chunk.execute(params![
+                let added = insert_chunk.execute(params![
                     &id.0[..],
                     pack_id,
                     s.offset as i64,
                     s.len as i64,
                     s.stored_len as i64
                 ])?;
+                if added > 0 {
+                    delta.chunks += 1;
+                    delta.chunk_raw_bytes += s.len as u64;
+                    delta.chunk_stored_bytes += s.stored_len;
+                }
             }
         }
         let mut out = Vec::new();
@@ -420,7 +430,17 @@ impl Batch {
                 continue;
             }
             let file_id = db::file_id_or_create(&tx, &v.key)?;
-            let latest = db::latest_by_id(&tx, file_id)?.map(|l| l.seq);
+            let previous = db::latest_by_id(&tx, file_id)?;
+            let latest = previous.as_ref().map(|l| l.seq);
+            delta.versions += 1;
+            delta.version_bytes += v.size;
+            match &previous {
+                Some(l) => latest_bytes += v.size as i64 - l.size as i64,
+                None => {
+                    delta.files += 1;
+                    latest_bytes += v.size as i64;
+                }
+            }
             if latest != p.latest {
                 return Err(StoreError::StaleBase(format!(
                     "{}: another client added a version meanwhile; push again",
@@ -468,6 +488,7 @@ impl Batch {
             });
         }
         tx.commit()?;
+        self.store.add_to_counts(&delta, latest_bytes);
         drop(conn);
         let mut cache = self.store.hashers();
         for (file_id, seq, size, hasher) in new_states {

@@ -97,6 +97,8 @@ struct StoreInner {
     id: String,
     db: Mutex<Connection>,
     hashers: Mutex<HashMap<i64, HasherState>>,
+    /// The totals, counted once from the version log and then kept up to date by each commit.
+    counts: Mutex<Option<StoreCounts>>,
 }
 
 impl Store {
@@ -160,6 +162,7 @@ impl Store {
                 id,
                 db: Mutex::new(conn),
                 hashers: Mutex::new(HashMap::new()),
+                counts: Mutex::new(None),
             }),
         })
     }
@@ -431,10 +434,31 @@ impl Store {
         })
     }
 
-    /// Counts for a quick summary: files, versions, chunks, raw and stored chunk bytes.
+    /// Totals over the store: files, versions, chunks, bytes. The first call counts them from
+    /// the version log; later calls are answered from memory, kept current by every commit.
     pub fn counts(&self) -> Result<StoreCounts> {
+        // The version log's lock first, as commits take it: no commit runs while counting.
         let conn = self.conn();
-        db::counts(&conn)
+        let mut cached = self.inner.counts.lock().expect("counts lock");
+        if let Some(c) = &*cached {
+            return Ok(c.clone());
+        }
+        let c = db::counts(&conn)?;
+        *cached = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Adds a committed batch to the cached totals. Called with the version log locked.
+    pub(crate) fn add_to_counts(&self, delta: &StoreCounts, latest_bytes: i64) {
+        if let Some(c) = &mut *self.inner.counts.lock().expect("counts lock") {
+            c.files += delta.files;
+            c.versions += delta.versions;
+            c.chunks += delta.chunks;
+            c.chunk_raw_bytes += delta.chunk_raw_bytes;
+            c.chunk_stored_bytes += delta.chunk_stored_bytes;
+            c.version_bytes += delta.version_bytes;
+            c.latest_bytes = c.latest_bytes.saturating_add_signed(latest_bytes);
+        }
     }
 }
 

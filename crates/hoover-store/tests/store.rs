@@ -275,3 +275,27 @@ fn byte_ranges_read_only_what_they_ask_for() {
     );
     assert!(store.version(&key, 9).unwrap().is_none());
 }
+
+#[test]
+fn totals_kept_in_memory_match_a_recount() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let before = store.counts().unwrap();
+    assert_eq!(before.files, 0);
+    let mut rng = Rng(5);
+    let a = Key::new("l/c/a.jsonl").unwrap();
+    let b = Key::new("l/c/b.jsonl").unwrap();
+    let v1 = rng.bytes(300_000);
+    let (s1, r1) = push(&store, &a, &v1, None);
+    let mut v2 = v1.clone();
+    v2.extend_from_slice(&rng.bytes(50_000));
+    push(&store, &a, &v2, Some((s1, &r1)));
+    push(&store, &b, &v1, None); // every chunk already stored
+    let (s3, r3) = push(&store, &b, &v2[..1000], None);
+    push(&store, &b, &v2[..500], Some((s3, &r3))); // shrinks
+    let cached = store.counts().unwrap();
+    let recounted = Store::open(dir.path()).unwrap().counts().unwrap();
+    assert_eq!(cached, recounted);
+    assert_eq!((cached.files, cached.versions), (2, 5));
+    assert_eq!(cached.latest_bytes, v2.len() as u64 + 500);
+}

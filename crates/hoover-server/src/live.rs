@@ -1,0 +1,152 @@
+//! The live feed: messages as the indexer parses them from newly committed versions, before any
+//! index commit, to every subscriber (`GET /api/live`, Server-Sent Events).
+//!
+//! Each event has an id that only grows (it starts from the server's start time, so ids also
+//! grow across restarts). The last [`RING`] events are kept, so a client that reconnects with
+//! the last id it saw gets exactly the events after it: no gap, no duplicate.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use hoover_index::Added;
+use tokio::sync::broadcast;
+
+/// Events kept for clients that reconnect.
+pub const RING: usize = 10_000;
+
+/// One message on the live feed.
+#[derive(Debug)]
+pub struct LiveEvent {
+    pub id: u64,
+    pub message: Added,
+    /// `message` as JSON, encoded once for every subscriber.
+    pub json: String,
+}
+
+/// The feed. Cheap to clone.
+#[derive(Clone)]
+pub struct LiveFeed {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: broadcast::Sender<Arc<LiveEvent>>,
+    /// The recent events, and the next id; one lock orders publishing and subscribing.
+    state: Mutex<(VecDeque<Arc<LiveEvent>>, u64)>,
+}
+
+impl Default for LiveFeed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LiveFeed {
+    pub fn new() -> LiveFeed {
+        let start_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let (tx, _) = broadcast::channel(1024);
+        LiveFeed {
+            inner: Arc::new(Inner {
+                tx,
+                state: Mutex::new((VecDeque::new(), start_ms * 1000)),
+            }),
+        }
+    }
+
+    /// Publishes messages, oldest first.
+    pub fn publish(&self, messages: Vec<Added>) {
+        if messages.is_empty() {
+            return;
+        }
+        let mut state = self.inner.state.lock().expect("live feed lock");
+        for message in messages {
+            let id = state.1;
+            state.1 += 1;
+            let mut value = serde_json::to_value(&message).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.insert("id".into(), id.into());
+            }
+            let event = Arc::new(LiveEvent {
+                id,
+                json: value.to_string(),
+                message,
+            });
+            if state.0.len() == RING {
+                state.0.pop_front();
+            }
+            state.0.push_back(event.clone());
+            // No subscribers is fine: the ring keeps the event.
+            let _ = self.inner.tx.send(event);
+        }
+    }
+
+    /// Events after `after` that are still kept, and a receiver for every later one.
+    pub fn subscribe(
+        &self,
+        after: Option<u64>,
+    ) -> (Vec<Arc<LiveEvent>>, broadcast::Receiver<Arc<LiveEvent>>) {
+        let state = self.inner.state.lock().expect("live feed lock");
+        let rx = self.inner.tx.subscribe();
+        let backlog = match after {
+            Some(after) => state.0.iter().filter(|e| e.id > after).cloned().collect(),
+            None => Vec::new(),
+        };
+        (backlog, rx)
+    }
+
+    /// Kept events after `after` (to catch up after falling behind).
+    pub fn since(&self, after: u64) -> Vec<Arc<LiveEvent>> {
+        let state = self.inner.state.lock().expect("live feed lock");
+        state.0.iter().filter(|e| e.id > after).cloned().collect()
+    }
+
+    /// The newest events, oldest first, at most `n`.
+    pub fn recent(&self, n: usize) -> Vec<Arc<LiveEvent>> {
+        let state = self.inner.state.lock().expect("live feed lock");
+        let skip = state.0.len().saturating_sub(n);
+        state.0.iter().skip(skip).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(text: &str) -> Added {
+        Added {
+            key: "k".into(),
+            session: None,
+            uuid: None,
+            parent_uuid: None,
+            role: "user".into(),
+            kind: "user".into(),
+            tool: None,
+            project: None,
+            timestamp: String::new(),
+            seq: 1,
+            line: 1,
+            text: text.into(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn a_reconnect_resumes_after_its_last_id_without_gaps_or_duplicates() {
+        let feed = LiveFeed::new();
+        feed.publish(vec![msg("a"), msg("b")]);
+        let (backlog, mut rx) = feed.subscribe(None);
+        assert!(backlog.is_empty());
+        feed.publish(vec![msg("c")]);
+        let c = rx.try_recv().unwrap();
+        assert_eq!(c.message.text, "c");
+        let first = feed.recent(10)[0].id;
+        let (backlog, _rx) = feed.subscribe(Some(first));
+        let texts: Vec<&str> = backlog.iter().map(|e| e.message.text.as_str()).collect();
+        assert_eq!(texts, vec!["b", "c"]);
+        assert!(backlog.windows(2).all(|w| w[0].id < w[1].id));
+        assert!(c.json.contains("\"id\":"));
+    }
+}
