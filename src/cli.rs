@@ -98,10 +98,16 @@ pub struct ServeArgs {
     /// Address for SSH [default: 127.0.0.1:2222].
     #[arg(long, env = "HOOVER_SSH_LISTEN")]
     pub ssh_listen: Option<SocketAddr>,
-    /// Address for HTTP [default: 127.0.0.1:8080]; answers GET /healthz, /api/search?q=...,
-    /// /api/stats.
+    /// Address for the web page and HTTP API [default: 127.0.0.1:8080]: /, /live, /search,
+    /// /sessions/ID, /files/KEY, /sources, /api/search, /api/stats, /api/live, /metrics,
+    /// /healthz.
     #[arg(long, env = "HOOVER_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// Token for the web page and HTTP API (at least 16 characters), required when
+    /// --http-listen is not a loopback address. Send it as `Authorization: Bearer TOKEN`, or
+    /// open any page once with `?token=TOKEN` (a cookie keeps it).
+    #[arg(long, env = "HOOVER_HTTP_TOKEN", hide_env_values = true)]
+    pub http_token: Option<String>,
     /// Keep no search index (searches are refused; the store is unaffected).
     #[arg(long)]
     pub no_index: bool,

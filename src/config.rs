@@ -30,6 +30,8 @@ pub struct ServeSection {
     pub host_key: Option<PathBuf>,
     /// `false` turns the search index off.
     pub index: Option<bool>,
+    /// The web page's token (see `hoover serve --help`).
+    pub http_token: Option<String>,
     /// `false` indexes and shows secrets as they are.
     pub redact: Option<bool>,
 }

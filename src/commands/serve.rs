@@ -51,6 +51,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         max_connections: args.max_connections,
         index: !args.no_index && s.index.unwrap_or(true),
         redact: !args.no_redact && s.redact.unwrap_or(true),
+        http_token: args.http_token.or(s.http_token.clone()),
     };
     let server = Server::bind(&config).await?;
     tracing::info!(

@@ -49,6 +49,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         max_connections: 16,
         index: true,
         redact: true,
+        http_token: None,
     };
     let server = Server::bind(&config).await.with_context(|| {
         "hoover up could not start its server; if a port is taken, move it with --ssh-listen / --http-listen"
@@ -88,7 +89,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     );
     eprintln!("hoover: listening ssh={ssh} http={http}");
     eprintln!(
-        "hoover up: server on {ssh} (store {}), health at http://{http}/healthz",
+        "hoover up: server on {ssh} (store {}), web page at http://{http}/",
         config.store.display()
     );
     eprintln!(

@@ -27,7 +27,7 @@ use tantivy::query::TermQuery;
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-pub use query::{Hit, SearchRequest, SearchResults, Sort};
+pub use query::{Hit, SearchRequest, SearchResults, SessionBrief, Sort, StoredMessage};
 pub use schema::SCHEMA_VERSION;
 pub use source::{Record, Source};
 pub use stats::{Counters, HourCount, TokenDay};

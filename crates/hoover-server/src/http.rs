@@ -12,26 +12,43 @@ use serde_json::json;
 
 use crate::indexing::Indexer;
 use crate::live::{LiveEvent, LiveFeed};
+use crate::web::{self, Web as App};
 
-#[derive(Clone)]
-struct App {
+/// Every route, behind the token check (when there is a token) and the security headers.
+pub(crate) fn router(
     store: Store,
     indexer: Option<Indexer>,
     live: LiveFeed,
-}
-
-pub(crate) fn router(store: Store, indexer: Option<Indexer>, live: LiveFeed) -> Router {
+    token: Option<std::sync::Arc<str>>,
+    redact: bool,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/search", get(search))
         .route("/api/stats", get(stats))
         .route("/api/live", get(live_events))
         .route("/metrics", get(metrics))
+        .route("/", get(web::dashboard))
+        .route("/live", get(web::live))
+        .route("/search", get(web::search))
+        .route("/sessions/{id}", get(web::session))
+        .route("/files/{*key}", get(web::file))
+        .route("/download/{seq}/{*key}", get(web::download))
+        .route("/diff/{*key}", get(web::diff))
+        .route("/sources", get(web::sources))
+        .route("/static/app.css", get(web::css))
+        .route("/static/app.js", get(web::js))
         .with_state(App {
             store,
             indexer,
             live,
+            redact,
         })
+        .layer(axum::middleware::from_fn_with_state(
+            token,
+            web::require_token,
+        ))
+        .layer(axum::middleware::from_fn(web::security_headers))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -9,6 +9,7 @@ pub mod indexing;
 pub mod live;
 pub mod session;
 pub mod ssh;
+mod web;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ pub struct ServerConfig {
     pub index: bool,
     /// Redact well-known secret shapes from the index and from what the server shows.
     pub redact: bool,
+    /// The web page's token. Required when `http_listen` is not a loopback address.
+    pub http_token: Option<String>,
 }
 
 /// A server with its listeners bound and its store open.
@@ -45,6 +48,8 @@ pub struct Server {
     http: TcpListener,
     settings: Arc<ssh::SshSettings>,
     live: live::LiveFeed,
+    http_token: Option<Arc<str>>,
+    redact: bool,
     max_connections: usize,
 }
 
@@ -63,6 +68,15 @@ impl Server {
             );
         }
         read_authorized_keys(&config.authorized_keys)?;
+        if !config.http_listen.ip().is_loopback() && config.http_token.is_none() {
+            anyhow::bail!(
+                "the web page would listen on {}, beyond this machine, without a token: set --http-token (or http_token under [serve]), or listen on 127.0.0.1",
+                config.http_listen
+            );
+        }
+        if config.http_token.as_deref().is_some_and(|t| t.len() < 16) {
+            anyhow::bail!("the HTTP token is too short: use at least 16 characters (e.g. `openssl rand -hex 16`)");
+        }
         let ssh = TcpListener::bind(config.ssh_listen)
             .await
             .with_context(|| format!("cannot listen for SSH on {}", config.ssh_listen))?;
@@ -95,6 +109,8 @@ impl Server {
                 indexer,
             }),
             live: live_feed,
+            http_token: config.http_token.as_deref().map(Arc::from),
+            redact: config.redact,
             max_connections: config.max_connections,
         })
     }
@@ -122,6 +138,8 @@ impl Server {
             self.settings.store.clone(),
             self.settings.indexer.clone(),
             self.live.clone(),
+            self.http_token.clone(),
+            self.redact,
         );
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {

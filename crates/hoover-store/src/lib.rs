@@ -347,6 +347,28 @@ impl Store {
         Ok(())
     }
 
+    /// Every source (the first part of the keys: one per laptop) with its totals, by name.
+    /// One pass over the version log; the web page's `/sources`.
+    pub fn sources(&self) -> Result<Vec<SourceSummary>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT substr(f.key, 1, instr(f.key, '/') - 1) AS source,
+                    COUNT(DISTINCT f.id), COUNT(*), SUM(v.size), MAX(v.received_at_ns)
+             FROM files f JOIN versions v ON v.file_id = f.id
+             GROUP BY source ORDER BY source",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SourceSummary {
+                name: r.get(0)?,
+                files: r.get::<_, i64>(1)? as u64,
+                versions: r.get::<_, i64>(2)? as u64,
+                version_bytes: r.get::<_, i64>(3)? as u64,
+                last_received_ns: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// One version of `key`, if it exists.
     pub fn version(&self, key: &Key, seq: u64) -> Result<Option<VersionInfo>> {
         let conn = self.conn();
@@ -488,6 +510,17 @@ impl Iterator for RangeReader {
             data[start..end].to_vec()
         }))
     }
+}
+
+/// One source's totals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceSummary {
+    pub name: String,
+    pub files: u64,
+    pub versions: u64,
+    pub version_bytes: u64,
+    /// When its latest version arrived, nanoseconds since the Unix epoch.
+    pub last_received_ns: i64,
 }
 
 /// Totals over the whole store.

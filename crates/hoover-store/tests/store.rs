@@ -298,4 +298,14 @@ fn totals_kept_in_memory_match_a_recount() {
     assert_eq!(cached, recounted);
     assert_eq!((cached.files, cached.versions), (2, 5));
     assert_eq!(cached.latest_bytes, v2.len() as u64 + 500);
+    let sources = store.sources().unwrap();
+    assert_eq!(sources.len(), 1);
+    assert_eq!(
+        (
+            sources[0].name.as_str(),
+            sources[0].files,
+            sources[0].versions
+        ),
+        ("l", 2, 5)
+    );
 }

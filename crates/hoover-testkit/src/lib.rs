@@ -77,6 +77,8 @@ pub struct ServerOptions {
     pub host_key: PathBuf,
     /// 0 picks a free port.
     pub ssh_port: u16,
+    /// More `hoover serve` arguments (they may override `--http-listen`).
+    pub extra_args: Vec<String>,
 }
 
 impl ServerProcess {
@@ -98,6 +100,7 @@ impl ServerProcess {
             .arg(&opts.authorized_keys)
             .arg("--host-key")
             .arg(&opts.host_key)
+            .args(&opts.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -198,6 +201,7 @@ impl World {
             authorized_keys: authorized,
             host_key: server_home.dir.join("host_key"),
             ssh_port: 0,
+            extra_args: Vec::new(),
         });
         World {
             tmp,
@@ -221,6 +225,7 @@ impl World {
             authorized_keys: self.server_home.dir.join("authorized_keys"),
             host_key: self.server_home.dir.join("host_key"),
             ssh_port,
+            extra_args: Vec::new(),
         }
     }
 

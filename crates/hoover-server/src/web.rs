@@ -1,0 +1,945 @@
+//! The web page: server-rendered askama templates (HTML-escaped by construction) and one small
+//! script, behind a strict Content-Security-Policy and, off loopback, a token.
+//!
+//! Pages: `/` dashboard, `/live` tail, `/search`, `/sessions/{id}`, `/files/{key}` (every
+//! version, downloads, diffs), `/sources`. Nothing here loads a whole store: lists come from
+//! the index (bounded queries) or one SQL pass.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use hoover_index::{Index, SearchRequest, Sort};
+use hoover_store::Store;
+use hoover_types::Key;
+use serde::Deserialize;
+
+use crate::indexing::Indexer;
+use crate::live::LiveFeed;
+
+/// What the pages need.
+#[derive(Clone)]
+pub(crate) struct Web {
+    pub store: Store,
+    pub indexer: Option<Indexer>,
+    pub live: LiveFeed,
+    /// Redact secrets from what pages show (downloads stay byte for byte).
+    pub redact: bool,
+}
+
+const CSS: &str = include_str!("../static/app.css");
+const JS: &str = include_str!("../static/app.js");
+
+/// Headers on every response: no inline script or style, no framing, no sniffing.
+pub(crate) async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
+}
+
+/// The token check, when the server has one: `Authorization: Bearer TOKEN`, or the
+/// `hoover_token` cookie, which `?token=TOKEN` on any page sets (then redirects without it).
+/// `/healthz` stays open for monitoring.
+pub(crate) async fn require_token(
+    State(token): State<Option<Arc<str>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = token else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let same = |given: &str| -> bool {
+        use subtle::ConstantTimeEq;
+        given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+    };
+    let query = req.uri().query().unwrap_or("");
+    let from_query = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(percent_decode);
+    if let Some(given) = from_query {
+        if !same(&given) {
+            return refuse();
+        }
+        let rest: Vec<&str> = query
+            .split('&')
+            .filter(|kv| !kv.starts_with("token=") && !kv.is_empty())
+            .collect();
+        let target = if rest.is_empty() {
+            req.uri().path().to_string()
+        } else {
+            format!("{}?{}", req.uri().path(), rest.join("&"))
+        };
+        let mut res = Redirect::to(&target).into_response();
+        let cookie = format!("hoover_token={token}; Path=/; HttpOnly; SameSite=Strict");
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            res.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        return res;
+    }
+    let headers = req.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("hoover_token="));
+    if bearer.is_some_and(same) || cookie.is_some_and(same) {
+        next.run(req).await
+    } else {
+        refuse()
+    }
+}
+
+fn refuse() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "this hoover server needs its token: send `Authorization: Bearer TOKEN`, or open any page once with ?token=TOKEN\n",
+    )
+        .into_response()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub(crate) async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
+}
+
+pub(crate) async fn js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        JS,
+    )
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    status: u16,
+    message: String,
+}
+
+fn page(t: impl Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot render: {e}"),
+        ),
+    }
+}
+
+fn error_page(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = ErrorPage {
+        status: status.as_u16(),
+        message: message.into(),
+    }
+    .render()
+    .unwrap_or_else(|_| "error".into());
+    (status, Html(body)).into_response()
+}
+
+/// A page that could not be made: its status and what to say.
+struct PageError(StatusCode, String);
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        error_page(self.0, self.1)
+    }
+}
+
+fn index_of(web: &Web) -> Result<Index, PageError> {
+    Indexer::searchable(web.indexer.as_ref())
+        .map_err(|why| PageError(StatusCode::SERVICE_UNAVAILABLE, why))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, PageError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(PageError(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(e) => Err(PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+fn ns_to_rfc3339(ns: i64) -> String {
+    jiff::Timestamp::from_nanosecond(ns as i128)
+        .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
+        .unwrap_or_default()
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+// ---- the dashboard ----
+
+struct Counter {
+    name: &'static str,
+    label: &'static str,
+    value: String,
+}
+
+struct Bar {
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+    label: String,
+}
+
+struct Chart {
+    width: u32,
+    height: u32,
+    bars: Vec<Bar>,
+}
+
+fn chart(values: &[(String, u64)], width: u32, height: u32) -> Chart {
+    let max = values.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1) as f64;
+    let n = values.len().max(1) as f64;
+    let w = width as f64 / n;
+    let bars = values
+        .iter()
+        .enumerate()
+        .map(|(i, (label, v))| {
+            let h = (*v as f64 / max) * (height as f64 - 4.0);
+            Bar {
+                x: i as f64 * w,
+                y: height as f64 - h,
+                w: (w - 1.0).max(0.5),
+                h,
+                label: format!("{label}: {v}"),
+            }
+        })
+        .collect();
+    Chart {
+        width,
+        height,
+        bars,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct Dashboard {
+    counters: Vec<Counter>,
+    chart: Chart,
+    token_chart: Chart,
+    tokens: Vec<hoover_index::TokenDay>,
+    sessions: Vec<hoover_index::SessionBrief>,
+}
+
+pub(crate) async fn dashboard(State(web): State<Web>) -> Response {
+    let store = web.store.clone();
+    let index = web.indexer.as_ref().and_then(|i| i.index().cloned());
+    let data = blocking(move || {
+        let counts = store.counts().map_err(|e| e.to_string())?;
+        let (counters, sessions) = match &index {
+            Some(i) => (
+                i.counters(),
+                i.recent_sessions(15).map_err(|e| e.to_string())?,
+            ),
+            None => Default::default(),
+        };
+        Ok((counts, counters, sessions))
+    })
+    .await;
+    let (counts, c, sessions) = match data {
+        Ok(d) => d,
+        Err(r) => return r.into_response(),
+    };
+    let dedup = if counts.chunk_stored_bytes > 0 {
+        format!(
+            "{:.1}x",
+            counts.version_bytes as f64 / counts.chunk_stored_bytes as f64
+        )
+    } else {
+        "-".into()
+    };
+    let counters = vec![
+        Counter {
+            name: "messages",
+            label: "messages",
+            value: c.messages.to_string(),
+        },
+        Counter {
+            name: "sessions",
+            label: "sessions",
+            value: c.sessions.to_string(),
+        },
+        Counter {
+            name: "projects",
+            label: "projects",
+            value: c.projects.to_string(),
+        },
+        Counter {
+            name: "messages_today",
+            label: "messages today (UTC)",
+            value: c.messages_today.to_string(),
+        },
+        Counter {
+            name: "ingest_rate",
+            label: "ingest rate",
+            value: "-".into(),
+        },
+        Counter {
+            name: "files",
+            label: "files",
+            value: counts.files.to_string(),
+        },
+        Counter {
+            name: "versions",
+            label: "versions",
+            value: counts.versions.to_string(),
+        },
+        Counter {
+            name: "raw_bytes",
+            label: "bytes, all versions",
+            value: human_bytes(counts.version_bytes),
+        },
+        Counter {
+            name: "stored_bytes",
+            label: "bytes stored",
+            value: human_bytes(counts.chunk_stored_bytes),
+        },
+        Counter {
+            name: "dedup_ratio",
+            label: "kept / stored",
+            value: dedup,
+        },
+    ];
+    let hours: Vec<(String, u64)> = c
+        .messages_per_hour
+        .iter()
+        .map(|h| (h.hour.clone(), h.messages))
+        .collect();
+    let mut days: Vec<(String, u64)> = Vec::new();
+    for t in &c.tokens_per_day {
+        let total = t.input + t.output + t.cache_read + t.cache_write;
+        match days.last_mut() {
+            Some((d, n)) if *d == t.day => *n += total,
+            _ => days.push((t.day.clone(), total)),
+        }
+    }
+    let tokens: Vec<hoover_index::TokenDay> =
+        c.tokens_per_day.iter().rev().take(30).cloned().collect();
+    page(Dashboard {
+        counters,
+        chart: chart(&hours, 700, 120),
+        token_chart: chart(&days[days.len().saturating_sub(30)..], 700, 120),
+        tokens,
+        sessions,
+    })
+}
+
+// ---- the live tail ----
+
+struct LiveRow {
+    id: u64,
+    timestamp: String,
+    project: String,
+    session: String,
+    role: String,
+    tool: String,
+    text: String,
+}
+
+#[derive(Template)]
+#[template(path = "live.html")]
+struct LivePage {
+    events: Vec<LiveRow>,
+    after: u64,
+}
+
+pub(crate) async fn live(State(web): State<Web>) -> Response {
+    let recent = web.live.recent(200);
+    let after = recent.last().map(|e| e.id).unwrap_or(0);
+    let events = recent
+        .iter()
+        .map(|e| {
+            let m = &e.message;
+            LiveRow {
+                id: e.id,
+                timestamp: m.timestamp.clone(),
+                project: m.project.clone().unwrap_or_default(),
+                session: m.session.clone().unwrap_or_default(),
+                role: m.role.clone(),
+                tool: m.tool.clone().unwrap_or_default(),
+                text: m.text.clone(),
+            }
+        })
+        .collect();
+    page(LivePage { events, after })
+}
+
+// ---- search ----
+
+struct HitRow {
+    key: String,
+    session: String,
+    uuid: String,
+    role: String,
+    tool: String,
+    project: String,
+    timestamp: String,
+    line: u64,
+    pieces: Vec<(String, bool)>,
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+struct SearchPage {
+    query: String,
+    sort: String,
+    sorts: Vec<(&'static str, bool)>,
+    error: String,
+    total: u64,
+    first: usize,
+    last: usize,
+    offset: usize,
+    prev: usize,
+    next: usize,
+    more: bool,
+    hits: Vec<HitRow>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SearchForm {
+    q: Option<String>,
+    sort: Option<String>,
+    offset: Option<usize>,
+}
+
+const PAGE: usize = 20;
+
+/// The snippet cut into plain and highlighted pieces (the template escapes each).
+fn pieces(snippet: &str, ranges: &[[usize; 2]]) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &[a, b] in ranges {
+        if a < at
+            || b > snippet.len()
+            || !snippet.is_char_boundary(a)
+            || !snippet.is_char_boundary(b)
+        {
+            continue;
+        }
+        if a > at {
+            out.push((snippet[at..a].to_string(), false));
+        }
+        out.push((snippet[a..b].to_string(), true));
+        at = b;
+    }
+    if at < snippet.len() {
+        out.push((snippet[at..].to_string(), false));
+    }
+    out
+}
+
+pub(crate) async fn search(State(web): State<Web>, Query(form): Query<SearchForm>) -> Response {
+    let query = form.q.unwrap_or_default();
+    let sort_text = form.sort.unwrap_or_else(|| "relevance".into());
+    let offset = form.offset.unwrap_or(0);
+    let mut view = SearchPage {
+        query: query.clone(),
+        sort: sort_text.clone(),
+        sorts: ["relevance", "newest", "oldest"]
+            .into_iter()
+            .map(|s| (s, s == sort_text))
+            .collect(),
+        error: String::new(),
+        total: 0,
+        first: offset + 1,
+        last: offset,
+        offset,
+        prev: offset.saturating_sub(PAGE),
+        next: offset + PAGE,
+        more: false,
+        hits: Vec::new(),
+    };
+    if query.trim().is_empty() {
+        return page(view);
+    }
+    let sort: Sort = match sort_text.parse() {
+        Ok(s) => s,
+        Err(e) => {
+            view.error = e;
+            return page(view);
+        }
+    };
+    let index = match index_of(&web) {
+        Ok(i) => i,
+        Err(r) => return r.into_response(),
+    };
+    let request = SearchRequest {
+        query,
+        limit: PAGE,
+        offset,
+        sort,
+    };
+    match tokio::task::spawn_blocking(move || index.search(&request)).await {
+        Ok(Ok(r)) => {
+            view.total = r.total;
+            view.last = offset + r.hits.len();
+            view.more = (offset + r.hits.len()) < r.total as usize;
+            view.hits = r
+                .hits
+                .into_iter()
+                .map(|h| HitRow {
+                    pieces: pieces(&h.snippet, &h.highlights),
+                    key: h.key,
+                    session: h.session.unwrap_or_default(),
+                    uuid: h.uuid.unwrap_or_default(),
+                    role: h.role,
+                    tool: h.tool.unwrap_or_default(),
+                    project: h.project.unwrap_or_default(),
+                    timestamp: h.timestamp,
+                    line: h.line,
+                })
+                .collect();
+        }
+        Ok(Err(e)) => view.error = e.to_string(),
+        Err(e) => view.error = e.to_string(),
+    }
+    page(view)
+}
+
+// ---- a session ----
+
+struct MessageRow {
+    uuid: String,
+    role: String,
+    tool: String,
+    model: String,
+    timestamp: String,
+    text: String,
+    head: String,
+    summary: String,
+    chars: usize,
+    long: bool,
+    collapsed: bool,
+}
+
+#[derive(Template)]
+#[template(path = "session.html")]
+struct SessionPage {
+    session: String,
+    project: String,
+    total: u64,
+    shown: u64,
+    keys: Vec<String>,
+    messages: Vec<MessageRow>,
+}
+
+/// The most messages a session page shows.
+const SESSION_LIMIT: usize = 10_000;
+const LONG_TEXT: usize = 3000;
+
+fn head(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+pub(crate) async fn session(State(web): State<Web>, Path(id): Path<String>) -> Response {
+    let index = match index_of(&web) {
+        Ok(i) => i,
+        Err(r) => return r.into_response(),
+    };
+    let sid = id.clone();
+    let found = blocking(move || {
+        index
+            .session(&sid, SESSION_LIMIT)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let (messages, total) = match found {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    if messages.is_empty() {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            format!("no session {id} in the index"),
+        );
+    }
+    let mut keys: Vec<String> = messages.iter().map(|m| m.key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    let project = messages
+        .iter()
+        .find_map(|m| m.project.clone())
+        .unwrap_or_default();
+    let shown = messages.len() as u64;
+    let rows = messages
+        .into_iter()
+        .map(|m| {
+            let chars = m.text.chars().count();
+            let is_tool = m.tool.is_some() || m.kind == "tool_result";
+            let collapsed = is_tool || m.role == "system" || m.kind == "file-history-snapshot";
+            MessageRow {
+                uuid: m.uuid.unwrap_or_default(),
+                summary: format!(
+                    "{} · {}",
+                    m.tool.clone().unwrap_or_else(|| m.kind.clone()),
+                    head(&m.text.replace('\n', " "), 120)
+                ),
+                head: head(&m.text, 600),
+                long: chars > LONG_TEXT,
+                chars,
+                collapsed,
+                role: m.role,
+                tool: m.tool.unwrap_or_default(),
+                model: m.model.unwrap_or_default(),
+                timestamp: m.timestamp,
+                text: m.text,
+            }
+        })
+        .collect();
+    page(SessionPage {
+        session: id,
+        project,
+        total,
+        shown,
+        keys,
+        messages: rows,
+    })
+}
+
+// ---- a file's versions, downloads and diffs ----
+
+struct VersionRow {
+    seq: u64,
+    received: String,
+    mtime: String,
+    size: u64,
+    change: String,
+    hash: String,
+    deleted: String,
+}
+
+#[derive(Template)]
+#[template(path = "file.html")]
+struct FilePage {
+    key: String,
+    versions: Vec<VersionRow>,
+    diff_a: u64,
+    diff_b: u64,
+}
+
+fn parse_key(key: &str) -> Result<Key, PageError> {
+    Key::new(key.to_string())
+        .map_err(|e| PageError(StatusCode::BAD_REQUEST, format!("bad key: {e}")))
+}
+
+pub(crate) async fn file(State(web): State<Web>, Path(key): Path<String>) -> Response {
+    let key = match parse_key(&key) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let store = web.store.clone();
+    let k = key.clone();
+    let found = blocking(move || {
+        Ok((
+            store.versions(&k).map_err(|e| e.to_string())?,
+            store.deletions(&k).map_err(|e| e.to_string())?,
+        ))
+    })
+    .await;
+    let (versions, deletions) = match found {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    if versions.is_empty() {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            format!("the server has no file {key}"),
+        );
+    }
+    let mut previous = 0u64;
+    let rows = versions
+        .iter()
+        .map(|v| {
+            let change = if v.seq == 1 {
+                "new".to_string()
+            } else if v.size >= previous {
+                format!("+{} bytes", v.size - previous)
+            } else {
+                format!("−{} bytes", previous - v.size)
+            };
+            previous = v.size;
+            VersionRow {
+                seq: v.seq,
+                received: ns_to_rfc3339(v.received_at_ns),
+                mtime: ns_to_rfc3339(v.mtime_ns),
+                size: v.size,
+                change,
+                hash: hex::encode(&v.blake3[..8]),
+                deleted: deletions
+                    .iter()
+                    .find(|d| d.after_seq == v.seq)
+                    .map(|d| ns_to_rfc3339(d.at_ns))
+                    .unwrap_or_default(),
+            }
+        })
+        .collect::<Vec<_>>();
+    let last = versions.last().map(|v| v.seq).unwrap_or(1);
+    page(FilePage {
+        key: key.to_string(),
+        versions: rows,
+        diff_a: last.saturating_sub(1).max(1),
+        diff_b: last,
+    })
+}
+
+/// `GET /download/{seq}/{*key}`: one version, byte for byte (checked against its BLAKE3).
+pub(crate) async fn download(
+    State(web): State<Web>,
+    Path((seq, key)): Path<(u64, String)>,
+) -> Response {
+    let key = match parse_key(&key) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let store = web.store.clone();
+    let k = key.clone();
+    let data = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        store.read_version(&k, seq, &mut out).map(|()| out)
+    })
+    .await;
+    match data {
+        Ok(Ok(bytes)) => {
+            let name = key.as_str().rsplit('/').next().unwrap_or("file").replace(
+                |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-' && c != '_',
+                "_",
+            );
+            let disposition = format!("attachment; filename=\"v{seq}-{name}\"");
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_DISPOSITION, disposition)
+                .body(Body::from(bytes))
+                .unwrap_or_else(|e| error_page(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        }
+        Ok(Err(hoover_store::StoreError::NotFound(m))) => error_page(StatusCode::NOT_FOUND, m),
+        Ok(Err(e)) => error_page(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "diff.html")]
+struct DiffPage {
+    key: String,
+    a: u64,
+    b: u64,
+    added: usize,
+    removed: usize,
+    cut: bool,
+    shown: usize,
+    lines: Vec<(&'static str, String)>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DiffForm {
+    a: u64,
+    b: u64,
+}
+
+/// The most lines a diff page shows; unchanged runs are folded to three lines of context.
+const DIFF_LINES: usize = 5000;
+
+pub(crate) async fn diff(
+    State(web): State<Web>,
+    Path(key): Path<String>,
+    Query(form): Query<DiffForm>,
+) -> Response {
+    let key = match parse_key(&key) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let store = web.store.clone();
+    let k = key.clone();
+    let (a, b) = (form.a, form.b);
+    let texts = tokio::task::spawn_blocking(move || {
+        let read = |seq| {
+            let mut out = Vec::new();
+            store.read_version(&k, seq, &mut out).map(|()| out)
+        };
+        Ok::<_, hoover_store::StoreError>((read(a)?, read(b)?))
+    })
+    .await;
+    let (old, new) = match texts {
+        Ok(Ok(x)) => x,
+        Ok(Err(hoover_store::StoreError::NotFound(m))) => {
+            return error_page(StatusCode::NOT_FOUND, m)
+        }
+        Ok(Err(e)) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let old = String::from_utf8_lossy(&old);
+    let new = String::from_utf8_lossy(&new);
+    let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
+    let (mut added, mut removed) = (0, 0);
+    let mut lines = Vec::new();
+    let mut cut = false;
+    for group in diff.grouped_ops(3) {
+        for op in group {
+            for change in diff.iter_changes(&op) {
+                let tag = match change.tag() {
+                    similar::ChangeTag::Insert => {
+                        added += 1;
+                        "add"
+                    }
+                    similar::ChangeTag::Delete => {
+                        removed += 1;
+                        "del"
+                    }
+                    similar::ChangeTag::Equal => "same",
+                };
+                if lines.len() < DIFF_LINES {
+                    let sign = match tag {
+                        "add" => '+',
+                        "del" => '-',
+                        _ => ' ',
+                    };
+                    let text = change.value().trim_end_matches('\n');
+                    let text = if web.redact {
+                        hoover_index::redact::redact(text)
+                    } else {
+                        text.into()
+                    };
+                    lines.push((tag, format!("{sign} {}", head(&text, 2000))));
+                } else {
+                    cut = true;
+                }
+            }
+        }
+    }
+    page(DiffPage {
+        key: key.to_string(),
+        a,
+        b,
+        added,
+        removed,
+        cut,
+        shown: lines.len(),
+        lines,
+    })
+}
+
+// ---- sources ----
+
+struct SourceRow {
+    name: String,
+    last_seen: String,
+    files: u64,
+    versions: u64,
+    bytes: String,
+}
+
+#[derive(Template)]
+#[template(path = "sources.html")]
+struct SourcesPage {
+    sources: Vec<SourceRow>,
+}
+
+pub(crate) async fn sources(State(web): State<Web>) -> Response {
+    let store = web.store.clone();
+    let found = blocking(move || store.sources().map_err(|e| e.to_string())).await;
+    let sources = match found {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    page(SourcesPage {
+        sources: sources
+            .into_iter()
+            .map(|s| SourceRow {
+                last_seen: ns_to_rfc3339(s.last_received_ns),
+                bytes: human_bytes(s.version_bytes),
+                name: s.name,
+                files: s.files,
+                versions: s.versions,
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_split_into_plain_and_marked_pieces() {
+        assert_eq!(
+            pieces("a <b> c", &[[2, 5]]),
+            vec![
+                ("a ".to_string(), false),
+                ("<b>".to_string(), true),
+                (" c".to_string(), false)
+            ]
+        );
+        assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
+    }
+}

@@ -1,0 +1,99 @@
+// hoover's pages: live counters on the dashboard, the live tail. No framework, no inline
+// scripts (the Content-Security-Policy forbids them); chat text only ever goes in via
+// textContent, never as HTML.
+"use strict";
+
+function dashboard() {
+  const fields = document.querySelectorAll("[data-stat]");
+  const pick = (stats, name) => {
+    const index = stats.index || {};
+    const values = {
+      messages: index.messages, sessions: index.sessions, projects: index.projects,
+      messages_today: index.messages_today, files: stats.files, versions: stats.versions,
+      raw_bytes: stats.raw_bytes, stored_bytes: stats.stored_bytes,
+      dedup_ratio: stats.dedup_ratio && stats.dedup_ratio.toFixed(1) + "x",
+    };
+    return values[name];
+  };
+  let last = null;
+  async function tick() {
+    try {
+      const stats = await (await fetch("/api/stats", { credentials: "same-origin" })).json();
+      const now = Date.now();
+      fields.forEach((el) => {
+        const v = pick(stats, el.dataset.stat);
+        if (v !== undefined && v !== null) el.textContent = typeof v === "number" ? v.toLocaleString() : v;
+      });
+      const rate = document.querySelector('[data-stat="ingest_rate"]');
+      if (rate && last && stats.index) {
+        const per = (stats.index.messages - last.messages) / ((now - last.at) / 60000);
+        rate.textContent = per.toFixed(0) + "/min";
+      }
+      if (stats.index) last = { messages: stats.index.messages, at: now };
+    } catch (e) { /* the server may be restarting: try again */ }
+  }
+  tick();
+  setInterval(tick, 2000);
+}
+
+function live() {
+  const feed = document.getElementById("feed");
+  const status = document.getElementById("live-status");
+  const resume = document.getElementById("live-resume");
+  const form = document.getElementById("live-filters");
+  let following = true;
+  const atBottom = () => feed.scrollHeight - feed.scrollTop - feed.clientHeight < 40;
+  feed.addEventListener("scroll", () => {
+    following = atBottom();
+    if (following) resume.hidden = true;
+  });
+  resume.addEventListener("click", () => { feed.scrollTop = feed.scrollHeight; following = true; resume.hidden = true; });
+  const filters = () => Object.fromEntries(new FormData(form).entries());
+  const visible = (el) => {
+    const f = filters();
+    const text = el.querySelector(".text").textContent.toLowerCase();
+    return (!f.project || (el.dataset.project || "").toLowerCase().includes(f.project.toLowerCase()))
+      && (!f.role || el.dataset.role === f.role)
+      && (!f.q || text.includes(f.q.toLowerCase()));
+  };
+  const refilter = () => feed.querySelectorAll(".msg").forEach((el) => el.classList.toggle("hidden", !visible(el)));
+  form.addEventListener("input", refilter);
+  form.addEventListener("submit", (e) => e.preventDefault());
+  function row(m) {
+    const el = document.createElement("div");
+    el.className = "msg role-" + (m.role || "");
+    el.dataset.id = m.id; el.dataset.project = m.project || ""; el.dataset.role = m.role || "";
+    const meta = document.createElement("div"); meta.className = "meta";
+    const add = (tag, cls, text, href) => {
+      const x = document.createElement(tag); if (cls) x.className = cls; x.textContent = text;
+      if (href) x.href = href; meta.appendChild(x); meta.appendChild(document.createTextNode(" "));
+    };
+    add("time", "", m.timestamp || "");
+    add("span", "project", m.project || "");
+    if (m.session) add("a", "session", m.session, "/sessions/" + encodeURIComponent(m.session));
+    add("span", "role", m.role || "");
+    if (m.tool) add("span", "tool", m.tool);
+    const text = document.createElement("div"); text.className = "text";
+    text.textContent = m.text + (m.truncated ? " …" : "");
+    el.appendChild(meta); el.appendChild(text);
+    return el;
+  }
+  // The page was rendered with the newest messages; the stream resumes after the last one.
+  const source = new EventSource("/api/live?after=" + encodeURIComponent(feed.dataset.after || "0"));
+  source.onopen = () => { status.textContent = "live"; };
+  source.onerror = () => { status.textContent = "reconnecting…"; };
+  source.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    if (feed.querySelector('[data-id="' + m.id + '"]')) return;
+    const el = row(m);
+    el.classList.toggle("hidden", !visible(el));
+    feed.appendChild(el);
+    while (feed.children.length > 2000) feed.removeChild(feed.firstChild);
+    if (following) feed.scrollTop = feed.scrollHeight; else resume.hidden = false;
+  };
+  feed.scrollTop = feed.scrollHeight;
+}
+
+const page = document.body.dataset.page;
+if (page === "dashboard") dashboard();
+if (page === "live") live();
