@@ -1,0 +1,290 @@
+//! The web page in a real browser: headless Chromium, driven over the DevTools protocol, opens
+//! `/live`; a message with a fresh word is appended to a file that `hoover watch` is watching;
+//! the message appears on the page. Screenshots of `/`, `/live` and a transcript are written to
+//! `target/tmp/screenshots/` and their paths printed.
+//!
+//! Needs `chromium` (Debian) or `$HOOVER_CHROMIUM`; `.ci/run` installs it. Chromium is kept
+//! off the network: every host name fails to resolve and everything but loopback goes to a
+//! dead proxy on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hoover_testkit::{http_get, wait_until, World};
+use serde_json::{json, Value};
+use tungstenite::{stream::MaybeTlsStream, Message, WebSocket};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hoover");
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Browser {
+    child: Child,
+    ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    fn launch() -> Browser {
+        let exe = std::env::var("HOOVER_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new(&exe)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--remote-debugging-port=0",
+                "--window-size=1280,900",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-default-apps",
+                "--disable-domain-reliability",
+                "--disable-client-side-phishing-detection",
+                "--disable-features=OptimizationHints,MediaRouter,Translate,AutofillServerCommunication",
+                "--no-pings",
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                "--proxy-server=127.0.0.1:9",
+                "--proxy-bypass-list=127.0.0.1",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {exe} ({e}): install Debian's chromium, or set HOOVER_CHROMIUM")
+            });
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("ws://127.0.0.1:") {
+                    let _ = tx.send(line[at..].trim().to_string());
+                }
+            }
+        });
+        let browser_ws = rx
+            .recv_timeout(DEADLINE)
+            .expect("chromium printed its DevTools address");
+        let port: u16 = browser_ws["ws://127.0.0.1:".len()..]
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let targets = devtools_targets(port);
+        let page = targets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page")
+            .expect("a page target");
+        let url = format!(
+            "ws://127.0.0.1:{port}/devtools/page/{}",
+            page["id"].as_str().unwrap()
+        );
+        let (ws, _) = tungstenite::connect(url.as_str()).unwrap();
+        Browser {
+            child,
+            ws,
+            next_id: 1,
+            _profile: profile,
+        }
+    }
+
+    /// One DevTools command; events in between are skipped.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({ "id": id, "method": method, "params": params });
+        self.ws.send(Message::text(request.to_string())).unwrap();
+        loop {
+            let Message::Text(text) = self.ws.read().unwrap() else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(text.as_str()).unwrap();
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    fn eval(&mut self, expression: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expression, "returnByValue": true }),
+        );
+        r["result"]["value"].clone()
+    }
+
+    fn open(&mut self, url: &str) {
+        self.call("Page.navigate", json!({ "url": url }));
+        let started = Instant::now();
+        while self.eval("document.readyState") != "complete" || self.eval("location.href") != url {
+            assert!(started.elapsed() < DEADLINE, "{url} did not load");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_for(&mut self, what: &str, expression: &str) {
+        let started = Instant::now();
+        while self.eval(expression) != true {
+            assert!(started.elapsed() < DEADLINE, "the page never showed {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn screenshot(&mut self, name: &str) -> PathBuf {
+        let r = self.call("Page.captureScreenshot", json!({ "format": "png" }));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().unwrap())
+            .unwrap();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        println!("screenshot of {name}: {}", path.display());
+        path
+    }
+}
+
+/// `GET /json/list` of the DevTools HTTP endpoint, which keeps connections open: the body is
+/// read by its Content-Length.
+fn devtools_targets(port: u16) -> Value {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(stream, "GET /json/list HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        if header == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = header.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn line(uuid: &str, role: &str, text: &str) -> String {
+    let text = serde_json::to_string(text).unwrap();
+    format!(
+        r#"{{"type":"{role}","sessionId":"sess-browser","uuid":"{uuid}","cwd":"/home/dev/src/zoo","timestamp":"2025-06-01T10:00:00Z","message":{{"role":"{role}","content":{text}}}}}"#
+    ) + "\n"
+}
+
+#[test]
+fn a_message_appended_to_a_watched_file_appears_on_the_live_page() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(&root).unwrap();
+    let file = root.join("browser.jsonl");
+    std::fs::write(
+        &file,
+        line(
+            "b1",
+            "user",
+            "<script>document.title='owned'</script> why is the build red?",
+        ) + &line(
+            "b2",
+            "assistant",
+            "The linker cannot find `libssl`; install libssl-dev.",
+        ),
+    )
+    .unwrap();
+    let mut watch = world
+        .hoover(&[
+            "watch",
+            "--source",
+            "lap",
+            "--root",
+            &format!("c={}", root.display()),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = world.server.http_port;
+    wait_until("the first messages are indexed", DEADLINE, || {
+        http_get(http, "/api/search?q=linker")
+            .map(|(_, body)| body.contains("\"total\":1"))
+            .unwrap_or(false)
+    });
+
+    let mut browser = Browser::launch();
+    let base = format!("http://127.0.0.1:{http}");
+    browser.open(&format!("{base}/live"));
+    browser.wait_for(
+        "the live stream connected",
+        "document.getElementById('live-status').textContent === 'live'",
+    );
+
+    let fresh = "quetzalcoatlus";
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        line("b3", "user", &format!("a {fresh} flies over the live page")).as_bytes(),
+    )
+    .unwrap();
+    drop(f);
+    browser.wait_for(
+        "the appended message",
+        &format!("document.getElementById('feed').innerText.includes('{fresh}')"),
+    );
+    // Markup in a chat is text on the page, never a script.
+    assert_eq!(browser.eval("document.title"), "live · hoover");
+    browser.screenshot("live");
+
+    browser.open(&format!("{base}/"));
+    browser.wait_for(
+        "the dashboard's counters",
+        "document.querySelector('[data-stat=messages]').textContent.trim() === '3'",
+    );
+    browser.screenshot("dashboard");
+    // The transcript comes from the index: wait for the commit that makes the message visible.
+    wait_until("the appended message is indexed", DEADLINE, || {
+        http_get(http, &format!("/api/search?q={fresh}"))
+            .map(|(_, body)| body.contains("\"total\":1"))
+            .unwrap_or(false)
+    });
+    browser.open(&format!("{base}/sessions/sess-browser"));
+    browser.wait_for(
+        "the transcript",
+        &format!("document.body.innerText.includes('{fresh}')"),
+    );
+    assert!(browser
+        .eval("document.body.innerText")
+        .as_str()
+        .unwrap()
+        .contains("<script>document.title='owned'</script>"));
+    browser.screenshot("transcript");
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
