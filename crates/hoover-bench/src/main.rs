@@ -21,6 +21,12 @@
 //! - `searchable HTTP_PORT FILE COUNT INTERVAL_MS`: appends a message with a fresh word to a
 //!   watched FILE, COUNT times; prints p50 and p99 (ms) of version arrival → searchable, then
 //!   of write → searchable.
+//!
+//! and for the web page (issue 5, `scripts/bench-web.sh`):
+//!
+//! - `live-latency HTTP_PORT FILE COUNT INTERVAL_MS`: appends a message to a watched FILE and
+//!   times it until it arrives on an `/api/live` (SSE) connection; prints p50 and p99 in ms.
+//! - `render HTTP_PORT PATH COUNT`: times COUNT requests of PATH; prints p50 and p99 in ms.
 
 mod search;
 
@@ -65,6 +71,28 @@ fn cut_and_hash(data: &[u8]) -> usize {
     // Use the hashes, so that none of the work can be optimised away.
     std::hint::black_box(mix);
     cuts
+}
+
+/// Subscribes to `/api/live` and sends each event's data line down the channel.
+fn subscribe_live(port: u16) -> Result<std::sync::mpsc::Receiver<String>> {
+    use std::io::BufRead;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        stream,
+        "GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+    )?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Chunk-size lines and event lines arrive alike; only `data:` lines matter here.
+        for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+            if let Some(data) = line.strip_prefix("data:") {
+                if tx.send(data.to_string()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(rx)
 }
 
 fn main() -> Result<()> {
@@ -210,6 +238,53 @@ fn main() -> Result<()> {
                 pct(&write, 0.99)
             );
         }
+        Some("live-latency") => {
+            let port = num(1)? as u16;
+            let path = Path::new(&args[2]);
+            let count = num(3)?;
+            let interval = std::time::Duration::from_millis(num(4)?);
+            let events = subscribe_live(port)?;
+            let mut latencies = Vec::new();
+            for i in 0..count {
+                let uuid = format!("lat-{i}-{}", std::process::id());
+                let line = format!(
+                    "{{\"type\":\"user\",\"sessionId\":\"bench-live\",\"uuid\":\"{uuid}\",\"timestamp\":\"2025-06-01T10:00:00Z\",\"message\":{{\"role\":\"user\",\"content\":\"live latency probe {i}\"}}}}\n"
+                );
+                let started = std::time::Instant::now();
+                std::fs::OpenOptions::new().append(true).open(path)?.write_all(line.as_bytes())?;
+                loop {
+                    let data = events
+                        .recv_timeout(std::time::Duration::from_secs(30))
+                        .context("no live event within 30 s")?;
+                    if data.contains(&uuid) {
+                        break;
+                    }
+                }
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                if let Some(rest) = interval.checked_sub(started.elapsed()) {
+                    std::thread::sleep(rest);
+                }
+            }
+            latencies.sort_by(|a, b| a.total_cmp(b));
+            let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+            println!("{:.1} {:.1}", pct(0.5), pct(0.99));
+        }
+        Some("render") => {
+            let port = num(1)? as u16;
+            let count = num(3)? as usize;
+            let mut times = Vec::new();
+            for _ in 0..count {
+                let started = std::time::Instant::now();
+                let (status, body) = hoover_testkit::http_get(port, &args[2])?;
+                if status != 200 {
+                    bail!("GET {} answered {status}: {body}", args[2]);
+                }
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            times.sort_by(|a, b| a.total_cmp(b));
+            let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
+            println!("{:.1} {:.1}", pct(0.5), pct(0.99));
+        }
         Some("search") => {
             search::run(Path::new(&args[1]), num(2)?)?;
         }
@@ -219,7 +294,7 @@ fn main() -> Result<()> {
             let cuts = cut_and_hash(&data);
             println!("{:.4} {cuts}", cpu_seconds()? - started);
         }
-        _ => bail!("usage: hoover-bench gen DIR BYTES FILES SEED | big FILE BYTES SEED | append FILE BYTES SEED | meta STORE KEY | search DIR BYTES | searchable HTTP_PORT FILE COUNT INTERVAL_MS"),
+        _ => bail!("usage: hoover-bench gen DIR BYTES FILES SEED | big FILE BYTES SEED | append FILE BYTES SEED | meta STORE KEY | search DIR BYTES | searchable HTTP_PORT FILE COUNT INTERVAL_MS | live-latency HTTP_PORT FILE COUNT INTERVAL_MS | render HTTP_PORT PATH COUNT"),
     }
     Ok(())
 }
