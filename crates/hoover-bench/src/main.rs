@@ -84,7 +84,10 @@ fn subscribe_live(port: u16) -> Result<std::sync::mpsc::Receiver<String>> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         // Chunk-size lines and event lines arrive alike; only `data:` lines matter here.
-        for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stream)
+            .lines()
+            .map_while(Result::ok)
+        {
             if let Some(data) = line.strip_prefix("data:") {
                 if tx.send(data.to_string()).is_err() {
                     return;

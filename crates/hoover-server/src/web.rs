@@ -188,7 +188,7 @@ fn error_page(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// A page that could not be made: its status and what to say.
-struct PageError(StatusCode, String);
+pub(crate) struct PageError(StatusCode, String);
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
@@ -289,7 +289,7 @@ struct Dashboard {
     sessions: Vec<hoover_index::SessionBrief>,
 }
 
-pub(crate) async fn dashboard(State(web): State<Web>) -> Response {
+pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageError> {
     let store = web.store.clone();
     let index = web.indexer.as_ref().and_then(|i| i.index().cloned());
     let data = blocking(move || {
@@ -304,10 +304,7 @@ pub(crate) async fn dashboard(State(web): State<Web>) -> Response {
         Ok((counts, counters, sessions))
     })
     .await;
-    let (counts, c, sessions) = match data {
-        Ok(d) => d,
-        Err(r) => return r.into_response(),
-    };
+    let (counts, c, sessions) = data?;
     let dedup = if counts.chunk_stored_bytes > 0 {
         format!(
             "{:.1}x",
@@ -383,13 +380,13 @@ pub(crate) async fn dashboard(State(web): State<Web>) -> Response {
     }
     let tokens: Vec<hoover_index::TokenDay> =
         c.tokens_per_day.iter().rev().take(30).cloned().collect();
-    page(Dashboard {
+    Ok(page(Dashboard {
         counters,
         chart: chart(&hours, 700, 120),
         token_chart: chart(&days[days.len().saturating_sub(30)..], 700, 120),
         tokens,
         sessions,
-    })
+    }))
 }
 
 // ---- the live tail ----
@@ -496,7 +493,10 @@ fn pieces(snippet: &str, ranges: &[[usize; 2]]) -> Vec<(String, bool)> {
     out
 }
 
-pub(crate) async fn search(State(web): State<Web>, Query(form): Query<SearchForm>) -> Response {
+pub(crate) async fn search(
+    State(web): State<Web>,
+    Query(form): Query<SearchForm>,
+) -> Result<Response, PageError> {
     let query = form.q.unwrap_or_default();
     let sort_text = form.sort.unwrap_or_else(|| "relevance".into());
     let offset = form.offset.unwrap_or(0);
@@ -518,19 +518,16 @@ pub(crate) async fn search(State(web): State<Web>, Query(form): Query<SearchForm
         hits: Vec::new(),
     };
     if query.trim().is_empty() {
-        return page(view);
+        return Ok(page(view));
     }
     let sort: Sort = match sort_text.parse() {
         Ok(s) => s,
         Err(e) => {
             view.error = e;
-            return page(view);
+            return Ok(page(view));
         }
     };
-    let index = match index_of(&web) {
-        Ok(i) => i,
-        Err(r) => return r.into_response(),
-    };
+    let index = index_of(&web)?;
     let request = SearchRequest {
         query,
         limit: PAGE,
@@ -561,7 +558,7 @@ pub(crate) async fn search(State(web): State<Web>, Query(form): Query<SearchForm
         Ok(Err(e)) => view.error = e.to_string(),
         Err(e) => view.error = e.to_string(),
     }
-    page(view)
+    Ok(page(view))
 }
 
 // ---- a session ----
@@ -602,11 +599,11 @@ fn head(text: &str, chars: usize) -> String {
     }
 }
 
-pub(crate) async fn session(State(web): State<Web>, Path(id): Path<String>) -> Response {
-    let index = match index_of(&web) {
-        Ok(i) => i,
-        Err(r) => return r.into_response(),
-    };
+pub(crate) async fn session(
+    State(web): State<Web>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let index = index_of(&web)?;
     let sid = id.clone();
     let found = blocking(move || {
         index
@@ -614,15 +611,12 @@ pub(crate) async fn session(State(web): State<Web>, Path(id): Path<String>) -> R
             .map_err(|e| e.to_string())
     })
     .await;
-    let (messages, total) = match found {
-        Ok(x) => x,
-        Err(r) => return r.into_response(),
-    };
+    let (messages, total) = found?;
     if messages.is_empty() {
-        return error_page(
+        return Err(PageError(
             StatusCode::NOT_FOUND,
             format!("no session {id} in the index"),
-        );
+        ));
     }
     let mut keys: Vec<String> = messages.iter().map(|m| m.key.clone()).collect();
     keys.sort();
@@ -657,14 +651,14 @@ pub(crate) async fn session(State(web): State<Web>, Path(id): Path<String>) -> R
             }
         })
         .collect();
-    page(SessionPage {
+    Ok(page(SessionPage {
         session: id,
         project,
         total,
         shown,
         keys,
         messages: rows,
-    })
+    }))
 }
 
 // ---- a file's versions, downloads and diffs ----
@@ -693,11 +687,11 @@ fn parse_key(key: &str) -> Result<Key, PageError> {
         .map_err(|e| PageError(StatusCode::BAD_REQUEST, format!("bad key: {e}")))
 }
 
-pub(crate) async fn file(State(web): State<Web>, Path(key): Path<String>) -> Response {
-    let key = match parse_key(&key) {
-        Ok(k) => k,
-        Err(r) => return r.into_response(),
-    };
+pub(crate) async fn file(
+    State(web): State<Web>,
+    Path(key): Path<String>,
+) -> Result<Response, PageError> {
+    let key = parse_key(&key)?;
     let store = web.store.clone();
     let k = key.clone();
     let found = blocking(move || {
@@ -707,15 +701,12 @@ pub(crate) async fn file(State(web): State<Web>, Path(key): Path<String>) -> Res
         ))
     })
     .await;
-    let (versions, deletions) = match found {
-        Ok(x) => x,
-        Err(r) => return r.into_response(),
-    };
+    let (versions, deletions) = found?;
     if versions.is_empty() {
-        return error_page(
+        return Err(PageError(
             StatusCode::NOT_FOUND,
             format!("the server has no file {key}"),
-        );
+        ));
     }
     let mut previous = 0u64;
     let rows = versions
@@ -745,46 +736,46 @@ pub(crate) async fn file(State(web): State<Web>, Path(key): Path<String>) -> Res
         })
         .collect::<Vec<_>>();
     let last = versions.last().map(|v| v.seq).unwrap_or(1);
-    page(FilePage {
+    Ok(page(FilePage {
         key: key.to_string(),
         versions: rows,
         diff_a: last.saturating_sub(1).max(1),
         diff_b: last,
-    })
+    }))
 }
 
 /// `GET /download/{seq}/{*key}`: one version, byte for byte (checked against its BLAKE3).
 pub(crate) async fn download(
     State(web): State<Web>,
     Path((seq, key)): Path<(u64, String)>,
-) -> Response {
-    let key = match parse_key(&key) {
-        Ok(k) => k,
-        Err(r) => return r.into_response(),
-    };
-    let store = web.store.clone();
-    let k = key.clone();
-    let data = tokio::task::spawn_blocking(move || {
+) -> Result<Response, PageError> {
+    let key = parse_key(&key)?;
+    let bytes = read_whole(&web.store, &key, seq).await?;
+    let name = key.as_str().rsplit('/').next().unwrap_or("file").replace(
+        |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-' && c != '_',
+        "_",
+    );
+    let disposition = format!("attachment; filename=\"v{seq}-{name}\"");
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_DISPOSITION, disposition)
+        .body(Body::from(bytes))
+        .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// One whole version, checked against its BLAKE3; a missing one is a 404.
+async fn read_whole(store: &Store, key: &Key, seq: u64) -> Result<Vec<u8>, PageError> {
+    let (store, key) = (store.clone(), key.clone());
+    let read = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        store.read_version(&k, seq, &mut out).map(|()| out)
+        store.read_version(&key, seq, &mut out).map(|()| out)
     })
     .await;
-    match data {
-        Ok(Ok(bytes)) => {
-            let name = key.as_str().rsplit('/').next().unwrap_or("file").replace(
-                |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-' && c != '_',
-                "_",
-            );
-            let disposition = format!("attachment; filename=\"v{seq}-{name}\"");
-            Response::builder()
-                .header(header::CONTENT_TYPE, "application/octet-stream")
-                .header(header::CONTENT_DISPOSITION, disposition)
-                .body(Body::from(bytes))
-                .unwrap_or_else(|e| error_page(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-        }
-        Ok(Err(hoover_store::StoreError::NotFound(m))) => error_page(StatusCode::NOT_FOUND, m),
-        Ok(Err(e)) => error_page(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    match read {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(hoover_store::StoreError::NotFound(m))) => Err(PageError(StatusCode::NOT_FOUND, m)),
+        Ok(Err(e)) => Err(PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err(PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }
 
@@ -814,30 +805,11 @@ pub(crate) async fn diff(
     State(web): State<Web>,
     Path(key): Path<String>,
     Query(form): Query<DiffForm>,
-) -> Response {
-    let key = match parse_key(&key) {
-        Ok(k) => k,
-        Err(r) => return r.into_response(),
-    };
-    let store = web.store.clone();
-    let k = key.clone();
+) -> Result<Response, PageError> {
+    let key = parse_key(&key)?;
     let (a, b) = (form.a, form.b);
-    let texts = tokio::task::spawn_blocking(move || {
-        let read = |seq| {
-            let mut out = Vec::new();
-            store.read_version(&k, seq, &mut out).map(|()| out)
-        };
-        Ok::<_, hoover_store::StoreError>((read(a)?, read(b)?))
-    })
-    .await;
-    let (old, new) = match texts {
-        Ok(Ok(x)) => x,
-        Ok(Err(hoover_store::StoreError::NotFound(m))) => {
-            return error_page(StatusCode::NOT_FOUND, m)
-        }
-        Ok(Err(e)) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
+    let old = read_whole(&web.store, &key, a).await?;
+    let new = read_whole(&web.store, &key, b).await?;
     let old = String::from_utf8_lossy(&old);
     let new = String::from_utf8_lossy(&new);
     let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
@@ -877,7 +849,7 @@ pub(crate) async fn diff(
             }
         }
     }
-    page(DiffPage {
+    Ok(page(DiffPage {
         key: key.to_string(),
         a,
         b,
@@ -886,7 +858,7 @@ pub(crate) async fn diff(
         cut,
         shown: lines.len(),
         lines,
-    })
+    }))
 }
 
 // ---- sources ----
@@ -905,14 +877,11 @@ struct SourcesPage {
     sources: Vec<SourceRow>,
 }
 
-pub(crate) async fn sources(State(web): State<Web>) -> Response {
+pub(crate) async fn sources(State(web): State<Web>) -> Result<Response, PageError> {
     let store = web.store.clone();
     let found = blocking(move || store.sources().map_err(|e| e.to_string())).await;
-    let sources = match found {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    page(SourcesPage {
+    let sources = found?;
+    Ok(page(SourcesPage {
         sources: sources
             .into_iter()
             .map(|s| SourceRow {
@@ -923,7 +892,7 @@ pub(crate) async fn sources(State(web): State<Web>) -> Response {
                 versions: s.versions,
             })
             .collect(),
-    })
+    }))
 }
 
 #[cfg(test)]
