@@ -292,7 +292,7 @@ struct Dashboard {
 pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageError> {
     let store = web.store.clone();
     let index = web.indexer.as_ref().and_then(|i| i.index().cloned());
-    let data = blocking(move || {
+    let (counts, c, sessions) = blocking(move || {
         let counts = store.counts().map_err(|e| e.to_string())?;
         let (counters, sessions) = match &index {
             Some(i) => (
@@ -303,8 +303,7 @@ pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageEr
         };
         Ok((counts, counters, sessions))
     })
-    .await;
-    let (counts, c, sessions) = data?;
+    .await?;
     let dedup = if counts.chunk_stored_bytes > 0 {
         format!(
             "{:.1}x",
@@ -605,13 +604,12 @@ pub(crate) async fn session(
 ) -> Result<Response, PageError> {
     let index = index_of(&web)?;
     let sid = id.clone();
-    let found = blocking(move || {
+    let (messages, total) = blocking(move || {
         index
             .session(&sid, SESSION_LIMIT)
             .map_err(|e| e.to_string())
     })
-    .await;
-    let (messages, total) = found?;
+    .await?;
     if messages.is_empty() {
         return Err(PageError(
             StatusCode::NOT_FOUND,
@@ -694,14 +692,13 @@ pub(crate) async fn file(
     let key = parse_key(&key)?;
     let store = web.store.clone();
     let k = key.clone();
-    let found = blocking(move || {
+    let (versions, deletions) = blocking(move || {
         Ok((
             store.versions(&k).map_err(|e| e.to_string())?,
             store.deletions(&k).map_err(|e| e.to_string())?,
         ))
     })
-    .await;
-    let (versions, deletions) = found?;
+    .await?;
     if versions.is_empty() {
         return Err(PageError(
             StatusCode::NOT_FOUND,
@@ -879,8 +876,7 @@ struct SourcesPage {
 
 pub(crate) async fn sources(State(web): State<Web>) -> Result<Response, PageError> {
     let store = web.store.clone();
-    let found = blocking(move || store.sources().map_err(|e| e.to_string())).await;
-    let sources = found?;
+    let sources = blocking(move || store.sources().map_err(|e| e.to_string())).await?;
     Ok(page(SourcesPage {
         sources: sources
             .into_iter()
