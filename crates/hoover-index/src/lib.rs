@@ -290,24 +290,13 @@ pub struct Writer {
     added: Option<Vec<Added>>,
 }
 
-/// A message just added to the index, for a live feed. The text is redacted like the index's
-/// and cut at [`ADDED_TEXT_MAX`] bytes.
+/// A message just added to the index, for a live feed: the message as a session page would
+/// show it, its text cut at [`ADDED_TEXT_MAX`] bytes.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Added {
-    pub key: String,
-    pub session: Option<String>,
-    pub uuid: Option<String>,
-    pub parent_uuid: Option<String>,
-    pub role: String,
-    pub kind: String,
-    pub tool: Option<String>,
-    pub project: Option<String>,
-    /// RFC 3339, UTC.
-    pub timestamp: String,
-    pub seq: u64,
-    pub line: u64,
-    pub text: String,
-    /// True when `text` was cut.
+    #[serde(flatten)]
+    pub message: StoredMessage,
+    /// True when `message.text` was cut.
     pub truncated: bool,
 }
 
@@ -628,18 +617,22 @@ impl Writer {
                 None
             };
             added.push(Added {
-                key: v.key.to_string(),
-                session: r.session.clone(),
-                uuid: r.uuid.clone(),
-                parent_uuid: r.parent_uuid.clone(),
-                role: r.role.clone(),
-                kind: r.kind.clone(),
-                tool: r.tool.clone(),
-                project: r.project.clone(),
-                timestamp: stats::ms_to_rfc3339(ts),
-                seq: v.seq,
-                line: r.line,
-                text: text[..cut.unwrap_or(text.len())].to_string(),
+                message: StoredMessage {
+                    key: v.key.to_string(),
+                    session: r.session.clone(),
+                    uuid: r.uuid.clone(),
+                    parent_uuid: r.parent_uuid.clone(),
+                    role: r.role.clone(),
+                    kind: r.kind.clone(),
+                    tool: r.tool.clone(),
+                    project: r.project.clone(),
+                    git_branch: r.git_branch.clone(),
+                    model: r.model.clone(),
+                    timestamp: stats::ms_to_rfc3339(ts),
+                    seq: v.seq,
+                    line: r.line,
+                    text: text[..cut.unwrap_or(text.len())].to_string(),
+                },
                 truncated: cut.is_some(),
             });
         }

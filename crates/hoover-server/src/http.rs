@@ -146,7 +146,7 @@ struct LiveParams {
 
 impl LiveParams {
     fn matches(&self, e: &LiveEvent) -> bool {
-        let m = &e.message;
+        let m = &e.message.message;
         let contains =
             |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
         self.project

@@ -117,18 +117,12 @@ mod tests {
 
     fn msg(text: &str) -> Added {
         Added {
-            key: "k".into(),
-            session: None,
-            uuid: None,
-            parent_uuid: None,
-            role: "user".into(),
-            kind: "user".into(),
-            tool: None,
-            project: None,
-            timestamp: String::new(),
-            seq: 1,
-            line: 1,
-            text: text.into(),
+            message: hoover_index::StoredMessage {
+                key: "k".into(),
+                role: "user".into(),
+                text: text.into(),
+                ..Default::default()
+            },
             truncated: false,
         }
     }
@@ -141,10 +135,13 @@ mod tests {
         assert!(backlog.is_empty());
         feed.publish(vec![msg("c")]);
         let c = rx.try_recv().unwrap();
-        assert_eq!(c.message.text, "c");
+        assert_eq!(c.message.message.text, "c");
         let first = feed.recent(10)[0].id;
         let (backlog, _rx) = feed.subscribe(Some(first));
-        let texts: Vec<&str> = backlog.iter().map(|e| e.message.text.as_str()).collect();
+        let texts: Vec<&str> = backlog
+            .iter()
+            .map(|e| e.message.message.text.as_str())
+            .collect();
         assert_eq!(texts, vec!["b", "c"]);
         assert!(backlog.windows(2).all(|w| w[0].id < w[1].id));
         assert!(c.json.contains("\"id\":"));

@@ -413,7 +413,7 @@ pub(crate) async fn live(State(web): State<Web>) -> Response {
     let events = recent
         .iter()
         .map(|e| {
-            let m = &e.message;
+            let m = &e.message.message;
             LiveRow {
                 id: e.id,
                 timestamp: m.timestamp.clone(),
