@@ -15,7 +15,7 @@ use tantivy::tokenizer::{LowerCaser, TextAnalyzer, Token, TokenStream, Tokenizer
 use tantivy::Index;
 
 /// Bumped whenever the schema or the tokenizers change; an index of another version is rebuilt.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub(crate) const EN: &str = "hoover_en";
 pub(crate) const CODE: &str = "hoover_code";

@@ -40,6 +40,9 @@ pub struct Record {
     pub line: u64,
     /// Byte offset of that line in the version.
     pub offset: u64,
+    /// What the record is: for messages the type of their first content block (`text`,
+    /// `thinking`, `tool_use`, `tool_result`, ...), otherwise the record's type (`summary`,
+    /// `system`, `file-history-snapshot`, ...), or `line` for text files.
     pub kind: String,
     /// `user`, `assistant`, or the record kind when there is no role (`summary`, `system`).
     pub role: String,
@@ -90,7 +93,7 @@ pub fn record(
                 line,
                 offset,
                 role: m.role.clone().unwrap_or_else(|| m.kind.clone()),
-                kind: m.kind,
+                kind: m.content.unwrap_or(m.kind),
                 session: m.session,
                 uuid: m.uuid,
                 parent_uuid: m.parent_uuid,

@@ -628,8 +628,17 @@ pub(crate) async fn session(
         .into_iter()
         .map(|m| {
             let chars = m.text.chars().count();
-            let is_tool = m.tool.is_some() || m.kind == "tool_result";
-            let collapsed = is_tool || m.role == "system" || m.kind == "file-history-snapshot";
+            // Thinking, tool calls and their results, and bookkeeping records start folded.
+            let collapsed = m.tool.is_some()
+                || matches!(
+                    m.kind.as_str(),
+                    "thinking"
+                        | "redacted_thinking"
+                        | "tool_use"
+                        | "tool_result"
+                        | "system"
+                        | "file-history-snapshot"
+                );
             MessageRow {
                 uuid: m.uuid.unwrap_or_default(),
                 summary: format!(

@@ -49,6 +49,10 @@ pub struct Message {
     pub usage: Option<[u64; 4]>,
     /// The text to search, blocks separated by blank lines.
     pub text: String,
+    /// What the message holds, for display: the type of its first content block (`text`,
+    /// `thinking`, `tool_use`, `tool_result`, `image`, ...), `text` for plain string content,
+    /// `None` for records without message content.
+    pub content: Option<String>,
 }
 
 /// Why a line was not parsed.
@@ -117,6 +121,14 @@ fn message(r: &Map<String, Value>, line: u64) -> Message {
     match kind.as_str() {
         "user" | "assistant" => {
             if let Some(content) = msg.and_then(|m| m.get("content")) {
+                m.content = match content {
+                    Value::Array(blocks) => blocks
+                        .first()
+                        .and_then(|b| b.get("type"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    _ => Some("text".into()),
+                };
                 content_text(content, &mut m, &mut parts);
             }
         }
@@ -315,6 +327,24 @@ mod tests {
             parse_line(nested(100_000).as_bytes(), 10),
             Err(LineError::Json { line: 10, .. })
         ));
+    }
+
+    #[test]
+    fn content_says_what_a_message_holds() {
+        let content = |line: &str| parse_line(line.as_bytes(), 1).unwrap().unwrap().content;
+        assert_eq!(
+            content(r#"{"type":"user","message":{"role":"user","content":"hi"}}"#).as_deref(),
+            Some("text")
+        );
+        assert_eq!(
+            content(r#"{"type":"assistant","message":{"role":"assistant","content":[{"type":"thinking","thinking":"hmm"}]}}"#).as_deref(),
+            Some("thinking")
+        );
+        assert_eq!(
+            content(r#"{"type":"user","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"ok"}]}}"#).as_deref(),
+            Some("tool_result")
+        );
+        assert_eq!(content(r#"{"type":"summary","summary":"s"}"#), None);
     }
 
     #[test]
