@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hoover_index::{
-    Index, IndexOptions, Indexed, Opened, Progress, VersionMeta, Writer, BULK_COMMIT_INTERVAL,
+    Index, IndexOptions, Indexed, Opened, VersionMeta, Writer, BULK_COMMIT_INTERVAL,
 };
 use hoover_store::{Committed, Store, StoreError};
 use hoover_types::{Key, VersionInfo};
@@ -283,7 +283,9 @@ fn index_version(
     info: &VersionInfo,
 ) -> Result<Indexed, Box<dyn std::error::Error>> {
     let resume = match writer.progress(key.as_str()) {
-        Some(p) if p.seq + 1 == info.seq && info.size >= p.size => extends(store, key, info, &p)?,
+        Some(p) if p.seq + 1 == info.seq && info.size >= p.size => {
+            store.extends_previous(key, info.seq, p.done)?
+        }
         _ => false,
     };
     let from = if resume {
@@ -299,22 +301,4 @@ fn index_version(
     };
     let pieces = store.read_range(key, info.seq, from, None)?;
     Ok(writer.add_version(&meta, resume, pieces)?)
-}
-
-/// Whether version `info` starts with the indexed bytes `0..p.done` of the version before it.
-/// The store says how many bytes the two share chunk for chunk; the rest up to `done` (usually
-/// part of one chunk, re-cut by the append) is compared byte for byte.
-fn extends(store: &Store, key: &Key, info: &VersionInfo, p: &Progress) -> Result<bool, StoreError> {
-    let kept = store.kept_bytes(key, info.seq)?;
-    if kept >= p.done {
-        return Ok(true);
-    }
-    let read = |seq: u64| -> Result<Vec<u8>, StoreError> {
-        let mut out = Vec::new();
-        for piece in store.read_range(key, seq, kept, Some(p.done))? {
-            out.extend_from_slice(&piece?);
-        }
-        Ok(out)
-    };
-    Ok(read(p.seq)? == read(info.seq)?)
 }

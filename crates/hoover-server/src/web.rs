@@ -701,11 +701,11 @@ pub(crate) async fn file(
     let key = parse_key(&key)?;
     let store = web.store.clone();
     let k = key.clone();
-    let (versions, deletions) = blocking(move || {
-        Ok((
-            store.versions(&k).map_err(|e| e.to_string())?,
-            store.deletions(&k).map_err(|e| e.to_string())?,
-        ))
+    let (versions, deletions, changes) = blocking(move || {
+        let versions = store.versions(&k).map_err(|e| e.to_string())?;
+        let deletions = store.deletions(&k).map_err(|e| e.to_string())?;
+        let changes = changes(&store, &k, &versions).map_err(|e| e.to_string())?;
+        Ok((versions, deletions, changes))
     })
     .await?;
     if versions.is_empty() {
@@ -714,31 +714,21 @@ pub(crate) async fn file(
             format!("the server has no file {key}"),
         ));
     }
-    let mut previous = 0u64;
     let rows = versions
         .iter()
-        .map(|v| {
-            let change = if v.seq == 1 {
-                "new".to_string()
-            } else if v.size >= previous {
-                format!("+{} bytes", v.size - previous)
-            } else {
-                format!("−{} bytes", previous - v.size)
-            };
-            previous = v.size;
-            VersionRow {
-                seq: v.seq,
-                received: ns_to_rfc3339(v.received_at_ns),
-                mtime: ns_to_rfc3339(v.mtime_ns),
-                size: v.size,
-                change,
-                hash: hex::encode(&v.blake3[..8]),
-                deleted: deletions
-                    .iter()
-                    .find(|d| d.after_seq == v.seq)
-                    .map(|d| ns_to_rfc3339(d.at_ns))
-                    .unwrap_or_default(),
-            }
+        .zip(changes)
+        .map(|(v, change)| VersionRow {
+            seq: v.seq,
+            received: ns_to_rfc3339(v.received_at_ns),
+            mtime: ns_to_rfc3339(v.mtime_ns),
+            size: v.size,
+            change,
+            hash: hex::encode(&v.blake3[..8]),
+            deleted: deletions
+                .iter()
+                .find(|d| d.after_seq == v.seq)
+                .map(|d| ns_to_rfc3339(d.at_ns))
+                .unwrap_or_default(),
         })
         .collect::<Vec<_>>();
     let last = versions.last().map(|v| v.seq).unwrap_or(1);
@@ -748,6 +738,48 @@ pub(crate) async fn file(
         diff_a: last.saturating_sub(1).max(1),
         diff_b: last,
     }))
+}
+
+/// Versions whose change is described line by line: the newest ones.
+const LINE_COUNTED: usize = 200;
+
+/// What each version changed: lines added for an append (only the appended bytes are read),
+/// else the size change.
+fn changes(
+    store: &Store,
+    key: &Key,
+    versions: &[hoover_types::VersionInfo],
+) -> Result<Vec<String>, hoover_store::StoreError> {
+    let counted_from = versions.len().saturating_sub(LINE_COUNTED);
+    let mut out = Vec::with_capacity(versions.len());
+    for (i, v) in versions.iter().enumerate() {
+        let Some(prev) = i.checked_sub(1).map(|p| &versions[p]) else {
+            out.push("new".to_string());
+            continue;
+        };
+        let bytes = if v.size >= prev.size {
+            format!("+{} bytes", v.size - prev.size)
+        } else {
+            format!("−{} bytes", prev.size - v.size)
+        };
+        if i < counted_from
+            || v.size < prev.size
+            || !store.extends_previous(key, v.seq, prev.size)?
+        {
+            out.push(if v.size < prev.size || i < counted_from {
+                bytes
+            } else {
+                format!("rewritten, {bytes}")
+            });
+            continue;
+        }
+        let mut lines = 0u64;
+        for piece in store.read_range(key, v.seq, prev.size, None)? {
+            lines += piece?.iter().filter(|&&b| b == b'\n').count() as u64;
+        }
+        out.push(format!("+{lines} lines ({bytes})"));
+    }
+    Ok(out)
 }
 
 /// `GET /download/{seq}/{*key}`: one version, byte for byte (checked against its BLAKE3).

@@ -392,6 +392,28 @@ impl Store {
         db::prefix_bytes(&conn, file_id, seq, kept as u64)
     }
 
+    /// Whether version `seq` begins with the first `len` bytes of version `seq - 1` (an
+    /// append, as far as `len` goes). The chunks the two share say most of it; the rest,
+    /// usually part of one chunk that the append re-cut, is compared byte for byte.
+    pub fn extends_previous(&self, key: &Key, seq: u64, len: u64) -> Result<bool> {
+        if seq < 2 {
+            return Ok(false);
+        }
+        let kept = self.kept_bytes(key, seq)?;
+        if kept >= len {
+            return Ok(true);
+        }
+        let read = |seq: u64| -> Result<Vec<u8>> {
+            let mut out = Vec::new();
+            for piece in self.read_range(key, seq, kept, Some(len))? {
+                out.extend_from_slice(&piece?);
+            }
+            Ok(out)
+        };
+        let (old, new) = (read(seq - 1)?, read(seq)?);
+        Ok(old.len() as u64 == len - kept && old == new)
+    }
+
     /// The bytes `from..to` (`to` = the end when `None`) of one version, a chunk at a time, each
     /// chunk checked against its name. Only the chunks holding those bytes are read, so reading
     /// the appended tail of a big file costs the tail.

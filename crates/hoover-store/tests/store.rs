@@ -269,6 +269,15 @@ fn byte_ranges_read_only_what_they_ask_for() {
     let kept = store.kept_bytes(&key, s2).unwrap();
     assert!(kept > 700_000 && kept <= v1.len() as u64, "kept {kept}");
     assert_eq!(store.kept_bytes(&key, s1).unwrap(), 0);
+    assert!(store.extends_previous(&key, s2, v1.len() as u64).unwrap());
+    let mut v3 = v2.clone();
+    v3[v1.len() - 10] ^= 1;
+    v3.extend_from_slice(b"more");
+    let (s3, _) = push(&store, &key, &v3, None);
+    assert!(!store.extends_previous(&key, s3, v2.len() as u64).unwrap());
+    assert!(store
+        .extends_previous(&key, s3, v1.len() as u64 - 10)
+        .unwrap());
     assert_eq!(
         store.version(&key, s2).unwrap().unwrap().size,
         v2.len() as u64
