@@ -762,14 +762,12 @@ fn changes(
         } else {
             format!("−{} bytes", prev.size - v.size)
         };
-        if i < counted_from
-            || v.size < prev.size
-            || !store.extends_previous(key, v.seq, prev.size)?
-        {
-            out.push(if v.size < prev.size || i < counted_from {
-                bytes
-            } else {
+        let counted = i >= counted_from && v.size >= prev.size;
+        if !(counted && store.extends_previous(key, v.seq, prev.size)?) {
+            out.push(if counted {
                 format!("rewritten, {bytes}")
+            } else {
+                bytes
             });
             continue;
         }
