@@ -291,8 +291,27 @@ fn a_push_only_key_can_push_but_not_search() {
         "--root",
         &format!("c={}", root.display()),
     ]);
-    let out = world.run(&["search", "plan"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("may only push"), "{err}");
+    for args in [
+        vec!["search", "plan"],
+        vec!["ls"],
+        vec!["versions", "l/c/a.jsonl"],
+        vec!["restore", "l/c/a.jsonl", "-o", "-"],
+    ] {
+        let out = world.run(&args);
+        assert!(!out.status.success(), "{args:?} was allowed");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("may only push"), "{args:?}: {err}");
+    }
+    // A second key without the option reads everything the push-only laptop sent.
+    let reader = world.path().join("reader/.ssh/id_ed25519");
+    let public = hoover_testkit::make_key(&reader);
+    let mut keys = std::fs::read_to_string(&authorized).unwrap();
+    keys.push_str(&format!("{public}\n"));
+    std::fs::write(&authorized, keys).unwrap();
+    let reader = reader.display().to_string();
+    let listing = world.json(&["ls", "--identity", &reader]);
+    assert_eq!(listing[0]["key"], "l/c/a.jsonl", "{listing}");
+    wait_until("the pushed message is searchable", DEADLINE, || {
+        world.json(&["search", "plan", "--identity", &reader])["total"] == 1
+    });
 }

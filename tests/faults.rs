@@ -1,0 +1,240 @@
+//! Faults: connections cut at random byte offsets, and two laptops pushing the same chunks at
+//! the same moment. Nothing half-done is recorded, nothing confirmed is sent twice, and every
+//! version the server holds restores byte for byte.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hoover_testkit::{corpus, http_get, make_key, World};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hoover");
+
+/// A TCP proxy on loopback that forwards to `target` and cuts each connection after the client
+/// has sent `limit` bytes. Returns its port, and a count of the connections it cut.
+fn cutting_proxy(target: u16, limit: u64) -> (u16, Arc<AtomicU64>) {
+    let cut_count = Arc::new(AtomicU64::new(0));
+    let cuts = cut_count.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                return;
+            };
+            let sent = Arc::new(AtomicU64::new(0));
+            let cuts = cuts.clone();
+            let pipe = |mut from: TcpStream, mut to: TcpStream, counted: Option<Arc<AtomicU64>>| {
+                let cuts = cuts.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        let n = match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let mut n = n as u64;
+                        let mut cut = false;
+                        if let Some(c) = &counted {
+                            let before = c.fetch_add(n, Ordering::SeqCst);
+                            if before + n >= limit {
+                                n = limit.saturating_sub(before);
+                                cut = true;
+                            }
+                        }
+                        if to.write_all(&buf[..n as usize]).is_err() {
+                            break;
+                        }
+                        if cut {
+                            cuts.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                    }
+                    let _ = from.shutdown(Shutdown::Both);
+                    let _ = to.shutdown(Shutdown::Both);
+                });
+            };
+            pipe(
+                client.try_clone().unwrap(),
+                server.try_clone().unwrap(),
+                Some(sent),
+            );
+            pipe(server, client, None);
+        }
+    });
+    (port, cut_count)
+}
+
+fn stats(world: &World) -> Value {
+    let (_, body) = http_get(world.server.http_port, "/api/stats").unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every version of every file on the server restores to a hash the server recorded, and the
+/// latest of each equals the local file.
+fn check_restores(world: &World, root: &Path, source: &str) {
+    let verify = world.json(&[
+        "verify",
+        "--store",
+        &world.server.store.display().to_string(),
+    ]);
+    assert_eq!(verify["clean"], true, "{verify}");
+    for path in files_under(root) {
+        let rel = path.strip_prefix(root).unwrap().display().to_string();
+        let key = format!("{source}/c/{rel}");
+        let restored = world.ok(&["restore", &key, "-o", "-"]);
+        assert!(
+            restored == std::fs::read(&path).unwrap(),
+            "{key} restores byte for byte"
+        );
+    }
+}
+
+#[test]
+fn cut_connections_record_nothing_half_done_and_resend_nothing_confirmed() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    corpus::write_tree(&root, 7, 40, 12_000_000);
+    let root_arg = format!("c={}", root.display());
+    // Each round brings new work (a new transcript, and an append to an old one), and the
+    // connection is cut at a random offset within it: the handshake, have/want, chunks,
+    // versions or the commit.
+    let mut rng = corpus::Rng::new(99);
+    let mut cut = 0;
+    let rounds = 16;
+    let old = files_under(&root);
+    for round in 0..rounds {
+        let fresh = root.join(format!("round-{round}.jsonl"));
+        std::fs::write(&fresh, corpus::Session::new(1000 + round).bytes(600_000)).unwrap();
+        let target = &old[round as usize % old.len()];
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(target)
+            .unwrap();
+        f.write_all(&corpus::Session::new(2000 + round).bytes(200_000))
+            .unwrap();
+        let limit = 200 + rng.below(250_000);
+        let (proxy, cuts) = cutting_proxy(world.server.ssh_port, limit);
+        // Through the proxy: not `World::hoover`, which points at the server itself.
+        let mut cmd = std::process::Command::new(BIN);
+        world.client_home.apply(&mut cmd);
+        // The client may reconnect and finish, or give up: either way it was cut.
+        cmd.args(["sync", "--source", "lap", "--root", &root_arg, "--json"])
+            .arg("--server")
+            .arg(format!("127.0.0.1:{proxy}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        if cuts.load(Ordering::SeqCst) > 0 {
+            cut += 1;
+        }
+        // Whatever the cut, the store is consistent: every recorded version is whole.
+        let verify = world.json(&[
+            "verify",
+            "--store",
+            &world.server.store.display().to_string(),
+        ]);
+        assert_eq!(
+            verify["clean"], true,
+            "after a cut at {limit} bytes: {verify}"
+        );
+    }
+    println!("{cut} of {rounds} syncs were cut");
+    assert!(
+        cut >= rounds / 2,
+        "the proxy cut too late to test anything ({cut} of {rounds} were cut)"
+    );
+    // The full sync sends exactly the chunks the server still lacks.
+    let before = stats(&world)["chunks"].as_u64().unwrap();
+    let report = world.json(&["sync", "--source", "lap", "--root", &root_arg]);
+    let after = stats(&world)["chunks"].as_u64().unwrap();
+    assert_eq!(
+        report["chunks_sent"].as_u64().unwrap(),
+        after - before,
+        "chunks the server had were sent again: {report}"
+    );
+    check_restores(&world, &root, "lap");
+}
+
+#[test]
+fn two_laptops_push_the_same_chunks_at_once_and_they_are_stored_once() {
+    let world = World::new(BIN);
+    // A second laptop with its own key.
+    let second_home = world.path().join("second");
+    let second_key = second_home.join(".ssh/id_ed25519");
+    let public = make_key(&second_key);
+    let authorized = world.server_home.dir.join("authorized_keys");
+    let mut keys = std::fs::read_to_string(&authorized).unwrap();
+    keys.push_str(&format!("{public}\n"));
+    std::fs::write(&authorized, keys).unwrap();
+
+    // The same transcripts on both laptops (a shared project, copied).
+    let one = world.path().join("one");
+    let two = world.path().join("two");
+    corpus::write_tree(&one, 11, 20, 8_000_000);
+    for path in files_under(&one) {
+        let dest = two.join(path.strip_prefix(&one).unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&path, &dest).unwrap();
+    }
+    let raw: u64 = files_under(&one)
+        .iter()
+        .map(|p| p.metadata().unwrap().len())
+        .sum();
+    let spawn = |source: &str, root: &Path, identity: Option<&Path>| {
+        let mut cmd = world.hoover(&[
+            "sync",
+            "--source",
+            source,
+            "--root",
+            &format!("c={}", root.display()),
+            "--json",
+        ]);
+        if let Some(id) = identity {
+            cmd.arg("--identity").arg(id);
+        }
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn("laptop-a", &one, None);
+    let b = spawn("laptop-b", &two, Some(&second_key));
+    for (name, child) in [("a", a), ("b", b)] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "laptop {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let s = stats(&world);
+    let files = files_under(&one).len() as u64;
+    assert_eq!(s["files"].as_u64().unwrap(), 2 * files, "{s}");
+    assert_eq!(s["versions"].as_u64().unwrap(), 2 * files, "{s}");
+    assert!(
+        s["unique_bytes"].as_u64().unwrap() <= raw,
+        "shared chunks were stored twice: {s} for {raw} bytes of transcripts"
+    );
+    check_restores(&world, &one, "laptop-a");
+    check_restores(&world, &two, "laptop-b");
+}
