@@ -413,6 +413,54 @@ pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(hello)
 }
 
+/// Harnesses shared by the fuzz targets (`fuzz/`) and the tests that replay what fuzzing found
+/// (`fuzz/regressions/`). Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    /// Reads frames from `data` as a server reads a connection, decoding each as a `Request`
+    /// (and the first as a `Hello`), until the first error. Must never panic.
+    pub fn read_all_requests(data: &[u8]) {
+        let mut reader = data;
+        let mut first = true;
+        loop {
+            let mut read = std::pin::pin!(read_frame(&mut reader));
+            let mut cx = Context::from_waker(Waker::noop());
+            match read.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(payload)) => {
+                    if first {
+                        let _ = decode::<Hello>(&payload);
+                        first = false;
+                    }
+                    let _ = decode::<Request>(&payload);
+                }
+                Poll::Ready(Err(_)) => return,
+                Poll::Pending => unreachable!("a byte slice is always ready"),
+            }
+        }
+    }
+
+    /// Decodes `data` as every message type; whatever decodes must encode and decode back to
+    /// the same encoding (compared as bytes, so a NaN score counts as itself).
+    pub fn decode_every_message(data: &[u8]) {
+        fn round_trip<T: Serialize + DeserializeOwned>(data: &[u8]) {
+            if let Ok(m) = decode::<T>(data) {
+                let bytes = encode(&m);
+                let again: T = decode(&bytes[4..]).expect("an encoded message decodes");
+                assert_eq!(encode(&again), bytes, "a message re-encodes the same");
+            }
+        }
+        round_trip::<Hello>(data);
+        round_trip::<HelloReply>(data);
+        round_trip::<Request>(data);
+        round_trip::<Response>(data);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

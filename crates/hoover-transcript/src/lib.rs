@@ -283,6 +283,26 @@ impl LineSplitter {
     }
 }
 
+/// Harnesses shared by the fuzz targets (`fuzz/`) and the tests that replay what fuzzing found
+/// (`fuzz/regressions/`). Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Splits `data` into lines as two successive versions would deliver it, and parses each
+    /// line and the whole. Must never panic.
+    pub fn split_and_parse(data: &[u8]) {
+        let mut splitter = LineSplitter::default();
+        let cut = data.len() / 3;
+        let mut lines = splitter.feed(&data[..cut]);
+        lines.extend(splitter.feed(&data[cut..]));
+        for (n, line) in lines {
+            let _ = parse_line(&line, n);
+        }
+        let _ = parse_line(data, 1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
