@@ -24,5 +24,9 @@ for t in "${targets[@]}"; do
     echo "fuzz: $t crashed; the input is in $artifacts/: copy it to fuzz/regressions/$t/ and fix" >&2
     exit 1
   fi
-  grep -E "^stat::number_of_executed_units|Done [0-9]+ runs" "target/fuzz/$t.log" | tail -n 2
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "target/fuzz/$t.log" | tail -n 1)
+  echo "$t: ${runs:-0} inputs run, no crash"
+  mkdir -p target/tmp/reliability
+  printf '{"target":"%s","seconds":%s,"executions":%s,"crashes":0}\n' "$t" "$seconds" "${runs:-0}" \
+    > "target/tmp/reliability/fuzz-$t.json"
 done

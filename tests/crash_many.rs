@@ -145,4 +145,15 @@ fn fifty_server_crashes_lose_nothing() {
         Duration::from_secs(60),
         || stat(&world, "/api/stats", "index.messages") == messages,
     );
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "server_kills",
+        serde_json::json!({
+            "kills": KILLS,
+            "interrupted_syncs": interrupted,
+            "versions_checked": after["versions_checked"],
+            "files_restored": files.len(),
+            "messages_indexed_once": messages,
+        }),
+    );
 }

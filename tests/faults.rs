@@ -173,6 +173,15 @@ fn cut_connections_record_nothing_half_done_and_resend_nothing_confirmed() {
         "chunks the server had were sent again: {report}"
     );
     check_restores(&world, &root, "lap");
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "connection_cuts",
+        serde_json::json!({
+            "syncs": rounds,
+            "syncs_cut": cut,
+            "files_restored": files_under(&root).len(),
+        }),
+    );
 }
 
 #[test]
@@ -237,4 +246,13 @@ fn two_laptops_push_the_same_chunks_at_once_and_they_are_stored_once() {
     );
     check_restores(&world, &one, "laptop-a");
     check_restores(&world, &two, "laptop-b");
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "two_laptops",
+        serde_json::json!({
+            "files_each": files,
+            "unique_bytes": s["unique_bytes"],
+            "transcript_bytes_each": raw,
+        }),
+    );
 }

@@ -122,7 +122,11 @@ async fn raw(world: &World) -> Conn<hoover_client::SshStream> {
     conn
 }
 
+/// Hostile requests refused so far (for the reliability report).
+static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 async fn expect_error(conn: &mut Conn<hoover_client::SshStream>, code: ErrorCode) -> String {
+    REFUSED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     conn.flush().await.unwrap();
     match conn.recv::<Response>().await.unwrap() {
         Response::Error { code: got, message } => {
@@ -335,6 +339,14 @@ async fn hostile_client_is_refused_and_the_store_stays_clean() {
     write_tree(&root);
     let sync = world.json(&["sync", "--root", &format!("c={}", root.display())]);
     assert_eq!(sync["versions_new"], 1);
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "hostile",
+        serde_json::json!({
+            "refused": REFUSED.load(std::sync::atomic::Ordering::SeqCst),
+            "store_clean": report["clean"],
+        }),
+    );
 }
 
 fn zstd_bomb(zeros: &[u8]) -> Vec<u8> {

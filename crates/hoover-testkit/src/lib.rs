@@ -24,6 +24,16 @@ pub fn make_key(path: &Path) -> String {
     public
 }
 
+/// Records what a reliability test did (counts of kills, cuts, refusals...) as
+/// `<tmpdir>/reliability/<name>.json`, for `scripts/reliability.sh` to put in
+/// `docs/reliability.md`: the figures there come from test output, not from hand.
+pub fn report(tmpdir: &str, name: &str, value: serde_json::Value) {
+    let dir = Path::new(tmpdir).join("reliability");
+    std::fs::create_dir_all(&dir).expect("create the reliability report dir");
+    std::fs::write(dir.join(format!("{name}.json")), value.to_string())
+        .expect("write a reliability report");
+}
+
 /// Waits until `cond` holds, polling, or panics with `what` after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

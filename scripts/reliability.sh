@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Writes the "Last run" table of docs/reliability.md from what the reliability tests and the
+# fuzz run recorded in target/tmp/reliability/*.json (run scripts/test.sh and scripts/fuzz.sh
+# first). The figures in that table come from test output only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 - <<'PY'
+import glob, json, os, datetime, re
+reports = {}
+for path in sorted(glob.glob("target/tmp/reliability/*.json")):
+    name = os.path.basename(path)[:-5]
+    reports[name] = (json.load(open(path)), datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.UTC))
+rows = []
+def row(what, name, text):
+    if name in reports:
+        r, at = reports[name]
+        rows.append(f"| {what} | {text(r)} | {at:%Y-%m-%d %H:%M} UTC |")
+    else:
+        rows.append(f"| {what} | not run | |")
+row("server killed (SIGKILL) during syncs and indexing", "server_kills",
+    lambda r: f"{r['kills']} kills survived ({r['interrupted_syncs']} inside a sync); {r['versions_checked']} versions verified; {r['files_restored']} files restored byte for byte; {r['messages_indexed_once']} messages indexed once")
+row("connections cut at random byte offsets", "connection_cuts",
+    lambda r: f"{r['syncs_cut']} of {r['syncs']} syncs cut; store clean after each; {r['files_restored']} files restored byte for byte; the next sync resent nothing")
+row("two laptops pushing the same chunks at once", "two_laptops",
+    lambda r: f"{r['files_each']} files each; {r['unique_bytes']} unique bytes stored for {r['transcript_bytes_each']} bytes of transcripts on each laptop")
+row("hostile protocol client", "hostile",
+    lambda r: f"{r['refused']} hostile requests refused; store clean afterwards: {r['store_clean']}")
+for t in ["frame", "message", "transcript_line"]:
+    row(f"fuzzing: {t.replace('_', ' ')}", f"fuzz-{t}",
+        lambda r: f"{r['executions']:,} inputs in {r['seconds']} s, {r['crashes']} crashes")
+table = "| fault class | last run | when |\n|---|---|---|\n" + "\n".join(rows)
+doc = open("docs/reliability.md").read()
+doc = re.sub(r"(<!-- BEGIN LAST RUN -->\n).*?(\n<!-- END LAST RUN -->)", lambda m: m.group(1) + table + m.group(2), doc, flags=re.S)
+open("docs/reliability.md", "w").write(doc)
+print(table)
+PY
