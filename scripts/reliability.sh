@@ -23,6 +23,8 @@ row("connections cut at random byte offsets", "connection_cuts",
     lambda r: f"{r['syncs_cut']} of {r['syncs']} syncs cut; store clean after each; {r['files_restored']} files restored byte for byte; the next sync resent nothing")
 row("two laptops pushing the same chunks at once", "two_laptops",
     lambda r: f"{r['files_each']} files each; {r['unique_bytes']} unique bytes stored for {r['transcript_bytes_each']} bytes of transcripts on each laptop")
+row("a full disk (ENOSPC injected at the store's write seam)", "disk_full",
+    lambda r: f"new data refused, saying \"{r['refused_saying']}\"; {r['versions_kept']} versions kept intact; after space returned {r['files_restored_after']} files restored byte for byte")
 row("hostile protocol client", "hostile",
     lambda r: f"{r['refused']} hostile requests refused; store clean afterwards: {r['store_clean']}")
 for t in ["frame", "message", "transcript_line"]:

@@ -256,3 +256,58 @@ fn two_laptops_push_the_same_chunks_at_once_and_they_are_stored_once() {
         }),
     );
 }
+
+#[test]
+fn a_full_disk_refuses_new_data_keeps_the_old_and_recovers() {
+    let mut world = World::new(BIN);
+    // The server's store sees a full disk while this file exists (the store's fault seam).
+    let full = world.path().join("disk-is-full");
+    let mut opts = world.server_options(world.server.ssh_port);
+    opts.env = vec![("HOOVER_FAULT_DISK_FULL".into(), full.display().to_string())];
+    world.server.kill();
+    world.server = hoover_testkit::ServerProcess::start(&opts);
+
+    let root = world.path().join("projects");
+    corpus::write_tree(&root, 21, 10, 3_000_000);
+    let root_arg = format!("c={}", root.display());
+    world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
+    let store = world.server.store.display().to_string();
+    let versions = world.json(&["verify", "--store", &store])["versions_checked"].clone();
+
+    // The disk fills up; new work is refused with a message that says so.
+    std::fs::write(&full, b"").unwrap();
+    let target = &files_under(&root)[0];
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(target)
+        .unwrap();
+    f.write_all(&corpus::Session::new(31).bytes(300_000))
+        .unwrap();
+    std::fs::write(
+        root.join("new.jsonl"),
+        corpus::Session::new(32).bytes(300_000),
+    )
+    .unwrap();
+    let out = world.run(&["sync", "--source", "lap", "--root", &root_arg]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("disk is full"), "{err}");
+    // What it had is intact, and nothing half-done was added.
+    let verify = world.json(&["verify", "--store", &store]);
+    assert_eq!(verify["clean"], true, "{verify}");
+    assert_eq!(verify["versions_checked"], versions, "{verify}");
+
+    // Space returns: the same server takes the work.
+    std::fs::remove_file(&full).unwrap();
+    world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
+    check_restores(&world, &root, "lap");
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "disk_full",
+        serde_json::json!({
+            "refused_saying": "the server's disk is full",
+            "versions_kept": versions,
+            "files_restored_after": files_under(&root).len(),
+        }),
+    );
+}

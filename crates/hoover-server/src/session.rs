@@ -137,9 +137,15 @@ impl Ingest {
                         }
                         let b = batch.get_or_insert_with(|| store.batch());
                         if let Err(e) = b.add_chunk(id, len, &data) {
-                            failed = Some(e.to_string());
-                            if let Some(tx) = err_tx.take() {
-                                let _ = tx.send(e);
+                            if e.is_disk_full() {
+                                // The server's trouble, not the client's: the batch's versions
+                                // and commit are refused with the reason; the connection stays.
+                                failed = Some(disk_full_message(&e));
+                            } else {
+                                failed = Some(e.to_string());
+                                if let Some(tx) = err_tx.take() {
+                                    let _ = tx.send(e);
+                                }
                             }
                         }
                     }
@@ -173,8 +179,20 @@ struct Failure {
     message: String,
 }
 
+fn disk_full_message(e: &StoreError) -> String {
+    format!(
+        "the server's disk is full ({e}); nothing of this batch was recorded and everything stored before is intact: free space on the server, then sync again"
+    )
+}
+
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
+        if e.is_disk_full() {
+            return Failure {
+                code: ErrorCode::Internal,
+                message: disk_full_message(&e),
+            };
+        }
         let code = match &e {
             StoreError::Refused(_) => ErrorCode::Refused,
             StoreError::StaleBase(_) => ErrorCode::StaleBase,

@@ -2,9 +2,22 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::{Result, StoreError};
+
+/// The fault-injection seam for a full disk, used by the tests of the real binary: while the
+/// file named by `HOOVER_FAULT_DISK_FULL` exists, every write of chunk data fails with ENOSPC,
+/// as on a full disk. Unset (always, outside tests) it costs one environment read per process.
+pub(crate) fn injected_full_disk() -> std::io::Result<()> {
+    static FLAG: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let flag = FLAG.get_or_init(|| std::env::var_os("HOOVER_FAULT_DISK_FULL").map(PathBuf::from));
+    match flag {
+        Some(path) if path.exists() => Err(std::io::Error::from_raw_os_error(28)),
+        _ => Ok(()),
+    }
+}
 
 pub(crate) fn create_dir_all(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| StoreError::io(path, e))
@@ -22,7 +35,9 @@ pub(crate) fn check_writable(dir: &Path) -> Result<()> {
 pub(crate) fn write_durable(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    file.write_all(data).map_err(|e| StoreError::io(&tmp, e))?;
+    injected_full_disk()
+        .and_then(|()| file.write_all(data))
+        .map_err(|e| StoreError::io(&tmp, e))?;
     file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
     let dest = dir.join(name);
     std::fs::rename(&tmp, &dest).map_err(|e| StoreError::io(&dest, e))?;

@@ -58,6 +58,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when the disk under the store is full: nothing of the batch was recorded, and
+    /// the same push works once there is space.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => {
+                source.raw_os_error() == Some(28)
+                    || source.kind() == std::io::ErrorKind::StorageFull
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         StoreError::Io {
             path: path.to_path_buf(),

@@ -41,8 +41,8 @@ impl PackWriter {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.file
-            .write_all(bytes)
+        crate::fsutil::injected_full_disk()
+            .and_then(|()| self.file.write_all(bytes))
             .map_err(|e| StoreError::io(&self.tmp, e))?;
         self.len += bytes.len() as u64;
         Ok(())

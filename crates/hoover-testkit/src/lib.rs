@@ -87,8 +87,10 @@ pub struct ServerOptions {
     pub host_key: PathBuf,
     /// 0 picks a free port.
     pub ssh_port: u16,
-    /// More `hoover serve` arguments (they may override `--http-listen`).
+    /// More `hoover serve` arguments.
     pub extra_args: Vec<String>,
+    /// More environment variables for it.
+    pub env: Vec<(String, String)>,
 }
 
 impl ServerProcess {
@@ -111,6 +113,7 @@ impl ServerProcess {
             .arg("--host-key")
             .arg(&opts.host_key)
             .args(&opts.extra_args)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -212,6 +215,7 @@ impl World {
             host_key: server_home.dir.join("host_key"),
             ssh_port: 0,
             extra_args: Vec::new(),
+            env: Vec::new(),
         });
         World {
             tmp,
@@ -236,6 +240,7 @@ impl World {
             host_key: self.server_home.dir.join("host_key"),
             ssh_port,
             extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 
