@@ -159,8 +159,9 @@ impl Ingest {
                         let _ = reply.send(result);
                     }
                     IngestCmd::Commit(reply) => {
-                        let result = match (&failed, batch.take()) {
-                            (Some(f), _) => Err(StoreError::Refused(f.clone())),
+                        // A failed batch ends here: the next one starts clean.
+                        let result = match (failed.take(), batch.take()) {
+                            (Some(f), _) => Err(StoreError::Refused(f)),
                             (None, Some(b)) => b.commit(),
                             (None, None) => Ok(Vec::new()),
                         };
