@@ -4,27 +4,12 @@
 //! server lacks, every file restores byte for byte, and the index holds every message once.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hoover_testkit::{corpus, http_get, wait_until, World};
+use hoover_testkit::{corpus, files_under, http_get, wait_until, World};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
 const KILLS: u64 = 50;
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
 
 fn stat(world: &World, path: &str, field: &str) -> u64 {
     http_get(world.server.http_port, path)

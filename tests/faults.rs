@@ -4,11 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use hoover_testkit::{corpus, http_get, make_key, World};
+use hoover_testkit::{corpus, files_under, http_get, make_key, World};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
@@ -72,20 +72,6 @@ fn cutting_proxy(target: u16, limit: u64) -> (u16, Arc<AtomicU64>) {
 fn stats(world: &World) -> Value {
     let (_, body) = http_get(world.server.http_port, "/api/stats").unwrap();
     serde_json::from_str(&body).unwrap()
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Every version of every file on the server restores to a hash the server recorded, and the

@@ -35,18 +35,12 @@ fn make_tree(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The transcripts under `dir`.
 fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else if p.extension().is_some_and(|x| x == "jsonl") {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
+    hoover_testkit::files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect()
 }
 
 fn key_of(root: &Path, path: &Path) -> String {

@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use hoover_index::{Index, IndexOptions, SearchRequest, VersionMeta};
 use hoover_testkit::corpus::{Rng, Session};
+use hoover_testkit::files_under;
 
 const FILE_BYTES: usize = 1 << 20;
 
@@ -66,20 +67,6 @@ fn write_corpus(dir: &Path, bytes: u64) -> Result<Vec<String>> {
         std::fs::write(project.join(format!("{}.jsonl", s.session_id())), &out)?;
     }
     Ok(rare)
-}
-
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
 
 pub fn run(dir: &Path, bytes: u64) -> Result<()> {

@@ -24,6 +24,21 @@ pub fn make_key(path: &Path) -> String {
     public
 }
 
+/// Every file under `dir`, recursively, sorted (an unreadable directory counts as empty).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Records what a reliability test did (counts of kills, cuts, refusals...) as
 /// `<tmpdir>/reliability/<name>.json`, for `scripts/reliability.sh` to put in
 /// `docs/reliability.md`: the figures there come from test output, not from hand.
