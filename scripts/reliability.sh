@@ -32,7 +32,8 @@ for t in ["frame", "message", "transcript_line"]:
         lambda r: f"{r['executions']:,} inputs in {r['seconds']} s, {r['crashes']} crashes")
 table = "| fault class | last run | when |\n|---|---|---|\n" + "\n".join(rows)
 doc = open("docs/reliability.md").read()
-doc = re.sub(r"(<!-- BEGIN LAST RUN -->\n).*?(\n<!-- END LAST RUN -->)", lambda m: m.group(1) + table + m.group(2), doc, flags=re.S)
+doc, n = re.subn(r"(<!-- BEGIN LAST RUN -->\n)(?:.*?\n)?(<!-- END LAST RUN -->)", lambda m: m.group(1) + table + "\n" + m.group(2), doc, flags=re.S)
+assert n == 1, "docs/reliability.md lacks the LAST RUN markers"
 open("docs/reliability.md", "w").write(doc)
 print(table)
 PY
