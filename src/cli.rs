@@ -123,9 +123,18 @@ pub struct ServeArgs {
     /// [default: <data dir>/host_key].
     #[arg(long, env = "HOOVER_HOST_KEY")]
     pub host_key: Option<PathBuf>,
-    /// Most SSH connections served at once.
+    /// Most SSH connections served at once; more are refused until one closes.
     #[arg(long, default_value_t = 64)]
     pub max_connections: usize,
+    /// Seconds a new connection has to authenticate and start hoover's protocol before it is
+    /// closed (so silent or slow clients cannot hold connection slots).
+    #[arg(long, value_name = "SECS", default_value_t = hoover_server::ServerConfig::LOGIN_TIMEOUT.as_secs())]
+    pub login_timeout: u64,
+    /// Seconds a connection may stall in the middle of something (a half-sent request, a batch
+    /// of chunks not yet committed, a reply it does not read) before it is closed and its
+    /// uncommitted batch dropped. An agent idle between requests is never closed for it.
+    #[arg(long, value_name = "SECS", default_value_t = hoover_server::ServerConfig::STALL_TIMEOUT.as_secs())]
+    pub stall_timeout: u64,
     /// TOML config file [default: $HOOVER_CONFIG, else <config dir>/config.toml].
     #[arg(long)]
     pub config: Option<PathBuf>,

@@ -190,6 +190,20 @@ async fn hostile_client_is_refused_and_the_store_stays_clean() {
     assert!(m.contains("zstd bomb") || m.contains("decompress"), "{m}");
     expect_closed(&mut c).await;
 
+    // A "compressed" chunk bigger than any real chunk can compress to: refused before it is
+    // queued, so a connection's queue holds at most a few MB.
+    let mut c = raw(&world).await;
+    c.send(&Request::Chunk {
+        id: ChunkId::of(&good),
+        len: good.len() as u32,
+        data: vec![0x55; 4 << 20],
+    })
+    .await
+    .unwrap();
+    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    assert!(m.contains("compressed"), "{m}");
+    expect_closed(&mut c).await;
+
     // Keys with path tricks are refused by name, and the connection goes on.
     let mut c = raw(&world).await;
     for bad in [

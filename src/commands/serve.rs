@@ -52,6 +52,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         index: !args.no_index && s.index.unwrap_or(true),
         redact: !args.no_redact && s.redact.unwrap_or(true),
         http_token: args.http_token.or(s.http_token.clone()),
+        login_timeout: std::time::Duration::from_secs(args.login_timeout.max(1)),
+        stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
     };
     let server = Server::bind(&config).await?;
     tracing::info!(

@@ -50,6 +50,8 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         index: true,
         redact: true,
         http_token: None,
+        login_timeout: ServerConfig::LOGIN_TIMEOUT,
+        stall_timeout: ServerConfig::STALL_TIMEOUT,
     };
     let server = Server::bind(&config).await.with_context(|| {
         "hoover up could not start its server; if a port is taken, move it with --ssh-listen / --http-listen"

@@ -21,6 +21,7 @@ pub(crate) fn router(
     live: LiveFeed,
     token: Option<std::sync::Arc<str>>,
     redact: bool,
+    conns: std::sync::Arc<crate::ConnCounters>,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -43,6 +44,7 @@ pub(crate) fn router(
             indexer,
             live,
             redact,
+            conns,
         })
         .layer(axum::middleware::from_fn_with_state(
             token,
@@ -251,6 +253,25 @@ async fn metrics(State(app): State<App>) -> Response {
         "Compressed bytes of the distinct chunks.",
         "gauge",
         counts.chunk_stored_bytes,
+    );
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    metric(
+        "ssh_connections",
+        "SSH connections open now.",
+        "gauge",
+        load(&app.conns.open),
+    );
+    metric(
+        "ssh_connections_refused_total",
+        "SSH connections refused because --max-connections were open.",
+        "counter",
+        load(&app.conns.refused),
+    );
+    metric(
+        "ssh_connections_timed_out_total",
+        "SSH connections closed for not logging in in time or for stalling.",
+        "counter",
+        load(&app.conns.timed_out),
     );
     if let Some(index) = app.indexer.as_ref().and_then(|i| i.index()) {
         let c = index.counters();

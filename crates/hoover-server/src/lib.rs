@@ -14,6 +14,7 @@ mod web;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,26 @@ pub struct ServerConfig {
     pub redact: bool,
     /// The web page's token. Required when `http_listen` is not a loopback address.
     pub http_token: Option<String>,
+    /// How long a new connection has to authenticate and start the protocol.
+    pub login_timeout: Duration,
+    /// How long a connection may stall mid-frame, mid-batch or on a reply ([`session::Limits`]).
+    pub stall_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// The default time-outs: 30 s to log in, 120 s for a stall.
+    pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const STALL_TIMEOUT: Duration = Duration::from_secs(120);
+}
+
+/// Connection counts, shown on `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConnCounters {
+    pub open: AtomicU64,
+    /// Refused because `max_connections` were open.
+    pub refused: AtomicU64,
+    /// Closed for missing the login deadline or stalling.
+    pub timed_out: AtomicU64,
 }
 
 /// A server with its listeners bound and its store open.
@@ -51,6 +72,8 @@ pub struct Server {
     http_token: Option<Arc<str>>,
     redact: bool,
     max_connections: usize,
+    login_timeout: Duration,
+    conns: Arc<ConnCounters>,
 }
 
 impl Server {
@@ -84,6 +107,7 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
         let live_feed = live::LiveFeed::new();
+        let conns = Arc::new(ConnCounters::default());
         let indexer = if config.index {
             let (store, dir) = (store.clone(), indexing::index_dir(&config.store));
             let live = live_feed.clone();
@@ -107,11 +131,17 @@ impl Server {
                 authorized_keys: config.authorized_keys.clone(),
                 store,
                 indexer,
+                limits: session::Limits {
+                    stall: config.stall_timeout,
+                },
+                conns: conns.clone(),
             }),
             live: live_feed,
             http_token: config.http_token.as_deref().map(Arc::from),
             redact: config.redact,
             max_connections: config.max_connections,
+            login_timeout: config.login_timeout,
+            conns,
         })
     }
 
@@ -140,6 +170,7 @@ impl Server {
             self.live.clone(),
             self.http_token.clone(),
             self.redact,
+            self.conns.clone(),
         );
         let http_shutdown = shutdown.clone();
         let http = tokio::spawn(async move {
@@ -162,34 +193,31 @@ impl Server {
                 },
             };
             let Ok(permit) = limit.clone().try_acquire_owned() else {
-                tracing::warn!(%addr, "refused a connection: {} connections are open", self.max_connections);
+                self.conns.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%addr, "refused a connection: {} connections are open (--max-connections)", self.max_connections);
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            let started = Arc::new(AtomicBool::new(false));
             let handler = ssh::Connection {
                 settings: self.settings.clone(),
                 peer_addr: addr.to_string(),
                 peer: None,
                 channels: HashMap::new(),
+                started: started.clone(),
             };
             let config = config.clone();
             let token = shutdown.clone();
+            let conns = self.conns.clone();
+            let login = self.login_timeout;
             tasks.spawn(async move {
                 let _permit = permit;
-                match russh::server::run_stream(config, stream, handler).await {
-                    Ok(running) => {
-                        let handle = running.handle();
-                        tokio::select! {
-                            r = running => if let Err(e) = r {
-                                tracing::debug!(%addr, "ssh session ended: {e:#}");
-                            },
-                            _ = token.cancelled() => {
-                                let _ = handle.disconnect(russh::Disconnect::ByApplication, "server shutting down".into(), "en".into()).await;
-                            }
-                        }
-                    }
-                    Err(e) => tracing::debug!(%addr, "ssh handshake failed: {e:#}"),
-                }
+                conns.open.fetch_add(1, Ordering::Relaxed);
+                serve_ssh(
+                    config, stream, handler, addr, token, login, &started, &conns,
+                )
+                .await;
+                conns.open.fetch_sub(1, Ordering::Relaxed);
             });
             while tasks.try_join_next().is_some() {}
         }
@@ -200,5 +228,70 @@ impl Server {
             let _ = tokio::task::spawn_blocking(move || indexer.stop()).await;
         }
         Ok(())
+    }
+}
+
+/// Runs one SSH connection until it ends, the server shuts down, or it misses the login
+/// deadline (authenticated, with the protocol started on a channel, within `login`).
+#[allow(clippy::too_many_arguments)]
+async fn serve_ssh(
+    config: Arc<russh::server::Config>,
+    stream: tokio::net::TcpStream,
+    handler: ssh::Connection,
+    addr: SocketAddr,
+    token: CancellationToken,
+    login: Duration,
+    started: &AtomicBool,
+    conns: &ConnCounters,
+) {
+    let deadline = tokio::time::Instant::now() + login;
+    let late = || {
+        conns.timed_out.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%addr, "closed a connection that did not log in within {} s", login.as_secs());
+    };
+    let running = tokio::select! {
+        r = russh::server::run_stream(config, stream, handler) => match r {
+            Ok(running) => running,
+            Err(e) => return tracing::debug!(%addr, "ssh handshake failed: {e:#}"),
+        },
+        _ = tokio::time::sleep_until(deadline) => return late(),
+        _ = token.cancelled() => return,
+    };
+    let handle = running.handle();
+    let disconnect = |why: &str| {
+        let why = why.to_string();
+        let handle = handle.clone();
+        async move {
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, why, "en".into())
+                .await;
+        }
+    };
+    tokio::pin!(running);
+    let login_due = tokio::time::sleep_until(deadline);
+    tokio::pin!(login_due);
+    let mut logging_in = true;
+    loop {
+        tokio::select! {
+            r = &mut running => {
+                if let Err(e) = r {
+                    tracing::debug!(%addr, "ssh session ended: {e:#}");
+                }
+                return;
+            }
+            _ = &mut login_due, if logging_in => {
+                if started.load(Ordering::SeqCst) {
+                    logging_in = false;
+                } else {
+                    late();
+                    disconnect("no login in time").await;
+                    return;
+                }
+            }
+            _ = token.cancelled() => {
+                disconnect("server shutting down").await;
+                return;
+            }
+        }
     }
 }

@@ -26,6 +26,23 @@ pub struct Peer {
     pub access: Access,
 }
 
+/// How long a connection may stall. An agent may sit idle between requests as long as it
+/// likes (SSH keep-alives find a vanished peer); what it may not do is hold server resources
+/// while silent: a begun frame must be finished, an open batch continued, and a reply read,
+/// each within `stall`.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub stall: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            stall: std::time::Duration::from_secs(120),
+        }
+    }
+}
+
 /// What a connection did, for logs and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionStats {
@@ -39,6 +56,7 @@ pub async fn serve_connection<S>(
     store: Store,
     indexer: Option<Indexer>,
     peer: Peer,
+    limits: Limits,
 ) -> Result<SessionStats, ProtoError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -53,6 +71,8 @@ where
         peer,
         ingest: None,
         sent: HashSet::new(),
+        batch_open: false,
+        limits,
         stats: SessionStats::default(),
     };
     let result = session.run().await;
@@ -97,6 +117,9 @@ struct Session<S> {
     ingest: Option<Ingest>,
     /// Chunks sent in the current batch, so `Have` does not ask for them twice.
     sent: HashSet<ChunkId>,
+    /// Chunks or versions were sent since the last `Commit`.
+    batch_open: bool,
+    limits: Limits,
     stats: SessionStats,
 }
 
@@ -218,13 +241,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.fail(ErrorCode::BadChunk, message.clone()).await?;
                     return Err(ProtoError::Handshake(message));
                 }
-                r = self.conn.recv::<Request>() => r,
+                r = self.conn.recv_within::<Request>(
+                    self.batch_open.then_some(self.limits.stall),
+                    self.limits.stall,
+                ) => r,
             };
             let request = match received {
                 Ok(r) => r,
                 Err(ProtoError::Closed) => return Ok(()),
                 Err(e @ (ProtoError::Decode(_) | ProtoError::FrameTooLarge(_))) => {
                     self.fail(ErrorCode::Protocol, e.to_string()).await?;
+                    return Err(e);
+                }
+                Err(e @ ProtoError::TimedOut(_)) => {
+                    // Say why, if the peer still reads; it is closed either way.
+                    let _ = self.fail(ErrorCode::Protocol, e.to_string()).await;
                     return Err(e);
                 }
                 Err(e) => return Err(e),
@@ -241,13 +272,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     async fn fail(&mut self, code: ErrorCode, message: String) -> Result<(), ProtoError> {
-        self.conn.send(&Response::Error { code, message }).await?;
-        self.conn.flush().await
+        self.conn
+            .send_within(&Response::Error { code, message }, self.limits.stall)
+            .await
     }
 
     async fn reply(&mut self, response: Response) -> Result<Result<(), Failure>, ProtoError> {
-        self.conn.send(&response).await?;
-        self.conn.flush().await?;
+        self.conn.send_within(&response, self.limits.stall).await?;
         Ok(Ok(()))
     }
 
@@ -316,6 +347,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         ),
                     }));
                 }
+                if data.len() > MAX_COMPRESSED_CHUNK {
+                    return Ok(Err(Failure {
+                        code: ErrorCode::BadChunk,
+                        message: format!(
+                            "chunk {id} is {} bytes compressed, more than any chunk of at most {MAX_CHUNK_SIZE} bytes can be ({MAX_COMPRESSED_CHUNK})",
+                            data.len()
+                        ),
+                    }));
+                }
+                self.batch_open = true;
                 self.sent.insert(id);
                 self.stats.chunks_received += 1;
                 self.send_ingest(IngestCmd::Chunk { id, len, data }).await;
@@ -326,6 +367,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Ok(v) => v,
                     Err(f) => return Ok(Err(f)),
                 };
+                self.batch_open = true;
                 let (tx, rx) = oneshot::channel();
                 self.send_ingest(IngestCmd::Version(Box::new(version), tx))
                     .await;
@@ -339,6 +381,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let (tx, rx) = oneshot::channel();
                 self.send_ingest(IngestCmd::Commit(tx)).await;
                 self.sent.clear();
+                self.batch_open = false;
                 let committed = match rx.await {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => return Ok(Err(e.into())),
@@ -513,24 +556,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(x) => x,
             Err(f) => return Ok(Err(f)),
         };
-        self.conn.send(&Response::RestoreBegin { info }).await?;
+        self.send_part(&Response::RestoreBegin { info }).await?;
         for chunk in chunks {
             let id = chunk.id;
             let data = match self.blocking(move |s| s.read_chunk_compressed(&id)).await {
                 Ok(d) => d,
                 Err(f) => return Ok(Err(f)),
             };
-            self.conn
-                .send(&Response::ChunkData {
-                    id: chunk.id,
-                    len: chunk.len,
-                    data,
-                })
-                .await?;
+            self.send_part(&Response::ChunkData {
+                id: chunk.id,
+                len: chunk.len,
+                data,
+            })
+            .await?;
         }
         self.reply(Response::RestoreEnd).await
     }
 }
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// Sends one frame of a longer reply, giving up on a peer that reads none of it in time.
+    async fn send_part(&mut self, response: &Response) -> Result<(), ProtoError> {
+        let stall = self.limits.stall;
+        tokio::time::timeout(stall, self.conn.send(response))
+            .await
+            .map_err(|_| {
+                ProtoError::TimedOut(format!(
+                    "the peer read nothing of a restore for {} s",
+                    stall.as_secs()
+                ))
+            })?
+    }
+}
+
+/// The most bytes a compressed chunk can take: zstd's worst case for [`MAX_CHUNK_SIZE`]
+/// bytes is a little over that; anything bigger is refused before it is queued.
+const MAX_COMPRESSED_CHUNK: usize = MAX_CHUNK_SIZE + MAX_CHUNK_SIZE / 128 + 1024;
 
 /// Waits for the ingest thread's chunk error, if there is an ingest thread.
 async fn chunk_error(ingest: &mut Option<Ingest>) -> Option<StoreError> {

@@ -121,6 +121,8 @@ pub struct SshSettings {
     pub authorized_keys: PathBuf,
     pub store: Store,
     pub indexer: Option<crate::indexing::Indexer>,
+    pub limits: crate::session::Limits,
+    pub conns: Arc<crate::ConnCounters>,
 }
 
 /// The algorithms the server accepts: russh's defaults without SHA-1 (no `ssh-rsa` signatures,
@@ -173,6 +175,8 @@ pub(crate) struct Connection {
     pub(crate) peer_addr: String,
     pub(crate) peer: Option<Peer>,
     pub(crate) channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Set when the protocol starts on a channel: the login deadline no longer applies.
+    pub(crate) started: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Connection {
@@ -182,16 +186,34 @@ impl Connection {
             return Ok(());
         };
         session.channel_success(channel)?;
+        self.started
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let store = self.settings.store.clone();
         let indexer = self.settings.indexer.clone();
+        let (limits, conns) = (self.settings.limits, self.settings.conns.clone());
         let handle = session.handle();
         tokio::spawn(async move {
             let name = peer.name.clone();
-            let result = serve_connection(ch.into_stream(), store, indexer, peer).await;
+            let result = serve_connection(ch.into_stream(), store, indexer, peer, limits).await;
             let code = match result {
                 Ok(stats) => {
                     tracing::debug!(peer = %name, ?stats, "connection done");
                     0
+                }
+                Err(e @ hoover_proto::ProtoError::TimedOut(_)) => {
+                    // The whole SSH connection goes, so it frees its slot.
+                    conns
+                        .timed_out
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(peer = %name, "closed a stalled connection: {e}");
+                    let _ = handle
+                        .disconnect(
+                            russh::Disconnect::ByApplication,
+                            format!("stalled: {e}"),
+                            "en".into(),
+                        )
+                        .await;
+                    return;
                 }
                 Err(e) => {
                     tracing::warn!(peer = %name, "connection ended: {e}");

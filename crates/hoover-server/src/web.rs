@@ -29,6 +29,7 @@ pub(crate) struct Web {
     pub live: LiveFeed,
     /// Redact secrets from what pages show (downloads stay byte for byte).
     pub redact: bool,
+    pub conns: std::sync::Arc<crate::ConnCounters>,
 }
 
 const CSS: &str = include_str!("../static/app.css");

@@ -1,0 +1,286 @@
+//! Resource limits: a connection slot cap, a login deadline, and stall time-outs. Silent,
+//! half-sending and non-reading clients are closed, their uncommitted work dropped, and an
+//! honest client syncs and restores while they stall.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use hoover_client::{ServerAddr, SshSession};
+use hoover_proto::{Conn, ErrorCode, Request, Response};
+use hoover_testkit::{corpus, files_under, http_get, wait_until, ServerProcess, World};
+use hoover_types::ChunkId;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hoover");
+
+/// Restarts the world's server with extra arguments.
+fn restart_with(world: &mut World, args: &[&str]) {
+    let mut opts = world.server_options(world.server.ssh_port);
+    opts.extra_args = args.iter().map(|a| a.to_string()).collect();
+    world.server.kill();
+    world.server = ServerProcess::start(&opts);
+}
+
+/// One counter from `/metrics`.
+fn metric(world: &World, name: &str) -> u64 {
+    let (status, body) = http_get(world.server.http_port, "/metrics").unwrap();
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("hoover_{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Whether the server has closed this socket (end of file or reset), looking for up to 100 ms.
+fn closed_by_server(socket: &mut TcpStream) -> bool {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // the server's SSH banner
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+fn check_restores(world: &World, root: &Path) {
+    let verify = world.json(&[
+        "verify",
+        "--store",
+        &world.server.store.display().to_string(),
+    ]);
+    assert_eq!(verify["clean"], true, "{verify}");
+    for path in files_under(root) {
+        let rel = path.strip_prefix(root).unwrap().display().to_string();
+        let restored = world.ok(&["restore", &format!("lap/c/{rel}"), "-o", "-"]);
+        assert!(restored == std::fs::read(&path).unwrap(), "{rel} restores");
+    }
+}
+
+#[test]
+fn silent_connections_cannot_hold_the_slots() {
+    let mut world = World::new(BIN);
+    restart_with(
+        &mut world,
+        &["--max-connections", "2", "--login-timeout", "5"],
+    );
+    let port = world.server.ssh_port;
+
+    // Two connections that never say anything take both slots.
+    let mut silent: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    wait_until("both slots taken", Duration::from_secs(30), || {
+        metric(&world, "ssh_connections") == 2
+    });
+    // A third is refused at once: closed before any SSH banner.
+    let mut third = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = third.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "got {:?}", String::from_utf8_lossy(&buf[..n]));
+    assert_eq!(metric(&world, "ssh_connections_refused_total"), 1);
+
+    // The login deadline closes the silent ones and frees their slots.
+    wait_until("silent connections closed", Duration::from_secs(60), || {
+        silent.iter_mut().all(closed_by_server)
+    });
+    wait_until("slots free", Duration::from_secs(30), || {
+        metric(&world, "ssh_connections") == 0
+    });
+    assert_eq!(metric(&world, "ssh_connections_timed_out_total"), 2);
+    let log = world.server.log();
+    assert!(log.contains("did not log in within 5 s"), "{log}");
+
+    // An honest client gets in.
+    let root = world.path().join("projects");
+    corpus::write_tree(&root, 3, 4, 400_000);
+    let root_arg = format!("c={}", root.display());
+    world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
+    check_restores(&world, &root);
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "limits_slots",
+        serde_json::json!({
+            "max_connections": 2,
+            "refused_over_limit": 1,
+            "silent_closed_at_login_deadline": 2,
+        }),
+    );
+}
+
+/// An authenticated protocol session, with its SSH session kept alive by the caller.
+async fn raw(world: &World, name: &str) -> (SshSession, Conn<hoover_client::SshStream>) {
+    let addr = ServerAddr::parse(&world.server_addr()).unwrap();
+    let known = world.path().join(format!("known_hosts_{name}"));
+    let ssh = SshSession::connect(&addr, &world.identity, &known)
+        .await
+        .unwrap();
+    let stream = ssh.open_stream().await.unwrap();
+    let mut conn = Conn::new(stream);
+    hoover_proto::client_handshake(&mut conn, name)
+        .await
+        .unwrap();
+    (ssh, conn)
+}
+
+/// Waits for the server's verdict on a stalled connection: an `Error` frame naming the stall,
+/// or (if the server could not even say so) the connection closing.
+async fn stall_verdict(conn: &mut Conn<hoover_client::SshStream>) -> String {
+    let got = tokio::time::timeout(Duration::from_secs(60), conn.recv::<Response>())
+        .await
+        .expect("the server should close a stalled connection");
+    match got {
+        Ok(Response::Error { code, message }) => {
+            assert_eq!(code, ErrorCode::Protocol, "{message}");
+            // After the error, the connection is gone.
+            assert!(conn.recv::<Response>().await.is_err());
+            message
+        }
+        Ok(other) => panic!("expected an error, got {other:?}"),
+        Err(e) => format!("closed: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_clients_are_closed_and_do_not_block_others() {
+    let mut world = World::new(BIN);
+    restart_with(&mut world, &["--stall-timeout", "3"]);
+
+    // 1. Half a frame: the length of a 1 MB frame and 100 of its bytes.
+    let (_ssh1, mut half) = raw(&world, "half").await;
+    let mut partial = (1u32 << 20).to_be_bytes().to_vec();
+    partial.extend_from_slice(&[7u8; 100]);
+    half.send_raw(&partial).await.unwrap();
+    half.flush().await.unwrap();
+
+    // 2. A batch begun and left open: one good chunk, no commit.
+    let (_ssh2, mut open) = raw(&world, "open").await;
+    let orphan = b"{\"type\":\"user\",\"message\":\"never committed\"}\n".to_vec();
+    let orphan_id = ChunkId::of(&orphan);
+    open.send(&Request::Chunk {
+        id: orphan_id,
+        len: orphan.len() as u32,
+        data: hoover_chunk::compress(&orphan),
+    })
+    .await
+    .unwrap();
+    open.flush().await.unwrap();
+
+    // 3. A client that asks and asks and never reads a reply: OpenSSH's client with its
+    //    output unread, so the SSH window the server writes into fills and stays full.
+    let mut ssh = tokio::process::Command::new("ssh")
+        .args(["-T", "-i"])
+        .arg(&world.identity)
+        .args(["-p", &world.server.ssh_port.to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "deaf@127.0.0.1",
+            "hoover",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("OpenSSH's ssh client (openssh-client) is needed for this test");
+    let io = tokio::io::join(ssh.stdout.take().unwrap(), ssh.stdin.take().unwrap());
+    let mut deaf = Conn::new(io);
+    hoover_proto::client_handshake(&mut deaf, "deaf")
+        .await
+        .unwrap();
+    let deaf_task = tokio::spawn(async move {
+        let ids: Vec<ChunkId> = (0..hoover_proto::MAX_HAVE as u32)
+            .map(|i| ChunkId::of(&i.to_le_bytes()))
+            .collect();
+        let mut sent = 0u64;
+        loop {
+            let r = deaf.send(&Request::Have { ids: ids.clone() }).await;
+            if r.is_err() || deaf.flush().await.is_err() {
+                return sent;
+            }
+            sent += 1;
+        }
+    });
+
+    // Meanwhile an honest laptop syncs and restores everything.
+    let root = world.path().join("projects");
+    corpus::write_tree(&root, 5, 6, 2_000_000);
+    let root_arg = format!("c={}", root.display());
+    tokio::task::block_in_place(|| {
+        world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
+        check_restores(&world, &root);
+    });
+
+    // Each stalled client is told why and closed.
+    let m = stall_verdict(&mut half).await;
+    assert!(
+        m.contains("not finished within 3 s") || m.starts_with("closed"),
+        "{m}"
+    );
+    let m = stall_verdict(&mut open).await;
+    assert!(
+        m.contains("middle of a batch") || m.starts_with("closed"),
+        "{m}"
+    );
+    let requests = tokio::time::timeout(Duration::from_secs(60), deaf_task)
+        .await
+        .expect("the non-reading client should be cut off")
+        .unwrap();
+    assert!(requests > 0);
+    let world_ref = &world;
+    tokio::task::block_in_place(|| {
+        wait_until(
+            "stalled connections closed",
+            Duration::from_secs(60),
+            || metric(world_ref, "ssh_connections") == 0,
+        );
+    });
+    assert_eq!(metric(&world, "ssh_connections_timed_out_total"), 3);
+
+    // The open batch was dropped: its chunk is not in the store, which verifies clean.
+    let (_ssh4, mut probe) = raw(&world, "probe").await;
+    probe
+        .send(&Request::Have {
+            ids: vec![orphan_id],
+        })
+        .await
+        .unwrap();
+    probe.flush().await.unwrap();
+    match probe.recv::<Response>().await.unwrap() {
+        Response::Want { missing } => assert_eq!(missing, vec![0]),
+        other => panic!("expected Want, got {other:?}"),
+    }
+    let log = world.server.log();
+    assert!(log.contains("closed a stalled connection"), "{log}");
+    tokio::task::block_in_place(|| check_restores(&world, &root));
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "limits_stalls",
+        serde_json::json!({
+            "stall_timeout_s": 3,
+            "stalled_closed": 3,
+            "unread_requests_before_cut": requests,
+            "honest_files_restored": files_under(&root).len(),
+        }),
+    );
+}
