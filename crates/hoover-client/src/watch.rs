@@ -80,6 +80,9 @@ pub struct AgentStatus {
     pub pending: u64,
     pub last_push: Option<String>,
     pub versions_shipped: u64,
+    /// Chunks sent since the agent started (the server asked for each).
+    #[serde(default)]
+    pub chunks_sent: u64,
     pub wire_bytes_today: u64,
     pub day: String,
     pub last_error: Option<String>,
@@ -609,6 +612,7 @@ impl Agent {
         }
         self.status.wire_bytes_today += wire;
         self.status.versions_shipped += report.versions_new;
+        self.status.chunks_sent += report.chunks_sent;
         self.status.last_push = Some(now_rfc3339());
         Ok(())
     }
