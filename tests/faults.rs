@@ -297,3 +297,111 @@ fn a_full_disk_refuses_new_data_keeps_the_old_and_recovers() {
         }),
     );
 }
+
+/// `hoover serve` on `store`, run so that file permissions bind it: as root, without the
+/// capabilities that let root write anywhere (util-linux `setpriv`). Returns its exit code and
+/// stderr; it must exit by itself.
+fn serve_without_override(world: &World, store: &Path) -> (Option<i32>, String) {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false);
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--bounding-set=-dac_override,-dac_read_search,-fowner",
+            "--",
+        ])
+        .arg(BIN);
+        c
+    } else {
+        std::process::Command::new(BIN)
+    };
+    world.server_home.apply(&mut cmd);
+    cmd.arg("serve")
+        .arg("--store")
+        .arg(store)
+        .args([
+            "--ssh-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--authorized-keys")
+        .arg(world.server_home.dir.join("authorized_keys"))
+        .arg("--host-key")
+        .arg(world.server_home.dir.join("host_key"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .expect("spawn hoover serve (and setpriv when root)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("hoover serve did not fail fast on a store it cannot write");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code(), err)
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_read_only_store_fails_fast_naming_the_dir_and_loses_nothing() {
+    let mut world = World::new(BIN);
+    let root = world.path().join("projects");
+    corpus::write_tree(&root, 4, 3, 300_000);
+    let root_arg = format!("c={}", root.display());
+    world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
+    world.server.kill();
+    let store = world.server.store.clone();
+
+    // The store's directory is read-only.
+    set_mode(&store, 0o555);
+    let (code, err) = serve_without_override(&world, &store);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&store.display().to_string()), "{err}");
+    assert!(err.contains("cannot be written"), "{err}");
+    assert!(err.contains("read-only"), "{err}");
+    set_mode(&store, 0o755);
+
+    // Only its version log is read-only (SQLite would otherwise open it read-only, quietly).
+    let db = store.join("versions.db");
+    set_mode(&db, 0o444);
+    let (code, err) = serve_without_override(&world, &store);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&db.display().to_string()), "{err}");
+    assert!(err.contains("cannot be written"), "{err}");
+    set_mode(&db, 0o644);
+
+    // Writable again: everything is there.
+    world.restart_server();
+    check_restores(&world, &root, "lap");
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "read_only",
+        serde_json::json!({
+            "refused_saying": "the store directory … cannot be written",
+            "cases": 2,
+            "files_restored_after": files_under(&root).len(),
+        }),
+    );
+}

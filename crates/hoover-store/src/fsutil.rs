@@ -23,12 +23,25 @@ pub(crate) fn create_dir_all(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| StoreError::io(path, e))
 }
 
-/// Fails fast when `dir` cannot be written (a read-only mount, wrong owner).
-pub(crate) fn check_writable(dir: &Path) -> Result<()> {
-    let probe = dir.join(".write-probe");
-    File::create(&probe)
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|e| StoreError::io(dir, e))
+/// Fails fast when `place` (a directory, or an existing file) of the store at `root` cannot
+/// be written: a read-only mount, the wrong owner.
+pub(crate) fn check_writable(root: &Path, place: &Path) -> Result<()> {
+    let checked = if place.is_dir() {
+        let probe = place.join(".write-probe");
+        File::create(&probe).and_then(|_| std::fs::remove_file(&probe))
+    } else if place.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(place)
+            .map(drop)
+    } else {
+        Ok(())
+    };
+    checked.map_err(|cause| StoreError::NotWritable {
+        dir: root.to_path_buf(),
+        path: place.to_path_buf(),
+        cause,
+    })
 }
 
 /// Writes `name` in `dir` durably: a temp file in the same dir, write, fsync, rename, fsync dir.

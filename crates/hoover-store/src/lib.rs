@@ -53,6 +53,13 @@ pub enum StoreError {
     /// whole chunk list again.
     #[error("{0}")]
     StaleBase(String),
+    /// The store's directory (or a file in it) cannot be written: read-only mount, owner.
+    #[error("the store directory {dir} cannot be written ({path}: {cause}); the server must write there: check the directory's owner and permissions against the user hoover runs as, and whether its disk is mounted read-only")]
+    NotWritable {
+        dir: PathBuf,
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("store at {path} has format {found}; this hoover reads formats {OLDEST_SUPPORTED_FORMAT} to {STORE_FORMAT_VERSION}: upgrade hoover")]
     Format { path: PathBuf, found: String },
 }
@@ -119,6 +126,7 @@ impl Store {
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
         fsutil::create_dir_all(&root)?;
+        fsutil::check_writable(&root, &root)?;
         let format_path = root.join("FORMAT");
         match std::fs::read_to_string(&format_path) {
             Ok(text) => {
@@ -156,14 +164,18 @@ impl Store {
             Err(e) => return Err(StoreError::io(&format_path, e)),
         }
         fsutil::create_dir_all(&root.join("packs"))?;
+        let db_path = root.join("versions.db");
+        for place in [root.join("packs"), db_path.clone()] {
+            fsutil::check_writable(&root, &place)?;
+        }
         let tmp = root.join("tmp");
         // Chunks left in tmp/ by a killed server were never committed: nothing names them.
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         }
         fsutil::create_dir_all(&tmp)?;
-        fsutil::check_writable(&tmp)?;
-        let conn = db::open(&root.join("versions.db"))?;
+        fsutil::check_writable(&root, &tmp)?;
+        let conn = db::open(&db_path)?;
         let id: String =
             conn.query_row("SELECT value FROM meta WHERE name = 'store_id'", [], |r| {
                 r.get(0)
