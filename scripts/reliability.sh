@@ -19,12 +19,22 @@ def row(what, name, text):
         rows.append(f"| {what} | not run | |")
 row("server killed (SIGKILL) during syncs and indexing", "server_kills",
     lambda r: f"{r['kills']} kills survived ({r['interrupted_syncs']} inside a sync); {r['versions_checked']} versions verified; {r['files_restored']} files restored byte for byte; {r['messages_indexed_once']} messages indexed once")
+row("agent (hoover watch) killed (SIGKILL) at random moments", "agent_kills",
+    lambda r: f"{r['kills']} kills survived ({r['interrupted']} left work unshipped, {r['mid_push']} of them mid-push); store clean after each; the next start sent {r['chunks_sent_after']} chunks for {r['chunks_missing_after']} missing; {r['files_restored']} files restored byte for byte")
 row("connections cut at random byte offsets", "connection_cuts",
     lambda r: f"{r['syncs_cut']} of {r['syncs']} syncs cut; store clean after each; {r['files_restored']} files restored byte for byte; the next sync resent nothing")
 row("two laptops pushing the same chunks at once", "two_laptops",
     lambda r: f"{r['files_each']} files each; {r['unique_bytes']} unique bytes stored for {r['transcript_bytes_each']} bytes of transcripts on each laptop")
 row("a full disk (ENOSPC injected at the store's write seam)", "disk_full",
     lambda r: f"new data refused, saying \"{r['refused_saying']}\"; {r['versions_kept']} versions kept intact; after space returned {r['files_restored_after']} files restored byte for byte")
+row("a read-only store directory (and a read-only version log)", "read_only",
+    lambda r: f"{r['cases']} of {r['cases']} refused at start, naming the directory or file; {r['files_restored_after']} files restored byte for byte once writable")
+row("connection slots held by silent clients", "limits_slots",
+    lambda r: f"with --max-connections {r['max_connections']}: {r['refused_over_limit']} over the limit refused; {r['silent_closed_at_login_deadline']} silent connections closed at the login deadline; then an honest sync and restore")
+row("stalled clients (half frame, open batch, unread replies)", "limits_stalls",
+    lambda r: f"{r['stalled_closed']} of 3 closed after the {r['stall_timeout_s']} s stall time-out (the non-reader after {r['unread_requests_before_cut']} requests); meanwhile {r['honest_files_restored']} files synced and restored byte for byte; the open batch dropped")
+row("nasty transcript lines through sync, store, index and web page", "bad_transcripts",
+    lambda r: f"{r['bytes_restored_exactly']:,} bytes restored exactly; {r['messages_indexed']} readable messages indexed, searched and shown escaped; {r['malformed_counted']} bad lines counted (BOM, CRLF and escaped NUL lines read; half line waits)")
 row("hostile protocol client", "hostile",
     lambda r: f"{r['refused']} hostile requests refused; store clean afterwards: {r['store_clean']}")
 for t in ["frame", "message", "transcript_line"]:

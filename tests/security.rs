@@ -242,6 +242,29 @@ async fn hostile_client_is_refused_and_the_store_stays_clean() {
     expect_error(&mut c, ErrorCode::Protocol).await;
     expect_closed(&mut c).await;
 
+    // Out of order: a second Hello in the middle of a session.
+    let mut c = raw(&world).await;
+    c.send(&hoover_proto::Hello {
+        magic: MAGIC,
+        major: hoover_proto::PROTOCOL_MAJOR,
+        minor: hoover_proto::PROTOCOL_MINOR,
+        agent: "again".into(),
+    })
+    .await
+    .unwrap();
+    expect_error(&mut c, ErrorCode::Protocol).await;
+    expect_closed(&mut c).await;
+
+    // A truncated frame: 100 bytes announced, 10 sent, then the client's end closes. The
+    // server records nothing and closes too.
+    let mut c = raw(&world).await;
+    c.send_raw(&[0, 0, 0, 100]).await.unwrap();
+    c.send_raw(&[1; 10]).await.unwrap();
+    c.flush().await.unwrap();
+    c.shutdown().await.unwrap();
+    REFUSED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    expect_closed(&mut c).await;
+
     // A version naming a chunk it never sent; the connection goes on.
     let mut c = raw(&world).await;
     let push = |chunks: Vec<ChunkRef>, size: u64, blake3: [u8; 32]| VersionPush {
