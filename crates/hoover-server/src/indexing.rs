@@ -185,6 +185,7 @@ fn run(
                     if let Err(e) = index_up_to(&store, &mut writer, &key, seq, &record) {
                         set_error(format!("cannot index {key} version {seq}: {e}"));
                     }
+                    hoover_store::fault::crash_point("index-added");
                     live.publish(writer.take_added());
                 }
             }
@@ -196,6 +197,7 @@ fn run(
                 set_error(format!("cannot commit the index: {e}"));
                 std::thread::sleep(Duration::from_secs(1));
             }
+            hoover_store::fault::crash_point("index-committed");
         }
     }
     if let Err(e) = writer.commit() {

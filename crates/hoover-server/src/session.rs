@@ -356,6 +356,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         ),
                     }));
                 }
+                hoover_store::fault::crash_point("ingest-chunk");
                 self.batch_open = true;
                 self.sent.insert(id);
                 self.stats.chunks_received += 1;

@@ -108,6 +108,7 @@ impl Batch {
         }
         let pack = self.pack.as_mut().expect("pack was just created");
         let offset = pack.append(&id, len, compressed)?;
+        crate::fault::crash_point("store-chunk-staged");
         let raw = if self.raw_cached + raw.len() <= RAW_CACHE_LIMIT {
             self.raw_cached += raw.len();
             Some(Arc::new(raw))
@@ -381,6 +382,7 @@ impl Batch {
                 let tmp = pack.finish()?;
                 let dest = self.store.pack_path(&name);
                 install(&self.store, &tmp, &dest)?;
+                crate::fault::crash_point("store-pack-installed");
                 Some(name)
             }
             Some(pack) => {
@@ -487,7 +489,9 @@ impl Batch {
                 new: true,
             });
         }
+        crate::fault::crash_point("store-rows-written");
         tx.commit()?;
+        crate::fault::crash_point("store-committed");
         self.store.add_to_counts(&delta, latest_bytes);
         drop(conn);
         let mut cache = self.store.hashers();

@@ -12,6 +12,7 @@
 
 mod batch;
 mod db;
+pub mod fault;
 mod fsutil;
 mod pack;
 mod verify;
