@@ -18,7 +18,7 @@ def row(what, name, text):
     else:
         rows.append(f"| {what} | not run | |")
 row("server killed (SIGKILL) during syncs and indexing", "server_kills",
-    lambda r: f"{r['kills']} kills survived ({r['interrupted_syncs']} inside a sync); {r['versions_checked']} versions verified; {r['files_restored']} files restored byte for byte; {r['messages_indexed_once']} messages indexed once")
+    lambda r: f"{r['kills']} kills survived ({r['interrupted_syncs']} inside a sync); {r['versions_checked']} versions verified; {r['files_restored']} files restored byte for byte; {r.get('told_versions_restored', 'not counted')} versions that syncs were told are stored restored to their BLAKE3; {r['messages_indexed_once']} messages indexed once")
 row("server killed at each named point of the ingest path", "crash_points",
     lambda r: f"{len(r['points'])} of {len(r['points'])} points reached and survived ({', '.join(r['points'])}); {r['versions_checked']} versions verified; every file restored, every message indexed once")
 row("agent (hoover watch) killed (SIGKILL) at random moments", "agent_kills",

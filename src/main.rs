@@ -51,17 +51,11 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(code) => code,
-        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
+        // `hoover ls | head`: the reader had what it wanted.
+        Err(e) if commands::is_stdout_closed(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hoover: error: {e:#}");
             std::process::ExitCode::from(1)
         }
     }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }

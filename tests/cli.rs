@@ -146,3 +146,23 @@ fn a_closed_stdout_is_not_an_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+#[test]
+fn a_sync_whose_server_dies_fails_and_says_so() {
+    // Regression: a broken pipe to a server killed mid-push was taken for `hoover ls | head`
+    // and the sync exited 0 with nothing printed. The server here dies when the first chunk
+    // arrives (a crash point), while the client is still sending.
+    let mut world = World::new(BIN);
+    let mut opts = world.server_options(world.server.ssh_port);
+    opts.env = vec![("HOOVER_CRASH_AT".into(), "ingest-chunk".into())];
+    world.server.kill();
+    world.server = hoover_testkit::ServerProcess::start(&opts);
+    let root = world.path().join("p");
+    hoover_testkit::corpus::write_tree(&root, 2, 10, 20_000_000);
+    let out = world.run(&["sync", "--root", &format!("r={}", root.display())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("hoover: error"), "{stderr}");
+    assert!(stderr.contains("stopped part-way"), "{stderr}");
+    assert!(stderr.contains("run it again"), "{stderr}");
+}

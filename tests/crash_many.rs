@@ -63,16 +63,33 @@ fn fifty_server_crashes_lose_nothing() {
     let span_ms = (started.elapsed().as_millis() as u64).max(40);
     let mut delays = corpus::Rng::new(7);
     let mut interrupted = 0;
+    // What each sync that reported success was told is stored: (key, BLAKE3) of every file.
+    let mut told: Vec<(String, String)> = Vec::new();
     for round in 0..KILLS {
         add_work(round);
+        let snapshot: Vec<(String, String)> = files_under(&root)
+            .iter()
+            .map(|f| {
+                let key = format!("lap/c/{}", f.strip_prefix(&root).unwrap().display());
+                (
+                    key,
+                    blake3::hash(&std::fs::read(f).unwrap())
+                        .to_hex()
+                        .to_string(),
+                )
+            })
+            .collect();
         let running = sync(&world);
-        // The fault: a kill at a random moment of the sync's first quarter, where its talk with
-        // the server happens (the rest is the client's own bookkeeping); a fault injected at a
-        // time, not a wait for anything. Kills that land after the commit hit the indexer.
-        std::thread::sleep(Duration::from_millis(delays.below(span_ms / 4)));
+        // The fault: a kill at a random moment within twice a sync's time. About half land
+        // while the sync is connected (it then fails, and says so), the rest after it was told
+        // its versions are stored, while the server indexes them. A fault injected at a time,
+        // not a wait for anything.
+        std::thread::sleep(Duration::from_millis(delays.below(span_ms * 2)));
         world.server.kill();
         let status = running.wait_with_output().unwrap().status;
-        if !status.success() {
+        if status.success() {
+            told.extend(snapshot);
+        } else {
             interrupted += 1;
         }
         world.restart_server();
@@ -114,6 +131,24 @@ fn fifty_server_crashes_lose_nothing() {
         );
     }
 
+    // Every version a sync was told is stored is there and restores to its BLAKE3.
+    told.sort();
+    told.dedup();
+    for (key, hash) in &told {
+        let versions = world.json(&["versions", key]);
+        let seq = versions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["blake3"] == hash.as_str())
+            .unwrap_or_else(|| panic!("{key}: no version {hash} among {versions}"))["version"]
+            .as_u64()
+            .unwrap()
+            .to_string();
+        let bytes = world.ok(&["restore", key, "--version", &seq, "-o", "-"]);
+        assert_eq!(blake3::hash(&bytes).to_hex().as_str(), hash, "{key} v{seq}");
+    }
+
     // The index, killed as often, holds every message exactly once.
     let messages: u64 = files
         .iter()
@@ -138,6 +173,7 @@ fn fifty_server_crashes_lose_nothing() {
             "interrupted_syncs": interrupted,
             "versions_checked": after["versions_checked"],
             "files_restored": files.len(),
+            "told_versions_restored": told.len(),
             "messages_indexed_once": messages,
         }),
     );

@@ -25,17 +25,14 @@ struct Report {
 
 impl Report {
     fn ok(&mut self, what: &str, detail: impl std::fmt::Display) {
-        let _ = writeln!(std::io::stdout().lock(), "ok    {what}: {detail}");
+        let _ = writeln!(super::stdout(), "ok    {what}: {detail}");
     }
     fn warn(&mut self, what: &str, detail: impl std::fmt::Display) {
-        let _ = writeln!(std::io::stdout().lock(), "warn  {what}: {detail}");
+        let _ = writeln!(super::stdout(), "warn  {what}: {detail}");
     }
     fn fail(&mut self, what: &str, detail: impl std::fmt::Display, fix: &str) {
         self.failed += 1;
-        let _ = writeln!(
-            std::io::stdout().lock(),
-            "FAIL  {what}: {detail}\n      fix: {fix}"
-        );
+        let _ = writeln!(super::stdout(), "FAIL  {what}: {detail}\n      fix: {fix}");
     }
 }
 

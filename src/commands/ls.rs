@@ -35,7 +35,7 @@ pub async fn run(args: LsArgs) -> Result<ExitCode> {
     } else {
         for f in &files {
             writeln!(
-                std::io::stdout().lock(),
+                super::stdout(),
                 "{:>5}  {:>12}  {}  {}",
                 f.versions,
                 f.latest.size,

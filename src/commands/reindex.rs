@@ -65,7 +65,7 @@ pub async fn run(args: ReindexArgs) -> Result<ExitCode> {
     let (versions, bytes, secs, counters) = summary;
     if args.json {
         writeln!(
-            std::io::stdout().lock(),
+            super::stdout(),
             "{}",
             json!({
                 "versions": versions,

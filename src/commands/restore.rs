@@ -56,13 +56,13 @@ async fn one(
     };
     let seq = v.seq;
     let info = if out.as_os_str() == "-" {
-        restore_stdout(&mut conn.remote, &key, seq).await?
+        restore_stdout(&mut conn.remote, &key, seq, &mut super::stdout()).await?
     } else {
         restore_file(&mut conn.remote, &key, seq, out).await?
     };
     if args.json {
         writeln!(
-            std::io::stdout().lock(),
+            super::stdout(),
             "{}",
             json!({"key": key.as_str(), "version": info.seq, "size": info.size, "output": out.display().to_string()})
         )?;

@@ -26,7 +26,7 @@ pub async fn run(args: SearchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut out = std::io::stdout().lock();
+    let mut out = super::stdout();
     for h in &hits {
         let session = h.session.as_deref().unwrap_or("-");
         let project = h.project.as_deref().unwrap_or("");

@@ -27,7 +27,7 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode> {
     let status: AgentStatus = serde_json::from_str(&text)
         .with_context(|| format!("bad agent state in {}", path.display()))?;
     let running = process_alive(status.pid);
-    let mut out = std::io::stdout().lock();
+    let mut out = super::stdout();
     if args.json {
         let mut value = serde_json::to_value(&status)?;
         value["running"] = serde_json::Value::Bool(running);

@@ -66,7 +66,13 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     let bar = Bar::new(!args.json);
     let report = sync(&mut conn.remote, &mut state, &options, &bar).await;
     conn.close().await;
-    let report = report?;
+    let report = report.map_err(|e| {
+        if e.chain().any(|c| c.is::<hoover_proto::ProtoError>()) {
+            e.context("the sync stopped part-way; what the server confirmed is kept and nothing half-done is recorded there: run it again, and it sends only what is missing")
+        } else {
+            e
+        }
+    })?;
     for w in &report.warnings {
         eprintln!("hoover: warning: {w}");
     }

@@ -23,7 +23,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
     .await??;
     if args.json {
         writeln!(
-            std::io::stdout().lock(),
+            super::stdout(),
             "{}",
             json!({
                 "clean": report.is_clean(),
@@ -36,7 +36,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
         )?;
     } else {
         for p in &report.problems {
-            writeln!(std::io::stdout().lock(), "{p}")?;
+            writeln!(super::stdout(), "{p}")?;
         }
         eprintln!(
             "hoover: checked {} chunks, {} files, {} versions ({} bytes): {}",

@@ -46,7 +46,7 @@ pub async fn run(args: VersionsArgs) -> Result<ExitCode> {
         print_json(&out)?;
     } else {
         writeln!(
-            std::io::stdout().lock(),
+            super::stdout(),
             "version  {:>12}  {:<30}  {:<30}  blake3",
             "size",
             "mtime",
@@ -54,7 +54,7 @@ pub async fn run(args: VersionsArgs) -> Result<ExitCode> {
         )?;
         for v in &versions {
             writeln!(
-                std::io::stdout().lock(),
+                super::stdout(),
                 "{:>7}  {:>12}  {:<30}  {:<30}  {}",
                 v.seq,
                 v.size,
@@ -63,10 +63,7 @@ pub async fn run(args: VersionsArgs) -> Result<ExitCode> {
                 &hex(&v.blake3)[..16]
             )?;
             if let Some(at) = deleted_after(v.seq) {
-                writeln!(
-                    std::io::stdout().lock(),
-                    "         deleted on the source at {at}"
-                )?;
+                writeln!(super::stdout(), "         deleted on the source at {at}")?;
             }
         }
     }

@@ -95,20 +95,21 @@ pub async fn restore_file<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(info)
 }
 
-/// Restores one version to standard output. The content is verified as it streams; on a
-/// mismatch the error comes after the bytes were written, and the exit status says so.
+/// Restores one version to a stream (standard output). The content is verified as it
+/// streams; on a mismatch the error comes after the bytes were written, and the exit status
+/// says so.
 pub async fn restore_stdout<S: AsyncRead + AsyncWrite + Unpin>(
     remote: &mut Remote<S>,
     key: &Key,
     seq: u64,
+    out: &mut impl Write,
 ) -> Result<VersionInfo> {
-    let mut stdout = std::io::stdout().lock();
     let info = remote
         .restore(key, seq, |bytes| {
-            stdout.write_all(bytes).context("cannot write to stdout")
+            out.write_all(bytes).context("cannot write to stdout")
         })
         .await?;
-    stdout.flush()?;
+    out.flush()?;
     Ok(info)
 }
 

@@ -228,8 +228,9 @@ impl ErrorCode {
 /// What can go wrong on the wire.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtoError {
+    /// The I/O error is in the message, not a `source`, so that error chains say it once.
     #[error("connection: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("the peer closed the connection")]
     Closed,
     #[error("frame of {0} bytes is over the {MAX_FRAME}-byte limit")]
@@ -241,6 +242,12 @@ pub enum ProtoError {
     /// The peer went quiet in the middle of something (see [`Conn::recv_within`]).
     #[error("{0}")]
     TimedOut(String),
+}
+
+impl From<std::io::Error> for ProtoError {
+    fn from(e: std::io::Error) -> Self {
+        ProtoError::Io(e)
+    }
 }
 
 /// Reads one frame's payload. Refuses an oversize length before reading on, and allocates as
