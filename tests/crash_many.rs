@@ -79,11 +79,19 @@ fn fifty_server_crashes_lose_nothing() {
                 )
             })
             .collect();
-        let running = sync(&world);
-        // The fault: a kill at a random moment within twice a sync's time. About half land
-        // while the sync is connected (it then fails, and says so), the rest after it was told
-        // its versions are stored, while the server indexes them. A fault injected at a time,
-        // not a wait for anything.
+        let mut running = sync(&world);
+        // The fault: a kill at a random moment within twice a sync's time; it lands while the
+        // sync is connected (which then fails, and says so) or after it was told its versions
+        // are stored, while the server indexes them. Every fifth round the kill waits for the
+        // sync to end first, so that some syncs are told for certain. A fault injected at a
+        // time, not a wait for anything.
+        if round % 5 == 4 {
+            let done = running.wait().unwrap();
+            assert!(
+                done.success(),
+                "round {round}: the sync failed with no fault"
+            );
+        }
         std::thread::sleep(Duration::from_millis(delays.below(span_ms * 2)));
         world.server.kill();
         let status = running.wait_with_output().unwrap().status;
@@ -134,6 +142,7 @@ fn fifty_server_crashes_lose_nothing() {
     // Every version a sync was told is stored is there and restores to its BLAKE3.
     told.sort();
     told.dedup();
+    assert!(!told.is_empty(), "no sync was told its versions are stored");
     for (key, hash) in &told {
         let versions = world.json(&["versions", key]);
         let seq = versions
