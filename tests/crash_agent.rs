@@ -3,7 +3,6 @@
 //! the end the restarted agent ships exactly the chunks the server lacks (its count of chunks
 //! sent equals the chunks the store gained), and every file restores byte for byte.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -82,9 +81,7 @@ fn wait_caught_up(world: &World, root: &Path) {
 
 /// Verifies the store (it must be clean) and returns its chunk and version counts.
 fn stored(world: &World) -> (u64, u64) {
-    let store = world.server.store.display().to_string();
-    let verify = world.json(&["verify", "--store", &store]);
-    assert_eq!(verify["clean"], true, "{verify}");
+    let verify = world.verify();
     (
         verify["chunks_checked"].as_u64().unwrap(),
         verify["versions_checked"].as_u64().unwrap(),
@@ -98,23 +95,8 @@ fn an_agent_killed_at_random_moments_loses_nothing_and_resends_nothing() {
     corpus::write_tree(&root, 4, 12, 6_000_000);
     let mut rng = corpus::Rng::new(4242);
     // New work: a new session, and appends to two old ones.
-    let mut add_work = |round: u64| {
-        std::fs::write(
-            root.join(format!("new-{round}.jsonl")),
-            corpus::Session::new(50_000 + round).bytes(1_500_000),
-        )
-        .unwrap();
-        let old = files_under(&root);
-        for k in 0..2 {
-            let target = &old[rng.below(old.len() as u64) as usize];
-            std::fs::OpenOptions::new()
-                .append(true)
-                .open(target)
-                .unwrap()
-                .write_all(&corpus::Session::new(60_000 + round * 2 + k).bytes(400_000))
-                .unwrap();
-        }
-    };
+    let mut add_work =
+        |round: u64| corpus::grow(&root, &mut rng, round, 50_000, 1_500_000, 400_000);
 
     // How long a fresh agent takes to start and ship one round of work here, so that the
     // kills land across it.

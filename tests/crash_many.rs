@@ -3,10 +3,9 @@
 //! reassembles to its hash, none names a missing chunk), the next sync sends exactly what the
 //! server lacks, every file restores byte for byte, and the index holds every message once.
 
-use std::io::Write;
 use std::time::Duration;
 
-use hoover_testkit::{corpus, files_under, http_get, wait_until, World};
+use hoover_testkit::{corpus, count_lines, files_under, http_get, wait_until, World};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
 const KILLS: u64 = 50;
@@ -29,23 +28,8 @@ fn fifty_server_crashes_lose_nothing() {
     let store = world.server.store.display().to_string();
     let mut rng = corpus::Rng::new(2024);
     // New work for a round: a new session and appends to two old ones.
-    let mut add_work = |round: u64| {
-        std::fs::write(
-            root.join(format!("new-{round}.jsonl")),
-            corpus::Session::new(70_000 + round).bytes(3_000_000),
-        )
-        .unwrap();
-        let old = files_under(&root);
-        for k in 0..2 {
-            let target = &old[rng.below(old.len() as u64) as usize];
-            std::fs::OpenOptions::new()
-                .append(true)
-                .open(target)
-                .unwrap()
-                .write_all(&corpus::Session::new(90_000 + round * 2 + k).bytes(1_000_000))
-                .unwrap();
-        }
-    };
+    let mut add_work =
+        |round: u64| corpus::grow(&root, &mut rng, round, 70_000, 3_000_000, 1_000_000);
     let sync = |world: &World| {
         world
             .hoover(&["sync", "--source", "lap", "--root", &spec])
@@ -159,16 +143,7 @@ fn fifty_server_crashes_lose_nothing() {
     }
 
     // The index, killed as often, holds every message exactly once.
-    let messages: u64 = files
-        .iter()
-        .map(|f| {
-            std::fs::read(f)
-                .unwrap()
-                .split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-                .count() as u64
-        })
-        .sum();
+    let messages = count_lines(&root);
     wait_until(
         "every message is indexed once",
         Duration::from_secs(60),

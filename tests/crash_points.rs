@@ -5,11 +5,11 @@
 //! chunks the store lacks, every file restores byte for byte, and the index holds every message
 //! once. Where `crash_many.rs` kills at random moments, this reaches each phase for certain.
 
-use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hoover_testkit::{corpus, files_under, http_get, wait_until, ServerProcess, World};
+use hoover_testkit::{
+    corpus, count_lines, files_under, http_get, wait_until, ServerProcess, World,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
 
@@ -24,32 +24,12 @@ const POINTS: [(&str, u32); 7] = [
     ("index-committed", 1),
 ];
 
-fn lines_in(root: &Path) -> u64 {
-    files_under(root)
-        .iter()
-        .map(|f| {
-            std::fs::read(f)
-                .unwrap()
-                .split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-                .count() as u64
-        })
-        .sum()
-}
-
 fn indexed_messages(world: &World) -> u64 {
     http_get(world.server.http_port, "/api/stats")
         .ok()
         .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
         .and_then(|v| v["index"]["messages"].as_u64())
         .unwrap_or(0)
-}
-
-fn verify(world: &World) -> serde_json::Value {
-    let store = world.server.store.display().to_string();
-    let v = world.json(&["verify", "--store", &store]);
-    assert_eq!(v["clean"], true, "{v}");
-    v
 }
 
 /// One point: returns the versions verified at the end.
@@ -60,19 +40,15 @@ fn crash_at(point: &str, nth: u32, seed: u64) -> u64 {
     let spec = format!("c={}", root.display());
     world.ok(&["sync", "--source", "lap", "--root", &spec]);
 
-    // New work: a new session, and an append to an old one.
-    std::fs::write(
-        root.join("new.jsonl"),
-        corpus::Session::new(seed).bytes(2_000_000),
-    )
-    .unwrap();
-    let old = &files_under(&root)[0];
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(old)
-        .unwrap()
-        .write_all(&corpus::Session::new(seed + 1).bytes(500_000))
-        .unwrap();
+    // New work: a new session, and appends to two old ones.
+    corpus::grow(
+        &root,
+        &mut corpus::Rng::new(seed),
+        0,
+        seed,
+        2_000_000,
+        500_000,
+    );
 
     // The server, armed, takes the push and dies at the point.
     let mut opts = world.server_options(world.server.ssh_port);
@@ -97,9 +73,9 @@ fn crash_at(point: &str, nth: u32, seed: u64) -> u64 {
 
     // Restarted: nothing lost, nothing half-recorded, nothing confirmed sent again.
     world.restart_server();
-    let before = verify(&world)["chunks_checked"].as_u64().unwrap();
+    let before = world.verify()["chunks_checked"].as_u64().unwrap();
     let report = world.json(&["sync", "--source", "lap", "--root", &spec]);
-    let after = verify(&world);
+    let after = world.verify();
     assert_eq!(
         report["chunks_sent"].as_u64().unwrap(),
         after["chunks_checked"].as_u64().unwrap() - before,
@@ -115,7 +91,7 @@ fn crash_at(point: &str, nth: u32, seed: u64) -> u64 {
             rel.display()
         );
     }
-    let messages = lines_in(&root);
+    let messages = count_lines(&root);
     wait_until(
         &format!("{point}: every message indexed once"),
         Duration::from_secs(60),

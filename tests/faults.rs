@@ -76,24 +76,6 @@ fn stats(world: &World) -> Value {
 
 /// Every version of every file on the server restores to a hash the server recorded, and the
 /// latest of each equals the local file.
-fn check_restores(world: &World, root: &Path, source: &str) {
-    let verify = world.json(&[
-        "verify",
-        "--store",
-        &world.server.store.display().to_string(),
-    ]);
-    assert_eq!(verify["clean"], true, "{verify}");
-    for path in files_under(root) {
-        let rel = path.strip_prefix(root).unwrap().display().to_string();
-        let key = format!("{source}/c/{rel}");
-        let restored = world.ok(&["restore", &key, "-o", "-"]);
-        assert!(
-            restored == std::fs::read(&path).unwrap(),
-            "{key} restores byte for byte"
-        );
-    }
-}
-
 #[test]
 fn cut_connections_record_nothing_half_done_and_resend_nothing_confirmed() {
     let world = World::new(BIN);
@@ -158,7 +140,7 @@ fn cut_connections_record_nothing_half_done_and_resend_nothing_confirmed() {
         after - before,
         "chunks the server had were sent again: {report}"
     );
-    check_restores(&world, &root, "lap");
+    world.check_restores(&root, "lap/c");
     hoover_testkit::report(
         env!("CARGO_TARGET_TMPDIR"),
         "connection_cuts",
@@ -230,8 +212,8 @@ fn two_laptops_push_the_same_chunks_at_once_and_they_are_stored_once() {
         s["unique_bytes"].as_u64().unwrap() <= raw,
         "shared chunks were stored twice: {s} for {raw} bytes of transcripts"
     );
-    check_restores(&world, &one, "laptop-a");
-    check_restores(&world, &two, "laptop-b");
+    world.check_restores(&one, "laptop-a/c");
+    world.check_restores(&two, "laptop-b/c");
     hoover_testkit::report(
         env!("CARGO_TARGET_TMPDIR"),
         "two_laptops",
@@ -286,7 +268,7 @@ fn a_full_disk_refuses_new_data_keeps_the_old_and_recovers() {
     // Space returns: the same server takes the work.
     std::fs::remove_file(&full).unwrap();
     world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
-    check_restores(&world, &root, "lap");
+    world.check_restores(&root, "lap/c");
     hoover_testkit::report(
         env!("CARGO_TARGET_TMPDIR"),
         "disk_full",
@@ -394,7 +376,7 @@ fn a_read_only_store_fails_fast_naming_the_dir_and_loses_nothing() {
 
     // Writable again: everything is there.
     world.restart_server();
-    check_restores(&world, &root, "lap");
+    world.check_restores(&root, "lap/c");
     hoover_testkit::report(
         env!("CARGO_TARGET_TMPDIR"),
         "read_only",

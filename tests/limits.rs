@@ -4,7 +4,6 @@
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::Duration;
 
 use hoover_client::{ServerAddr, SshSession};
@@ -51,20 +50,6 @@ fn closed_by_server(socket: &mut TcpStream) -> bool {
     }
 }
 
-fn check_restores(world: &World, root: &Path) {
-    let verify = world.json(&[
-        "verify",
-        "--store",
-        &world.server.store.display().to_string(),
-    ]);
-    assert_eq!(verify["clean"], true, "{verify}");
-    for path in files_under(root) {
-        let rel = path.strip_prefix(root).unwrap().display().to_string();
-        let restored = world.ok(&["restore", &format!("lap/c/{rel}"), "-o", "-"]);
-        assert!(restored == std::fs::read(&path).unwrap(), "{rel} restores");
-    }
-}
-
 #[test]
 fn silent_connections_cannot_hold_the_slots() {
     let mut world = World::new(BIN);
@@ -107,7 +92,7 @@ fn silent_connections_cannot_hold_the_slots() {
     corpus::write_tree(&root, 3, 4, 400_000);
     let root_arg = format!("c={}", root.display());
     world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
-    check_restores(&world, &root);
+    world.check_restores(&root, "lap/c");
     hoover_testkit::report(
         env!("CARGO_TARGET_TMPDIR"),
         "limits_slots",
@@ -228,7 +213,7 @@ async fn stalled_clients_are_closed_and_do_not_block_others() {
     let root_arg = format!("c={}", root.display());
     tokio::task::block_in_place(|| {
         world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
-        check_restores(&world, &root);
+        world.check_restores(&root, "lap/c");
     });
 
     // Each stalled client is told why and closed.
@@ -272,7 +257,7 @@ async fn stalled_clients_are_closed_and_do_not_block_others() {
     }
     let log = world.server.log();
     assert!(log.contains("closed a stalled connection"), "{log}");
-    tokio::task::block_in_place(|| check_restores(&world, &root));
+    tokio::task::block_in_place(|| world.check_restores(&root, "lap/c"));
     hoover_testkit::report(
         env!("CARGO_TARGET_TMPDIR"),
         "limits_stalls",

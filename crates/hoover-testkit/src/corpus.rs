@@ -266,6 +266,36 @@ pub fn write_tree(
     paths
 }
 
+/// New work for one round of a fault test: a new session of `new_bytes` named after `round`,
+/// and `append_bytes` appended to each of two existing files picked by `rng`. Sessions are
+/// seeded from `seed`, so each round's content is its own.
+pub fn grow(
+    dir: &std::path::Path,
+    rng: &mut Rng,
+    round: u64,
+    seed: u64,
+    new_bytes: usize,
+    append_bytes: usize,
+) {
+    use std::io::Write;
+    std::fs::write(
+        dir.join(format!("new-{round}.jsonl")),
+        Session::new(seed + round * 3).bytes(new_bytes),
+    )
+    .expect("write a new session");
+    let old = crate::files_under(dir);
+    for k in 0..2 {
+        let target = &old[rng.below(old.len() as u64) as usize];
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(target)
+            .and_then(|mut f| {
+                f.write_all(&Session::new(seed + round * 3 + 1 + k).bytes(append_bytes))
+            })
+            .expect("append to a session");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -303,6 +303,29 @@ impl World {
         out.stdout
     }
 
+    /// `hoover verify` of the server's store: panics unless it is clean; returns the report.
+    pub fn verify(&self) -> serde_json::Value {
+        let store = self.server.store.display().to_string();
+        let report = self.json(&["verify", "--store", &store]);
+        assert_eq!(report["clean"], true, "{report}");
+        report
+    }
+
+    /// Verifies the store, then restores every file under `root` from `<prefix>/<path>` and
+    /// compares it byte for byte.
+    pub fn check_restores(&self, root: &Path, prefix: &str) {
+        self.verify();
+        for path in files_under(root) {
+            let rel = path.strip_prefix(root).expect("under root").display();
+            let key = format!("{prefix}/{rel}");
+            let restored = self.ok(&["restore", &key, "-o", "-"]);
+            assert!(
+                restored == std::fs::read(&path).expect("read the original"),
+                "{key} restores byte for byte"
+            );
+        }
+    }
+
     /// Runs `hoover ARGS --json` and parses stdout.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut args = args.to_vec();
@@ -315,6 +338,20 @@ impl World {
             )
         })
     }
+}
+
+/// Non-empty lines in every file under `root`: the messages the index should hold.
+pub fn count_lines(root: &Path) -> u64 {
+    files_under(root)
+        .iter()
+        .map(|f| {
+            std::fs::read(f)
+                .expect("read a transcript")
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count() as u64
+        })
+        .sum()
 }
 
 /// A plain HTTP/1.1 GET on loopback: returns the status code and the body.
