@@ -198,25 +198,19 @@ impl Server {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let started = Arc::new(AtomicBool::new(false));
             let handler = ssh::Connection {
                 settings: self.settings.clone(),
                 peer_addr: addr.to_string(),
                 peer: None,
                 channels: HashMap::new(),
-                started: started.clone(),
+                started: Arc::new(AtomicBool::new(false)),
             };
-            let config = config.clone();
-            let token = shutdown.clone();
-            let conns = self.conns.clone();
-            let login = self.login_timeout;
+            let (config, token, login) = (config.clone(), shutdown.clone(), self.login_timeout);
             tasks.spawn(async move {
                 let _permit = permit;
+                let conns = handler.settings.conns.clone();
                 conns.open.fetch_add(1, Ordering::Relaxed);
-                serve_ssh(
-                    config, stream, handler, addr, token, login, &started, &conns,
-                )
-                .await;
+                serve_ssh(config, stream, handler, addr, token, login).await;
                 conns.open.fetch_sub(1, Ordering::Relaxed);
             });
             while tasks.try_join_next().is_some() {}
@@ -233,7 +227,6 @@ impl Server {
 
 /// Runs one SSH connection until it ends, the server shuts down, or it misses the login
 /// deadline (authenticated, with the protocol started on a channel, within `login`).
-#[allow(clippy::too_many_arguments)]
 async fn serve_ssh(
     config: Arc<russh::server::Config>,
     stream: tokio::net::TcpStream,
@@ -241,9 +234,8 @@ async fn serve_ssh(
     addr: SocketAddr,
     token: CancellationToken,
     login: Duration,
-    started: &AtomicBool,
-    conns: &ConnCounters,
 ) {
+    let (started, conns) = (handler.started.clone(), handler.settings.conns.clone());
     let deadline = tokio::time::Instant::now() + login;
     let late = || {
         conns.timed_out.fetch_add(1, Ordering::Relaxed);
