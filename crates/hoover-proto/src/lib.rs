@@ -354,10 +354,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let n = match wait {
             None => read.await?,
             Some(w) => tokio::time::timeout(w, read).await.map_err(|_| {
-                ProtoError::TimedOut(format!(
-                    "no request came for {} s in the middle of a batch; the batch was dropped",
-                    w.as_secs()
-                ))
+                ProtoError::TimedOut(format!("the peer sent nothing for {} s", w.as_secs()))
             })??,
         };
         if n == 0 {

@@ -253,10 +253,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.fail(ErrorCode::Protocol, e.to_string()).await?;
                     return Err(e);
                 }
-                Err(e @ ProtoError::TimedOut(_)) => {
+                Err(ProtoError::TimedOut(why)) => {
+                    let why = match self.batch_open {
+                        true => format!("{why} in the middle of a batch; the batch was dropped"),
+                        false => why,
+                    };
                     // Say why, if the peer still reads; it is closed either way.
-                    let _ = self.fail(ErrorCode::Protocol, e.to_string()).await;
-                    return Err(e);
+                    let _ = self.fail(ErrorCode::Protocol, why.clone()).await;
+                    return Err(ProtoError::TimedOut(why));
                 }
                 Err(e) => return Err(e),
             };
