@@ -376,6 +376,10 @@ fn a_read_only_store_fails_fast_naming_the_dir_and_loses_nothing() {
 
     // Writable again: everything is there.
     world.restart_server();
+    // A second server on the same store is refused while the first runs.
+    let (code, err) = serve_without_override(&world, &store);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("in use by another hoover server"), "{err}");
     world.check_restores(&root, "lap/c");
     hoover_testkit::report(
         env!("CARGO_TARGET_TMPDIR"),

@@ -16,7 +16,8 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
         if !dir.join("FORMAT").exists() {
             anyhow::bail!("{} is not a hoover store (no FORMAT file)", dir.display());
         }
-        let store = Store::open(&dir)
+        // Beside a running server too: no lock, nothing created or cleared.
+        let store = Store::open_to_read(&dir)
             .with_context(|| format!("cannot open the store {}", dir.display()))?;
         Ok(store.verify(|_, _, _| {})?)
     })

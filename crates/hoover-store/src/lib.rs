@@ -54,6 +54,9 @@ pub enum StoreError {
     /// whole chunk list again.
     #[error("{0}")]
     StaleBase(String),
+    /// Another process (a running `hoover serve`) holds the store's write lock.
+    #[error("the store at {0} is in use by another hoover server (it holds the lock on its LOCK file): stop that one first; `hoover verify` and restores work while it runs")]
+    InUse(PathBuf),
     /// The store's directory (or a file in it) cannot be written: read-only mount, owner.
     #[error("the store directory {dir} cannot be written ({path}: {cause}); the server must write there: check the directory's owner and permissions against the user hoover runs as, and whether its disk is mounted read-only")]
     NotWritable {
@@ -119,11 +122,16 @@ struct StoreInner {
     hashers: Mutex<HashMap<i64, HasherState>>,
     /// The totals, counted once from the version log and then kept up to date by each commit.
     counts: Mutex<Option<StoreCounts>>,
+    /// The open `LOCK` file whose exclusive lock makes this the store's one writer (`None`
+    /// for a store opened to read beside a running server).
+    _lock: Option<std::fs::File>,
 }
 
 impl Store {
-    /// Opens the store at `root`, creating it when the directory is missing or empty.
-    /// Fails fast, naming the directory, when it cannot be written.
+    /// Opens the store at `root` as its one writer, creating it when the directory is missing
+    /// or empty. Fails fast, naming the directory, when it cannot be written or when another
+    /// process (a running server) has it open for writing; clears what a killed writer left
+    /// in `tmp/`.
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
         fsutil::create_dir_all(&root)?;
@@ -169,14 +177,45 @@ impl Store {
         for place in [root.join("packs"), db_path.clone()] {
             fsutil::check_writable(&root, &place)?;
         }
+        let lock_path = root.join("LOCK");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::InUse(root)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
+        }
         let tmp = root.join("tmp");
-        // Chunks left in tmp/ by a killed server were never committed: nothing names them.
+        // Chunks left in tmp/ by a killed writer were never committed: nothing names them.
+        // (No other writer can be at work here: this one holds the lock.)
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         }
         fsutil::create_dir_all(&tmp)?;
         fsutil::check_writable(&root, &tmp)?;
-        let conn = db::open(&db_path)?;
+        Store::with_db(root, Some(lock))
+    }
+
+    /// Opens an existing store to read it, also while a server writes to it (`hoover verify`,
+    /// `hoover reindex`): no lock is taken, nothing is created or cleared. Commits through a
+    /// store opened this way are not for use beside a running server.
+    pub fn open_to_read(root: impl AsRef<Path>) -> Result<Store> {
+        let root = root.as_ref().to_path_buf();
+        if !root.join("FORMAT").exists() {
+            return Err(StoreError::Format {
+                path: root,
+                found: "no FORMAT file (not a hoover store)".into(),
+            });
+        }
+        Store::with_db(root, None)
+    }
+
+    fn with_db(root: PathBuf, lock: Option<std::fs::File>) -> Result<Store> {
+        let conn = db::open(&root.join("versions.db"))?;
         let id: String =
             conn.query_row("SELECT value FROM meta WHERE name = 'store_id'", [], |r| {
                 r.get(0)
@@ -188,6 +227,7 @@ impl Store {
                 db: Mutex::new(conn),
                 hashers: Mutex::new(HashMap::new()),
                 counts: Mutex::new(None),
+                _lock: lock,
             }),
         })
     }

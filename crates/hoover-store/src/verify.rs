@@ -60,8 +60,24 @@ impl VerifyReport {
 
 impl Store {
     /// Checks the whole store and reports every problem, not just the first.
+    ///
+    /// It may run while a server commits: the versions are listed first and the chunks after.
+    /// The store only grows, and a version's chunks are committed with it or before, so every
+    /// chunk a listed version names is in the chunk list; versions committed meanwhile are left
+    /// for the next check.
     pub fn verify(&self, mut progress: impl FnMut(&str, u64, u64)) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
+        let files: Vec<(i64, String)> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare("SELECT id, key FROM files ORDER BY key")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut listed = Vec::with_capacity(files.len());
+        for (file_id, key) in files {
+            let versions = db::versions_by_id(&self.conn(), file_id)?;
+            listed.push((file_id, key, versions));
+        }
         let chunk_rows: Vec<(Vec<u8>, String, i64, i64, i64)> = {
             let conn = self.conn();
             let mut stmt = conn.prepare(
@@ -112,19 +128,9 @@ impl Store {
             report.chunks_checked += 1;
             progress("chunks", i as u64 + 1, total);
         }
-        let files: Vec<(i64, String)> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT id, key FROM files ORDER BY key")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        let total = files.len() as u64;
-        for (i, (file_id, key)) in files.into_iter().enumerate() {
+        let total = listed.len() as u64;
+        for (i, (file_id, key, versions)) in listed.into_iter().enumerate() {
             report.files_checked += 1;
-            let versions = {
-                let conn = self.conn();
-                db::versions_by_id(&conn, file_id)?
-            };
             // Decompressed chunks of the previous version, reused by the next one.
             let mut cache: HashMap<ChunkId, Arc<Vec<u8>>> = HashMap::new();
             for v in versions {

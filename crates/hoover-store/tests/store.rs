@@ -303,7 +303,7 @@ fn totals_kept_in_memory_match_a_recount() {
     let (s3, r3) = push(&store, &b, &v2[..1000], None);
     push(&store, &b, &v2[..500], Some((s3, &r3))); // shrinks
     let cached = store.counts().unwrap();
-    let recounted = Store::open(dir.path()).unwrap().counts().unwrap();
+    let recounted = Store::open_to_read(dir.path()).unwrap().counts().unwrap();
     assert_eq!(cached, recounted);
     assert_eq!((cached.files, cached.versions), (2, 5));
     assert_eq!(cached.latest_bytes, v2.len() as u64 + 500);
@@ -317,4 +317,59 @@ fn totals_kept_in_memory_match_a_recount() {
         ),
         ("l", 2, 5)
     );
+}
+
+#[test]
+fn one_writer_at_a_time_and_readers_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::open(dir.path()).unwrap();
+    // A second writer (a second server on the same store) is refused, naming the store.
+    match Store::open(dir.path()) {
+        Err(e @ StoreError::InUse(_)) => {
+            assert!(
+                e.to_string().contains(&dir.path().display().to_string()),
+                "{e}"
+            )
+        }
+        other => panic!("expected InUse, got {:?}", other.map(|_| ())),
+    }
+    // A reader opened in the middle of a batch leaves the batch's staged pack alone, and its
+    // check is clean; the batch then commits.
+    let mut rng = Rng(9);
+    let key = Key::new("l/c/a.jsonl").unwrap();
+    let data = rng.bytes(200_000);
+    let cuts = cut(&data, 0);
+    let mut batch = writer.batch();
+    for c in &cuts {
+        batch
+            .add_chunk(c.id, c.len, &hoover_chunk::compress(c.slice(&data)))
+            .unwrap();
+    }
+    let reader = Store::open_to_read(dir.path()).unwrap();
+    assert!(reader.verify(|_, _, _| {}).unwrap().is_clean());
+    batch
+        .add_version(NewVersion {
+            key: key.clone(),
+            size: data.len() as u64,
+            blake3: *blake3::hash(&data).as_bytes(),
+            mtime_ns: 1,
+            base: None,
+            kept: 0,
+            chunks: cuts.iter().map(Cut::chunk_ref).collect(),
+        })
+        .unwrap();
+    batch.commit().unwrap();
+    let report = reader.verify(|_, _, _| {}).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.versions_checked, 1);
+    // Once the writer is gone, another may open the store.
+    drop(writer);
+    drop(reader);
+    assert!(Store::open(dir.path()).is_ok());
+    // A reader needs a store to read.
+    let empty = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Store::open_to_read(empty.path()),
+        Err(StoreError::Format { .. })
+    ));
 }
