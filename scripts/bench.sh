@@ -2,7 +2,8 @@
 # Benchmark: hoover beside `rsync -az` over OpenSSH's sshd, both on loopback, same corpus.
 # Prints initial sync MB/s, no-change re-sync time, and wire bytes (and hoover's new version
 # metadata) for appending 1 KB to a 100 MB transcript. Installs rsync and openssh-server when
-# missing (needs root for apt). Sizes can be changed: BENCH_BYTES, BENCH_FILES, BIG_BYTES.
+# missing (needs root for apt). Sizes can be changed: BENCH_BYTES, BENCH_FILES, BIG_BYTES;
+# BENCH_SERVE_ARGS adds arguments to `hoover serve` (e.g. --no-index).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bytes="${BENCH_BYTES:-1000000000}"
@@ -37,7 +38,7 @@ total=$(du -sb "$work/src" | cut -f1)
 ssh-keygen -q -t ed25519 -N '' -f "$work/keys/client"
 cp "$work/keys/client.pub" "$work/keys/authorized_keys"
 HOME="$work/home" "$hoover" serve --store "$work/store" --ssh-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
-  --authorized-keys "$work/keys/authorized_keys" --host-key "$work/keys/host" 2>"$work/serve.log" &
+  --authorized-keys "$work/keys/authorized_keys" --host-key "$work/keys/host" ${BENCH_SERVE_ARGS:-} 2>"$work/serve.log" &
 server=$!
 trap 'kill $server 2>/dev/null || true; [ -f "$work/sshd.pid" ] && kill "$(cat "$work/sshd.pid")" 2>/dev/null || true' EXIT
 for _ in $(seq 1 200); do grep -q 'hoover: listening' "$work/serve.log" && break; sleep 0.05; done

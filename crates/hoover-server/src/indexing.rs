@@ -61,8 +61,28 @@ impl Indexer {
             catching_up: true,
             ..IndexStatus::default()
         }));
-        let thread = match Index::open(&dir, options) {
-            Ok((opened_index, writer, opened)) => {
+        // The index opens on its own thread, so that the writer's threads, which tantivy starts
+        // there, inherit its lower priority.
+        let (opened_tx, opened_rx) = mpsc::sync_channel(1);
+        let thread_status = status.clone();
+        let open_dir = dir.clone();
+        let thread = std::thread::Builder::new()
+            .name("indexer".into())
+            .spawn(move || {
+                lower_priority();
+                match Index::open(&open_dir, options) {
+                    Ok((opened_index, writer, opened)) => {
+                        let _ = opened_tx.send(Ok((opened_index, opened)));
+                        run(store, writer, rx, thread_status, live);
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e.to_string()));
+                    }
+                }
+            })
+            .expect("spawn the indexer thread");
+        match opened_rx.recv() {
+            Ok(Ok((opened_index, opened))) => {
                 match &opened {
                     Opened::Existing => tracing::debug!("index opened at {}", dir.display()),
                     Opened::Created => {
@@ -74,24 +94,21 @@ impl Indexer {
                     ),
                 }
                 let _ = index.set(opened_index);
-                let status = status.clone();
-                Some(
-                    std::thread::Builder::new()
-                        .name("indexer".into())
-                        .spawn(move || run(store, writer, rx, status, live))
-                        .expect("spawn the indexer thread"),
-                )
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 let e = format!(
                     "search is unavailable: cannot open the index at {}: {e}",
                     dir.display()
                 );
                 tracing::error!("{e}");
                 status.lock().expect("status lock").error = Some(e);
-                None
             }
-        };
+            Err(_) => {
+                status.lock().expect("status lock").error =
+                    Some("search is unavailable: the indexer thread stopped while opening".into());
+            }
+        }
+        let thread = Some(thread);
         Indexer {
             tx,
             index,
@@ -139,6 +156,21 @@ impl Indexer {
         if let Some(t) = self.thread.lock().expect("thread lock").take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The nice value of the indexer's threads. The index is derived and can wait; a sync on a
+/// busy machine should not. When the machine is idle the priority makes no difference.
+#[cfg(target_os = "linux")]
+const INDEX_NICE: i32 = 19;
+
+/// Lowers this thread's CPU priority, and so that of the threads it starts (Linux keeps a nice
+/// value per thread, inherited by new threads). Elsewhere it does nothing.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), INDEX_NICE)
+    {
+        tracing::debug!("cannot lower the indexer's priority: {e}");
     }
 }
 

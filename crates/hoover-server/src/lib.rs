@@ -109,7 +109,13 @@ impl Server {
         let live_feed = live::LiveFeed::new();
         let conns = Arc::new(ConnCounters::default());
         let indexer = if config.index {
-            let (store, dir) = (store.clone(), indexing::index_dir(&config.store));
+            // The indexer reads the store through a connection of its own: at its lower
+            // priority it must never hold a lock that ingest waits for.
+            let root = config.store.clone();
+            let store = tokio::task::spawn_blocking(move || Store::open_to_read(&root))
+                .await?
+                .context("cannot open the store for the indexer")?;
+            let dir = indexing::index_dir(&config.store);
             let live = live_feed.clone();
             let options = hoover_index::IndexOptions {
                 redact: config.redact,
