@@ -64,14 +64,5 @@ fn server_killed_mid_sync_recovers_with_complete_data() {
     assert_eq!(after["files_checked"], files.len() as u64);
 
     // Every file is on the server, byte for byte.
-    let tree = world.path().join("restored");
-    world.ok(&["restore", "laptop/claude", "--to", tree.to_str().unwrap()]);
-    for f in &files {
-        let rel = f.strip_prefix(&root).unwrap();
-        assert!(
-            std::fs::read(tree.join(rel)).unwrap() == std::fs::read(f).unwrap(),
-            "{}",
-            rel.display()
-        );
-    }
+    world.check_restored_tree(&root, "laptop/claude");
 }

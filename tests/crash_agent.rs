@@ -167,17 +167,7 @@ fn an_agent_killed_at_random_moments_loses_nothing_and_resends_nothing() {
     agent.wait().unwrap();
 
     // Every file restores byte for byte.
-    let tree = world.path().join("restored");
-    world.ok(&["restore", "lap/c", "--to", tree.to_str().unwrap()]);
-    let files = files_under(&root);
-    for f in &files {
-        let rel = f.strip_prefix(&root).unwrap();
-        assert!(
-            std::fs::read(tree.join(rel)).unwrap() == std::fs::read(f).unwrap(),
-            "{}",
-            rel.display()
-        );
-    }
+    let files = world.check_restored_tree(&root, "lap/c");
     let store = world.server.store.display().to_string();
     let verify = world.json(&["verify", "--store", &store]);
     hoover_testkit::report(
@@ -190,7 +180,7 @@ fn an_agent_killed_at_random_moments_loses_nothing_and_resends_nothing() {
             "chunks_sent_after": sent,
             "chunks_missing_after": gained,
             "versions_checked": verify["versions_checked"],
-            "files_restored": files.len(),
+            "files_restored": files,
         }),
     );
 }

@@ -118,17 +118,7 @@ fn fifty_server_crashes_lose_nothing() {
     println!("versions checked at the end: {}", after["versions_checked"]);
 
     // Every file restores byte for byte.
-    let tree = world.path().join("restored");
-    world.ok(&["restore", "lap/c", "--to", tree.to_str().unwrap()]);
-    let files = files_under(&root);
-    for f in &files {
-        let rel = f.strip_prefix(&root).unwrap();
-        assert!(
-            std::fs::read(tree.join(rel)).unwrap() == std::fs::read(f).unwrap(),
-            "{}",
-            rel.display()
-        );
-    }
+    let files = world.check_restored_tree(&root, "lap/c");
 
     // Every version a sync was told is stored is there and restores to its BLAKE3.
     told.sort();
@@ -163,7 +153,7 @@ fn fifty_server_crashes_lose_nothing() {
             "kills": KILLS,
             "interrupted_syncs": interrupted,
             "versions_checked": after["versions_checked"],
-            "files_restored": files.len(),
+            "files_restored": files,
             "told_versions_restored": told.len(),
             "messages_indexed_once": messages,
         }),

@@ -7,9 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use hoover_testkit::{
-    corpus, count_lines, files_under, http_get, wait_until, ServerProcess, World,
-};
+use hoover_testkit::{corpus, count_lines, http_get, wait_until, ServerProcess, World};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
 
@@ -81,16 +79,7 @@ fn crash_at(point: &str, nth: u32, seed: u64) -> u64 {
         after["chunks_checked"].as_u64().unwrap() - before,
         "{point}: {report}"
     );
-    let tree = world.path().join("restored");
-    world.ok(&["restore", "lap/c", "--to", tree.to_str().unwrap()]);
-    for f in files_under(&root) {
-        let rel = f.strip_prefix(&root).unwrap();
-        assert!(
-            std::fs::read(tree.join(rel)).unwrap() == std::fs::read(&f).unwrap(),
-            "{point}: {}",
-            rel.display()
-        );
-    }
+    world.check_restored_tree(&root, "lap/c");
     let messages = count_lines(&root);
     wait_until(
         &format!("{point}: every message indexed once"),

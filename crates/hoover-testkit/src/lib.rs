@@ -326,6 +326,30 @@ impl World {
         }
     }
 
+    /// Restores the whole tree `prefix` in one `hoover restore --to` and compares every file
+    /// under `root` with its copy, byte for byte. Returns how many files were compared.
+    pub fn check_restored_tree(&self, root: &Path, prefix: &str) -> usize {
+        let tree = self.path().join("restored");
+        let _ = std::fs::remove_dir_all(&tree);
+        self.ok(&[
+            "restore",
+            prefix,
+            "--to",
+            tree.to_str().expect("UTF-8 temp path"),
+        ]);
+        let files = files_under(root);
+        for f in &files {
+            let rel = f.strip_prefix(root).expect("under root");
+            assert!(
+                std::fs::read(tree.join(rel)).expect("restored file")
+                    == std::fs::read(f).expect("original file"),
+                "{prefix}/{} restores byte for byte",
+                rel.display()
+            );
+        }
+        files.len()
+    }
+
     /// Runs `hoover ARGS --json` and parses stdout.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut args = args.to_vec();
