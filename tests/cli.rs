@@ -153,10 +153,7 @@ fn a_sync_whose_server_dies_fails_and_says_so() {
     // and the sync exited 0 with nothing printed. The server here dies when the first chunk
     // arrives (a crash point), while the client is still sending.
     let mut world = World::new(BIN);
-    let mut opts = world.server_options(world.server.ssh_port);
-    opts.env = vec![("HOOVER_CRASH_AT".into(), "ingest-chunk".into())];
-    world.server.kill();
-    world.server = hoover_testkit::ServerProcess::start(&opts);
+    world.restart_server_with(|o| o.env = vec![("HOOVER_CRASH_AT".into(), "ingest-chunk".into())]);
     let root = world.path().join("p");
     hoover_testkit::corpus::write_tree(&root, 2, 10, 20_000_000);
     let out = world.run(&["sync", "--root", &format!("r={}", root.display())]);

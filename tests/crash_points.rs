@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use hoover_testkit::{corpus, count_lines, http_get, wait_until, ServerProcess, World};
+use hoover_testkit::{corpus, count_lines, http_get, wait_until, World};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
 
@@ -49,10 +49,9 @@ fn crash_at(point: &str, nth: u32, seed: u64) -> u64 {
     );
 
     // The server, armed, takes the push and dies at the point.
-    let mut opts = world.server_options(world.server.ssh_port);
-    opts.env = vec![("HOOVER_CRASH_AT".into(), format!("{point}:{nth}"))];
-    world.server.kill();
-    world.server = ServerProcess::start(&opts);
+    world.restart_server_with(|o| {
+        o.env = vec![("HOOVER_CRASH_AT".into(), format!("{point}:{nth}"))]
+    });
     let _ = world.run(&["sync", "--source", "lap", "--root", &spec]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while world.server.child.try_wait().unwrap().is_none() {

@@ -230,10 +230,9 @@ fn a_full_disk_refuses_new_data_keeps_the_old_and_recovers() {
     let mut world = World::new(BIN);
     // The server's store sees a full disk while this file exists (the store's fault seam).
     let full = world.path().join("disk-is-full");
-    let mut opts = world.server_options(world.server.ssh_port);
-    opts.env = vec![("HOOVER_FAULT_DISK_FULL".into(), full.display().to_string())];
-    world.server.kill();
-    world.server = hoover_testkit::ServerProcess::start(&opts);
+    world.restart_server_with(|o| {
+        o.env = vec![("HOOVER_FAULT_DISK_FULL".into(), full.display().to_string())]
+    });
 
     let root = world.path().join("projects");
     corpus::write_tree(&root, 21, 10, 3_000_000);

@@ -8,18 +8,10 @@ use std::time::Duration;
 
 use hoover_client::{ServerAddr, SshSession};
 use hoover_proto::{Conn, ErrorCode, Request, Response};
-use hoover_testkit::{corpus, files_under, http_get, wait_until, ServerProcess, World};
+use hoover_testkit::{corpus, files_under, http_get, wait_until, World};
 use hoover_types::ChunkId;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
-
-/// Restarts the world's server with extra arguments.
-fn restart_with(world: &mut World, args: &[&str]) {
-    let mut opts = world.server_options(world.server.ssh_port);
-    opts.extra_args = args.iter().map(|a| a.to_string()).collect();
-    world.server.kill();
-    world.server = ServerProcess::start(&opts);
-}
 
 /// One counter from `/metrics`.
 fn metric(world: &World, name: &str) -> u64 {
@@ -53,10 +45,11 @@ fn closed_by_server(socket: &mut TcpStream) -> bool {
 #[test]
 fn silent_connections_cannot_hold_the_slots() {
     let mut world = World::new(BIN);
-    restart_with(
-        &mut world,
-        &["--max-connections", "2", "--login-timeout", "5"],
-    );
+    world.restart_server_with(|o| {
+        o.extra_args = ["--max-connections", "2", "--login-timeout", "5"]
+            .map(String::from)
+            .to_vec()
+    });
     let port = world.server.ssh_port;
 
     // Two connections that never say anything take both slots.
@@ -140,7 +133,9 @@ async fn stall_verdict(conn: &mut Conn<hoover_client::SshStream>) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_clients_are_closed_and_do_not_block_others() {
     let mut world = World::new(BIN);
-    restart_with(&mut world, &["--stall-timeout", "3"]);
+    world.restart_server_with(|o| {
+        o.extra_args = ["--stall-timeout", "3"].map(String::from).to_vec()
+    });
 
     // 1. Half a frame: the length of a 1 MB frame and 100 of its bytes.
     let (_ssh1, mut half) = raw(&world, "half").await;

@@ -261,9 +261,16 @@ impl World {
 
     /// Restarts the server on the same port and store.
     pub fn restart_server(&mut self) {
-        let port = self.server.ssh_port;
+        self.restart_server_with(|_| {});
+    }
+
+    /// Restarts the server on the same port and store, with its options changed by
+    /// `configure` (extra arguments, a fault seam's environment variable).
+    pub fn restart_server_with(&mut self, configure: impl FnOnce(&mut ServerOptions)) {
+        let mut opts = self.server_options(self.server.ssh_port);
+        configure(&mut opts);
         self.server.kill();
-        self.server = ServerProcess::start(&self.server_options(port));
+        self.server = ServerProcess::start(&opts);
     }
 
     pub fn server_addr(&self) -> String {
