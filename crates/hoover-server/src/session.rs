@@ -26,21 +26,13 @@ pub struct Peer {
     pub access: Access,
 }
 
-/// How long a connection may stall. An agent may sit idle between requests as long as it
+/// How long a connection may stall (`ServerConfig::stall_timeout`). An agent may sit idle between requests as long as it
 /// likes (SSH keep-alives find a vanished peer); what it may not do is hold server resources
 /// while silent: a begun frame must be finished, an open batch continued, and a reply read,
 /// each within `stall`.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub stall: std::time::Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            stall: std::time::Duration::from_secs(120),
-        }
-    }
 }
 
 /// What a connection did, for logs and tests.
@@ -279,6 +271,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.conn
             .send_within(&Response::Error { code, message }, self.limits.stall)
             .await
+    }
+
+    /// Sends one frame of a longer reply, giving up on a peer that reads none of it in time.
+    async fn send_part(&mut self, response: &Response) -> Result<(), ProtoError> {
+        let stall = self.limits.stall;
+        tokio::time::timeout(stall, self.conn.send(response))
+            .await
+            .map_err(|_| {
+                ProtoError::TimedOut(format!(
+                    "the peer read nothing of a restore for {} s",
+                    stall.as_secs()
+                ))
+            })?
     }
 
     async fn reply(&mut self, response: Response) -> Result<Result<(), Failure>, ProtoError> {
@@ -576,21 +581,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .await?;
         }
         self.reply(Response::RestoreEnd).await
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    /// Sends one frame of a longer reply, giving up on a peer that reads none of it in time.
-    async fn send_part(&mut self, response: &Response) -> Result<(), ProtoError> {
-        let stall = self.limits.stall;
-        tokio::time::timeout(stall, self.conn.send(response))
-            .await
-            .map_err(|_| {
-                ProtoError::TimedOut(format!(
-                    "the peer read nothing of a restore for {} s",
-                    stall.as_secs()
-                ))
-            })?
     }
 }
 
