@@ -30,11 +30,13 @@ row("two laptops pushing the same chunks at once", "two_laptops",
 row("a full disk (ENOSPC injected at the store's write seam)", "disk_full",
     lambda r: f"new data refused, saying \"{r['refused_saying']}\"; {r['versions_kept']} versions kept intact; after space returned {r['files_restored_after']} files restored byte for byte")
 row("a read-only store directory (and a read-only version log)", "read_only",
-    lambda r: f"{r['cases']} of {r['cases']} refused at start, naming the directory or file; {r['files_restored_after']} files restored byte for byte once writable")
+    lambda r: f"{r['cases']} of {r['cases']} refused at start, naming the directory or file; the read-only store checked by `hoover verify`: {r.get('read_only_versions_verified', 'not run')} versions clean; {r['files_restored_after']} files restored byte for byte once writable")
 row("connection slots held by silent clients", "limits_slots",
     lambda r: f"with --max-connections {r['max_connections']}: {r['refused_over_limit']} over the limit refused; {r['silent_closed_at_login_deadline']} silent connections closed at the login deadline; then an honest sync and restore")
 row("stalled clients (half frame, open batch, unread replies)", "limits_stalls",
     lambda r: f"{r['stalled_closed']} of 3 closed after the {r['stall_timeout_s']} s stall time-out (the non-reader after {r['unread_requests_before_cut']} requests); meanwhile {r['honest_files_restored']} files synced and restored byte for byte; the open batch dropped")
+row("a batch over --max-batch-chunks", "limits_batch",
+    lambda r: f"with a limit of {r['max_batch_chunks']}: {r['refused']} over-limit requests refused whole, none of their chunks stored; the same connection then committed within it; `hoover sync` of a {r['sync_file_bytes']:,}-byte file exits 1 naming the flag")
 row("nasty transcript lines through sync, store, index and web page", "bad_transcripts",
     lambda r: f"{r['bytes_restored_exactly']:,} bytes restored exactly; {r['messages_indexed']} readable messages indexed, searched and shown escaped; {r['malformed_counted']} bad lines counted (BOM, CRLF and escaped NUL lines read; half line waits)")
 row("hostile protocol client", "hostile",

@@ -79,6 +79,10 @@ pub struct UpArgs {
     /// Address for HTTP.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
+    /// Token for the web page (at least 16 characters), as for `hoover serve`; required when
+    /// --http-listen is not a loopback address. The page's address is printed with it.
+    #[arg(long, env = "HOOVER_HTTP_TOKEN", hide_env_values = true)]
+    pub http_token: Option<String>,
     /// Watch a demo tree that grows by a message every few seconds, even if you have transcripts.
     #[arg(long)]
     pub demo: bool,
@@ -135,6 +139,11 @@ pub struct ServeArgs {
     /// uncommitted batch dropped. An agent idle between requests is never closed for it.
     #[arg(long, value_name = "SECS", default_value_t = hoover_server::ServerConfig::STALL_TIMEOUT.as_secs())]
     pub stall_timeout: u64,
+    /// Most chunks one uncommitted batch may hold, counting the chunks its versions name too
+    /// (each costs the server about 100 bytes of memory until commit). A bigger batch is refused
+    /// and nothing of it recorded; the default allows a single new file of about 16 GB.
+    #[arg(long, value_name = "N", default_value_t = hoover_store::MAX_BATCH_ITEMS)]
+    pub max_batch_chunks: usize,
     /// TOML config file [default: $HOOVER_CONFIG, else <config dir>/config.toml].
     #[arg(long)]
     pub config: Option<PathBuf>,

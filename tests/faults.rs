@@ -279,10 +279,38 @@ fn a_full_disk_refuses_new_data_keeps_the_old_and_recovers() {
     );
 }
 
-/// `hoover serve` on `store`, run so that file permissions bind it: as root, without the
-/// capabilities that let root write anywhere (util-linux `setpriv`). Returns its exit code and
-/// stderr; it must exit by itself.
+/// `hoover serve` on `store`, run so that file permissions bind it; it must exit by itself.
+/// Returns its exit code and stderr.
 fn serve_without_override(world: &World, store: &Path) -> (Option<i32>, String) {
+    let mut args = vec![
+        "serve".into(),
+        "--store".into(),
+        store.as_os_str().to_owned(),
+    ];
+    args.extend(
+        [
+            "--ssh-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ]
+        .map(Into::into),
+    );
+    args.push("--authorized-keys".into());
+    args.push(world.server_home.dir.join("authorized_keys").into());
+    args.push("--host-key".into());
+    args.push(world.server_home.dir.join("host_key").into());
+    let (code, _, err) = run_without_override(world, &args);
+    (code, err)
+}
+
+/// `hoover ARGS` run so that file permissions bind it: as root, without the capabilities that
+/// let root write anywhere (util-linux `setpriv`). Returns its exit code, stdout and stderr;
+/// it must exit by itself.
+fn run_without_override(
+    world: &World,
+    args: &[std::ffi::OsString],
+) -> (Option<i32>, String, String) {
     let root = std::process::Command::new("id")
         .arg("-u")
         .output()
@@ -300,44 +328,37 @@ fn serve_without_override(world: &World, store: &Path) -> (Option<i32>, String) 
         std::process::Command::new(BIN)
     };
     world.server_home.apply(&mut cmd);
-    cmd.arg("serve")
-        .arg("--store")
-        .arg(store)
-        .args([
-            "--ssh-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--authorized-keys")
-        .arg(world.server_home.dir.join("authorized_keys"))
-        .arg("--host-key")
-        .arg(world.server_home.dir.join("host_key"))
+    cmd.args(args)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .expect("spawn hoover serve (and setpriv when root)");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut child = cmd.spawn().expect("spawn hoover (and setpriv when root)");
+    // Its output is small: read after it exits. (A pipe holds far more than it says.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("hoover serve did not fail fast on a store it cannot write");
+            panic!("hoover {args:?} did not exit by itself");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    let mut err = String::new();
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     child
         .stderr
         .take()
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    (status.code(), err)
+    (status.code(), out, err)
 }
 
 fn set_mode(path: &Path, mode: u32) {
@@ -362,6 +383,42 @@ fn a_read_only_store_fails_fast_naming_the_dir_and_loses_nothing() {
     assert!(err.contains(&store.display().to_string()), "{err}");
     assert!(err.contains("cannot be written"), "{err}");
     assert!(err.contains("read-only"), "{err}");
+
+    // A read-only copy can still be checked. Here a killed server left changes in SQLite's
+    // write-ahead log, which a reader that cannot write cannot fold in: `verify` says so and
+    // what to do instead.
+    let verify_args = ["verify", "--json", "--store"].map(std::ffi::OsString::from);
+    let mut verify_args = verify_args.to_vec();
+    verify_args.push(store.as_os_str().to_owned());
+    let wal = store.join("versions.db-wal");
+    let log_files = ["versions.db", "versions.db-wal", "versions.db-shm"].map(|f| store.join(f));
+    let read_only = |yes: bool| {
+        for f in log_files.iter().filter(|f| f.exists()) {
+            set_mode(f, if yes { 0o444 } else { 0o644 });
+        }
+    };
+    assert!(std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0));
+    read_only(true);
+    let (code, _, err) = run_without_override(&world, &verify_args);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("versions.db-wal"), "{err}");
+    assert!(err.contains("writable copy"), "{err}");
+    read_only(false);
+    // Once a writer has folded it in (a clean stop does), the read-only copy checks clean.
+    set_mode(&store, 0o755);
+    let versions = world.verify()["versions_checked"].clone();
+    assert!(
+        !wal.exists(),
+        "the last connection folds in and removes the WAL"
+    );
+    set_mode(&store, 0o555);
+    read_only(true);
+    let (code, out, err) = run_without_override(&world, &verify_args);
+    assert_eq!(code, Some(0), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["clean"], true, "{report}");
+    assert_eq!(report["versions_checked"], versions, "{report}");
+    read_only(false);
     set_mode(&store, 0o755);
 
     // Only its version log is read-only (SQLite would otherwise open it read-only, quietly).
@@ -386,6 +443,7 @@ fn a_read_only_store_fails_fast_naming_the_dir_and_loses_nothing() {
         serde_json::json!({
             "refused_saying": "the store directory … cannot be written",
             "cases": 2,
+            "read_only_versions_verified": versions,
             "files_restored_after": files_under(&root).len(),
         }),
     );

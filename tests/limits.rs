@@ -7,9 +7,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use hoover_client::{ServerAddr, SshSession};
-use hoover_proto::{Conn, ErrorCode, Request, Response};
+use hoover_proto::{Conn, ErrorCode, Request, Response, VersionPush};
 use hoover_testkit::{corpus, files_under, http_get, wait_until, World};
-use hoover_types::ChunkId;
+use hoover_types::{ChunkId, ChunkRef};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
 
@@ -261,6 +261,149 @@ async fn stalled_clients_are_closed_and_do_not_block_others() {
             "stalled_closed": 3,
             "unread_requests_before_cut": requests,
             "honest_files_restored": files_under(&root).len(),
+        }),
+    );
+}
+
+/// Sends a version of `parts` (each part one chunk) and returns the server's answer.
+async fn push_version(
+    conn: &mut Conn<hoover_client::SshStream>,
+    key: &str,
+    parts: &[Vec<u8>],
+) -> Response {
+    let whole: Vec<u8> = parts.concat();
+    conn.send(&Request::Version(VersionPush {
+        key: key.into(),
+        size: whole.len() as u64,
+        blake3: *blake3::hash(&whole).as_bytes(),
+        mtime_ns: 0,
+        base: None,
+        kept: 0,
+        chunks: parts
+            .iter()
+            .map(|p| ChunkRef {
+                id: ChunkId::of(p),
+                len: p.len() as u32,
+            })
+            .collect(),
+    }))
+    .await
+    .unwrap();
+    conn.flush().await.unwrap();
+    conn.recv::<Response>().await.unwrap()
+}
+
+async fn send_chunks(conn: &mut Conn<hoover_client::SshStream>, parts: &[Vec<u8>]) {
+    for p in parts {
+        conn.send(&Request::Chunk {
+            id: ChunkId::of(p),
+            len: p.len() as u32,
+            data: hoover_chunk::compress(p),
+        })
+        .await
+        .unwrap();
+    }
+}
+
+async fn missing(conn: &mut Conn<hoover_client::SshStream>, parts: &[Vec<u8>]) -> Vec<u32> {
+    let ids = parts.iter().map(|p| ChunkId::of(p)).collect();
+    conn.send(&Request::Have { ids }).await.unwrap();
+    conn.flush().await.unwrap();
+    match conn.recv::<Response>().await.unwrap() {
+        Response::Want { missing } => missing,
+        other => panic!("expected Want, got {other:?}"),
+    }
+}
+
+/// A batch's memory grows with what it holds until commit, so the server caps it: a batch over
+/// `--max-batch-chunks` is refused whole, with a message that says what to do, and the
+/// connection goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_batch_is_refused_whole_and_the_connection_goes_on() {
+    let mut world = World::new(BIN);
+    world.restart_server_with(|o| {
+        o.extra_args = ["--max-batch-chunks", "8"].map(String::from).to_vec()
+    });
+    let parts: Vec<Vec<u8>> = (0..9)
+        .map(|i| format!("{{\"type\":\"user\",\"n\":{i}}}\n").into_bytes())
+        .collect();
+    let (_ssh, mut conn) = raw(&world, "big").await;
+
+    // Nine chunks in one batch: one too many. The version after them and the commit are
+    // refused, saying why; nothing of the batch is kept.
+    send_chunks(&mut conn, &parts).await;
+    let verdict = push_version(&mut conn, "big/a.jsonl", &parts).await;
+    let Response::Error { code, message } = verdict else {
+        panic!("expected the version to be refused, got {verdict:?}");
+    };
+    assert_eq!(code, ErrorCode::Refused, "{message}");
+    assert!(message.contains("more than 8 chunks"), "{message}");
+    assert!(message.contains("commit more often"), "{message}");
+    conn.send(&Request::Commit).await.unwrap();
+    conn.flush().await.unwrap();
+    match conn.recv::<Response>().await.unwrap() {
+        Response::Error { code, message } => {
+            assert_eq!(code, ErrorCode::Refused, "{message}");
+            assert!(message.contains("nothing of it was recorded"), "{message}");
+        }
+        other => panic!("expected the commit to be refused, got {other:?}"),
+    }
+    assert_eq!(
+        missing(&mut conn, &parts).await,
+        (0..9).collect::<Vec<u32>>()
+    );
+
+    // The same connection, within the limit: three chunks and a version naming them (seven).
+    send_chunks(&mut conn, &parts[..3]).await;
+    let verdict = push_version(&mut conn, "big/a.jsonl", &parts[..3]).await;
+    assert!(matches!(verdict, Response::Accepted), "{verdict:?}");
+    conn.send(&Request::Commit).await.unwrap();
+    conn.flush().await.unwrap();
+    let committed = conn.recv::<Response>().await.unwrap();
+    assert!(
+        matches!(committed, Response::Committed { .. }),
+        "{committed:?}"
+    );
+
+    // References count too: a version naming eight stored chunks (nine with itself).
+    let mut eight = parts[..3].to_vec();
+    eight.extend_from_slice(&parts[..3]);
+    eight.extend_from_slice(&parts[..2]);
+    let verdict = push_version(&mut conn, "big/b.jsonl", &eight).await;
+    assert!(
+        matches!(&verdict, Response::Error { code: ErrorCode::Refused, message } if message.contains("more than 8")),
+        "{verdict:?}"
+    );
+    conn.send(&Request::Commit).await.unwrap();
+    conn.flush().await.unwrap();
+    let refused = conn.recv::<Response>().await.unwrap();
+    assert!(matches!(refused, Response::Error { .. }), "{refused:?}");
+    drop(conn);
+
+    // `hoover sync` of a file with more chunks than that says what happened and what to do.
+    let root = world.path().join("laptop");
+    std::fs::create_dir_all(root.join("p")).unwrap();
+    let big: Vec<u8> = (0..40_000u32)
+        .flat_map(|i| {
+            format!("{{\"type\":\"user\",\"i\":{i},\"x\":\"{}\"}}\n", i * 7919).into_bytes()
+        })
+        .collect();
+    std::fs::write(root.join("p/big.jsonl"), &big).unwrap();
+    let spec = format!("c={}", root.display());
+    let out =
+        tokio::task::block_in_place(|| world.run(&["sync", "--source", "lap", "--root", &spec]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--max-batch-chunks"), "{stderr}");
+    let report = tokio::task::block_in_place(|| world.verify());
+    assert_eq!(report["versions_checked"], 1, "{report}");
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "limits_batch",
+        serde_json::json!({
+            "max_batch_chunks": 8,
+            "refused": 4,
+            "sync_file_bytes": big.len(),
         }),
     );
 }

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use hoover_testkit::{wait_until, Home};
+use hoover_testkit::{http_get, wait_until, Home};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
 
@@ -163,4 +163,64 @@ fn up_runs_server_watcher_and_a_live_demo_then_stops_cleanly() {
         String::from_utf8_lossy(&restored.stderr)
     );
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&local).unwrap());
+}
+
+/// `hoover up --http-token`: the page asks for the token, and `up` prints the login link.
+#[test]
+fn up_with_a_token_guards_its_page_and_prints_the_login_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = Home::new(tmp.path(), "home");
+    let empty_claude = tmp.path().join("claude");
+    std::fs::create_dir_all(empty_claude.join("projects")).unwrap();
+    let token = "up-test-token-0123456789";
+    let mut cmd = Command::new(BIN);
+    home.apply(&mut cmd);
+    let mut child = cmd
+        .args([
+            "up",
+            "--ssh-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--http-token",
+            token,
+        ])
+        .env("CLAUDE_CONFIG_DIR", &empty_claude)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut http: Option<u16> = None;
+    let mut link = None;
+    for line in lines.by_ref().map_while(Result::ok) {
+        if let Some(rest) = line.strip_prefix("hoover: listening ") {
+            http = rest
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("http="))
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                .map(|a| a.port());
+        }
+        if line.contains("web page at") {
+            link = Some(line);
+            break;
+        }
+    }
+    // Keep draining its log so that it never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let port = http.expect("hoover up printed its HTTP address");
+    let link = link.expect("hoover up printed its web page");
+    assert!(link.contains(&format!("/?token={token}")), "{link}");
+    let (status, _) = http_get(port, "/api/stats").unwrap();
+    assert_eq!(status, 401, "without the token");
+    let (status, _) = http_get(port, &format!("/?token={token}")).unwrap();
+    assert_eq!(status, 303, "the login link sets a cookie");
+    let (status, _) = http_get(port, "/healthz").unwrap();
+    assert_eq!(status, 200);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
 }

@@ -54,6 +54,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         http_token: args.http_token.or(s.http_token.clone()),
         login_timeout: std::time::Duration::from_secs(args.login_timeout.max(1)),
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
+        max_batch_chunks: args.max_batch_chunks.max(1),
     };
     let server = Server::bind(&config).await?;
     tracing::info!(

@@ -49,9 +49,10 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         max_connections: 16,
         index: true,
         redact: true,
-        http_token: None,
+        http_token: args.http_token.clone(),
         login_timeout: ServerConfig::LOGIN_TIMEOUT,
         stall_timeout: ServerConfig::STALL_TIMEOUT,
+        max_batch_chunks: hoover_store::MAX_BATCH_ITEMS,
     };
     let server = Server::bind(&config).await.with_context(|| {
         "hoover up could not start its server; if a port is taken, move it with --ssh-listen / --http-listen"
@@ -90,8 +91,12 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         dir.join("known_hosts").display()
     );
     eprintln!("hoover: listening ssh={ssh} http={http}");
+    let login = match &config.http_token {
+        Some(t) => format!("?token={t}"),
+        None => String::new(),
+    };
     eprintln!(
-        "hoover up: server on {ssh} (store {}), web page at http://{http}/",
+        "hoover up: server on {ssh} (store {}), web page at http://{http}/{login}",
         config.store.display()
     );
     eprintln!(
@@ -105,7 +110,11 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     );
     eprintln!("hoover up: try  hoover ls {client_flags}");
     eprintln!("hoover up:      hoover search WORDS {client_flags}");
-    eprintln!("hoover up:      curl 'http://{http}/api/search?q=WORDS'  and  curl http://{http}/api/stats");
+    let auth = match &config.http_token {
+        Some(_) => "-H 'Authorization: Bearer TOKEN' ",
+        None => "",
+    };
+    eprintln!("hoover up:      curl {auth}'http://{http}/api/search?q=WORDS'  and  curl {auth}http://{http}/api/stats");
     eprintln!("hoover up: Ctrl-C stops everything cleanly");
 
     let demo_shutdown = CancellationToken::new();

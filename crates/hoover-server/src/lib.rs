@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub login_timeout: Duration,
     /// How long a connection may stall mid-frame, mid-batch or on a reply ([`session::Limits`]).
     pub stall_timeout: Duration,
+    /// Most chunks (and chunk references) one uncommitted batch may hold
+    /// ([`hoover_store::MAX_BATCH_ITEMS`] by default).
+    pub max_batch_chunks: usize,
 }
 
 impl ServerConfig {
@@ -139,6 +142,7 @@ impl Server {
                 indexer,
                 limits: session::Limits {
                     stall: config.stall_timeout,
+                    batch_items: config.max_batch_chunks,
                 },
                 conns: conns.clone(),
             }),

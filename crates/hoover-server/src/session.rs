@@ -33,6 +33,9 @@ pub struct Peer {
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub stall: std::time::Duration,
+    /// Most chunks, versions and chunk references one uncommitted batch may hold
+    /// ([`hoover_store::Batch::with_limit`]).
+    pub batch_items: usize,
 }
 
 /// What a connection did, for logs and tests.
@@ -137,7 +140,7 @@ struct Ingest {
 const INGEST_QUEUE: usize = 32;
 
 impl Ingest {
-    fn start(store: Store) -> Ingest {
+    fn start(store: Store, batch_items: usize) -> Ingest {
         let (tx, mut rx) = mpsc::channel::<IngestCmd>(INGEST_QUEUE);
         let (err_tx, chunk_error) = oneshot::channel();
         tokio::task::spawn_blocking(move || {
@@ -150,12 +153,15 @@ impl Ingest {
                         if failed.is_some() {
                             continue;
                         }
-                        let b = batch.get_or_insert_with(|| store.batch());
+                        let b = batch.get_or_insert_with(|| store.batch().with_limit(batch_items));
                         if let Err(e) = b.add_chunk(id, len, &data) {
                             if e.is_disk_full() {
                                 // The server's trouble, not the client's: the batch's versions
                                 // and commit are refused with the reason; the connection stays.
                                 failed = Some(disk_full_message(&e));
+                            } else if let StoreError::BatchTooLarge(_) = e {
+                                // Too much at once, not a lie: refused the same way.
+                                failed = Some(e.to_string());
                             } else {
                                 failed = Some(e.to_string());
                                 if let Some(tx) = err_tx.take() {
@@ -168,9 +174,12 @@ impl Ingest {
                         let result = match &failed {
                             Some(f) => Err(StoreError::Refused(f.clone())),
                             None => batch
-                                .get_or_insert_with(|| store.batch())
+                                .get_or_insert_with(|| store.batch().with_limit(batch_items))
                                 .add_version(*version),
                         };
+                        if let Err(e @ StoreError::BatchTooLarge(_)) = &result {
+                            failed = Some(e.to_string());
+                        }
                         let _ = reply.send(result);
                     }
                     IngestCmd::Commit(reply) => {
@@ -210,7 +219,7 @@ impl From<StoreError> for Failure {
             };
         }
         let code = match &e {
-            StoreError::Refused(_) => ErrorCode::Refused,
+            StoreError::Refused(_) | StoreError::BatchTooLarge(_) => ErrorCode::Refused,
             StoreError::StaleBase(_) => ErrorCode::StaleBase,
             StoreError::NotFound(_) => ErrorCode::NotFound,
             _ => ErrorCode::Internal,
@@ -304,8 +313,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     async fn send_ingest(&mut self, cmd: IngestCmd) {
-        let store = self.store.clone();
-        let ingest = self.ingest.get_or_insert_with(|| Ingest::start(store));
+        let (store, items) = (self.store.clone(), self.limits.batch_items);
+        let ingest = self
+            .ingest
+            .get_or_insert_with(|| Ingest::start(store, items));
         // The thread only stops when this sender is dropped, so this cannot fail.
         let _ = ingest.tx.send(cmd).await;
     }
@@ -367,7 +378,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
                 hoover_store::fault::crash_point("ingest-chunk");
                 self.batch_open = true;
-                self.sent.insert(id);
+                // Past the batch's limit the batch is refused anyway; the set stays bounded.
+                if self.sent.len() < self.limits.batch_items {
+                    self.sent.insert(id);
+                }
                 self.stats.chunks_received += 1;
                 self.send_ingest(IngestCmd::Chunk { id, len, data }).await;
                 Ok(Ok(()))

@@ -66,6 +66,11 @@ struct Prepared {
     hasher: Option<blake3::Hasher>,
 }
 
+/// The default for [`Batch::with_limit`]: about 100 MB of memory at most, and room for a
+/// single new file of 16 GB (chunks average 32 KiB; the file's chunks count twice, once
+/// staged and once named by its version).
+pub const MAX_BATCH_ITEMS: usize = 1 << 20;
+
 /// New chunks and versions that are committed together or not at all.
 pub struct Batch {
     store: Store,
@@ -74,6 +79,9 @@ pub struct Batch {
     raw_cached: usize,
     prepared: Vec<Prepared>,
     keys: HashSet<Key>,
+    /// Staged chunks, plus versions and the chunks they name: what the batch holds in memory.
+    items: usize,
+    limit: usize,
 }
 
 impl Batch {
@@ -85,6 +93,25 @@ impl Batch {
             raw_cached: 0,
             prepared: Vec::new(),
             keys: HashSet::new(),
+            items: 0,
+            limit: MAX_BATCH_ITEMS,
+        }
+    }
+
+    /// Caps the chunks, versions and chunk references the batch may hold (each costs memory
+    /// until commit); past it, [`StoreError::BatchTooLarge`].
+    pub fn with_limit(mut self, items: usize) -> Self {
+        self.limit = items.max(1);
+        self
+    }
+
+    fn take_items(&mut self, n: usize) -> Result<()> {
+        match self.items.checked_add(n) {
+            Some(total) if total <= self.limit => {
+                self.items = total;
+                Ok(())
+            }
+            _ => Err(StoreError::BatchTooLarge(self.limit)),
         }
     }
 
@@ -93,6 +120,7 @@ impl Batch {
         if self.staged.contains_key(&id) {
             return Ok(());
         }
+        self.take_items(1)?;
         let raw = hoover_chunk::open_verified(&id, len as u64, compressed)
             .map_err(|e| StoreError::Refused(format!("chunk {id}: {e}")))?;
         if self.pack.is_none() {
@@ -152,13 +180,19 @@ impl Batch {
             )));
         }
         let key = version.key.clone();
-        let checked = self.check_version(version);
+        let items = 1 + version.chunks.len();
+        let checked = self
+            .take_items(items)
+            .and_then(|()| self.check_version(version));
         match checked {
             Ok(prepared) => {
                 self.prepared.push(prepared);
                 Ok(())
             }
             Err(e) => {
+                if !matches!(e, StoreError::BatchTooLarge(_)) {
+                    self.items -= items;
+                }
                 self.keys.remove(&key);
                 Err(e)
             }

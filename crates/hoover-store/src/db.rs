@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use hoover_types::{ChunkId, ChunkRef, Key, VersionInfo};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::{FileSummary, Result, StoreCounts, StoreError};
 
@@ -89,6 +89,36 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
         [id],
     )?;
     Ok(conn)
+}
+
+/// Opens a version log this process cannot write (a backup copy, a read-only mount), as an
+/// immutable database: nothing is locked or created beside it. Refused when a write-ahead log
+/// beside it holds changes, which an immutable reader would not see.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = std::path::PathBuf::from(wal);
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Err(StoreError::ReadOnlyWithLog(wal));
+    }
+    // A URI, so that `immutable` can be said: its path needs `%`, `?` and `#` escaped.
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(&uri, flags).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "cannot open the version log {} read-only: {e}",
+            path.display()
+        ))
+    })
 }
 
 const VERSION_COLUMNS: &str = "seq, size, blake3, mtime_ns, received_at_ns, chunk_count";

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use hoover_types::{ChunkId, ChunkRef, Key, VersionInfo};
 use rusqlite::{Connection, OptionalExtension};
 
-pub use batch::{Batch, Committed, NewVersion};
+pub use batch::{Batch, Committed, NewVersion, MAX_BATCH_ITEMS};
 pub use verify::{VerifyProblem, VerifyReport};
 
 /// The on-disk format this code writes.
@@ -66,6 +66,14 @@ pub enum StoreError {
     },
     #[error("store at {path} has format {found}; this hoover reads formats {OLDEST_SUPPORTED_FORMAT} to {STORE_FORMAT_VERSION}: upgrade hoover")]
     Format { path: PathBuf, found: String },
+    /// The batch would hold more chunks and chunk references than its limit (each costs
+    /// memory until commit); nothing of it is recorded.
+    #[error("the batch would hold more than {0} chunks and chunk references, the most one uncommitted batch may hold; nothing of it was recorded: commit more often (hoover's client commits every 32 MB or 512 files), or raise the server's --max-batch-chunks")]
+    BatchTooLarge(usize),
+    /// A store that cannot be written here, whose version log has changes still in SQLite's
+    /// write-ahead log: reading them needs write access.
+    #[error("the store's version log cannot be written here, and {0} holds changes not yet folded into it, which SQLite cannot read without writing: check a writable copy (`cp -a` the store elsewhere), or run this where the store can be written (the write-ahead log is folded in when a server stops cleanly)")]
+    ReadOnlyWithLog(PathBuf),
 }
 
 impl StoreError {
@@ -203,6 +211,10 @@ impl Store {
     /// Opens an existing store to read it, also while a server writes to it (`hoover verify`,
     /// `hoover reindex`): no lock is taken, nothing is created or cleared. Commits through a
     /// store opened this way are not for use beside a running server.
+    ///
+    /// A store this process cannot write (a backup copy, a read-only mount) is opened
+    /// read-only, provided its version log has no write-ahead log to fold in
+    /// ([`StoreError::ReadOnlyWithLog`]).
     pub fn open_to_read(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
         if !root.join("FORMAT").exists() {
@@ -211,11 +223,28 @@ impl Store {
                 found: "no FORMAT file (not a hoover store)".into(),
             });
         }
-        Store::with_db(root, None)
+        let db_path = root.join("versions.db");
+        let conn = match db::open(&db_path) {
+            Ok(conn) => conn,
+            Err(e) => {
+                let writable = fsutil::check_writable(&root, &root)
+                    .and_then(|()| fsutil::check_writable(&root, &db_path))
+                    .is_ok();
+                if writable {
+                    return Err(e);
+                }
+                db::open_read_only(&db_path)?
+            }
+        };
+        Store::with_conn(root, conn, None)
     }
 
     fn with_db(root: PathBuf, lock: Option<std::fs::File>) -> Result<Store> {
         let conn = db::open(&root.join("versions.db"))?;
+        Store::with_conn(root, conn, lock)
+    }
+
+    fn with_conn(root: PathBuf, conn: Connection, lock: Option<std::fs::File>) -> Result<Store> {
         let id: String =
             conn.query_row("SELECT value FROM meta WHERE name = 'store_id'", [], |r| {
                 r.get(0)

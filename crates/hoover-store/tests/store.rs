@@ -373,3 +373,55 @@ fn one_writer_at_a_time_and_readers_beside_it() {
         Err(StoreError::Format { .. })
     ));
 }
+
+#[test]
+fn a_batch_past_its_limit_is_refused_and_a_refused_version_gives_its_room_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let parts: Vec<Vec<u8>> = (0..4).map(|i| format!("part {i}\n").into_bytes()).collect();
+    let refs: Vec<ChunkRef> = parts
+        .iter()
+        .map(|p| ChunkRef {
+            id: hoover_types::ChunkId::of(p),
+            len: p.len() as u32,
+        })
+        .collect();
+    let version = |key: &str, refs: &[ChunkRef], base: Option<u64>| {
+        let data: Vec<u8> = parts[..refs.len()].concat();
+        NewVersion {
+            key: Key::new(key).unwrap(),
+            size: data.len() as u64,
+            blake3: *blake3::hash(&data).as_bytes(),
+            mtime_ns: 1,
+            base,
+            kept: 0,
+            chunks: refs.to_vec(),
+        }
+    };
+    // Room for 7: three chunks (3), then a version of them (4 more).
+    let mut batch = store.batch().with_limit(7);
+    for (p, r) in parts[..3].iter().zip(&refs) {
+        batch
+            .add_chunk(r.id, r.len, &hoover_chunk::compress(p))
+            .unwrap();
+    }
+    // A version refused for another reason (a base the store lacks) takes no room...
+    let stale = batch.add_version(version("a/x", &refs[..3], Some(9)));
+    assert!(matches!(stale, Err(StoreError::StaleBase(_))), "{stale:?}");
+    batch.add_version(version("a/x", &refs[..3], None)).unwrap();
+    // ...and now the batch is full: one more chunk is refused, saying what to do.
+    let err = batch
+        .add_chunk(refs[3].id, refs[3].len, &hoover_chunk::compress(&parts[3]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::BatchTooLarge(7)), "{err:?}");
+    assert!(err.to_string().contains("commit more often"), "{err}");
+    // What fitted commits.
+    assert_eq!(batch.commit().unwrap().len(), 1);
+    // References count: a version naming 7 stored chunks needs 8.
+    let mut batch = store.batch().with_limit(7);
+    let seven: Vec<ChunkRef> = refs[..3].iter().cycle().take(7).copied().collect();
+    let mut v = version("a/y", &refs[..3], None);
+    v.chunks = seven;
+    let err = batch.add_version(v).unwrap_err();
+    assert!(matches!(err, StoreError::BatchTooLarge(7)), "{err:?}");
+}
