@@ -147,13 +147,14 @@ impl Ingest {
             let mut err_tx = Some(err_tx);
             let mut batch: Option<Batch> = None;
             let mut failed: Option<String> = None;
+            let new_batch = || store.batch().with_limit(batch_items);
             while let Some(cmd) = rx.blocking_recv() {
                 match cmd {
                     IngestCmd::Chunk { id, len, data } => {
                         if failed.is_some() {
                             continue;
                         }
-                        let b = batch.get_or_insert_with(|| store.batch().with_limit(batch_items));
+                        let b = batch.get_or_insert_with(new_batch);
                         if let Err(e) = b.add_chunk(id, len, &data) {
                             if e.is_disk_full() {
                                 // The server's trouble, not the client's: the batch's versions
@@ -173,9 +174,7 @@ impl Ingest {
                     IngestCmd::Version(version, reply) => {
                         let result = match &failed {
                             Some(f) => Err(StoreError::Refused(f.clone())),
-                            None => batch
-                                .get_or_insert_with(|| store.batch().with_limit(batch_items))
-                                .add_version(*version),
+                            None => batch.get_or_insert_with(new_batch).add_version(*version),
                         };
                         if let Err(e @ StoreError::BatchTooLarge(_)) = &result {
                             failed = Some(e.to_string());
