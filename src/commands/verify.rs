@@ -32,12 +32,20 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
                 "files_checked": report.files_checked,
                 "versions_checked": report.versions_checked,
                 "bytes_checked": report.bytes_checked,
+                "unreferenced_packs": report.unreferenced_packs,
+                "unreferenced_bytes": report.unreferenced_bytes,
                 "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             })
         )?;
     } else {
         for p in &report.problems {
             writeln!(super::stdout(), "{p}")?;
+        }
+        if report.unreferenced_packs > 0 {
+            eprintln!(
+                "hoover: {} packs ({} bytes) are not named by the version log: batches whose server was stopped mid-commit; nothing refers to them, and the server removes them when it next starts",
+                report.unreferenced_packs, report.unreferenced_bytes
+            );
         }
         eprintln!(
             "hoover: checked {} chunks, {} files, {} versions ({} bytes): {}",

@@ -121,6 +121,13 @@ pub(crate) fn open_read_only(path: &Path) -> Result<Connection> {
     })
 }
 
+/// The names of all recorded packs.
+pub(crate) fn pack_names(conn: &Connection) -> Result<std::collections::HashSet<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM packs")?;
+    let names = stmt.query_map([], |r| r.get(0))?;
+    Ok(names.collect::<rusqlite::Result<_>>()?)
+}
+
 const VERSION_COLUMNS: &str = "seq, size, blake3, mtime_ns, received_at_ns, chunk_count";
 
 fn version_from_row(row: &Row<'_>) -> rusqlite::Result<VersionInfo> {

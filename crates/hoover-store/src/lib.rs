@@ -205,7 +205,29 @@ impl Store {
         }
         fsutil::create_dir_all(&tmp)?;
         fsutil::check_writable(&root, &tmp)?;
-        Store::with_db(root, Some(lock))
+        let store = Store::with_db(root, Some(lock))?;
+        store.remove_unreferenced_packs()?;
+        Ok(store)
+    }
+
+    /// Removes the packs of batches that never committed (see
+    /// [`VerifyReport::unreferenced_packs`]). Only a writer holding the lock may: no other
+    /// writer can be between installing a pack and committing it.
+    fn remove_unreferenced_packs(&self) -> Result<()> {
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for (path, len) in self.unreferenced_packs()? {
+            std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+            count += 1;
+            bytes += len;
+        }
+        if count > 0 {
+            tracing::info!(
+                count,
+                bytes,
+                "removed the packs of batches that never committed (a writer was stopped mid-commit)"
+            );
+        }
+        Ok(())
     }
 
     /// Opens an existing store to read it, also while a server writes to it (`hoover verify`,
