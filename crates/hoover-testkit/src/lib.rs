@@ -204,12 +204,14 @@ impl Drop for ServerProcess {
 
 /// A client and a server on loopback, each with its own home, and one authorized client key.
 pub struct World {
-    pub tmp: tempfile::TempDir,
     pub bin: PathBuf,
     pub client_home: Home,
     pub server_home: Home,
     pub identity: PathBuf,
     pub server: ServerProcess,
+    /// Last, because fields drop in order: the server is stopped before its directory is
+    /// removed (removing it under a running server left half-deleted trees in `/tmp`).
+    pub tmp: tempfile::TempDir,
 }
 
 impl World {
