@@ -9,30 +9,34 @@ use hoover_testkit::{http_get, wait_until, Home};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
 
+/// `hoover up` on port 0 with no Claude Code transcripts (so with the demo tree), its stderr
+/// piped.
+fn spawn_up(home: &Home, tmp: &std::path::Path, args: &[&str]) -> std::process::Child {
+    let empty_claude = tmp.join("claude");
+    std::fs::create_dir_all(empty_claude.join("projects")).unwrap();
+    let mut cmd = Command::new(BIN);
+    home.apply(&mut cmd);
+    cmd.args([
+        "up",
+        "--ssh-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ])
+    .args(args)
+    .env("CLAUDE_CONFIG_DIR", &empty_claude)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
 #[test]
 fn up_runs_server_watcher_and_a_live_demo_then_stops_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let home = Home::new(tmp.path(), "home");
-    let empty_claude = tmp.path().join("claude");
-    std::fs::create_dir_all(empty_claude.join("projects")).unwrap();
-    let mut cmd = Command::new(BIN);
-    home.apply(&mut cmd);
-    let mut child = cmd
-        .args([
-            "up",
-            "--ssh-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--demo-every",
-            "1",
-        ])
-        .env("CLAUDE_CONFIG_DIR", &empty_claude)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_up(&home, tmp.path(), &["--demo-every", "1"]);
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -170,27 +174,8 @@ fn up_runs_server_watcher_and_a_live_demo_then_stops_cleanly() {
 fn up_with_a_token_guards_its_page_and_prints_the_login_link() {
     let tmp = tempfile::tempdir().unwrap();
     let home = Home::new(tmp.path(), "home");
-    let empty_claude = tmp.path().join("claude");
-    std::fs::create_dir_all(empty_claude.join("projects")).unwrap();
     let token = "up-test-token-0123456789";
-    let mut cmd = Command::new(BIN);
-    home.apply(&mut cmd);
-    let mut child = cmd
-        .args([
-            "up",
-            "--ssh-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--http-token",
-            token,
-        ])
-        .env("CLAUDE_CONFIG_DIR", &empty_claude)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_up(&home, tmp.path(), &["--http-token", token]);
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut http: Option<u16> = None;
     let mut link = None;
