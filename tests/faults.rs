@@ -282,25 +282,9 @@ fn a_full_disk_refuses_new_data_keeps_the_old_and_recovers() {
 /// `hoover serve` on `store`, run so that file permissions bind it; it must exit by itself.
 /// Returns its exit code and stderr.
 fn serve_without_override(world: &World, store: &Path) -> (Option<i32>, String) {
-    let mut args = vec![
-        "serve".into(),
-        "--store".into(),
-        store.as_os_str().to_owned(),
-    ];
-    args.extend(
-        [
-            "--ssh-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ]
-        .map(Into::into),
-    );
-    args.push("--authorized-keys".into());
-    args.push(world.server_home.dir.join("authorized_keys").into());
-    args.push("--host-key".into());
-    args.push(world.server_home.dir.join("host_key").into());
-    let (code, _, err) = run_without_override(world, &args);
+    let mut opts = world.server_options(0);
+    opts.store = store.to_path_buf();
+    let (code, _, err) = run_without_override(world, &opts.serve_args());
     (code, err)
 }
 
@@ -387,9 +371,12 @@ fn a_read_only_store_fails_fast_naming_the_dir_and_loses_nothing() {
     // A read-only copy can still be checked. Here a killed server left changes in SQLite's
     // write-ahead log, which a reader that cannot write cannot fold in: `verify` says so and
     // what to do instead.
-    let verify_args = ["verify", "--json", "--store"].map(std::ffi::OsString::from);
-    let mut verify_args = verify_args.to_vec();
-    verify_args.push(store.as_os_str().to_owned());
+    let verify_args = vec![
+        "verify".into(),
+        "--json".into(),
+        "--store".into(),
+        store.clone().into_os_string(),
+    ];
     let wal = store.join("versions.db-wal");
     let log_files = ["versions.db", "versions.db-wal", "versions.db-shm"].map(|f| store.join(f));
     let read_only = |yes: bool| {

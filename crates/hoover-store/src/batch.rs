@@ -181,18 +181,18 @@ impl Batch {
         }
         let key = version.key.clone();
         let items = 1 + version.chunks.len();
-        let checked = self
-            .take_items(items)
-            .and_then(|()| self.check_version(version));
-        match checked {
+        if let Err(e) = self.take_items(items) {
+            self.keys.remove(&key);
+            return Err(e);
+        }
+        match self.check_version(version) {
             Ok(prepared) => {
                 self.prepared.push(prepared);
                 Ok(())
             }
             Err(e) => {
-                if !matches!(e, StoreError::BatchTooLarge(_)) {
-                    self.items -= items;
-                }
+                // Refused: it holds nothing, so its room is given back.
+                self.items -= items;
                 self.keys.remove(&key);
                 Err(e)
             }

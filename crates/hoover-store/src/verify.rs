@@ -71,7 +71,7 @@ impl Store {
     /// meanwhile is not among them (one whose commit is in progress may be, beside a server).
     pub(crate) fn unreferenced_packs(&self) -> Result<Vec<(PathBuf, u64)>> {
         let packs = self.root().join("packs");
-        let mut files: Vec<(String, PathBuf, u64)> = Vec::new();
+        let mut files: Vec<(String, PathBuf)> = Vec::new();
         let shards = match std::fs::read_dir(&packs) {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -92,19 +92,21 @@ impl Store {
                 else {
                     continue;
                 };
-                let len = entry
-                    .metadata()
-                    .map_err(|e| StoreError::io(&path, e))?
-                    .len();
-                files.push((name.to_string(), path, len));
+                files.push((name.to_string(), path));
             }
         }
         let named = db::pack_names(&self.conn())?;
-        Ok(files
+        // Only the few unnamed ones are looked at further (this runs at every server start).
+        files
             .into_iter()
-            .filter(|(name, _, _)| !named.contains(name))
-            .map(|(_, path, len)| (path, len))
-            .collect())
+            .filter(|(name, _)| !named.contains(name))
+            .map(|(_, path)| {
+                let len = std::fs::metadata(&path)
+                    .map_err(|e| StoreError::io(&path, e))?
+                    .len();
+                Ok((path, len))
+            })
+            .collect()
     }
 
     /// Checks the whole store and reports every problem, not just the first.

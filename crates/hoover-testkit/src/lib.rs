@@ -108,6 +108,27 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
 }
 
+impl ServerOptions {
+    /// The arguments of `hoover serve` for these options (HTTP on a free loopback port).
+    pub fn serve_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "serve".into(),
+            "--store".into(),
+            self.store.clone().into(),
+            "--ssh-listen".into(),
+            format!("127.0.0.1:{}", self.ssh_port).into(),
+            "--http-listen".into(),
+            "127.0.0.1:0".into(),
+            "--authorized-keys".into(),
+            self.authorized_keys.clone().into(),
+            "--host-key".into(),
+            self.host_key.clone().into(),
+        ];
+        args.extend(self.extra_args.iter().map(Into::into));
+        args
+    }
+}
+
 impl ServerProcess {
     pub fn start(opts: &ServerOptions) -> ServerProcess {
         let log = opts.home.join(format!("serve-{}.log", std::process::id()));
@@ -116,18 +137,7 @@ impl ServerProcess {
             dir: opts.home.clone(),
         }
         .apply(&mut cmd);
-        cmd.arg("serve")
-            .arg("--store")
-            .arg(&opts.store)
-            .arg("--ssh-listen")
-            .arg(format!("127.0.0.1:{}", opts.ssh_port))
-            .arg("--http-listen")
-            .arg("127.0.0.1:0")
-            .arg("--authorized-keys")
-            .arg(&opts.authorized_keys)
-            .arg("--host-key")
-            .arg(&opts.host_key)
-            .args(&opts.extra_args)
+        cmd.args(opts.serve_args())
             .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
