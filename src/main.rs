@@ -13,6 +13,10 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
+    // Everything hoover creates (the store, keys, client state, `up`'s directory, restored
+    // transcripts) holds chats or secrets: owner-only, whatever umask it was started with.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Serve(_) | Command::Watch(_) | Command::Up(_) => "info",
@@ -54,7 +58,11 @@ fn main() -> std::process::ExitCode {
         // `hoover ls | head`: the reader had what it wanted.
         Err(e) if commands::is_stdout_closed(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hoover: error: {e:#}");
+            // Server messages and file names are not the terminal's to act on.
+            eprintln!(
+                "hoover: error: {}",
+                commands::terminal_safe(&format!("{e:#}"), true)
+            );
             std::process::ExitCode::from(1)
         }
     }

@@ -280,7 +280,11 @@ fn a_push_only_key_can_push_but_not_search() {
     let world = World::new(BIN);
     let authorized = world.server_home.dir.join("authorized_keys");
     let line = std::fs::read_to_string(&authorized).unwrap();
-    std::fs::write(&authorized, format!("hoover-allow=\"push\" {line}")).unwrap();
+    std::fs::write(
+        &authorized,
+        format!("hoover-allow=\"push\",hoover-source=\"l\" {line}"),
+    )
+    .unwrap();
     let root = world.path().join("projects");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("a.jsonl"), user_line("s", "u", "a secret plan")).unwrap();

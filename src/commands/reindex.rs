@@ -53,6 +53,7 @@ pub async fn run(args: ReindexArgs) -> Result<ExitCode> {
             |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
+                std::ops::ControlFlow::Continue(())
             },
             &|d| bytes.set(bytes.get() + d.bytes),
         )?;

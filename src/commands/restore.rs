@@ -88,16 +88,28 @@ async fn tree(
         print_json(&report)?;
     } else {
         eprintln!(
-            "hoover: {} restored, {} already identical, {} with no version at that time",
+            "hoover: {} restored, {} already identical, {} with no version at that time, {} left alone, {} skipped",
             report.restored.len(),
             report.unchanged.len(),
-            report.not_yet.len()
+            report.not_yet.len(),
+            report.kept_local.len(),
+            report.skipped.len(),
         );
     }
-    if !report.kept_local.is_empty() {
-        for p in &report.kept_local {
-            eprintln!("hoover: warning: {p} differs from the server's version; left alone (use --force to overwrite)");
-        }
+    for p in &report.kept_local {
+        eprintln!(
+            "hoover: warning: {} differs from the server's version; left alone (use --force to overwrite)",
+            super::terminal_safe(p, false)
+        );
+    }
+    for s in &report.skipped {
+        eprintln!(
+            "hoover: warning: skipped {}: {}",
+            super::terminal_safe(&s.key, false),
+            super::terminal_safe(&s.reason, false)
+        );
+    }
+    if !report.kept_local.is_empty() || !report.skipped.is_empty() {
         return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)

@@ -35,16 +35,18 @@ pub async fn run(args: SearchArgs) -> Result<ExitCode> {
             .as_deref()
             .map(|t| format!(" [{t}]"))
             .unwrap_or_default();
+        let safe = |s: &str| super::terminal_safe(s, false);
         writeln!(
             out,
-            "{}  {:<9}{tool}  {}  session {}",
-            &h.timestamp.get(..19).unwrap_or(&h.timestamp),
-            h.role,
-            project,
-            session
+            "{}  {:<9}{}  {}  session {}",
+            safe(h.timestamp.get(..19).unwrap_or(&h.timestamp)),
+            safe(&h.role),
+            safe(&tool),
+            safe(project),
+            safe(session)
         )?;
         writeln!(out, "  {}", highlight(&h.snippet, &h.highlights, color))?;
-        writeln!(out, "  {}:{} (version {})", h.key, h.line, h.seq)?;
+        writeln!(out, "  {}:{} (version {})", safe(&h.key), h.line, h.seq)?;
         writeln!(out)?;
     }
     let shown = hits.len() as u64;
@@ -72,6 +74,15 @@ fn highlight(snippet: &str, ranges: &[[u32; 2]], color: bool) -> String {
     } else {
         ("**", "**")
     };
+    // One line per hit: whitespace runs (newlines among them) become one space, and each
+    // piece of chat text is made terminal-safe before hoover's own highlight codes go round it.
+    let piece = |s: &str| {
+        let spaced: String = s
+            .chars()
+            .map(|c| if c.is_whitespace() { ' ' } else { c })
+            .collect();
+        super::terminal_safe(&spaced, false)
+    };
     let mut out = String::new();
     let mut at = 0usize;
     for [a, b] in ranges {
@@ -83,18 +94,33 @@ fn highlight(snippet: &str, ranges: &[[u32; 2]], color: bool) -> String {
         {
             continue;
         }
-        out.push_str(&snippet[at..a]);
+        out.push_str(&piece(&snippet[at..a]));
         out.push_str(open);
-        out.push_str(&snippet[a..b]);
+        out.push_str(&piece(&snippet[a..b]));
         out.push_str(close);
         at = b;
     }
-    out.push_str(&snippet[at..]);
-    // One line per hit; terminal control characters from chat content are not passed through.
-    out.split_whitespace()
+    out.push_str(&piece(&snippet[at..]));
+    out.split(' ')
+        .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\x1b' && color)
-        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::highlight;
+
+    #[test]
+    fn only_hoovers_own_colours_reach_the_terminal() {
+        let snippet = "copy \u{1b}]52;c;ZXZpbA==\u{7} the fox\nnow\u{1b}[2J";
+        let fox = snippet.find("fox").unwrap() as u32;
+        let out = highlight(snippet, &[[fox, fox + 3]], true);
+        assert_eq!(
+            out,
+            "copy \\u{1b}]52;c;ZXZpbA==\\u{7} the \u{1b}[1;33mfox\u{1b}[0m now\\u{1b}[2J"
+        );
+        let plain = highlight("a re-fox-es  b", &[[5, 8]], false);
+        assert_eq!(plain, "a re-**fox**-es b");
+    }
 }

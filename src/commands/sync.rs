@@ -44,6 +44,11 @@ pub fn sync_options(what: &RootArgs, file: &ConfigFile) -> Result<SyncOptions> {
             .clone()
             .unwrap_or_else(|| vec!["**/*.jsonl".into()])
     };
+    if source.contains('/') {
+        anyhow::bail!(
+            "bad --source {source:?}: a source is one name without '/', such as the laptop's name"
+        );
+    }
     Ok(SyncOptions {
         source: hoover_types::Key::new(source.clone())
             .map_err(|e| anyhow::anyhow!("bad --source {source:?}: {e}"))?

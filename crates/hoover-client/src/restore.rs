@@ -42,6 +42,28 @@ impl Drop for TempGuard {
     }
 }
 
+/// A short temporary name in `dir`, so that it stays within the file-name limit however long
+/// the final name is (255 bytes on most file systems).
+fn temp_path(dir: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".hoover-{}-{n}.part", std::process::id()))
+}
+
+/// Creates a file that did not exist (never opens one planted in its place), readable only by
+/// its owner.
+fn create_new_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
 /// Restores one version into `out`, atomically.
 pub async fn restore_file<S: AsyncRead + AsyncWrite + Unpin>(
     remote: &mut Remote<S>,
@@ -49,27 +71,71 @@ pub async fn restore_file<S: AsyncRead + AsyncWrite + Unpin>(
     seq: u64,
     out: &Path,
 ) -> Result<VersionInfo> {
+    restore_into(remote, key, seq, out).await?
+}
+
+/// Restores one version into `out`. The outer error is the connection's (the session cannot
+/// go on); the inner one is this file's alone (a local path that cannot be written), after
+/// which the connection is still in step and other files can be restored.
+async fn restore_into<S: AsyncRead + AsyncWrite + Unpin>(
+    remote: &mut Remote<S>,
+    key: &Key,
+    seq: u64,
+    out: &Path,
+) -> Result<Result<VersionInfo>> {
     let dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = out
-        .file_name()
-        .with_context(|| format!("{} is not a file name", out.display()))?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = dir.join(format!(".{name}.hoover-partial-{}", std::process::id()));
+    if out.file_name().is_none() {
+        return Ok(Err(anyhow::anyhow!("{} is not a file name", out.display())));
+    }
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return Ok(Err(
+            anyhow::Error::new(e).context(format!("cannot create {}", dir.display()))
+        ));
+    }
+    let tmp = temp_path(&dir);
     let guard = TempGuard(Some(tmp.clone()));
-    let mut file = std::io::BufWriter::new(
-        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
-    );
+    let file = match create_new_private(&tmp) {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(Err(
+                anyhow::Error::new(e).context(format!("cannot create {}", tmp.display()))
+            ))
+        }
+    };
+    let mut file = std::io::BufWriter::new(file);
+    // A write error is this file's: the rest of the version is read and dropped, so the
+    // connection stays in step.
+    let mut write_error: Option<std::io::Error> = None;
     let info = remote
         .restore(key, seq, |bytes| {
-            file.write_all(bytes)
-                .with_context(|| format!("cannot write {}", tmp.display()))
+            if write_error.is_none() {
+                if let Err(e) = file.write_all(bytes) {
+                    write_error = Some(e);
+                }
+            }
+            Ok(())
         })
         .await?;
+    Ok(finish(file, write_error, &tmp, out, &info).map(|()| {
+        std::mem::forget(guard);
+        info
+    }))
+}
+
+/// Flushes, dates, checks and renames a restored temporary file into place.
+fn finish(
+    file: std::io::BufWriter<std::fs::File>,
+    write_error: Option<std::io::Error>,
+    tmp: &Path,
+    out: &Path,
+    info: &VersionInfo,
+) -> Result<()> {
+    if let Some(e) = write_error {
+        return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
+    }
     let file = file
         .into_inner()
         .map_err(|e| e.into_error())
@@ -82,17 +148,15 @@ pub async fn restore_file<S: AsyncRead + AsyncWrite + Unpin>(
         .with_context(|| format!("cannot flush {}", tmp.display()))?;
     drop(file);
     // The chunks and the whole content were verified while streaming; check what landed on disk.
-    let written = hash_file(&tmp)?;
+    let written = hash_file(tmp)?;
     if written != Some(info.blake3) {
         bail!(
             "{} does not hash to the version's BLAKE3 after writing; disk trouble?",
             tmp.display()
         );
     }
-    std::fs::rename(&tmp, out)
-        .with_context(|| format!("cannot move the restored file to {}", out.display()))?;
-    std::mem::forget(guard);
-    Ok(info)
+    std::fs::rename(tmp, out)
+        .with_context(|| format!("cannot move the restored file to {}", out.display()))
 }
 
 /// Restores one version to a stream (standard output). The content is verified as it
@@ -135,9 +199,69 @@ pub struct TreeReport {
     pub kept_local: Vec<String>,
     /// Keys with no version at or before the chosen time.
     pub not_yet: Vec<String>,
+    /// Keys that were not restored, each with why (a path that would leave the target, a
+    /// symbolic link in the way, a file that could not be written).
+    pub skipped: Vec<Skipped>,
 }
 
-/// Restores every file under `prefix` into `dir`, as it was at `selector`.
+/// A key a tree restore left out, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    pub key: String,
+    pub reason: String,
+}
+
+/// The part of `key` under `prefix`, matched by whole components: `key == prefix` (then the
+/// file's own name) or `key` starts with `prefix/`. `None` for keys outside the prefix, such
+/// as `src/claude../x` under `src/claude`.
+pub fn relative_to_prefix<'k>(key: &'k str, prefix: &str) -> Option<&'k str> {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return Some(key);
+    }
+    if key == prefix {
+        return key.rsplit('/').next();
+    }
+    key.strip_prefix(prefix)?.strip_prefix('/')
+}
+
+/// Where `rest` (a key's part under the prefix) is written inside `dir`, checked to stay
+/// there: only plain components (no `..`, no root, no drive), and no existing symbolic link
+/// on the way or at the end, so nothing is written through a link that points elsewhere.
+pub fn contained_path(dir: &Path, rest: &str) -> std::result::Result<PathBuf, String> {
+    use std::path::Component;
+    let relative = Path::new(rest);
+    if rest.is_empty()
+        || relative
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(format!(
+            "{rest:?} is not a plain relative path; it would leave {}",
+            dir.display()
+        ));
+    }
+    let mut at = dir.to_path_buf();
+    for part in relative.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "{} is a symbolic link; hoover does not restore through links",
+                    at.display()
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => return Err(format!("cannot inspect {}: {e}", at.display())),
+        }
+    }
+    Ok(dir.join(relative))
+}
+
+/// Restores every file under `prefix` (whole components) into `dir`, as it was at `selector`.
+/// A key whose path would leave `dir`, or that cannot be written, is skipped with its reason;
+/// the rest of the tree is restored.
 pub async fn restore_tree<S: AsyncRead + AsyncWrite + Unpin>(
     remote: &mut Remote<S>,
     prefix: &str,
@@ -147,16 +271,21 @@ pub async fn restore_tree<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<TreeReport> {
     let mut report = TreeReport::default();
     let files = remote.list(prefix).await?;
-    let strip = prefix.trim_end_matches('/');
     for f in files {
         let key = f.key.clone();
-        let rest = key.as_str()[strip.len()..].trim_start_matches('/');
-        let rest = if rest.is_empty() {
-            key.as_str().rsplit('/').next().unwrap_or(key.as_str())
-        } else {
-            rest
+        let Some(rest) = relative_to_prefix(key.as_str(), prefix) else {
+            continue;
         };
-        let out = dir.join(rest);
+        let out = match contained_path(dir, rest) {
+            Ok(out) => out,
+            Err(reason) => {
+                report.skipped.push(Skipped {
+                    key: key.to_string(),
+                    reason,
+                });
+                continue;
+            }
+        };
         let info = match selector {
             Selector::Latest => f.latest.clone(),
             _ => {
@@ -170,19 +299,31 @@ pub async fn restore_tree<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         };
-        match hash_file(&out)? {
-            Some(h) if h == info.blake3 => {
+        match hash_file(&out) {
+            Ok(Some(h)) if h == info.blake3 => {
                 report.unchanged.push(out.display().to_string());
                 continue;
             }
-            Some(_) if !force => {
+            Ok(Some(_)) if !force => {
                 report.kept_local.push(out.display().to_string());
                 continue;
             }
-            _ => {}
+            Ok(_) => {}
+            Err(e) => {
+                report.skipped.push(Skipped {
+                    key: key.to_string(),
+                    reason: format!("{e:#}"),
+                });
+                continue;
+            }
         }
-        restore_file(remote, &key, info.seq, &out).await?;
-        report.restored.push(out.display().to_string());
+        match restore_into(remote, &key, info.seq, &out).await? {
+            Ok(_) => report.restored.push(out.display().to_string()),
+            Err(e) => report.skipped.push(Skipped {
+                key: key.to_string(),
+                reason: format!("{e:#}"),
+            }),
+        }
     }
     Ok(report)
 }

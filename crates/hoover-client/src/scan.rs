@@ -61,6 +61,46 @@ pub fn key_for(source: &str, root: &Root, relative: &Path) -> Result<Key, String
     Key::new(format!("{source}/{}/{rel}", root.name)).map_err(|e| e.to_string())
 }
 
+/// Opens a regular file to read, never through a symbolic link: a link at the last component
+/// fails to open (`O_NOFOLLOW`), and anything but a regular file is refused, so a link made
+/// between a check and the read cannot make hoover read the file it points to.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// Whether `path` lies under `root` through real directories only, with no symbolic link at
+/// any component below the root (the root itself may be a link, as the user chose it).
+pub fn no_links_below(root: &Path, path: &Path) -> bool {
+    let Ok(relative) = path.strip_prefix(root) else {
+        return false;
+    };
+    let mut at = root.to_path_buf();
+    for part in relative.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return false,
+            Ok(_) => {}
+            // Gone: nothing is read through it.
+            Err(_) => return true,
+        }
+    }
+    true
+}
+
 /// One file found by a scan.
 #[derive(Clone, Debug)]
 pub struct Found {

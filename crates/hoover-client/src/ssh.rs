@@ -100,7 +100,26 @@ fn check_host_key(
     if known_hosts.exists() {
         match russh::keys::check_known_hosts_path(host, port, key, known_hosts) {
             Ok(true) => return Ok(()),
-            Ok(false) => {}
+            Ok(false) => {
+                // russh reports a changed key only within one key type: a server that now
+                // shows a key of another type (ECDSA where ed25519 was recorded) is just as
+                // much a stranger, and is refused the same way.
+                let recorded = russh::keys::known_hosts::known_host_keys_path(
+                    host,
+                    port,
+                    known_hosts,
+                )
+                .map_err(|e| format!("cannot read {}: {e}", known_hosts.display()))?;
+                if let Some((line, old)) = recorded.first() {
+                    return Err(format!(
+                        "the host key of {host}:{port} has CHANGED (now {} {fingerprint}, recorded {} on line {line}); refusing to connect. \
+                         If the server was reinstalled on purpose, delete line {line} of {} and try again",
+                        key.algorithm(),
+                        old.algorithm(),
+                        known_hosts.display()
+                    ));
+                }
+            }
             Err(russh::keys::Error::KeyChanged { line }) => {
                 return Err(format!(
                     "the host key of {host}:{port} has CHANGED (now {fingerprint}); refusing to connect. \
@@ -198,5 +217,47 @@ impl SshSession {
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::ssh_key::rand_core::OsRng;
+    use russh::keys::{Algorithm, EcdsaCurve, PrivateKey};
+
+    fn public(algorithm: Algorithm) -> PublicKey {
+        PrivateKey::random(&mut OsRng, algorithm)
+            .unwrap()
+            .public_key()
+            .clone()
+    }
+
+    #[test]
+    fn a_host_key_of_another_type_is_refused_like_a_changed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let known = dir.path().join("known_hosts");
+        let ed = public(Algorithm::Ed25519);
+        check_host_key("127.0.0.1", 2222, &ed, &known).unwrap();
+        check_host_key("127.0.0.1", 2222, &ed, &known).unwrap();
+        let before = std::fs::read_to_string(&known).unwrap();
+        let ecdsa = public(Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP256,
+        });
+        let e = check_host_key("127.0.0.1", 2222, &ecdsa, &known).unwrap_err();
+        assert!(
+            e.contains("CHANGED") && e.contains("recorded ssh-ed25519"),
+            "{e}"
+        );
+        let other_ed = public(Algorithm::Ed25519);
+        let e = check_host_key("127.0.0.1", 2222, &other_ed, &known).unwrap_err();
+        assert!(e.contains("CHANGED"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(&known).unwrap(),
+            before,
+            "nothing learnt"
+        );
+        // Another port is another host: learnt.
+        check_host_key("127.0.0.1", 2223, &ecdsa, &known).unwrap();
     }
 }

@@ -295,18 +295,17 @@ pub(crate) fn prepare_with_track(c: &Changed, track: Option<&Track>) -> Result<O
 
 /// Reads a file whole, making sure it did not change while being read.
 fn read_stable(path: &std::path::Path) -> Result<Option<(Stat, Vec<u8>)>> {
+    use std::io::Read;
     for _ in 0..3 {
-        let before = match std::fs::metadata(path) {
-            Ok(m) => Stat::of(&m),
+        let mut file = match crate::scan::open_regular(path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let data = match std::fs::read(path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let after = Stat::of(&std::fs::metadata(path)?);
+        let before = Stat::of(&file.metadata()?);
+        let mut data = Vec::with_capacity(before.size as usize);
+        file.read_to_end(&mut data)?;
+        let after = Stat::of(&std::fs::symlink_metadata(path)?);
         if before == after && after.size == data.len() as u64 {
             return Ok(Some((after, data)));
         }

@@ -88,7 +88,7 @@ pub struct Appended {
 /// Reads only what was appended since `track`, or returns `None` when the file is not simply
 /// longer with the same beginning (the caller then reads it in full).
 pub fn read_append(path: &Path, track: &Track) -> Result<Option<Appended>> {
-    let mut file = match std::fs::File::open(path) {
+    let mut file = match crate::scan::open_regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),

@@ -124,9 +124,14 @@ struct Agent {
 pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> {
     let includes = Includes::new(&opts.sync.includes)?;
     let (tx, mut events) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
-    let mut watcher = notify::recommended_watcher(move |event| {
-        let _ = tx.send(event);
-    })
+    // Links are never followed: a link made inside a root to /etc or to a whole other tree
+    // must not be watched, scanned or uploaded (as `sync` never follows them).
+    let mut watcher = notify::RecommendedWatcher::new(
+        move |event| {
+            let _ = tx.send(event);
+        },
+        notify::Config::default().with_follow_symlinks(false),
+    )
     .context("cannot start watching files")?;
     let mut agent = Agent {
         status: AgentStatus {
@@ -330,7 +335,8 @@ impl Agent {
         }
         tracing::trace!(?event, "file event");
         for path in event.paths {
-            if path.is_dir() {
+            let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+            if is_dir {
                 // A new or moved-in directory: its files may predate the watch on it.
                 self.scan_dir(&path);
             } else if let Some(key) = self.key_of(&path) {
@@ -362,7 +368,10 @@ impl Agent {
     }
 
     fn scan_dir(&mut self, dir: &Path) {
-        for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        let walk = walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .follow_root_links(false);
+        for entry in walk.into_iter().flatten() {
             if entry.file_type().is_file() {
                 if let Some(key) = self.key_of(entry.path()) {
                     self.dirty.insert(key, entry.path().to_path_buf());
@@ -452,7 +461,11 @@ impl Agent {
         let mut changed = Vec::new();
         for (key, path) in items {
             let prior = state.get(key.as_str())?;
-            match std::fs::metadata(path) {
+            if !under_root_without_links(&self.opts.sync.roots, path) {
+                tracing::debug!(path = %path.display(), "a symbolic link on the way; not followed");
+                continue;
+            }
+            match std::fs::symlink_metadata(path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     if prior.is_some() {
                         let at = SystemTime::now()
@@ -666,4 +679,13 @@ fn now_rfc3339() -> String {
 
 fn today() -> String {
     jiff::Timestamp::now().to_string()[..10].to_string()
+}
+
+/// Whether `path` is reached from its root through real directories only.
+fn under_root_without_links(roots: &[Root], path: &Path) -> bool {
+    roots
+        .iter()
+        .filter(|r| path.starts_with(&r.dir))
+        .max_by_key(|r| r.dir.as_os_str().len())
+        .is_some_and(|r| crate::scan::no_links_below(&r.dir, path))
 }

@@ -27,7 +27,10 @@ use tantivy::query::TermQuery;
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-pub use query::{Hit, SearchRequest, SearchResults, SessionBrief, Sort, StoredMessage};
+pub use query::{
+    Hit, SearchRequest, SearchResults, SessionBrief, Sort, StoredMessage, MAX_LIMIT,
+    MAX_QUERY_BYTES, MAX_QUERY_TERMS, MAX_WINDOW,
+};
 pub use schema::SCHEMA_VERSION;
 pub use source::{Record, Source};
 pub use stats::{Counters, HourCount, TokenDay};

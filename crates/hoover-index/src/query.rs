@@ -81,6 +81,13 @@ pub struct SearchResults {
 
 /// The largest page a search returns.
 pub const MAX_LIMIT: usize = 1000;
+/// The deepest hit a search pages to (`offset + limit`): collecting the top N reserves
+/// memory for N hits, so an unbounded offset is a request to allocate without bound.
+pub const MAX_WINDOW: usize = 10_000;
+/// The longest query, in bytes.
+pub const MAX_QUERY_BYTES: usize = 2048;
+/// The most words, phrases and filters one query may hold (each is a posting list to walk).
+pub const MAX_QUERY_TERMS: usize = 32;
 const SNIPPET_CHARS: usize = 240;
 
 /// Splits a query into terms, keeping quoted phrases together: `(negated, field, text, quoted)`.
@@ -220,6 +227,19 @@ struct Built {
 
 /// Builds the tantivy query for `q`.
 fn build(index: &Index, q: &str) -> Result<Built> {
+    if q.len() > MAX_QUERY_BYTES {
+        return Err(IndexError::Query(format!(
+            "the query is {} bytes long; the limit is {MAX_QUERY_BYTES}",
+            q.len()
+        )));
+    }
+    let terms = lex(q);
+    if terms.len() > MAX_QUERY_TERMS {
+        return Err(IndexError::Query(format!(
+            "the query has {} terms; the limit is {MAX_QUERY_TERMS}",
+            terms.len()
+        )));
+    }
     let mut highlight = Vec::new();
     let mut long_phrases = Vec::new();
     let f: Fields = index.inner.fields;
@@ -227,7 +247,7 @@ fn build(index: &Index, q: &str) -> Result<Built> {
     // `doc:msg` to keep them out (and a clause over every message costs a full posting list).
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let mut positive = false;
-    for (negated, field, word, quoted) in lex(q) {
+    for (negated, field, word, quoted) in terms {
         let occur = if negated { Occur::MustNot } else { Occur::Must };
         let query: Option<Box<dyn Query>> = match field.as_deref() {
             Some("project") => all_of(f.project, tokens(index, schema::PATH, &word)),
@@ -314,6 +334,13 @@ fn build(index: &Index, q: &str) -> Result<Built> {
 
 pub(crate) fn search(index: &Index, request: &SearchRequest) -> Result<SearchResults> {
     let started = Instant::now();
+    let limit = request.limit.clamp(1, MAX_LIMIT);
+    if request.offset.saturating_add(limit) > MAX_WINDOW {
+        return Err(IndexError::Query(format!(
+            "results past the first {MAX_WINDOW} are not served (offset {} + limit {limit}); narrow the query instead",
+            request.offset
+        )));
+    }
     let f = index.inner.fields;
     let Built {
         query,
@@ -321,7 +348,6 @@ pub(crate) fn search(index: &Index, request: &SearchRequest) -> Result<SearchRes
         long_phrases,
     } = build(index, &request.query)?;
     let searcher: Searcher = index.inner.reader.searcher();
-    let limit = request.limit.clamp(1, MAX_LIMIT);
     // With long phrases some candidates fail the check: fetch more, then page.
     let (fetch, skip) = if long_phrases.is_empty() {
         (limit, request.offset)

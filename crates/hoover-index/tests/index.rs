@@ -339,3 +339,43 @@ fn tokens_count_once_per_response_and_other_sources_are_handled() {
 fn user_line_bytes(text: &str) -> Vec<u8> {
     line("s9", "u-huge", "user", text, "2025-06-01T10:00:00Z").into_bytes()
 }
+
+#[test]
+fn deep_pages_long_queries_and_many_terms_are_refused_not_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, mut w, _) =
+        Index::open(&dir.path().join("index"), IndexOptions::default()).unwrap();
+    let content = line("s1", "u1", "user", "a fox", "2025-06-01T10:00:00Z");
+    feed(&mut w, "l/c/s1.jsonl", 1, content.as_bytes(), false);
+    w.commit().unwrap();
+    let search = |query: String, limit: usize, offset: usize, sort: Sort| {
+        index.search(&SearchRequest {
+            query,
+            limit,
+            offset,
+            sort,
+        })
+    };
+    // Today's main reserved room for offset + limit hits: 10^12 aborted the process.
+    for sort in [Sort::Relevance, Sort::Newest] {
+        for (limit, offset) in [(20, 1_000_000_000_000), (1000, 9_001), (1, usize::MAX)] {
+            let e = search("fox".into(), limit, offset, sort).unwrap_err();
+            assert!(e.to_string().contains("not served"), "{e}");
+        }
+        // A long phrase fetches four times the window: refused the same way.
+        let e = search("\"a b c fox\"".into(), 20, 9_990, sort).unwrap_err();
+        assert!(e.to_string().contains("not served"), "{e}");
+        let page = search("fox".into(), 1000, 9_000, sort).unwrap();
+        assert_eq!((page.total, page.hits.len()), (1, 0));
+    }
+    let e = search("fox ".repeat(600), 20, 0, Sort::Relevance).unwrap_err();
+    assert!(e.to_string().contains("bytes long"), "{e}");
+    let e = search("a ".repeat(33), 20, 0, Sort::Relevance).unwrap_err();
+    assert!(e.to_string().contains("33 terms"), "{e}");
+    assert_eq!(
+        search("fox ".repeat(32), 20, 0, Sort::Relevance)
+            .unwrap()
+            .total,
+        1
+    );
+}

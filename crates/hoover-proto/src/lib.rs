@@ -462,6 +462,7 @@ pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
             message: message.clone(),
         })
         .await?;
+        conn.flush().await?;
         return Err(ProtoError::Handshake(message));
     }
     if hello.major != PROTOCOL_MAJOR {
@@ -637,6 +638,34 @@ mod tests {
         };
         assert!(message.contains("upgrade the server"), "{message}");
         assert!(server_task.await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn bad_magic_is_refused_with_a_reply_that_arrives() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut client = Conn::new(a);
+        let mut server = Conn::new(b);
+        // The server's side is dropped when the task ends: only a flushed reply arrives.
+        let server_task =
+            tokio::spawn(
+                async move { server_handshake(&mut server, "test", Access::Full, "s").await },
+            );
+        client
+            .send(&Hello {
+                magic: *b"NOTHOOVR",
+                major: PROTOCOL_MAJOR,
+                minor: 0,
+                agent: "stranger".into(),
+            })
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        assert!(server_task.await.unwrap().is_err());
+        let reply: HelloReply = client.recv().await.unwrap();
+        let HelloReply::Refused { message } = reply else {
+            panic!("expected a refusal, got {reply:?}")
+        };
+        assert!(message.contains("bad magic"), "{message}");
     }
 
     #[test]

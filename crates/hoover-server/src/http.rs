@@ -45,6 +45,7 @@ pub(crate) fn router(
             live,
             redact,
             conns,
+            diffs: std::sync::Arc::new(tokio::sync::Semaphore::new(web::DIFFS_AT_ONCE)),
         })
         .layer(axum::middleware::from_fn_with_state(
             token,
@@ -57,17 +58,35 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn healthz(State(app): State<App>) -> Json<serde_json::Value> {
+/// 200 while the store answers and the index (when kept) is not failing; 503 otherwise, so a
+/// monitor or a load balancer sees trouble by the status alone.
+async fn healthz(State(app): State<App>) -> Response {
     let store = app.store.clone();
     let counts = tokio::task::spawn_blocking(move || store.counts()).await;
+    let index_error = app.indexer.as_ref().and_then(|i| i.status().error);
     match counts {
-        Ok(Ok(c)) => Json(json!({
+        Ok(Ok(c)) if index_error.is_none() => Json(json!({
             "ok": true,
             "files": c.files,
             "versions": c.versions,
             "chunks": c.chunks,
-        })),
-        _ => Json(json!({ "ok": false })),
+        }))
+        .into_response(),
+        Ok(Ok(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ok": false, "index": index_error })),
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ok": false, "store": e.to_string() })),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ok": false, "store": e.to_string() })),
+        )
+            .into_response(),
     }
 }
 

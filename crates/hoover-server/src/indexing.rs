@@ -6,7 +6,9 @@
 //! compares each file's indexed progress with the store and indexes what is missing, oldest
 //! commit first, so a message copied into a later file points at its first occurrence.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -47,6 +49,9 @@ pub struct Indexer {
     index: Arc<OnceLock<Index>>,
     status: Arc<Mutex<IndexStatus>>,
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    /// Set by [`Indexer::stop`]: the thread stops after the version at hand, however many
+    /// are queued (the index is derived; the next start catches up from the store).
+    stopping: Arc<AtomicBool>,
 }
 
 impl Indexer {
@@ -65,6 +70,8 @@ impl Indexer {
         // there, inherit its lower priority.
         let (opened_tx, opened_rx) = mpsc::sync_channel(1);
         let thread_status = status.clone();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let thread_stopping = stopping.clone();
         let open_dir = dir.clone();
         let thread = std::thread::Builder::new()
             .name("indexer".into())
@@ -73,7 +80,7 @@ impl Indexer {
                 match Index::open(&open_dir, options) {
                     Ok((opened_index, writer, opened)) => {
                         let _ = opened_tx.send(Ok((opened_index, opened)));
-                        run(store, writer, rx, thread_status, live);
+                        run(store, writer, rx, thread_status, live, &thread_stopping);
                     }
                     Err(e) => {
                         let _ = opened_tx.send(Err(e.to_string()));
@@ -114,6 +121,7 @@ impl Indexer {
             index,
             status,
             thread: Arc::new(Mutex::new(thread)),
+            stopping,
         }
     }
 
@@ -150,8 +158,10 @@ impl Indexer {
         self.status.lock().expect("status lock").clone()
     }
 
-    /// Commits what is pending and stops the thread.
+    /// Commits what is done and stops the thread, within one version's work: versions still
+    /// queued are left to the next start's catch-up.
     pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         let _ = self.tx.send(Event::Stop);
         if let Some(t) = self.thread.lock().expect("thread lock").take() {
             let _ = t.join();
@@ -180,7 +190,9 @@ fn run(
     rx: mpsc::Receiver<Event>,
     status: Arc<Mutex<IndexStatus>>,
     live: LiveFeed,
+    stopping: &AtomicBool,
 ) {
+    let stop_asked = || stopping.load(Ordering::SeqCst);
     let set_error = |e: String| {
         tracing::error!("{e}");
         status.lock().expect("status lock").error = Some(e);
@@ -191,7 +203,11 @@ fn run(
         s.versions_indexed += 1;
         s.bytes_indexed += done.bytes;
     };
-    match catch_up(&store, &mut writer, |_, _| {}, &record) {
+    let go_on = |_, _| match stop_asked() {
+        true => ControlFlow::Break(()),
+        false => ControlFlow::Continue(()),
+    };
+    match catch_up(&store, &mut writer, go_on, &record) {
         Ok(n) if n > 0 => tracing::info!(
             "search index caught up: {n} versions in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -214,6 +230,9 @@ fn run(
         match event {
             Ok(Event::Committed(versions)) => {
                 for (key, seq) in versions {
+                    if stop_asked() {
+                        break;
+                    }
                     if let Err(e) = index_up_to(&store, &mut writer, &key, seq, &record) {
                         set_error(format!("cannot index {key} version {seq}: {e}"));
                     }
@@ -223,6 +242,9 @@ fn run(
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Ok(Event::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if stop_asked() {
+            break;
         }
         if writer.commit_due().is_some_and(|d| d <= Instant::now()) {
             if let Err(e) = writer.commit() {
@@ -238,11 +260,12 @@ fn run(
 }
 
 /// Indexes every stored version the index lacks, oldest commit first. Returns how many.
-/// `progress` is told (versions done, versions to do) as it goes.
+/// `progress` is told (versions done, versions to do) as it goes, and stops the work early
+/// when it answers `Break` (what is done is kept; the rest waits for the next catch-up).
 pub fn catch_up(
     store: &Store,
     writer: &mut Writer,
-    mut progress: impl FnMut(u64, u64),
+    mut progress: impl FnMut(u64, u64) -> ControlFlow<()>,
     record: &dyn Fn(&Indexed),
 ) -> Result<u64, StoreError> {
     let mut todo: Vec<(i64, usize, u64)> = Vec::new();
@@ -276,7 +299,13 @@ pub fn catch_up(
         if let Err(e) = index_up_to(store, writer, key, seq, record) {
             tracing::warn!("cannot index {key} version {seq}: {e}; skipped");
         }
-        progress(n as u64 + 1, total);
+        if progress(n as u64 + 1, total).is_break() {
+            tracing::info!(
+                "stopped indexing with {} of {total} versions still to index; the next start catches up",
+                total - (n as u64 + 1)
+            );
+            return Ok(n as u64 + 1);
+        }
         if last_commit.elapsed() >= BULK_COMMIT_INTERVAL {
             writer
                 .commit()
@@ -300,6 +329,7 @@ fn index_up_to(
         .map(|p| p.seq + 1)
         .unwrap_or(1);
     for s in first..=seq {
+        hoover_store::fault::slow_point("index-version");
         let Some(info) = store.version(key, s)? else {
             continue;
         };

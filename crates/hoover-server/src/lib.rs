@@ -4,6 +4,7 @@
 //! bound first so tests can use port 0. Each SSH connection is capped by a semaphore, logged,
 //! and never fatal to the accept loop. This crate must never know about clap or the terminal.
 
+pub mod authkeys;
 mod http;
 pub mod indexing;
 pub mod live;
@@ -24,7 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use ssh::{load_or_create_host_key, read_authorized_keys, write_private_key};
+pub use authkeys::read_authorized_keys;
+pub use ssh::{load_or_create_host_key, write_private_key};
 
 /// Where the server keeps its state and listens.
 #[derive(Clone, Debug)]
@@ -66,6 +68,36 @@ pub struct ConnCounters {
     pub timed_out: AtomicU64,
 }
 
+/// Refuses a web token that is easy to guess: shorter than 16 characters, holding whitespace,
+/// or with less than 56 bits by a count of its characters (`aaaa…`, `12341234…`).
+pub fn check_http_token(token: &str) -> Result<()> {
+    const HINT: &str = "make one with `openssl rand -hex 16`";
+    if token.chars().any(char::is_whitespace) {
+        anyhow::bail!("the HTTP token holds whitespace (a stray newline from a file?); {HINT}");
+    }
+    if token.chars().count() < 16 {
+        anyhow::bail!("the HTTP token is too short: use at least 16 characters; {HINT}");
+    }
+    let mut counts = HashMap::new();
+    for c in token.chars() {
+        *counts.entry(c).or_insert(0u32) += 1;
+    }
+    let n = token.chars().count() as f64;
+    let bits: f64 = counts
+        .values()
+        .map(|&k| {
+            let p = k as f64 / n;
+            -p * p.log2() * n
+        })
+        .sum();
+    if bits < 56.0 {
+        anyhow::bail!(
+            "the HTTP token is too easy to guess (about {bits:.0} bits; at least 56 are needed); {HINT}"
+        );
+    }
+    Ok(())
+}
+
 /// A server with its listeners bound and its store open.
 pub struct Server {
     ssh: TcpListener,
@@ -82,27 +114,34 @@ pub struct Server {
 impl Server {
     /// Opens the store, loads (or creates) the host key, and binds both listeners.
     pub async fn bind(config: &ServerConfig) -> Result<Server> {
-        let store_dir = config.store.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
-            .await?
-            .with_context(|| format!("cannot open the store at {}", config.store.display()))?;
-        let host_key = ssh::load_or_create_host_key(&config.host_key)?;
-        if !config.authorized_keys.exists() {
-            anyhow::bail!(
-                "the authorized keys file {} does not exist; add the client's public key (e.g. ~/.ssh/id_ed25519.pub) to it",
-                config.authorized_keys.display()
-            );
-        }
-        read_authorized_keys(&config.authorized_keys)?;
         if !config.http_listen.ip().is_loopback() && config.http_token.is_none() {
             anyhow::bail!(
                 "the web page would listen on {}, beyond this machine, without a token: set --http-token (or http_token under [serve]), or listen on 127.0.0.1",
                 config.http_listen
             );
         }
-        if config.http_token.as_deref().is_some_and(|t| t.len() < 16) {
-            anyhow::bail!("the HTTP token is too short: use at least 16 characters (e.g. `openssl rand -hex 16`)");
+        if let Some(token) = config.http_token.as_deref() {
+            check_http_token(token)?;
         }
+        if !config.authorized_keys.exists() {
+            anyhow::bail!(
+                "the authorized keys file {} does not exist; add the client's public key (e.g. ~/.ssh/id_ed25519.pub) to it",
+                config.authorized_keys.display()
+            );
+        }
+        let authorized_keys = Arc::new(ssh::KeyCache::new(config.authorized_keys.clone()));
+        let keys = authorized_keys.load()?;
+        if keys.keys.is_empty() {
+            tracing::warn!(
+                "{} has no usable key; no client can log in until one is added",
+                config.authorized_keys.display()
+            );
+        }
+        let store_dir = config.store.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+            .await?
+            .with_context(|| format!("cannot open the store at {}", config.store.display()))?;
+        let host_key = ssh::load_or_create_host_key(&config.host_key)?;
         let ssh = TcpListener::bind(config.ssh_listen)
             .await
             .with_context(|| format!("cannot listen for SSH on {}", config.ssh_listen))?;
@@ -137,7 +176,7 @@ impl Server {
             http,
             settings: Arc::new(ssh::SshSettings {
                 host_key,
-                authorized_keys: config.authorized_keys.clone(),
+                authorized_keys,
                 store,
                 indexer,
                 limits: session::Limits {
@@ -211,6 +250,7 @@ impl Server {
             let handler = ssh::Connection {
                 settings: self.settings.clone(),
                 peer_addr: addr.to_string(),
+                peer_ip: addr.ip(),
                 peer: None,
                 channels: HashMap::new(),
                 started: Arc::new(AtomicBool::new(false)),
@@ -227,7 +267,15 @@ impl Server {
         }
         let drain = async { while tasks.join_next().await.is_some() {} };
         let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
-        let _ = http.await;
+        // Live pages hold their event streams open for good: after a short grace the HTTP
+        // side is ended rather than waited for.
+        let mut http = http;
+        if tokio::time::timeout(Duration::from_secs(2), &mut http)
+            .await
+            .is_err()
+        {
+            http.abort();
+        }
         if let Some(indexer) = self.settings.indexer.clone() {
             let _ = tokio::task::spawn_blocking(move || indexer.stop()).await;
         }
@@ -294,6 +342,26 @@ async fn serve_ssh(
                 disconnect("server shutting down").await;
                 return;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    #[test]
+    fn weak_tokens_are_refused() {
+        for weak in [
+            "short",
+            "                    ",
+            "0123456789abcdef0123\n",
+            "aaaaaaaaaaaaaaaaaaaaaaaa",
+            "1234123412341234",
+            "abababababababababababababababab",
+        ] {
+            assert!(super::check_http_token(weak).is_err(), "{weak:?}");
+        }
+        for strong in ["0123456789abcdef0123", "9f86d081884c7d659a2feaa0c55ad015"] {
+            super::check_http_token(strong).unwrap();
         }
     }
 }

@@ -24,6 +24,25 @@ use tokio::sync::{mpsc, oneshot};
 pub struct Peer {
     pub name: String,
     pub access: Access,
+    /// The sources this peer may push under (`hoover-source`); `None`: any.
+    pub sources: Option<Vec<String>>,
+}
+
+impl Peer {
+    /// Whether this peer may add versions or deletions under `key`.
+    fn may_write(&self, key: &hoover_types::Key) -> Result<(), Failure> {
+        match &self.sources {
+            Some(sources) if !sources.iter().any(|s| s == key.source()) => Err(Failure {
+                code: ErrorCode::Forbidden,
+                message: format!(
+                    "this key may write only under the sources {} (hoover-source in the server's authorized_keys); {key} is under {:?}",
+                    sources.join(", "),
+                    key.source()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// How long a connection may stall (`ServerConfig::stall_timeout`). An agent may sit idle between requests as long as it
@@ -67,6 +86,7 @@ where
         ingest: None,
         sent: HashSet::new(),
         batch_open: false,
+        batch_lost: false,
         limits,
         stats: SessionStats::default(),
     };
@@ -114,6 +134,9 @@ struct Session<S> {
     sent: HashSet<ChunkId>,
     /// Chunks or versions were sent since the last `Commit`.
     batch_open: bool,
+    /// The ingest thread died in this batch: its versions and commit are refused, and the
+    /// next batch starts a new thread.
+    batch_lost: bool,
     limits: Limits,
     stats: SessionStats,
 }
@@ -133,8 +156,8 @@ enum IngestCmd {
 /// while the connection goes on reading. A bounded queue caps the memory a connection can hold.
 struct Ingest {
     tx: mpsc::Sender<IngestCmd>,
-    /// The first refused chunk, reported as soon as it is found.
-    chunk_error: oneshot::Receiver<StoreError>,
+    /// The first refused chunk, reported as soon as it is found; `None` once reported.
+    chunk_error: Option<oneshot::Receiver<StoreError>>,
 }
 
 const INGEST_QUEUE: usize = 32;
@@ -182,6 +205,7 @@ impl Ingest {
                         let _ = reply.send(result);
                     }
                     IngestCmd::Commit(reply) => {
+                        hoover_store::fault::panic_point("ingest-commit");
                         // A failed batch ends here: the next one starts clean.
                         let result = match (failed.take(), batch.take()) {
                             (Some(f), _) => Err(StoreError::Refused(f)),
@@ -193,7 +217,10 @@ impl Ingest {
                 }
             }
         });
-        Ingest { tx, chunk_error }
+        Ingest {
+            tx,
+            chunk_error: Some(chunk_error),
+        }
     }
 }
 
@@ -235,12 +262,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         loop {
             let received = tokio::select! {
                 biased;
-                Some(e) = chunk_error(&mut self.ingest) => {
-                    let message = e.to_string();
-                    tracing::warn!(peer = %self.peer.name, "refused a chunk: {message}");
-                    self.fail(ErrorCode::BadChunk, message.clone()).await?;
-                    return Err(ProtoError::Handshake(message));
-                }
+                event = ingest_event(&mut self.ingest) => match event {
+                    IngestEvent::BadChunk(e) => {
+                        let message = e.to_string();
+                        tracing::warn!(peer = %self.peer.name, "refused a chunk: {message}");
+                        self.fail(ErrorCode::BadChunk, message.clone()).await?;
+                        return Err(ProtoError::Handshake(message));
+                    }
+                    IngestEvent::Gone => {
+                        tracing::error!(peer = %self.peer.name, "the ingest thread stopped; this batch is lost and will be refused");
+                        self.ingest = None;
+                        self.batch_lost = true;
+                        continue;
+                    }
+                },
                 r = self.conn.recv_within::<Request>(
                     self.batch_open.then_some(self.limits.stall),
                     self.limits.stall,
@@ -382,7 +417,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.sent.insert(id);
                 }
                 self.stats.chunks_received += 1;
-                self.send_ingest(IngestCmd::Chunk { id, len, data }).await;
+                if !self.batch_lost {
+                    self.send_ingest(IngestCmd::Chunk { id, len, data }).await;
+                }
                 Ok(Ok(()))
             }
             Request::Version(push) => {
@@ -390,25 +427,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Ok(v) => v,
                     Err(f) => return Ok(Err(f)),
                 };
+                if let Err(f) = self.peer.may_write(&version.key) {
+                    return Ok(Err(f));
+                }
                 self.batch_open = true;
+                if self.batch_lost {
+                    return Ok(Err(ingest_gone()));
+                }
                 let (tx, rx) = oneshot::channel();
                 self.send_ingest(IngestCmd::Version(Box::new(version), tx))
                     .await;
                 match rx.await {
                     Ok(Ok(())) => self.reply(Response::Accepted).await,
                     Ok(Err(e)) => Ok(Err(e.into())),
-                    Err(_) => Ok(Err(ingest_gone())),
+                    Err(_) => {
+                        self.ingest = None;
+                        self.batch_lost = true;
+                        Ok(Err(ingest_gone()))
+                    }
                 }
             }
             Request::Commit => {
-                let (tx, rx) = oneshot::channel();
-                self.send_ingest(IngestCmd::Commit(tx)).await;
                 self.sent.clear();
                 self.batch_open = false;
+                if std::mem::take(&mut self.batch_lost) {
+                    return Ok(Err(ingest_gone()));
+                }
+                let (tx, rx) = oneshot::channel();
+                self.send_ingest(IngestCmd::Commit(tx)).await;
                 let committed = match rx.await {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => return Ok(Err(e.into())),
-                    Err(_) => return Ok(Err(ingest_gone())),
+                    Err(_) => {
+                        // Gone mid-commit: the next batch gets a new thread.
+                        self.ingest = None;
+                        return Ok(Err(ingest_gone()));
+                    }
                 };
                 if let Some(indexer) = &self.indexer {
                     indexer.notify(&committed);
@@ -484,6 +538,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Ok(k) => k,
                     Err(f) => return Ok(Err(f)),
                 };
+                if let Err(f) = self.peer.may_write(&key) {
+                    return Ok(Err(f));
+                }
                 let k = key.clone();
                 match self.blocking(move |s| s.record_deletion(&k, at_ns)).await {
                     Ok(added) => {
@@ -601,18 +658,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 /// bytes is a little over that; anything bigger is refused before it is queued.
 const MAX_COMPRESSED_CHUNK: usize = MAX_CHUNK_SIZE + MAX_CHUNK_SIZE / 128 + 1024;
 
-/// Waits for the ingest thread's chunk error, if there is an ingest thread.
-async fn chunk_error(ingest: &mut Option<Ingest>) -> Option<StoreError> {
-    match ingest {
-        Some(i) => (&mut i.chunk_error).await.ok(),
-        None => std::future::pending().await,
+/// What the ingest thread reports on its own.
+enum IngestEvent {
+    /// A chunk was refused: the connection ends.
+    BadChunk(StoreError),
+    /// The thread is gone (it panicked): its batch is lost; the connection goes on.
+    Gone,
+}
+
+/// Waits for the ingest thread's report, if there is an ingest thread. The receiver is polled
+/// to completion once only (a oneshot panics if polled again).
+async fn ingest_event(ingest: &mut Option<Ingest>) -> IngestEvent {
+    let Some(rx) = ingest.as_mut().and_then(|i| i.chunk_error.as_mut()) else {
+        return std::future::pending().await;
+    };
+    let event = match rx.await {
+        Ok(e) => IngestEvent::BadChunk(e),
+        Err(_) => IngestEvent::Gone,
+    };
+    if let Some(i) = ingest.as_mut() {
+        i.chunk_error = None;
     }
+    event
 }
 
 fn ingest_gone() -> Failure {
     Failure {
         code: ErrorCode::Internal,
-        message: "the ingest thread stopped; nothing of this batch was recorded".into(),
+        message: "the server's ingest thread stopped (its log says why); nothing of this batch was recorded: sync again".into(),
     }
 }
 

@@ -5,18 +5,19 @@
 //! refused. The authorized_keys file is re-read on every attempt, so edits apply at once.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use hoover_proto::Access;
 use hoover_store::Store;
-use russh::keys::ssh_key::{self, rand_core::OsRng, LineEnding, PublicKey};
+use russh::keys::ssh_key::{rand_core::OsRng, LineEnding, PublicKey};
 use russh::keys::{Algorithm, PrivateKey};
 use russh::server::{Auth, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 
+use crate::authkeys::{read_authorized_keys, AuthorizedKey, KeyFile};
 use crate::session::{serve_connection, Peer};
 
 /// Loads the host key, creating an ed25519 key (mode 0600) when the file is missing.
@@ -57,68 +58,72 @@ pub fn write_private_key(key: &PrivateKey, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One authorized key and what it may do.
-#[derive(Clone, Debug)]
-pub struct AuthorizedKey {
-    pub key: PublicKey,
-    pub access: Access,
-    pub comment: String,
+/// The authorized_keys file, read again whenever it changes (so edits apply at once), with
+/// each refused line logged once per change.
+pub struct KeyCache {
+    path: PathBuf,
+    loaded: Mutex<Option<(FileStamp, Arc<KeyFile>)>>,
 }
 
-/// Parses an OpenSSH authorized_keys file. `hoover-allow="push"` among a line's options makes
-/// that key push-only.
-pub fn read_authorized_keys(path: &Path) -> Result<Vec<AuthorizedKey>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the authorized keys file {}", path.display()))?;
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+/// What identifies one state of a file: when a new key or mode is written, this changes.
+#[derive(Clone, PartialEq, Eq)]
+struct FileStamp(Option<std::time::SystemTime>, u64, u32, u64);
+
+fn stamp(meta: &std::fs::Metadata) -> FileStamp {
+    #[cfg(unix)]
+    let (mode, ino) = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.mode(), meta.ino())
+    };
+    #[cfg(not(unix))]
+    let (mode, ino) = (0, 0);
+    FileStamp(meta.modified().ok(), meta.len(), mode, ino)
+}
+
+impl KeyCache {
+    pub fn new(path: PathBuf) -> KeyCache {
+        KeyCache {
+            path,
+            loaded: Mutex::new(None),
         }
-        let parse = |line: &str| {
-            ssh_key::authorized_keys::AuthorizedKeys::new(line)
-                .next()
-                .transpose()
-        };
-        // ssh-key 0.6 cannot read a line with options and no comment; such a line is read
-        // with a placeholder comment, which is then dropped.
-        let (entry, placeholder) = match parse(line) {
-            Ok(entry) => (entry, false),
-            Err(first) => match parse(&format!("{line} -")) {
-                Ok(entry) => (entry, true),
-                Err(_) => Err(first).with_context(|| {
-                    format!("{}:{}: not an authorized_keys line", path.display(), n + 1)
-                })?,
-            },
-        };
-        let Some(entry) = entry else { continue };
-        let push_only = entry
-            .config_opts()
-            .iter()
-            .any(|o| o == "hoover-allow=\"push\"");
-        out.push(AuthorizedKey {
-            key: entry.public_key().clone(),
-            access: if push_only {
-                Access::PushOnly
-            } else {
-                Access::Full
-            },
-            comment: if placeholder {
-                String::new()
-            } else {
-                entry.public_key().comment().to_string()
-            },
-        });
     }
-    Ok(out)
+
+    /// The keys as the file holds them now. An error (unreadable, or writable by others)
+    /// refuses every key.
+    pub fn load(&self) -> Result<Arc<KeyFile>> {
+        let meta = std::fs::metadata(&self.path).with_context(|| {
+            format!(
+                "cannot read the authorized keys file {}",
+                self.path.display()
+            )
+        })?;
+        let now = stamp(&meta);
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, file)) = loaded.as_ref() {
+            if *at == now {
+                return Ok(file.clone());
+            }
+        }
+        *loaded = None;
+        let file = Arc::new(read_authorized_keys(&self.path)?);
+        for r in &file.refused {
+            tracing::warn!(
+                "{}:{}: refused this line: {}",
+                self.path.display(),
+                r.line,
+                r.why
+            );
+        }
+        *loaded = Some((now, file.clone()));
+        Ok(file)
+    }
 }
 
 /// The SSH server settings.
 #[derive(Clone)]
 pub struct SshSettings {
     pub host_key: PrivateKey,
-    pub authorized_keys: PathBuf,
+    pub authorized_keys: Arc<KeyCache>,
     pub store: Store,
     pub indexer: Option<crate::indexing::Indexer>,
     pub limits: crate::session::Limits,
@@ -173,6 +178,7 @@ pub(crate) fn russh_config(host_key: PrivateKey) -> Arc<russh::server::Config> {
 pub(crate) struct Connection {
     pub(crate) settings: Arc<SshSettings>,
     pub(crate) peer_addr: String,
+    pub(crate) peer_ip: IpAddr,
     pub(crate) peer: Option<Peer>,
     pub(crate) channels: HashMap<ChannelId, Channel<Msg>>,
     /// Set when the protocol starts on a channel: the login deadline no longer applies.
@@ -262,6 +268,7 @@ impl russh::server::Handler for Connection {
                 self.peer = Some(Peer {
                     name: format!("{user}@{} ({fingerprint})", self.peer_addr),
                     access: found.access,
+                    sources: found.sources.clone(),
                 });
                 Ok(Auth::Accept)
             }
@@ -316,16 +323,28 @@ impl russh::server::Handler for Connection {
 }
 
 impl Connection {
+    /// The entry for `key`, if the file has a usable one and this peer's address may use it.
     fn authorized(&self, key: &PublicKey) -> Option<AuthorizedKey> {
-        match read_authorized_keys(&self.settings.authorized_keys) {
-            Ok(keys) => keys
-                .into_iter()
-                .find(|k| k.key.key_data() == key.key_data()),
+        let file = match self.settings.authorized_keys.load() {
+            Ok(file) => file,
             Err(e) => {
                 tracing::error!("{e:#}");
-                None
+                return None;
             }
+        };
+        let found = file
+            .keys
+            .iter()
+            .find(|k| k.key.key_data() == key.key_data())?;
+        if !found.allows_address(self.peer_ip) {
+            tracing::warn!(
+                peer = %self.peer_addr,
+                line = found.line,
+                "refused a key: the peer address does not match its from= patterns"
+            );
+            return None;
         }
+        Some(found.clone())
     }
 }
 
@@ -333,35 +352,5 @@ fn reject() -> Auth {
     Auth::Reject {
         proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
         partial_success: false,
-    }
-}
-
-#[cfg(test)]
-mod authorized_keys_tests {
-    use super::*;
-
-    #[test]
-    fn a_push_only_option_is_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("authorized_keys");
-        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGpXwYq1l4mJp1D6o8I7Yb3n0R0wU9yW5H2mQk8q0Jf5 me@laptop";
-        let bare = key.trim_end_matches(" me@laptop");
-        std::fs::write(
-            &path,
-            format!("hoover-allow=\"push\" {key}\n{key}\nhoover-allow=\"push\" {bare}\n{bare}\n"),
-        )
-        .unwrap();
-        let keys = read_authorized_keys(&path).unwrap();
-        let access: Vec<Access> = keys.iter().map(|k| k.access).collect();
-        assert_eq!(
-            access,
-            vec![
-                Access::PushOnly,
-                Access::Full,
-                Access::PushOnly,
-                Access::Full
-            ]
-        );
-        assert_eq!(keys[2].comment, "");
     }
 }

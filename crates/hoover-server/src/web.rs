@@ -30,7 +30,12 @@ pub(crate) struct Web {
     /// Redact secrets from what pages show (downloads stay byte for byte).
     pub redact: bool,
     pub conns: std::sync::Arc<crate::ConnCounters>,
+    /// Diffs computing at once.
+    pub diffs: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many diff pages compute at once (each holds two versions in memory).
+pub(crate) const DIFFS_AT_ONCE: usize = 2;
 
 const CSS: &str = include_str!("../static/app.css");
 const JS: &str = include_str!("../static/app.js");
@@ -66,7 +71,17 @@ pub(crate) async fn require_token(
     next: Next,
 ) -> Response {
     let Some(token) = token else {
-        return next.run(req).await;
+        // Without a token the page is for this machine alone, and the Host header must say
+        // so: a DNS-rebinding page (evil.example resolving to 127.0.0.1) is refused.
+        return match req.headers().get(header::HOST).map(|h| h.to_str()) {
+            None => next.run(req).await,
+            Some(Ok(host)) if is_loopback_host(host) => next.run(req).await,
+            Some(_) => (
+                StatusCode::FORBIDDEN,
+                "this hoover page has no token, so it answers only to loopback names (localhost, 127.0.0.1, [::1]); open it by one of them, or give the server --http-token\n",
+            )
+                .into_response(),
+        };
     };
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
@@ -87,10 +102,12 @@ pub(crate) async fn require_token(
             .split('&')
             .filter(|kv| !kv.starts_with("token=") && !kv.is_empty())
             .collect();
+        // Only ever to a path on this server: `//host/…` would leave it.
+        let path = format!("/{}", req.uri().path().trim_start_matches(['/', '\\']));
         let target = if rest.is_empty() {
-            req.uri().path().to_string()
+            path
         } else {
-            format!("{}?{}", req.uri().path(), rest.join("&"))
+            format!("{path}?{}", rest.join("&"))
         };
         let mut res = Redirect::to(&target).into_response();
         let cookie = format!("hoover_token={token}; Path=/; HttpOnly; SameSite=Strict");
@@ -115,6 +132,18 @@ pub(crate) async fn require_token(
     } else {
         refuse()
     }
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(h, _)| h).unwrap_or(""),
+        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn refuse() -> Response {
@@ -476,7 +505,8 @@ pub(crate) async fn search(
 ) -> Result<Response, PageError> {
     let query = form.q.unwrap_or_default();
     let sort_text = form.sort.unwrap_or_else(|| "relevance".into());
-    let offset = form.offset.unwrap_or(0);
+    // Past the window the index refuses; clamping here keeps the page's arithmetic in range.
+    let offset = form.offset.unwrap_or(0).min(hoover_index::MAX_WINDOW);
     let mut view = SearchPage {
         query: query.clone(),
         sort: sort_text.clone(),
@@ -515,7 +545,8 @@ pub(crate) async fn search(
         Ok(Ok(r)) => {
             view.total = r.total;
             view.last = offset + r.hits.len();
-            view.more = (offset + r.hits.len()) < r.total as usize;
+            view.more = (offset + r.hits.len()) < r.total as usize
+                && offset + 2 * PAGE <= hoover_index::MAX_WINDOW;
             view.hits = r
                 .hits
                 .into_iter()
@@ -758,23 +789,85 @@ fn changes(
     Ok(out)
 }
 
-/// `GET /download/{seq}/{*key}`: one version, byte for byte (checked against its BLAKE3).
+/// `GET /download/{seq}/{*key}`: one version, byte for byte, streamed chunk by chunk (memory
+/// stays at a few chunks whatever the file's size). The whole is checked against its BLAKE3
+/// as it streams; on a mismatch the body ends early, short of its Content-Length, so no client
+/// takes it for complete.
 pub(crate) async fn download(
     State(web): State<Web>,
     Path((seq, key)): Path<(u64, String)>,
 ) -> Result<Response, PageError> {
     let key = parse_key(&key)?;
-    let bytes = read_whole(&web.store, &key, seq).await?;
+    let (store, k) = (web.store.clone(), key.clone());
+    let info = blocking(move || store.version(&k, seq).map_err(|e| e.to_string()))
+        .await?
+        .ok_or_else(|| PageError(StatusCode::NOT_FOUND, format!("{key} has no version {seq}")))?;
     let name = key.as_str().rsplit('/').next().unwrap_or("file").replace(
         |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-' && c != '_',
         "_",
     );
     let disposition = format!("attachment; filename=\"v{seq}-{name}\"");
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let store = web.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::new(),
+        };
+        // The last piece goes only after the whole was checked against its BLAKE3.
+        let result = store
+            .read_version(&key, seq, &mut out)
+            .map_err(|e| e.to_string())
+            .and_then(|()| out.flush_buf().map_err(|e| e.to_string()));
+        if let Err(e) = result {
+            tracing::warn!(%key, seq, "download cut short: {e}");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_DISPOSITION, disposition)
-        .body(Body::from(bytes))
+        .header(header::CONTENT_LENGTH, info.size)
+        .body(Body::from_stream(stream))
         .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Hands what is written to an HTTP body in pieces of about 256 KiB, waiting while the
+/// reader is behind. A gone reader (a closed download) ends the writing.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+const DOWNLOAD_PIECE: usize = 256 * 1024;
+
+impl ChannelWriter {
+    fn flush_buf(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::take(&mut self.buf);
+        self.tx
+            .blocking_send(Ok(piece))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "download closed"))
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= DOWNLOAD_PIECE {
+            self.flush_buf()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One whole version, checked against its BLAKE3; a missing one is a 404.
@@ -802,6 +895,8 @@ struct DiffPage {
     added: usize,
     removed: usize,
     cut: bool,
+    /// The comparison ran past its deadline: the changes shown are right but not minimal.
+    coarse: bool,
     shown: usize,
     lines: Vec<(&'static str, String)>,
 }
@@ -815,6 +910,12 @@ pub(crate) struct DiffForm {
 /// The most lines a diff page shows; unchanged runs are folded to three lines of context.
 const DIFF_LINES: usize = 5000;
 
+/// The largest pair of versions a diff page compares (their sizes added up); larger ones are
+/// downloaded and compared locally.
+const DIFF_MAX_BYTES: u64 = 64 << 20;
+/// How long one diff may compute; past it `similar` gives a coarser, still correct, diff.
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) async fn diff(
     State(web): State<Web>,
     Path(key): Path<String>,
@@ -822,11 +923,57 @@ pub(crate) async fn diff(
 ) -> Result<Response, PageError> {
     let key = parse_key(&key)?;
     let (a, b) = (form.a, form.b);
+    let (store, k) = (web.store.clone(), key.clone());
+    let sizes = blocking(move || {
+        let size = |seq| -> Result<u64, String> {
+            match store.version(&k, seq).map_err(|e| e.to_string())? {
+                Some(v) => Ok(v.size),
+                None => Err(format!("{k} has no version {seq}")),
+            }
+        };
+        Ok((size(a), size(b)))
+    })
+    .await?;
+    let (size_a, size_b) = match sizes {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(m), _) | (_, Err(m)) => return Err(PageError(StatusCode::NOT_FOUND, m)),
+    };
+    if size_a + size_b > DIFF_MAX_BYTES {
+        return Err(PageError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "versions {a} and {b} of {key} come to {} together, more than the {} a diff page compares; download both and compare them locally",
+                human_bytes(size_a + size_b),
+                human_bytes(DIFF_MAX_BYTES)
+            ),
+        ));
+    }
+    // Reading and comparing run on the blocking pool, a few at a time, so that large diffs
+    // never hold up the async runtime (the health check, SSH logins, other pages).
+    let _permit = web
+        .diffs
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| PageError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let old = read_whole(&web.store, &key, a).await?;
     let new = read_whole(&web.store, &key, b).await?;
-    let old = String::from_utf8_lossy(&old);
-    let new = String::from_utf8_lossy(&new);
-    let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
+    let redact = web.redact;
+    let view =
+        tokio::task::spawn_blocking(move || diff_view(key.to_string(), a, b, &old, &new, redact))
+            .await
+            .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(page(view))
+}
+
+fn diff_view(key: String, a: u64, b: u64, old: &[u8], new: &[u8], redact: bool) -> DiffPage {
+    let old = String::from_utf8_lossy(old);
+    let new = String::from_utf8_lossy(new);
+    let started = std::time::Instant::now();
+    let diff = similar::TextDiff::configure()
+        .timeout(DIFF_DEADLINE)
+        .diff_lines(old.as_ref(), new.as_ref());
+    let coarse = started.elapsed() >= DIFF_DEADLINE;
     let (mut added, mut removed) = (0, 0);
     let mut lines = Vec::new();
     let mut cut = false;
@@ -851,7 +998,7 @@ pub(crate) async fn diff(
                         _ => ' ',
                     };
                     let text = change.value().trim_end_matches('\n');
-                    let text = if web.redact {
+                    let text = if redact {
                         hoover_index::redact::redact(text)
                     } else {
                         text.into()
@@ -863,16 +1010,17 @@ pub(crate) async fn diff(
             }
         }
     }
-    Ok(page(DiffPage {
-        key: key.to_string(),
+    DiffPage {
+        key,
         a,
         b,
         added,
         removed,
         cut,
+        coarse,
         shown: lines.len(),
         lines,
-    }))
+    }
 }
 
 // ---- sources ----
@@ -911,6 +1059,31 @@ pub(crate) async fn sources(State(web): State<Web>) -> Result<Response, PageErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for ok in [
+            "localhost",
+            "LOCALHOST:8080",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "10.0.0.1:80",
+            "[::2]:1",
+            "",
+            "127.0.0.1.evil:1",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn snippets_split_into_plain_and_marked_pieces() {

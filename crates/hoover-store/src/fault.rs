@@ -37,3 +37,31 @@ pub fn crash_point(name: &str) {
         std::process::abort();
     }
 }
+
+/// Sleeps here if `HOOVER_SLOW_AT` is `NAME:MS` for this point: a seam for tests of what a
+/// slow stage does to the rest (a backlog the indexer has not worked through, a stop that must
+/// not wait for it). Unset, as always outside tests, it costs one environment read per process.
+pub fn slow_point(name: &str) {
+    static AT: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    let at = AT.get_or_init(|| {
+        let spec = std::env::var("HOOVER_SLOW_AT").ok()?;
+        let (point, ms) = spec.split_once(':')?;
+        Some((point.to_string(), ms.parse().ok()?))
+    });
+    if let Some((point, ms)) = at {
+        if point == name {
+            std::thread::sleep(std::time::Duration::from_millis(*ms));
+        }
+    }
+}
+
+/// Panics here the first time it is reached if `HOOVER_PANIC_AT` names this point: a seam for
+/// tests of what a bug in one thread does to the rest (the server must answer, not abort).
+pub fn panic_point(name: &str) {
+    static AT: OnceLock<Option<String>> = OnceLock::new();
+    static HIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let at = AT.get_or_init(|| std::env::var("HOOVER_PANIC_AT").ok());
+    if at.as_deref() == Some(name) && !HIT.swap(true, Ordering::SeqCst) {
+        panic!("panic point {name} reached (HOOVER_PANIC_AT)");
+    }
+}

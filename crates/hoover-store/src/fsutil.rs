@@ -23,6 +23,22 @@ pub(crate) fn create_dir_all(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| StoreError::io(path, e))
 }
 
+/// Makes the store's directory owner-only (0700), whatever the umask it was made under: the
+/// packs hold every chat, and no other local user may read them. Stores made by earlier
+/// versions with 0755 are closed this way on their next open.
+pub(crate) fn make_private(root: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(root).map_err(|e| StoreError::io(root, e))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| StoreError::io(root, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Fails fast when `place` (a directory, or an existing file) of the store at `root` cannot
 /// be written: a read-only mount, the wrong owner.
 pub(crate) fn check_writable(root: &Path, place: &Path) -> Result<()> {
