@@ -23,20 +23,23 @@ pub(crate) fn create_dir_all(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| StoreError::io(path, e))
 }
 
-/// Makes the store's directory owner-only (0700), whatever the umask it was made under: the
-/// packs hold every chat, and no other local user may read them. Stores made by earlier
-/// versions with 0755 are closed this way on their next open.
-pub(crate) fn make_private(root: &Path) -> Result<()> {
+/// Makes the store's directory owner-only, whatever the umask it was made under: the packs
+/// hold every chat, and no other local user may read them. Stores made by earlier versions
+/// with 0755 are closed this way on their next open. Only bits for others are taken away (a
+/// read-only store stays read-only); where that fails (a read-only mount), the checks after
+/// it say what is wrong.
+pub(crate) fn make_private(root: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(root).map_err(|e| StoreError::io(root, e))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| StoreError::io(root, e))?;
+        if let Ok(meta) = std::fs::metadata(root) {
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                let _ =
+                    std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode & 0o7700));
+            }
         }
     }
-    Ok(())
 }
 
 /// Fails fast when `place` (a directory, or an existing file) of the store at `root` cannot

@@ -143,7 +143,7 @@ impl Store {
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
         fsutil::create_dir_all(&root)?;
-        fsutil::make_private(&root)?;
+        fsutil::make_private(&root);
         fsutil::check_writable(&root, &root)?;
         let format_path = root.join("FORMAT");
         match std::fs::read_to_string(&format_path) {
