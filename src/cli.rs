@@ -139,6 +139,14 @@ pub struct ServeArgs {
     /// uncommitted batch dropped. An agent idle between requests is never closed for it.
     #[arg(long, value_name = "SECS", default_value_t = hoover_server::ServerConfig::STALL_TIMEOUT.as_secs())]
     pub stall_timeout: u64,
+    /// Most HTTP connections open at once (half of them at most may hold a live page's
+    /// stream); more are closed at once until one ends.
+    #[arg(long, value_name = "N", default_value_t = hoover_server::ServerConfig::MAX_HTTP_CONNECTIONS)]
+    pub max_http_connections: usize,
+    /// Seconds an HTTP client has to send a request's headers, idle keep-alive time included,
+    /// before its connection is closed.
+    #[arg(long, value_name = "SECS", default_value_t = hoover_server::ServerConfig::HTTP_HEADER_TIMEOUT.as_secs())]
+    pub http_timeout: u64,
     /// Most chunks one uncommitted batch may hold, counting the chunks its versions name too
     /// (each costs the server about 100 bytes of memory until commit). A bigger batch is refused
     /// and nothing of it recorded; the default allows a single new file of about 16 GB.

@@ -126,6 +126,28 @@ fn healthz_answers_with_counts() {
     assert_eq!(v["versions"], 0);
 }
 
+/// A failing index is a failing server to a monitor: 503, with why (today's main said 200).
+#[test]
+fn healthz_is_503_when_the_index_cannot_open() {
+    let mut world = World::new(BIN);
+    world.server.kill();
+    let index = world.server.store.join("index");
+    std::fs::remove_dir_all(&index).ok();
+    std::fs::write(&index, b"not a directory").unwrap();
+    world.restart_server();
+    let (status, body) = http_get(world.server.http_port, "/healthz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["index"]
+            .as_str()
+            .unwrap()
+            .contains("search is unavailable"),
+        "{v}"
+    );
+}
+
 #[test]
 fn a_closed_stdout_is_not_an_error() {
     // Regression: `hoover ls | head -1` panicked with "failed printing to stdout".

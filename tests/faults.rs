@@ -435,3 +435,54 @@ fn a_read_only_store_fails_fast_naming_the_dir_and_loses_nothing() {
         }),
     );
 }
+
+/// SIGTERM stops the server within a version's work however long the indexer's backlog (a
+/// first sync, a catch-up after an upgrade): the index is derived, and the next start
+/// catches up. Today's main indexed the whole backlog first, so systemd killed it.
+#[test]
+fn sigterm_does_not_wait_for_the_indexers_backlog() {
+    let mut world = World::new(BIN);
+    world.restart_server_with(|o| o.extra_args = vec!["--no-index".into()]);
+    let root = world.path().join("projects");
+    corpus::write_tree(&root, 11, 40, 400_000);
+    world.ok(&[
+        "sync",
+        "--source",
+        "lap",
+        "--root",
+        &format!("c={}", root.display()),
+    ]);
+    // Indexing now takes half a second a version: a backlog of some 20 s.
+    world.restart_server_with(|o| {
+        o.env = vec![("HOOVER_SLOW_AT".into(), "index-version:500".into())];
+    });
+    let started = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &world.server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = world.server.child.wait().unwrap();
+    let took = started.elapsed();
+    assert!(status.success(), "{status}");
+    let log = world.server.log();
+    assert!(log.contains("stopped indexing with"), "{log}");
+    assert!(log.contains("still to index"), "{log}");
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "sigterm_backlog",
+        serde_json::json!({ "versions_in_backlog": 40, "stop_ms": took.as_millis() as u64 }),
+    );
+    // The next start catches up: every message is found.
+    world.restart_server();
+    let lines = hoover_testkit::count_lines(&root);
+    let stats = || -> Value {
+        let (_, body) = http_get(world.server.http_port, "/api/stats").unwrap();
+        serde_json::from_str(&body).unwrap()
+    };
+    hoover_testkit::wait_until(
+        "the index caught up",
+        std::time::Duration::from_secs(120),
+        || stats()["indexer"]["catching_up"] == false,
+    );
+    assert_eq!(stats()["index"]["messages"], lines);
+}

@@ -407,3 +407,156 @@ async fn an_oversized_batch_is_refused_whole_and_the_connection_goes_on() {
         }),
     );
 }
+
+/// One address cannot hold every login slot (as sshd's MaxStartups), and one logged-in
+/// connection cannot open channels without bound (each would run an ingest thread).
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_and_one_connection_are_bounded() {
+    let world = World::new(BIN);
+    let port = world.server.ssh_port;
+    // Eight silent connections from 127.0.0.2 take that address's login places ...
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        silent.push(socket.connect(([127, 0, 0, 1], port).into()).await.unwrap());
+    }
+    wait_until("eight connections open", Duration::from_secs(30), || {
+        metric(&world, "ssh_connections") == 8
+    });
+    // ... so a ninth from there is closed at once, before any banner ...
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let ninth = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let mut ninth = ninth.into_std().unwrap();
+    ninth.set_nonblocking(false).unwrap();
+    ninth
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(ninth.read(&mut buf).unwrap_or(0), 0);
+    assert_eq!(metric(&world, "ssh_connections_refused_preauth_total"), 1);
+    // ... while another address logs in and syncs.
+    let root = world.path().join("projects");
+    corpus::write_tree(&root, 5, 2, 50_000);
+    world.ok(&[
+        "sync",
+        "--source",
+        "lap",
+        "--root",
+        &format!("c={}", root.display()),
+    ]);
+    drop(silent);
+
+    // Four channels on one connection run the protocol; a fifth is refused.
+    let addr = ServerAddr::parse(&world.server_addr()).unwrap();
+    let ssh = SshSession::connect(&addr, &world.identity, &world.path().join("kh"))
+        .await
+        .unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let mut conn = Conn::new(ssh.open_stream().await.unwrap());
+        hoover_proto::client_handshake(&mut conn, "many")
+            .await
+            .unwrap();
+        streams.push(conn);
+    }
+    assert!(
+        ssh.open_stream().await.is_err(),
+        "a fifth channel was opened"
+    );
+    assert!(world.server.log().contains("refused a channel"));
+    // When one closes, another may open.
+    let mut closed = streams.pop().unwrap();
+    closed.shutdown().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ssh.open_stream().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no channel slot came free"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// HTTP connections are bounded: a client that never finishes its headers is closed after
+/// `--http-timeout`, at most `--max-http-connections` are open, and at most half of those
+/// may hold a live stream.
+#[test]
+fn http_connections_are_bounded() {
+    use std::io::Write;
+    let mut world = World::new(BIN);
+    world.restart_server_with(|o| {
+        o.extra_args = ["--max-http-connections", "4", "--http-timeout", "2"]
+            .map(String::from)
+            .to_vec()
+    });
+    let port = world.server.http_port;
+    let open = || {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s
+    };
+    // Half a request, then silence: closed by the server (today's main waited for ever).
+    let mut slow = open();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let n = slow
+        .read_to_end(&mut buf)
+        .expect("closed, not timed out on our side");
+    assert!(
+        n == 0 || String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 408"),
+        "{n}"
+    );
+    // Nothing at all: closed too.
+    let mut idle = open();
+    assert_eq!(idle.read_to_end(&mut buf).expect("closed by the server"), 0);
+
+    // Two live streams are served, a third is refused.
+    let live = || {
+        let mut s = open();
+        s.write_all(b"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        (s, String::from_utf8_lossy(&head).into_owned())
+    };
+    let (_a, head_a) = live();
+    let (_b, head_b) = live();
+    let (c, head_c) = live();
+    assert!(
+        head_a.ends_with("200") && head_b.ends_with("200"),
+        "{head_a} {head_b}"
+    );
+    assert!(head_c.ends_with("503"), "{head_c}");
+    drop(c);
+    // Two streams open, and this request: three.
+    wait_until(
+        "the refused stream's connection is closed",
+        Duration::from_secs(30),
+        || metric(&world, "http_connections") == 3,
+    );
+    // With two streams and two half-sent requests open, a fifth connection is closed at once.
+    let mut half: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = open();
+            s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    let mut fifth = open();
+    let _ = fifth.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut reply = Vec::new();
+    let _ = fifth.read_to_end(&mut reply);
+    assert!(reply.is_empty(), "{}", String::from_utf8_lossy(&reply));
+    // When the half-sent ones time out, slots free up again.
+    for s in &mut half {
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+    drop((_a, _b));
+    wait_until("the page answers again", Duration::from_secs(30), || {
+        http_get(port, "/healthz").is_ok_and(|(status, _)| status == 200)
+    });
+    assert!(metric(&world, "http_connections_refused_total") >= 1);
+}

@@ -733,3 +733,27 @@ fn hoover_host_source(world: &World) -> String {
     let key = listing[0]["key"].as_str().unwrap().to_string();
     key.split('/').next().unwrap().to_string()
 }
+
+/// A bug that kills a connection's ingest thread costs that batch, not the connection or the
+/// server: the commit is answered with an error, and the next batch gets a new thread. Today's
+/// main polled the dead thread's channel again and panicked ("called after complete").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_ingest_thread_is_an_answer_not_a_panic() {
+    let mut world = World::new(BIN);
+    world.restart_server_with(|o| o.env = vec![("HOOVER_PANIC_AT".into(), "ingest-commit".into())]);
+    let mut c = raw(&world).await;
+    c.send(&Request::Commit).await.unwrap();
+    let m = expect_error(&mut c, ErrorCode::Internal).await;
+    assert!(m.contains("ingest thread stopped"), "{m}");
+    // The same connection goes on, with a new ingest thread.
+    c.send(&Request::Commit).await.unwrap();
+    c.flush().await.unwrap();
+    assert_eq!(
+        c.recv::<Response>().await.unwrap(),
+        Response::Committed { versions: vec![] }
+    );
+    let root = world.path().join("projects");
+    write_tree(&root);
+    world.ok(&["sync", "--root", &format!("c={}", root.display())]);
+    assert!(world.server.log().contains("panic point ingest-commit"));
+}

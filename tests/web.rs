@@ -37,9 +37,15 @@ fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Reply {
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
+    // A test's own Host header replaces the default.
+    let host = if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        ""
+    } else {
+        "Host: 127.0.0.1\r\n"
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}\r\n"
+        "GET {path} HTTP/1.1\r\n{host}Connection: close\r\n{extra}\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -268,4 +274,217 @@ fn a_token_guards_everything_but_healthz_and_is_required_off_loopback() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--http-token"), "{err}");
+}
+
+/// A page on another site that rebinds its name to 127.0.0.1 sends its own Host: without a
+/// token the server answers loopback names only.
+#[test]
+fn without_a_token_only_loopback_host_names_are_answered() {
+    let world = World::new(BIN);
+    let port = world.server.http_port;
+    for host in ["evil.example", &format!("evil.example:{port}"), "10.0.0.1"] {
+        let r = get(port, "/api/search?q=x", &[("Host", host)]);
+        assert_eq!(r.status, 403, "{host}: {}", r.text());
+        assert!(r.text().contains("loopback names"), "{}", r.text());
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(get(port, "/", &[("Host", &host)]).status, 200, "{host}");
+    }
+}
+
+/// Keys with `#`, `?`, `%`, spaces and `%2e%2e` link to themselves; a token login redirects
+/// only to a path on this server; weak tokens are refused at start.
+#[test]
+fn links_encode_keys_and_logins_stay_on_this_server() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(&root).unwrap();
+    let names = ["a b#c?d.jsonl", "%2e%2e.jsonl", "100%.jsonl"];
+    for (i, name) in names.iter().enumerate() {
+        std::fs::write(root.join(name), line(&format!("u{i}"), "user", "hello")).unwrap();
+    }
+    // Another file that `%2e%2e.jsonl`, decoded twice, would reach.
+    std::fs::write(root.join("other.jsonl"), line("o", "user", "other")).unwrap();
+    let root_arg = format!("c={}", root.display());
+    world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
+    let port = world.server.http_port;
+    wait_until("the session lists every file", DEADLINE, || {
+        let page = get(port, "/sessions/sess-web", &[]).text();
+        names.iter().all(|n| page.contains(&format!(">lap/c/{n}<")))
+    });
+    let session = get(port, "/sessions/sess-web", &[]).text();
+    for name in names {
+        let key = format!("lap/c/{name}");
+        let href = session
+            .split("href=\"")
+            .filter_map(|h| h.split('"').next())
+            .find(|h| {
+                h.starts_with("/files/") && {
+                    let page = get(port, h, &[]);
+                    page.status == 200 && page.text().contains(&format!("<code>{key}</code>"))
+                }
+            });
+        assert!(
+            href.is_some(),
+            "no working link to {key} in the session page:\n{session}"
+        );
+        let page = get(port, href.unwrap(), &[]).text();
+        let download = page
+            .split("href=\"")
+            .filter_map(|h| h.split('"').next())
+            .find(|h| h.starts_with("/download/1/"))
+            .unwrap()
+            .to_string();
+        let r = get(port, &download, &[]);
+        assert_eq!(r.status, 200, "{download}");
+        assert_eq!(
+            r.body,
+            std::fs::read(root.join(name)).unwrap(),
+            "{download}"
+        );
+    }
+
+    let token = "0123456789abcdef0123";
+    let mut opts = world.server_options(0);
+    opts.store = world.server_home.dir.join("store2");
+    opts.extra_args = vec!["--http-token".into(), token.into()];
+    let server = ServerProcess::start(&opts);
+    for path in [
+        format!("//evil.example/?token={token}"),
+        format!("/\\evil.example/?token={token}"),
+    ] {
+        let login = get(server.http_port, &path, &[]);
+        assert_eq!(login.status, 303, "{path}");
+        let location = login.header("location").unwrap();
+        assert!(
+            location.starts_with('/')
+                && !location.starts_with("//")
+                && !location.starts_with("/\\"),
+            "{path} redirects to {location}"
+        );
+    }
+    drop(server);
+    for weak in [
+        "                    ",
+        "aaaaaaaaaaaaaaaaaaaaaaaa",
+        "1234123412341234",
+    ] {
+        let mut args: Vec<String> = world
+            .server_options(0)
+            .serve_args()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        args.push("--http-token".into());
+        args.push(weak.into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = world.run(&args);
+        assert!(!out.status.success(), "{weak:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("HTTP token"), "{err}");
+    }
+}
+
+/// Paging past the first 10,000 hits is refused with a message, over HTTP and SSH alike:
+/// today's main let `offset=1000000000000` abort the whole server.
+#[test]
+fn deep_pages_are_refused_and_the_server_stays_up() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.jsonl"), line("u1", "user", "a zebu")).unwrap();
+    world.ok(&[
+        "sync",
+        "--source",
+        "lap",
+        "--root",
+        &format!("c={}", root.display()),
+    ]);
+    let port = world.server.http_port;
+    wait_until("searchable", DEADLINE, || {
+        get(port, "/search?q=zebu", &[]).text().contains("1 match")
+    });
+    for sort in ["relevance", "newest"] {
+        let r = get(
+            port,
+            &format!("/api/search?q=zebu&sort={sort}&offset=1000000000000"),
+            &[],
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains("not served"), "{}", r.text());
+        let r = get(
+            port,
+            &format!("/search?q=zebu&sort={sort}&offset=1000000000000"),
+            &[],
+        );
+        assert_eq!(r.status, 200);
+        assert!(r.text().contains("not served"), "{}", r.text());
+    }
+    let r = get(port, &format!("/api/search?q={}", "a%20".repeat(40)), &[]);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let out = world.run(&["search", "zebu", "--offset", "4000000000"]);
+    assert!(!out.status.success());
+    let out = world.run(&["search", "zebu", "--offset", "100000", "--limit", "5"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not served"), "{err}");
+    // Still up, still answering.
+    assert_eq!(get(port, "/healthz", &[]).status, 200);
+    assert_eq!(world.json(&["search", "zebu"])["total"], 1);
+}
+
+/// A diff too large for a page is refused with what to do; diffs run off the async runtime,
+/// so the health check answers while they compute; downloads stream.
+#[test]
+fn large_diffs_are_bounded_and_downloads_stream() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(&root).unwrap();
+    let file = root.join("big.jsonl");
+    let root_arg = format!("c={}", root.display());
+    // Two versions of 30,000 lines each that differ on every line: the hard case for a diff.
+    let lines = |tag: &str| -> String {
+        (0..30_000)
+            .map(|i| format!("{{\"n\":{i},\"t\":\"{tag}-{}\"}}\n", (i * 7919) % 30_011))
+            .collect()
+    };
+    std::fs::write(&file, lines("a")).unwrap();
+    world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
+    std::fs::write(&file, lines("b")).unwrap();
+    world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
+    let port = world.server.http_port;
+    let key = "lap/c/big.jsonl";
+    let diffs: Vec<_> = (0..3)
+        .map(|_| {
+            let path = format!("/diff/{key}?a=1&b=2");
+            std::thread::spawn(move || get(port, &path, &[]))
+        })
+        .collect();
+    // While three diffs compute, the health check is answered (each diff stops at 2 s).
+    let health = get(port, "/healthz", &[]);
+    assert_eq!(health.status, 200);
+    for d in diffs {
+        let r = d.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().contains("lines added"));
+    }
+    let download = get(port, &format!("/download/2/{key}"), &[]);
+    assert_eq!(download.body, std::fs::read(&file).unwrap());
+    // Versions too large to compare on a page: refused, with what to do instead.
+    let huge = root.join("huge.jsonl");
+    let block = lines("h").repeat(10);
+    std::fs::write(&huge, &block).unwrap();
+    world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
+    std::fs::write(&huge, block.repeat(2)).unwrap();
+    world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
+    let r = get(port, "/diff/lap/c/huge.jsonl?a=1&b=2", &[]);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.text().contains("download both"), "{}", r.text());
+    assert_eq!(
+        download.header("content-length").as_deref(),
+        Some(download.body.len().to_string().as_str())
+    );
 }

@@ -55,6 +55,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         login_timeout: std::time::Duration::from_secs(args.login_timeout.max(1)),
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
         max_batch_chunks: args.max_batch_chunks.max(1),
+        max_http_connections: args.max_http_connections.max(2),
+        http_header_timeout: std::time::Duration::from_secs(args.http_timeout.max(1)),
     };
     let server = Server::bind(&config).await?;
     tracing::info!(

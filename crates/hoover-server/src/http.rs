@@ -1,5 +1,9 @@
 //! The HTTP listener: `GET /healthz`, `/api/search`, `/api/stats`, `/api/live` (Server-Sent
 //! Events) and `/metrics` (Prometheus text). The web page grows here.
+//!
+//! Connections are bounded: at most `connections` at once (more are closed at accept), each
+//! closed when a request's headers take longer than `header_timeout` (slow or idle clients
+//! cannot hold a slot), and at most half of them may hold a live stream.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -14,6 +18,75 @@ use crate::indexing::Indexer;
 use crate::live::{LiveEvent, LiveFeed};
 use crate::web::{self, Web as App};
 
+/// Bounds on the HTTP side.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bounds {
+    pub connections: usize,
+    pub header_timeout: std::time::Duration,
+}
+
+/// Serves `app` on `listener` until `shutdown`, within `bounds`. At shutdown each connection
+/// finishes the request at hand for up to two seconds; live streams are ended.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    bounds: Bounds,
+    conns: std::sync::Arc<crate::ConnCounters>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use std::sync::atomic::Ordering;
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(bounds.connections));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let (stream, addr) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    tracing::warn!("HTTP accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            conns.http_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%addr, "refused an HTTP connection: {} are open", bounds.connections);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (conns, shutdown) = (conns.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            conns.http_open.fetch_add(1, Ordering::Relaxed);
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(bounds.header_timeout)
+                .max_buf_size(64 * 1024);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%addr, "HTTP connection ended: {e}");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), conn).await;
+                }
+            }
+            conns.http_open.fetch_sub(1, Ordering::Relaxed);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), drain).await;
+}
+
 /// Every route, behind the token check (when there is a token) and the security headers.
 pub(crate) fn router(
     store: Store,
@@ -22,6 +95,7 @@ pub(crate) fn router(
     token: Option<std::sync::Arc<str>>,
     redact: bool,
     conns: std::sync::Arc<crate::ConnCounters>,
+    max_live_streams: usize,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -45,6 +119,7 @@ pub(crate) fn router(
             live,
             redact,
             conns,
+            max_live_streams,
             diffs: std::sync::Arc::new(tokio::sync::Semaphore::new(web::DIFFS_AT_ONCE)),
         })
         .layer(axum::middleware::from_fn_with_state(
@@ -198,6 +273,22 @@ async fn live_events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .or(params.after);
+    // Each stream holds a connection for as long as the page is open: at most half the
+    // connections may, so pages and the API still load.
+    let open = app
+        .conns
+        .live_streams
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let slot = LiveSlot(app.conns.clone());
+    if open as usize >= app.max_live_streams {
+        drop(slot);
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{open} live streams are open, the most this server serves; close a live page and retry"
+            ),
+        );
+    }
     let (backlog, rx) = app.live.subscribe(after);
     struct Cursor {
         pending: std::collections::VecDeque<std::sync::Arc<LiveEvent>>,
@@ -205,6 +296,7 @@ async fn live_events(
         last: u64,
         feed: LiveFeed,
         params: LiveParams,
+        _slot: LiveSlot,
     }
     let cursor = Cursor {
         pending: backlog.into(),
@@ -212,6 +304,7 @@ async fn live_events(
         last: after.unwrap_or(0),
         feed: app.live.clone(),
         params,
+        _slot: slot,
     };
     let stream = futures_util::stream::unfold(cursor, |mut c| async move {
         loop {
@@ -237,6 +330,17 @@ async fn live_events(
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// A live stream's place in the count; given back when the stream ends.
+struct LiveSlot(std::sync::Arc<crate::ConnCounters>);
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        self.0
+            .live_streams
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// `GET /metrics`: the store's and the index's counters in Prometheus text format.
@@ -285,6 +389,30 @@ async fn metrics(State(app): State<App>) -> Response {
         "SSH connections refused because --max-connections were open.",
         "counter",
         load(&app.conns.refused),
+    );
+    metric(
+        "ssh_connections_refused_preauth_total",
+        "SSH connections refused because their address had too many logging in at once.",
+        "counter",
+        load(&app.conns.refused_preauth),
+    );
+    metric(
+        "http_connections",
+        "HTTP connections open now.",
+        "gauge",
+        load(&app.conns.http_open),
+    );
+    metric(
+        "http_connections_refused_total",
+        "HTTP connections refused because --max-http-connections were open.",
+        "counter",
+        load(&app.conns.http_refused),
+    );
+    metric(
+        "live_streams",
+        "Live streams (/api/live) open now.",
+        "gauge",
+        load(&app.conns.live_streams),
     );
     metric(
         "ssh_connections_timed_out_total",

@@ -50,12 +50,19 @@ pub struct ServerConfig {
     /// Most chunks (and chunk references) one uncommitted batch may hold
     /// ([`hoover_store::MAX_BATCH_ITEMS`] by default).
     pub max_batch_chunks: usize,
+    /// Most HTTP connections open at once; half of them at most may hold a live stream.
+    pub max_http_connections: usize,
+    /// How long an HTTP client has to send a request's headers (idle keep-alive included).
+    pub http_header_timeout: Duration,
 }
 
 impl ServerConfig {
     /// The default time-outs: 30 s to log in, 120 s for a stall.
     pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
     pub const STALL_TIMEOUT: Duration = Duration::from_secs(120);
+    /// The default HTTP bounds: 256 connections, 10 s to send a request's headers.
+    pub const MAX_HTTP_CONNECTIONS: usize = 256;
+    pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 /// Connection counts, shown on `/metrics`.
@@ -66,6 +73,13 @@ pub struct ConnCounters {
     pub refused: AtomicU64,
     /// Closed for missing the login deadline or stalling.
     pub timed_out: AtomicU64,
+    /// Refused before login because this peer address had too many connections logging in.
+    pub refused_preauth: AtomicU64,
+    /// HTTP connections open now, and refused because `max_http_connections` were open.
+    pub http_open: AtomicU64,
+    pub http_refused: AtomicU64,
+    /// Live streams (`/api/live`) open now.
+    pub live_streams: AtomicU64,
 }
 
 /// Refuses a web token that is easy to guess: shorter than 16 characters, holding whitespace,
@@ -108,6 +122,8 @@ pub struct Server {
     redact: bool,
     max_connections: usize,
     login_timeout: Duration,
+    max_http_connections: usize,
+    http_header_timeout: Duration,
     conns: Arc<ConnCounters>,
 }
 
@@ -190,6 +206,8 @@ impl Server {
             redact: config.redact,
             max_connections: config.max_connections,
             login_timeout: config.login_timeout,
+            max_http_connections: config.max_http_connections.max(2),
+            http_header_timeout: config.http_header_timeout,
             conns,
         })
     }
@@ -220,14 +238,20 @@ impl Server {
             self.http_token.clone(),
             self.redact,
             self.conns.clone(),
+            self.max_http_connections / 2,
         );
-        let http_shutdown = shutdown.clone();
-        let http = tokio::spawn(async move {
-            axum::serve(self.http, app)
-                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-                .await
-        });
+        let http = tokio::spawn(http::serve(
+            self.http,
+            app,
+            http::Bounds {
+                connections: self.max_http_connections,
+                header_timeout: self.http_header_timeout,
+            },
+            self.conns.clone(),
+            shutdown.clone(),
+        ));
         let limit = Arc::new(Semaphore::new(self.max_connections));
+        let preauth = ssh::PreAuth::default();
         let mut tasks = tokio::task::JoinSet::new();
         loop {
             let (stream, addr) = tokio::select! {
@@ -246,8 +270,15 @@ impl Server {
                 tracing::warn!(%addr, "refused a connection: {} connections are open (--max-connections)", self.max_connections);
                 continue;
             };
+            let Some(slot) = preauth.take(addr.ip()) else {
+                self.conns.refused_preauth.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%addr, "refused a connection: {} from this address are already logging in", ssh::MAX_PREAUTH_PER_ADDRESS);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let handler = ssh::Connection {
+                preauth: Some(slot),
+                active_channels: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
                 settings: self.settings.clone(),
                 peer_addr: addr.to_string(),
                 peer_ip: addr.ip(),

@@ -183,6 +183,56 @@ pub(crate) struct Connection {
     pub(crate) channels: HashMap<ChannelId, Channel<Msg>>,
     /// Set when the protocol starts on a channel: the login deadline no longer applies.
     pub(crate) started: Arc<std::sync::atomic::AtomicBool>,
+    /// This connection's place among its address's connections that have not logged in;
+    /// given back at login or when the connection ends.
+    pub(crate) preauth: Option<PreAuthSlot>,
+    /// Channels running hoover's protocol on this connection now.
+    pub(crate) active_channels: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The most connections one peer address may have open before logging in (as sshd's
+/// MaxStartups): a scanner or a flood from one address cannot take every slot.
+pub const MAX_PREAUTH_PER_ADDRESS: usize = 8;
+/// The most channels one connection may hold at once (each runs an ingest thread with its own
+/// batch): hoover's client uses one.
+pub const MAX_CHANNELS_PER_CONNECTION: usize = 4;
+
+/// Connections not yet logged in, per peer address.
+#[derive(Clone, Default)]
+pub(crate) struct PreAuth(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One place in [`PreAuth`]'s count.
+pub(crate) struct PreAuthSlot {
+    table: PreAuth,
+    ip: IpAddr,
+}
+
+impl PreAuth {
+    /// A place for a new connection from `ip`, unless it has too many logging in already.
+    pub(crate) fn take(&self, ip: IpAddr) -> Option<PreAuthSlot> {
+        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = table.entry(ip).or_insert(0);
+        if *n >= MAX_PREAUTH_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(PreAuthSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PreAuthSlot {
+    fn drop(&mut self) {
+        let mut table = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = table.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                table.remove(&self.ip);
+            }
+        }
+    }
 }
 
 impl Connection {
@@ -194,6 +244,8 @@ impl Connection {
         session.channel_success(channel)?;
         self.started
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        let active = self.active_channels.clone();
+        active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let store = self.settings.store.clone();
         let indexer = self.settings.indexer.clone();
         let (limits, conns) = (self.settings.limits, self.settings.conns.clone());
@@ -201,6 +253,7 @@ impl Connection {
         tokio::spawn(async move {
             let name = peer.name.clone();
             let result = serve_connection(ch.into_stream(), store, indexer, peer, limits).await;
+            active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             let code = match result {
                 Ok(stats) => {
                     tracing::debug!(peer = %name, ?stats, "connection done");
@@ -265,6 +318,7 @@ impl russh::server::Handler for Connection {
             Some(found) => {
                 let fingerprint = key.fingerprint(Default::default());
                 tracing::info!(peer = %self.peer_addr, user, %fingerprint, comment = %found.comment, "authenticated");
+                self.preauth = None;
                 self.peer = Some(Peer {
                     name: format!("{user}@{} ({fingerprint})", self.peer_addr),
                     access: found.access,
@@ -285,6 +339,13 @@ impl russh::server::Handler for Connection {
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
         if self.peer.is_none() {
+            return Ok(false);
+        }
+        let active = self
+            .active_channels
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if self.channels.len() + active >= MAX_CHANNELS_PER_CONNECTION {
+            tracing::warn!(peer = %self.peer_addr, "refused a channel: {MAX_CHANNELS_PER_CONNECTION} are open on this connection");
             return Ok(false);
         }
         self.channels.insert(channel.id(), channel);

@@ -32,6 +32,8 @@ pub(crate) struct Web {
     pub conns: std::sync::Arc<crate::ConnCounters>,
     /// Diffs computing at once.
     pub diffs: Arc<tokio::sync::Semaphore>,
+    /// Most live streams open at once.
+    pub max_live_streams: usize,
 }
 
 /// How many diff pages compute at once (each holds two versions in memory).
@@ -912,7 +914,7 @@ const DIFF_LINES: usize = 5000;
 
 /// The largest pair of versions a diff page compares (their sizes added up); larger ones are
 /// downloaded and compared locally.
-const DIFF_MAX_BYTES: u64 = 64 << 20;
+const DIFF_MAX_BYTES: u64 = 16 << 20;
 /// How long one diff may compute; past it `similar` gives a coarser, still correct, diff.
 const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
