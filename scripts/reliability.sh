@@ -41,6 +41,24 @@ row("nasty transcript lines through sync, store, index and web page", "bad_trans
     lambda r: f"{r['bytes_restored_exactly']:,} bytes restored exactly; {r['messages_indexed']} readable messages indexed, searched and shown escaped; {r['malformed_counted']} bad lines counted (BOM, CRLF and escaped NUL lines read; half line waits)")
 row("hostile protocol client", "hostile",
     lambda r: f"{r['refused']} hostile requests refused; store clean afterwards: {r['store_clean']}")
+row("a tree restore into a target with a planted `claude..` root, a 249-byte name and a link out", "restore_contained",
+    lambda r: f"{r['planted_outside_restored']} files written outside the target; a {r['long_name_bytes']}-byte name restored; {r['skipped_through_link']} file behind a link skipped with a warning, {r['restored_beside_it']} beside it restored")
+row("a push-only key writing under another laptop's source", "key_sources",
+    lambda r: f"{r['foreign_versions_refused']} version and {r['foreign_deletions_refused']} deletion refused (Forbidden, naming hoover-source); its own source pushed; a push-only key without hoover-source refused at load ({r['unbound_push_key_refused']})")
+row("authorized_keys lines hoover does not understand", "authorized_keys",
+    lambda r: f"{r['lines_refused']} lines refused alone, each logged with its number; {r['from_mismatch_refused']} from= mismatch refused; {r['keys_still_working']} other keys still log in; a group/world-writable file refused at login and at start")
+row("a symbolic link made inside a watched root", "watch_links",
+    lambda r: f"{r['links_made']} links (to a file, to a tree) made while `watch` ran; {r['uploaded_through_links']} files uploaded through them")
+row("a search paged past the window (offset 10^12), long and many-term queries", "deep_pages",
+    lambda r: f"{r['refused']} requests refused with a message over HTTP and SSH; the server answering afterwards: {r['server_up_after']}")
+row("SIGTERM while the indexer has a backlog", "sigterm_backlog",
+    lambda r: f"stopped {r['stop_ms']} ms after SIGTERM with {r['versions_in_backlog']} versions queued at 0.5 s each; the next start indexed every message")
+row("slow, idle and too many HTTP clients", "http_bounds",
+    lambda r: f"with --max-http-connections {r['max_http_connections']} and --http-timeout {r['header_timeout_s']}: {r['slow_and_idle_closed']} slow/idle connections closed; {r['live_streams_refused']} live stream over half the cap refused; {r['refused_over_cap']} connections refused over the cap")
+row("one address or one connection taking SSH resources", "ssh_bounds",
+    lambda r: f"{r['preauth_refused']} connection over {r['preauth_per_address']} logging in from one address refused while another address synced; {r['channel_refused']} channel over {r['channels_per_connection']} per connection refused")
+row("files created under umask 000", "owner_only",
+    lambda r: f"{r['store_entries_checked']} store entries, the host key, client state and a restored file checked: {r['open_to_others']} open to group or others")
 for t in ["frame", "message", "transcript_line"]:
     row(f"fuzzing: {t.replace('_', ' ')}", f"fuzz-{t}",
         lambda r: f"{r['executions']:,} inputs in {r['seconds']} s, {r['crashes']} crashes")

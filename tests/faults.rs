@@ -486,3 +486,78 @@ fn sigterm_does_not_wait_for_the_indexers_backlog() {
     );
     assert_eq!(stats()["index"]["messages"], lines);
 }
+
+/// `sync` beside `watch` (here: two syncs with their own client state) for the same files:
+/// both have their versions accepted on the same base, one commits first, and the other's
+/// commit is stale. The loser pushes again on the new base instead of failing (today's main
+/// failed it with "expected Committed").
+#[test]
+fn a_sync_that_loses_a_commit_race_pushes_again_on_the_new_base() {
+    let mut world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(root.join("p")).unwrap();
+    let file = root.join("p/a.jsonl");
+    std::fs::write(&file, b"{\"n\":1}\n").unwrap();
+    let root_arg = format!("c={}", root.display());
+    let other = hoover_testkit::Home::new(world.path(), "other-client");
+    // The server keeps its port across restarts.
+    let (addr, identity) = (world.server_addr(), world.identity.clone());
+    let sync_in = |home: &hoover_testkit::Home| {
+        let mut cmd = std::process::Command::new(BIN);
+        home.apply(&mut cmd);
+        cmd.args(["sync", "--json", "--source", "lap", "--root", &root_arg])
+            .args(["--server", &addr])
+            .arg("--identity")
+            .arg(&identity);
+        cmd
+    };
+    for home in [&world.client_home, &other] {
+        let out = sync_in(home).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Both clients now hold version 1 as their base. The file grows; each commit takes two
+    // seconds, so both batches are accepted on base 1 before either commits.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    f.write_all(b"{\"n\":2}\n").unwrap();
+    drop(f);
+    world.restart_server_with(|o| {
+        o.env = vec![("HOOVER_SLOW_AT".into(), "ingest-commit:2000".into())];
+    });
+    let children: Vec<_> = [&world.client_home, &other]
+        .into_iter()
+        .map(|home| {
+            sync_in(home)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            world.server.log()
+        );
+    }
+    assert!(
+        world
+            .server
+            .log()
+            .contains("another client added a version meanwhile"),
+        "the race did not happen: {}",
+        world.server.log()
+    );
+    let versions = world.json(&["versions", "lap/c/p/a.jsonl"]);
+    assert_eq!(versions.as_array().unwrap().len(), 2, "{versions}");
+    world.check_restores(&root, "lap/c");
+}

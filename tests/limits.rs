@@ -466,6 +466,16 @@ async fn one_address_and_one_connection_are_bounded() {
         "a fifth channel was opened"
     );
     assert!(world.server.log().contains("refused a channel"));
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "ssh_bounds",
+        serde_json::json!({
+            "preauth_per_address": 8,
+            "preauth_refused": 1,
+            "channels_per_connection": 4,
+            "channel_refused": 1,
+        }),
+    );
     // When one closes, another may open.
     let mut closed = streams.pop().unwrap();
     closed.shutdown().await.unwrap();
@@ -559,4 +569,15 @@ fn http_connections_are_bounded() {
         http_get(port, "/healthz").is_ok_and(|(status, _)| status == 200)
     });
     assert!(metric(&world, "http_connections_refused_total") >= 1);
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "http_bounds",
+        serde_json::json!({
+            "max_http_connections": 4,
+            "header_timeout_s": 2,
+            "slow_and_idle_closed": 2,
+            "live_streams_refused": 1,
+            "refused_over_cap": metric(&world, "http_connections_refused_total"),
+        }),
+    );
 }

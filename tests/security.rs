@@ -474,6 +474,16 @@ fn a_tree_restore_stays_inside_its_target() {
     ]);
     assert_eq!(out.status.code(), Some(0));
     assert!(!world.path().join("none/de").exists());
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "restore_contained",
+        serde_json::json!({
+            "planted_outside_restored": 0,
+            "long_name_bytes": long_name.len(),
+            "skipped_through_link": 1,
+            "restored_beside_it": 1,
+        }),
+    );
 }
 
 fn set_authorized(world: &World, text: &str) {
@@ -582,6 +592,16 @@ async fn a_push_only_key_writes_only_under_its_sources() {
     let out = world.run(&["sync", "--source", "a/b", "--root", &spec]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("without '/'"));
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "key_sources",
+        serde_json::json!({
+            "foreign_versions_refused": 1,
+            "foreign_deletions_refused": 1,
+            "own_source_pushed": 1,
+            "unbound_push_key_refused": 1,
+        }),
+    );
 }
 
 #[test]
@@ -645,6 +665,16 @@ fn authorized_keys_fails_closed_line_by_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("writable by group or others"), "{stderr}");
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "authorized_keys",
+        serde_json::json!({
+            "lines_refused": 3,
+            "from_mismatch_refused": 1,
+            "keys_still_working": 3,
+            "writable_file_refused_at_login_and_start": 2,
+        }),
+    );
 }
 
 /// Every file mode under `dir` (itself included), as (path, mode) for those others can use.
@@ -721,6 +751,14 @@ fn everything_hoover_creates_is_owner_only_whatever_the_umask() {
         o.host_key = world_host_key(o);
     });
     assert_eq!(open_to_others(&store), vec![], "an old store reopened");
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "owner_only",
+        serde_json::json!({
+            "store_entries_checked": walkdir::WalkDir::new(&store).into_iter().count(),
+            "open_to_others": 0,
+        }),
+    );
 }
 
 fn world_host_key(o: &hoover_testkit::ServerOptions) -> std::path::PathBuf {

@@ -338,4 +338,9 @@ fn watch_never_follows_symbolic_links() {
         "agent log:\n{}",
         agent.log()
     );
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "watch_links",
+        serde_json::json!({ "links_made": 2, "uploaded_through_links": 0 }),
+    );
 }

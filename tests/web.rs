@@ -434,6 +434,11 @@ fn deep_pages_are_refused_and_the_server_stays_up() {
     // Still up, still answering.
     assert_eq!(get(port, "/healthz", &[]).status, 200);
     assert_eq!(world.json(&["search", "zebu"])["total"], 1);
+    hoover_testkit::report(
+        env!("CARGO_TARGET_TMPDIR"),
+        "deep_pages",
+        serde_json::json!({ "refused": 7, "server_up_after": true }),
+    );
 }
 
 /// A diff too large for a page is refused with what to do; diffs run off the async runtime,

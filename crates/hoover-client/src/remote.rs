@@ -129,6 +129,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
                 self.commits += 1;
                 Ok((out, versions))
             }
+            // Another client committed a version of one of these files between our versions
+            // and our commit (a `sync` beside `watch`): nothing of the batch was recorded, and
+            // every version it accepted is stale. The caller pushes them again on the new base.
+            Response::Error {
+                code: ErrorCode::StaleBase,
+                message,
+            } => {
+                let stale = out
+                    .into_iter()
+                    .map(|verdict| {
+                        verdict.and(Err(ServerError {
+                            code: ErrorCode::StaleBase,
+                            message: message.clone(),
+                        }))
+                    })
+                    .collect();
+                Ok((stale, Vec::new()))
+            }
             other => Err(unexpected("Committed", other)),
         }
     }

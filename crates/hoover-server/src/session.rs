@@ -206,6 +206,7 @@ impl Ingest {
                     }
                     IngestCmd::Commit(reply) => {
                         hoover_store::fault::panic_point("ingest-commit");
+                        hoover_store::fault::slow_point("ingest-commit");
                         // A failed batch ends here: the next one starts clean.
                         let result = match (failed.take(), batch.take()) {
                             (Some(f), _) => Err(StoreError::Refused(f)),
