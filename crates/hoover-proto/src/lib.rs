@@ -614,8 +614,9 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn other_major_is_refused_with_the_fix() {
+    /// The server's refusal of `hello`, read after the server's side has gone (only a
+    /// flushed reply arrives).
+    async fn refusal_for(hello: Hello) -> String {
         let (a, b) = tokio::io::duplex(1 << 16);
         let mut client = Conn::new(a);
         let mut server = Conn::new(b);
@@ -623,48 +624,36 @@ mod tests {
             tokio::spawn(
                 async move { server_handshake(&mut server, "test", Access::Full, "s").await },
             );
-        client
-            .send(&Hello {
-                magic: MAGIC,
-                major: PROTOCOL_MAJOR + 1,
-                minor: 0,
-                agent: "future".into(),
-            })
-            .await
-            .unwrap();
-        let reply: HelloReply = client.recv().await.unwrap();
-        let HelloReply::Refused { message } = reply else {
-            panic!("expected a refusal, got {reply:?}")
-        };
-        assert!(message.contains("upgrade the server"), "{message}");
+        client.send(&hello).await.unwrap();
+        client.flush().await.unwrap();
         assert!(server_task.await.unwrap().is_err());
+        match client.recv::<HelloReply>().await.unwrap() {
+            HelloReply::Refused { message } => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn other_major_is_refused_with_the_fix() {
+        let message = refusal_for(Hello {
+            magic: MAGIC,
+            major: PROTOCOL_MAJOR + 1,
+            minor: 0,
+            agent: "future".into(),
+        })
+        .await;
+        assert!(message.contains("upgrade the server"), "{message}");
     }
 
     #[tokio::test]
     async fn bad_magic_is_refused_with_a_reply_that_arrives() {
-        let (a, b) = tokio::io::duplex(1 << 16);
-        let mut client = Conn::new(a);
-        let mut server = Conn::new(b);
-        // The server's side is dropped when the task ends: only a flushed reply arrives.
-        let server_task =
-            tokio::spawn(
-                async move { server_handshake(&mut server, "test", Access::Full, "s").await },
-            );
-        client
-            .send(&Hello {
-                magic: *b"NOTHOOVR",
-                major: PROTOCOL_MAJOR,
-                minor: 0,
-                agent: "stranger".into(),
-            })
-            .await
-            .unwrap();
-        client.flush().await.unwrap();
-        assert!(server_task.await.unwrap().is_err());
-        let reply: HelloReply = client.recv().await.unwrap();
-        let HelloReply::Refused { message } = reply else {
-            panic!("expected a refusal, got {reply:?}")
-        };
+        let message = refusal_for(Hello {
+            magic: *b"NOTHOOVR",
+            major: PROTOCOL_MAJOR,
+            minor: 0,
+            agent: "stranger".into(),
+        })
+        .await;
         assert!(message.contains("bad magic"), "{message}");
     }
 

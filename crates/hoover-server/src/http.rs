@@ -377,49 +377,58 @@ async fn metrics(State(app): State<App>) -> Response {
         "gauge",
         counts.chunk_stored_bytes,
     );
-    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
-    metric(
-        "ssh_connections",
-        "SSH connections open now.",
-        "gauge",
-        load(&app.conns.open),
-    );
-    metric(
-        "ssh_connections_refused_total",
-        "SSH connections refused because --max-connections were open.",
-        "counter",
-        load(&app.conns.refused),
-    );
-    metric(
-        "ssh_connections_refused_preauth_total",
-        "SSH connections refused because their address had too many logging in at once.",
-        "counter",
-        load(&app.conns.refused_preauth),
-    );
-    metric(
-        "http_connections",
-        "HTTP connections open now.",
-        "gauge",
-        load(&app.conns.http_open),
-    );
-    metric(
-        "http_connections_refused_total",
-        "HTTP connections refused because --max-http-connections were open.",
-        "counter",
-        load(&app.conns.http_refused),
-    );
-    metric(
-        "live_streams",
-        "Live streams (/api/live) open now.",
-        "gauge",
-        load(&app.conns.live_streams),
-    );
-    metric(
-        "ssh_connections_timed_out_total",
-        "SSH connections closed for not logging in in time or for stalling.",
-        "counter",
-        load(&app.conns.timed_out),
-    );
+    let c = &app.conns;
+    for (name, help, kind, value) in [
+        (
+            "ssh_connections",
+            "SSH connections open now.",
+            "gauge",
+            &c.open,
+        ),
+        (
+            "ssh_connections_refused_total",
+            "SSH connections refused because --max-connections were open.",
+            "counter",
+            &c.refused,
+        ),
+        (
+            "ssh_connections_refused_preauth_total",
+            "SSH connections refused because their address had too many logging in at once.",
+            "counter",
+            &c.refused_preauth,
+        ),
+        (
+            "http_connections",
+            "HTTP connections open now.",
+            "gauge",
+            &c.http_open,
+        ),
+        (
+            "http_connections_refused_total",
+            "HTTP connections refused because --max-http-connections were open.",
+            "counter",
+            &c.http_refused,
+        ),
+        (
+            "live_streams",
+            "Live streams (/api/live) open now.",
+            "gauge",
+            &c.live_streams,
+        ),
+        (
+            "ssh_connections_timed_out_total",
+            "SSH connections closed for not logging in in time or for stalling.",
+            "counter",
+            &c.timed_out,
+        ),
+    ] {
+        metric(
+            name,
+            help,
+            kind,
+            value.load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
     if let Some(index) = app.indexer.as_ref().and_then(|i| i.index()) {
         let c = index.counters();
         metric("messages", "Messages indexed.", "gauge", c.messages);
