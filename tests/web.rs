@@ -487,7 +487,12 @@ fn large_diffs_are_bounded_and_downloads_stream() {
     world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
     let r = get(port, "/diff/lap/c/huge.jsonl?a=1&b=2", &[]);
     assert_eq!(r.status, 413, "{}", r.text());
-    assert!(r.text().contains("download both"), "{}", r.text());
+    assert!(r.text().contains("Download both"), "{}", r.text());
+    assert!(
+        r.text().contains("href=\"/download/2/lap/c/huge.jsonl\""),
+        "{}",
+        r.text()
+    );
     assert_eq!(
         download.header("content-length").as_deref(),
         Some(download.body.len().to_string().as_str())

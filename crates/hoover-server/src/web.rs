@@ -901,6 +901,25 @@ struct DiffPage {
     coarse: bool,
     shown: usize,
     lines: Vec<(&'static str, String)>,
+    /// Why no diff is shown (the versions are too large), or empty.
+    too_large: String,
+}
+
+impl DiffPage {
+    fn empty(key: String, a: u64, b: u64) -> DiffPage {
+        DiffPage {
+            key,
+            a,
+            b,
+            added: 0,
+            removed: 0,
+            cut: false,
+            coarse: false,
+            shown: 0,
+            lines: Vec::new(),
+            too_large: String::new(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -941,14 +960,17 @@ pub(crate) async fn diff(
         (Err(m), _) | (_, Err(m)) => return Err(PageError(StatusCode::NOT_FOUND, m)),
     };
     if size_a + size_b > DIFF_MAX_BYTES {
-        return Err(PageError(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "versions {a} and {b} of {key} come to {} together, more than the {} a diff page compares; download both and compare them locally",
+        let view = DiffPage {
+            too_large: format!(
+                "These two versions come to {} together, more than the {} a diff page compares. Download both and compare them on your machine (diff -u, for example).",
                 human_bytes(size_a + size_b),
                 human_bytes(DIFF_MAX_BYTES)
             ),
-        ));
+            ..DiffPage::empty(key.to_string(), a, b)
+        };
+        let mut response = page(view);
+        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        return Ok(response);
     }
     // Reading and comparing run on the blocking pool, a few at a time, so that large diffs
     // never hold up the async runtime (the health check, SSH logins, other pages).
@@ -1013,15 +1035,13 @@ fn diff_view(key: String, a: u64, b: u64, old: &[u8], new: &[u8], redact: bool) 
         }
     }
     DiffPage {
-        key,
-        a,
-        b,
         added,
         removed,
         cut,
         coarse,
         shown: lines.len(),
         lines,
+        ..DiffPage::empty(key, a, b)
     }
 }
 
