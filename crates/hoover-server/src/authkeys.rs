@@ -64,10 +64,14 @@ pub struct KeyFile {
 /// Reads an authorized_keys file, refusing it whole when others could write it (as sshd's
 /// StrictModes does): a group- or world-writable file, or one in such a directory.
 pub fn read_authorized_keys(path: &Path) -> Result<KeyFile> {
+    Ok(parse(&read_checked(path)?))
+}
+
+/// The text of an authorized_keys file, after the permission check.
+pub fn read_checked(path: &Path) -> Result<String> {
     check_permissions(path)?;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the authorized keys file {}", path.display()))?;
-    Ok(parse(&text))
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the authorized keys file {}", path.display()))
 }
 
 #[cfg(unix)]

@@ -17,7 +17,7 @@ use russh::keys::{Algorithm, PrivateKey};
 use russh::server::{Auth, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 
-use crate::authkeys::{read_authorized_keys, AuthorizedKey, KeyFile};
+use crate::authkeys::{read_checked, AuthorizedKey, KeyFile};
 use crate::session::{serve_connection, Peer};
 
 /// Loads the host key, creating an ed25519 key (mode 0600) when the file is missing.
@@ -58,26 +58,11 @@ pub fn write_private_key(key: &PrivateKey, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The authorized_keys file, read again whenever it changes (so edits apply at once), with
-/// each refused line logged once per change.
+/// The authorized_keys file, read on every login attempt (so edits apply at once), and parsed
+/// again, with each refused line logged once, whenever its text changes.
 pub struct KeyCache {
     path: PathBuf,
-    loaded: Mutex<Option<(FileStamp, Arc<KeyFile>)>>,
-}
-
-/// What identifies one state of a file: when a new key or mode is written, this changes.
-#[derive(Clone, PartialEq, Eq)]
-struct FileStamp(Option<std::time::SystemTime>, u64, u32, u64);
-
-fn stamp(meta: &std::fs::Metadata) -> FileStamp {
-    #[cfg(unix)]
-    let (mode, ino) = {
-        use std::os::unix::fs::MetadataExt;
-        (meta.mode(), meta.ino())
-    };
-    #[cfg(not(unix))]
-    let (mode, ino) = (0, 0);
-    FileStamp(meta.modified().ok(), meta.len(), mode, ino)
+    loaded: Mutex<Option<(String, Arc<KeyFile>)>>,
 }
 
 impl KeyCache {
@@ -91,21 +76,14 @@ impl KeyCache {
     /// The keys as the file holds them now. An error (unreadable, or writable by others)
     /// refuses every key.
     pub fn load(&self) -> Result<Arc<KeyFile>> {
-        let meta = std::fs::metadata(&self.path).with_context(|| {
-            format!(
-                "cannot read the authorized keys file {}",
-                self.path.display()
-            )
-        })?;
-        let now = stamp(&meta);
+        let text = read_checked(&self.path)?;
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, file)) = loaded.as_ref() {
-            if *at == now {
+        if let Some((seen, file)) = loaded.as_ref() {
+            if *seen == text {
                 return Ok(file.clone());
             }
         }
-        *loaded = None;
-        let file = Arc::new(read_authorized_keys(&self.path)?);
+        let file = Arc::new(crate::authkeys::parse(&text));
         for r in &file.refused {
             tracing::warn!(
                 "{}:{}: refused this line: {}",
@@ -114,7 +92,7 @@ impl KeyCache {
                 r.why
             );
         }
-        *loaded = Some((now, file.clone()));
+        *loaded = Some((text, file.clone()));
         Ok(file)
     }
 }
