@@ -54,7 +54,7 @@ row("a search paged past the window (offset 10^12), long and many-term queries",
 row("SIGTERM while the indexer has a backlog", "sigterm_backlog",
     lambda r: f"stopped {r['stop_ms']} ms after SIGTERM with {r['versions_in_backlog']} versions queued at 0.5 s each; the next start indexed every message")
 row("slow, idle and too many HTTP clients", "http_bounds",
-    lambda r: f"with --max-http-connections {r['max_http_connections']} and --http-timeout {r['header_timeout_s']}: {r['slow_and_idle_closed']} slow/idle connections closed; {r['live_streams_refused']} live stream over half the cap refused; {r['refused_over_cap']} connections refused over the cap")
+    lambda r: f"with --max-http-connections {r['max_http_connections']} and --http-timeout {r['header_timeout_s']}: {r['slow_and_idle_closed']} slow/idle connections closed; {r['live_streams_refused']} live stream over half the cap refused; connections refused at accept over the cap: {r['refused_over_cap']}")
 row("one address or one connection taking SSH resources", "ssh_bounds",
     lambda r: f"{r['preauth_refused']} connection over {r['preauth_per_address']} logging in from one address refused while another address synced; {r['channel_refused']} channel over {r['channels_per_connection']} per connection refused")
 row("files created under umask 000", "owner_only",
