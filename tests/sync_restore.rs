@@ -344,3 +344,39 @@ fn a_replaced_server_store_gets_every_file_again() {
         assert!(std::fs::read(&out).unwrap() == std::fs::read(f).unwrap());
     }
 }
+
+/// `hoover sync` records deletions as `watch` does: a file its state knew that is gone (Claude
+/// Code's 30-day clean-up, the old name of a rename) is marked deleted on the server, which
+/// keeps every version. A root that is missing altogether records nothing.
+#[test]
+fn sync_records_deletions_and_renames_and_keeps_every_version() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(root.join("p")).unwrap();
+    std::fs::write(root.join("p/a.jsonl"), b"{\"a\":1}\n").unwrap();
+    std::fs::write(root.join("p/b.jsonl"), b"{\"b\":1}\n").unwrap();
+    let report = sync(&world, &root);
+    assert_eq!(report["files_deleted"], 0, "{report}");
+    std::fs::remove_file(root.join("p/a.jsonl")).unwrap();
+    std::fs::rename(root.join("p/b.jsonl"), root.join("p/c.jsonl")).unwrap();
+    let report = sync(&world, &root);
+    assert_eq!(report["files_deleted"], 2, "{report}");
+    assert_eq!(report["versions_new"], 1, "{report}");
+    for key in ["laptop/claude/p/a.jsonl", "laptop/claude/p/b.jsonl"] {
+        let versions = world.json(&["versions", key]);
+        let last = versions.as_array().unwrap().last().unwrap().clone();
+        assert!(!last["deleted_at"].is_null(), "{key}: {versions}");
+    }
+    // Nothing is lost: the deleted file restores as it was.
+    let out = world.path().join("a-restored.jsonl");
+    world.ok(&["restore", "laptop/claude/p/a.jsonl", "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), b"{\"a\":1}\n");
+    // Once recorded, not again.
+    assert_eq!(sync(&world, &root)["files_deleted"], 0);
+    // A root that is not there (an unmounted disk) is no evidence of deletion.
+    std::fs::rename(&root, world.path().join("elsewhere")).unwrap();
+    let report = sync(&world, &root);
+    assert_eq!(report["files_deleted"], 0, "{report}");
+    let versions = world.json(&["versions", "laptop/claude/p/c.jsonl"]);
+    assert!(versions[0]["deleted_at"].is_null(), "{versions}");
+}

@@ -20,7 +20,17 @@ pub async fn run(args: SearchArgs) -> Result<ExitCode> {
         .search(&query, args.limit, args.offset, &args.sort)
         .await;
     conn.close().await;
-    let (total, hits) = found?;
+    let (total, hits) = match found {
+        // A query the index cannot run (nothing to look for, past the limits): a usage error.
+        Err(e) if e
+            .downcast_ref::<hoover_client::ServerError>()
+            .is_some_and(|s| s.code == hoover_proto::ErrorCode::Refused) =>
+        {
+            eprintln!("hoover: error: {}", super::terminal_safe(&format!("{e:#}"), true));
+            return Ok(ExitCode::from(2));
+        }
+        found => found?,
+    };
     if args.json {
         print_json(&json!({ "total": total, "hits": hits }))?;
         return Ok(ExitCode::SUCCESS);

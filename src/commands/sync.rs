@@ -85,10 +85,11 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
         print_json(&report)?;
     } else {
         eprintln!(
-            "hoover: {} files scanned, {} changed, {} new versions, {} chunks sent ({} bytes raw, {} compressed), {} bytes on the wire",
+            "hoover: {} files scanned, {} changed, {} new versions, {} deletions recorded, {} chunks sent ({} bytes raw, {} compressed), {} bytes on the wire",
             report.files_scanned,
             report.files_changed,
             report.versions_new,
+            report.files_deleted,
             report.chunks_sent,
             report.bytes_new,
             report.bytes_compressed,

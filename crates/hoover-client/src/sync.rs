@@ -44,6 +44,9 @@ pub struct SyncReport {
     pub bytes_compressed: u64,
     pub wire_bytes_sent: u64,
     pub wire_bytes_received: u64,
+    /// Files this machine's state knew that are gone: each recorded on the server as a
+    /// deletion (nothing there is removed).
+    pub files_deleted: u64,
     /// Files that could not be pushed this time; the next pass retries them.
     pub files_failed: u64,
     pub warnings: Vec<String>,
@@ -117,15 +120,18 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
     progress: &dyn Progress,
 ) -> Result<SyncReport> {
     let includes = Includes::new(&options.includes)?;
+    let scan_includes = Includes::new(&options.includes)?;
     let (source, roots) = (options.source.clone(), options.roots.clone());
     let (found, warnings) =
-        tokio::task::spawn_blocking(move || scan(&source, &roots, &includes)).await?;
+        tokio::task::spawn_blocking(move || scan(&source, &roots, &scan_includes)).await?;
     let mut report = SyncReport {
         files_scanned: found.len() as u64,
         warnings,
         ..Default::default()
     };
     let sent0 = (remote.bytes_sent(), remote.bytes_received());
+    let present: HashSet<Key> = found.iter().map(|f| f.key.clone()).collect();
+    record_deletions(remote, state, options, &includes, &present, &mut report).await?;
 
     // Stat every file; only changed ones are read.
     let mut changed = Vec::new();
@@ -225,6 +231,54 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
     report.wire_bytes_sent = remote.bytes_sent() - sent0.0;
     report.wire_bytes_received = remote.bytes_received() - sent0.1;
     Ok(report)
+}
+
+/// Records on the server, as deletions, the files this machine's state knew under the synced
+/// roots that are gone (Claude Code's 30-day clean-up, a rename's old name), as `watch` does,
+/// with the time this pass noticed. A root that is not there at all (an unmounted disk) is no
+/// evidence of anything and is left alone; so is a file the include patterns no longer take.
+async fn record_deletions<S: AsyncRead + AsyncWrite + Unpin>(
+    remote: &mut Remote<S>,
+    state: &mut ClientState,
+    options: &SyncOptions,
+    includes: &Includes,
+    present: &HashSet<Key>,
+    report: &mut SyncReport,
+) -> Result<()> {
+    let roots: Vec<(String, &Root)> = options
+        .roots
+        .iter()
+        .filter(|r| r.dir.is_dir())
+        .map(|r| (format!("{}/{}/", options.source, r.name), r))
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    for key in state.keys()? {
+        let Some((rel, root)) = roots
+            .iter()
+            .find_map(|(prefix, root)| Some((key.strip_prefix(prefix.as_str())?, *root)))
+        else {
+            continue;
+        };
+        let Ok(parsed) = Key::new(key.clone()) else {
+            continue;
+        };
+        if present.contains(&parsed) || !includes.matches(std::path::Path::new(rel)) {
+            continue;
+        }
+        let path = root.dir.join(rel);
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // There, but not a file the scan takes (a link now, say): not a deletion.
+            _ => continue,
+        }
+        remote.deleted(&parsed, now).await?;
+        state.forget(&key)?;
+        report.files_deleted += 1;
+    }
+    Ok(())
 }
 
 /// Reads a changed file, cuts and hashes it, works out the prefix the server already has, and

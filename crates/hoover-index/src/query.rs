@@ -243,8 +243,8 @@ fn build(index: &Index, q: &str) -> Result<Built> {
     let mut highlight = Vec::new();
     let mut long_phrases = Vec::new();
     let f: Fields = index.inner.fields;
-    // Progress records match no word or filter; only a query of exclusions alone needs
-    // `doc:msg` to keep them out (and a clause over every message costs a full posting list).
+    // Progress records match no word or filter, so a query with something to look for never
+    // finds them; a query with nothing to look for is refused below.
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let mut positive = false;
     for (negated, field, word, quoted) in terms {
@@ -312,13 +312,14 @@ fn build(index: &Index, q: &str) -> Result<Built> {
         }
     }
     if !positive {
-        clauses.push((
-            Occur::Must,
-            Box::new(TermQuery::new(
-                Term::from_field_text(f.doc, "msg"),
-                IndexRecordOption::Basic,
-            )),
-        ));
+        // Nothing to look for would match every message: say why instead.
+        return Err(IndexError::Query(if clauses.is_empty() {
+            format!(
+                "nothing to search for: {q:?} has no word hoover indexes (punctuation alone is not searchable)"
+            )
+        } else {
+            "-word only excludes: add a word, a \"phrase\" or a filter (project:, session:, role:, tool:, key:, after:, before:) to look for".to_string()
+        }));
     }
     let query = if clauses.len() == 1 && clauses[0].0 == Occur::Must {
         clauses.pop().expect("one clause").1

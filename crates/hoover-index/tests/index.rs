@@ -379,3 +379,25 @@ fn deep_pages_long_queries_and_many_terms_are_refused_not_allocated() {
         1
     );
 }
+
+#[test]
+fn a_query_with_nothing_to_look_for_is_refused_not_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, mut w, _) = Index::open(&dir.path().join("index"), IndexOptions::default()).unwrap();
+    let content = line("s1", "u1", "user", "a fox", "2025-06-01T10:00:00Z");
+    feed(&mut w, "l/c/s1.jsonl", 1, content.as_bytes(), false);
+    w.commit().unwrap();
+    let search = |q: &str| {
+        index.search(&SearchRequest {
+            query: q.into(),
+            limit: 10,
+            ..Default::default()
+        })
+    };
+    for (q, says) in [("!!", "nothing to search for"), ("-fox", "only excludes"), ("  ", "nothing")] {
+        let e = search(q).unwrap_err().to_string();
+        assert!(e.contains(says), "{q:?}: {e}");
+    }
+    assert_eq!(search("fox").unwrap().total, 1);
+    assert_eq!(search("role:user -cat").unwrap().total, 1);
+}
