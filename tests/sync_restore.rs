@@ -369,7 +369,12 @@ fn sync_records_deletions_and_renames_and_keeps_every_version() {
     }
     // Nothing is lost: the deleted file restores as it was.
     let out = world.path().join("a-restored.jsonl");
-    world.ok(&["restore", "laptop/claude/p/a.jsonl", "-o", out.to_str().unwrap()]);
+    world.ok(&[
+        "restore",
+        "laptop/claude/p/a.jsonl",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(std::fs::read(&out).unwrap(), b"{\"a\":1}\n");
     // Once recorded, not again.
     assert_eq!(sync(&world, &root)["files_deleted"], 0);

@@ -431,6 +431,13 @@ fn deep_pages_are_refused_and_the_server_stays_up() {
     let out = world.run(&["search", "zebu", "--offset", "100000", "--limit", "5"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("not served"), "{err}");
+    // A query with nothing to look for is refused with why, never every message.
+    let out = world.run(&["search", "!!"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("nothing to search for"), "{err}");
+    let r = get(port, "/api/search?q=%21%21", &[]);
+    assert_eq!(r.status, 400, "{}", r.text());
     // Still up, still answering.
     assert_eq!(get(port, "/healthz", &[]).status, 200);
     assert_eq!(world.json(&["search", "zebu"])["total"], 1);

@@ -22,11 +22,14 @@ pub async fn run(args: SearchArgs) -> Result<ExitCode> {
     conn.close().await;
     let (total, hits) = match found {
         // A query the index cannot run (nothing to look for, past the limits): a usage error.
-        Err(e) if e
-            .downcast_ref::<hoover_client::ServerError>()
-            .is_some_and(|s| s.code == hoover_proto::ErrorCode::Refused) =>
+        Err(e)
+            if e.downcast_ref::<hoover_client::ServerError>()
+                .is_some_and(|s| s.code == hoover_proto::ErrorCode::Refused) =>
         {
-            eprintln!("hoover: error: {}", super::terminal_safe(&format!("{e:#}"), true));
+            eprintln!(
+                "hoover: error: {}",
+                super::terminal_safe(&format!("{e:#}"), true)
+            );
             return Ok(ExitCode::from(2));
         }
         found => found?,

@@ -383,7 +383,8 @@ fn deep_pages_long_queries_and_many_terms_are_refused_not_allocated() {
 #[test]
 fn a_query_with_nothing_to_look_for_is_refused_not_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let (index, mut w, _) = Index::open(&dir.path().join("index"), IndexOptions::default()).unwrap();
+    let (index, mut w, _) =
+        Index::open(&dir.path().join("index"), IndexOptions::default()).unwrap();
     let content = line("s1", "u1", "user", "a fox", "2025-06-01T10:00:00Z");
     feed(&mut w, "l/c/s1.jsonl", 1, content.as_bytes(), false);
     w.commit().unwrap();
@@ -394,7 +395,11 @@ fn a_query_with_nothing_to_look_for_is_refused_not_everything() {
             ..Default::default()
         })
     };
-    for (q, says) in [("!!", "nothing to search for"), ("-fox", "only excludes"), ("  ", "nothing")] {
+    for (q, says) in [
+        ("!!", "nothing to search for"),
+        ("-fox", "only excludes"),
+        ("  ", "nothing"),
+    ] {
         let e = search(q).unwrap_err().to_string();
         assert!(e.contains(says), "{q:?}: {e}");
     }
