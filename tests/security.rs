@@ -39,10 +39,9 @@ fn unknown_key_is_refused_and_nothing_is_written() {
     assert!(stderr.contains("refused the key"), "{stderr}");
     assert!(stderr.contains("authorized_keys"), "{stderr}");
     assert_eq!(verify(&world)["files_checked"], 0);
-    assert!(world
+    world
         .server
-        .log()
-        .contains("refused a key not in authorized_keys"));
+        .wait_for_log("refused a key not in authorized_keys");
 }
 
 struct AnyHostKey;
@@ -580,14 +579,9 @@ async fn a_push_only_key_writes_only_under_its_sources() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refused the key"));
-    assert!(
-        world
-            .server
-            .log()
-            .contains("authorized_keys:2: refused this line: a push-only key"),
-        "{}",
-        world.server.log()
-    );
+    world
+        .server
+        .wait_for_log("authorized_keys:2: refused this line: a push-only key");
     // And a source with '/' is refused by the client before it connects.
     let out = world.run(&["sync", "--source", "a/b", "--root", &spec]);
     assert_eq!(out.status.code(), Some(1));
@@ -631,30 +625,28 @@ fn authorized_keys_fails_closed_line_by_line() {
         let out = ls(&keys[i].0);
         assert_eq!(out.status.code(), Some(1), "key {i} got in");
         assert!(String::from_utf8_lossy(&out.stderr).contains("refused the key"));
-        assert!(world.server.log().contains(why), "{why}");
+        world.server.wait_for_log(why);
     }
     // from= that the peer (127.0.0.1) does not match.
     assert_eq!(ls(&keys[2].0).status.code(), Some(1));
-    assert!(world
+    world
         .server
-        .log()
-        .contains("does not match its from= patterns"));
+        .wait_for_log("does not match its from= patterns");
     // from= that it matches, with `restrict`; and a bad first line does not stop the others.
     assert!(ls(&keys[3].0).status.success());
     assert!(ls(&world.identity).status.success());
     let out = ls(&keys[4].0);
     assert!(String::from_utf8_lossy(&out.stderr).contains("may only push"));
-    assert!(world
+    world
         .server
-        .log()
-        .contains("authorized_keys:1: refused this line"));
+        .wait_for_log("authorized_keys:1: refused this line");
 
     // Writable by others: every key refused, as sshd does.
     use std::os::unix::fs::PermissionsExt;
     let path = world.server_home.dir.join("authorized_keys");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
     assert_eq!(ls(&world.identity).status.code(), Some(1));
-    assert!(world.server.log().contains("writable by group or others"));
+    world.server.wait_for_log("writable by group or others");
     // ... and a server will not start on such a file.
     let opts = world.server_options(0);
     let out = std::process::Command::new(BIN)
@@ -793,5 +785,5 @@ async fn a_dead_ingest_thread_is_an_answer_not_a_panic() {
     let root = world.path().join("projects");
     write_tree(&root);
     world.ok(&["sync", "--root", &format!("c={}", root.display())]);
-    assert!(world.server.log().contains("panic point ingest-commit"));
+    world.server.wait_for_log("panic point ingest-commit");
 }

@@ -204,6 +204,21 @@ impl ServerProcess {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits (a minute at most) until the server's log holds `needle`. The server writes its
+    /// log to a pipe that a thread copies into the file, so a line can land a moment after the
+    /// client saw what it says; a test reads it through this, never with a bare `log()`.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !self.log().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} never reached the server log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for ServerProcess {
