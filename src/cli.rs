@@ -259,7 +259,8 @@ server runs with --no-redact.")]
 pub struct SearchArgs {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// What to look for (see QUERY syntax below).
+    /// What to look for (see QUERY syntax below). `-word` excludes a word and is taken as
+    /// part of the query, wherever it stands.
     #[arg(required = true, num_args = 1..)]
     pub query: Vec<String>,
     /// Most hits to show.
@@ -329,4 +330,141 @@ pub struct VerifyArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The command line with `hoover search`'s exclusions (`-word`) made query words. clap would
+/// take `-dialyzer` for an unknown flag; here every argument after `search` that is not one of
+/// its options (or an option's value) goes after a `--`, in order, so `hoover search credo
+/// -dialyzer --json` means the query `credo -dialyzer` and the flag `--json`.
+pub fn with_search_words_last(argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    if argv.get(1).and_then(|a| a.to_str()) != Some("search") {
+        return argv;
+    }
+    let cli = Cli::command();
+    let Some(search) = cli.find_subcommand("search") else {
+        return argv;
+    };
+    // Each option: its long and short names, and whether a value follows it.
+    let options: Vec<(Option<String>, Option<char>, bool)> = search
+        .get_arguments()
+        .filter(|a| !a.is_positional())
+        .map(|a| {
+            (
+                a.get_long().map(str::to_string),
+                a.get_short(),
+                a.get_action().takes_values(),
+            )
+        })
+        .chain([
+            (Some("help".into()), Some('h'), false),
+            (Some("version".into()), Some('V'), false),
+        ])
+        .collect();
+    let mut out: Vec<std::ffi::OsString> = argv[..2].to_vec();
+    let mut words = Vec::new();
+    let mut rest = argv.into_iter().skip(2);
+    while let Some(arg) = rest.next() {
+        let Some(text) = arg.to_str() else {
+            words.push(arg);
+            continue;
+        };
+        if text == "--" {
+            words.extend(rest.by_ref());
+            break;
+        }
+        let option = if let Some(long) = text.strip_prefix("--") {
+            let name = long.split('=').next().unwrap_or(long);
+            // An unknown --option stays an option, for clap to refuse with its suggestion.
+            let takes = options
+                .iter()
+                .find(|(l, _, _)| l.as_deref() == Some(name))
+                .is_some_and(|o| o.2);
+            Some(takes && !long.contains('='))
+        } else if let Some(short) = text.strip_prefix('-').and_then(|t| t.chars().next()) {
+            let rest_of = &text[1 + short.len_utf8()..];
+            options
+                .iter()
+                .find(|(_, s, _)| *s == Some(short))
+                // `-n 5` or `-n5`; `-nothing` is the exclusion of "nothing".
+                .filter(|o| {
+                    rest_of.is_empty() || (o.2 && rest_of.bytes().all(|b| b.is_ascii_digit()))
+                })
+                .map(|o| o.2 && rest_of.is_empty())
+        } else {
+            None
+        };
+        match option {
+            Some(value_follows) => {
+                out.push(arg);
+                if value_follows {
+                    out.extend(rest.next());
+                }
+            }
+            None => words.push(arg),
+        }
+    }
+    if !words.is_empty() {
+        out.push("--".into());
+        out.extend(words);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn search(args: &[&str]) -> SearchArgs {
+        let argv = ["hoover", "search"]
+            .iter()
+            .chain(args)
+            .map(Into::into)
+            .collect();
+        match Cli::try_parse_from(with_search_words_last(argv))
+            .unwrap()
+            .command
+        {
+            Command::Search(s) => s,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn search_takes_exclusions_as_query_words_and_flags_as_flags() {
+        let s = search(&["credo", "-dialyzer", "--json"]);
+        assert_eq!(s.query, ["credo", "-dialyzer"]);
+        assert!(s.json);
+        let s = search(&[
+            "-n",
+            "5",
+            "panic",
+            "-flaky",
+            "project:hoover",
+            "--sort",
+            "newest",
+        ]);
+        assert_eq!(s.query, ["panic", "-flaky", "project:hoover"]);
+        assert_eq!((s.limit, s.sort.as_str()), (5, "newest"));
+        let s = search(&[
+            "-nothing",
+            "-n5",
+            "a",
+            "--offset=3",
+            "--server",
+            "h:1",
+            "--",
+            "--x",
+        ]);
+        assert_eq!(s.query, ["-nothing", "a", "--x"]);
+        assert_eq!((s.limit, s.offset), (5, 3));
+        // Other commands are left alone, and an unknown --option is still refused.
+        let argv: Vec<std::ffi::OsString> = ["hoover", "ls", "-x"].iter().map(Into::into).collect();
+        assert_eq!(with_search_words_last(argv.clone()), argv);
+        let argv = ["hoover", "search", "a", "--jsno"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        assert!(Cli::try_parse_from(with_search_words_last(argv)).is_err());
+    }
 }

@@ -17,7 +17,7 @@ fn main() -> std::process::ExitCode {
     // transcripts) holds chats or secrets: owner-only, whatever umask it was started with.
     #[cfg(unix)]
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::with_search_words_last(std::env::args_os().collect()));
     let default_filter = match cli.command {
         Command::Serve(_) | Command::Watch(_) | Command::Up(_) => "info",
         _ => "warn",

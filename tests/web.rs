@@ -438,6 +438,12 @@ fn deep_pages_are_refused_and_the_server_stays_up() {
     assert!(err.contains("nothing to search for"), "{err}");
     let r = get(port, "/api/search?q=%21%21", &[]);
     assert_eq!(r.status, 400, "{}", r.text());
+    // `-word` on the command line is an exclusion, as the README writes it, flags after it.
+    assert_eq!(world.json(&["search", "zebu", "-flaky"])["total"], 1);
+    assert_eq!(
+        world.json(&["search", "zebu", "-zebu", "--sort", "newest"])["total"],
+        0
+    );
     // Still up, still answering.
     assert_eq!(get(port, "/healthz", &[]).status, 200);
     assert_eq!(world.json(&["search", "zebu"])["total"], 1);
