@@ -221,18 +221,28 @@ fn a_message_appended_to_a_watched_file_appears_on_the_live_page() {
         ),
     )
     .unwrap();
-    let mut watch = world
-        .hoover(&[
-            "watch",
-            "--source",
-            "lap",
-            "--root",
-            &format!("c={}", root.display()),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed on drop, so a failing step (no Chromium, say) leaves no agent running.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _watch = KillOnDrop(
+        world
+            .hoover(&[
+                "watch",
+                "--source",
+                "lap",
+                "--root",
+                &format!("c={}", root.display()),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let http = world.server.http_port;
     wait_until("the first messages are indexed", DEADLINE, || {
         http_get(http, "/api/search?q=linker")
@@ -290,6 +300,4 @@ fn a_message_appended_to_a_watched_file_appears_on_the_live_page() {
         .unwrap()
         .contains("<script>document.title='owned'</script>"));
     browser.screenshot("transcript");
-    let _ = watch.kill();
-    let _ = watch.wait();
 }
