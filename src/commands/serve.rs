@@ -58,6 +58,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         max_http_connections: args.max_http_connections.max(2),
         http_header_timeout: std::time::Duration::from_secs(args.http_timeout.max(1)),
     };
+    let stop = stop_signal()?;
     let server = Server::bind(&config).await?;
     tracing::info!(
         ssh = %server.ssh_addr(),
@@ -74,7 +75,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        stop.await;
         tracing::info!("shutting down");
         token.cancel();
     });
@@ -82,16 +83,25 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn wait_for_signal() {
+/// SIGINT or SIGTERM, with the handlers installed when this is called, not when the future is
+/// first polled: a signal that arrives between start-up and the first poll must stop the process
+/// cleanly, not kill it with the default action (a test that sent SIGTERM right after
+/// "listening" saw exactly that).
+pub fn stop_signal() -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(Box::pin(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }))
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    Ok(Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))
 }

@@ -16,10 +16,11 @@ use hoover_server::{Server, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::UpArgs;
-use crate::commands::serve::wait_for_signal;
+use crate::commands::serve::stop_signal;
 use crate::config;
 
 pub async fn run(args: UpArgs) -> Result<ExitCode> {
+    let stop = stop_signal()?;
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => config::dirs()?.data.join("up"),
@@ -127,7 +128,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         tokio::spawn(async move { demo::keep_appending(&tree, every, token).await })
     });
 
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("stopping: pushing the last changes");
     // The demo stops writing first, then the agent pushes what changed, then the server stops.
     demo_shutdown.cancel();

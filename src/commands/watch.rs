@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::WatchArgs;
 use crate::commands::client_settings;
-use crate::commands::serve::wait_for_signal;
+use crate::commands::serve::stop_signal;
 use crate::commands::sync::sync_options;
 use crate::config;
 
@@ -37,8 +37,9 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     options.rescan_every = Duration::from_secs(args.rescan_secs.max(1));
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
+    let stop = stop_signal()?;
     tokio::spawn(async move {
-        wait_for_signal().await;
+        stop.await;
         tracing::info!("stopping after the push in flight");
         token.cancel();
     });
