@@ -356,10 +356,8 @@ pub fn with_search_words_last(argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::Os
                 a.get_action().takes_values(),
             )
         })
-        .chain([
-            (Some("help".into()), Some('h'), false),
-            (Some("version".into()), Some('V'), false),
-        ])
+        // clap adds --help when it builds the command.
+        .chain([(Some("help".into()), Some('h'), false)])
         .collect();
     let mut out: Vec<std::ffi::OsString> = argv[..2].to_vec();
     let mut words = Vec::new();

@@ -58,11 +58,7 @@ fn main() -> std::process::ExitCode {
         // `hoover ls | head`: the reader had what it wanted.
         Err(e) if commands::is_stdout_closed(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // Server messages and file names are not the terminal's to act on.
-            eprintln!(
-                "hoover: error: {}",
-                commands::terminal_safe(&format!("{e:#}"), true)
-            );
+            commands::print_error(&e);
             std::process::ExitCode::from(1)
         }
     }

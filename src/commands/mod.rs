@@ -117,6 +117,12 @@ pub fn terminal_safe(s: &str, lines: bool) -> String {
     out
 }
 
+/// Prints an error as every command does: `hoover: error: ` and its whole cause chain,
+/// terminal-safe (server messages and file names are not the terminal's to act on).
+pub fn print_error(e: &anyhow::Error) {
+    eprintln!("hoover: error: {}", terminal_safe(&format!("{e:#}"), true));
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -26,10 +26,7 @@ pub async fn run(args: SearchArgs) -> Result<ExitCode> {
             if e.downcast_ref::<hoover_client::ServerError>()
                 .is_some_and(|s| s.code == hoover_proto::ErrorCode::Refused) =>
         {
-            eprintln!(
-                "hoover: error: {}",
-                super::terminal_safe(&format!("{e:#}"), true)
-            );
+            super::print_error(&e);
             return Ok(ExitCode::from(2));
         }
         found => found?,

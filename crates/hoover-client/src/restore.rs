@@ -241,22 +241,17 @@ pub fn contained_path(dir: &Path, rest: &str) -> std::result::Result<PathBuf, St
             dir.display()
         ));
     }
-    let mut at = dir.to_path_buf();
-    for part in relative.components() {
-        at.push(part);
-        match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!(
-                    "{} is a symbolic link; hoover does not restore through links",
-                    at.display()
-                ))
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-            Err(e) => return Err(format!("cannot inspect {}: {e}", at.display())),
-        }
+    match crate::scan::first_link_below(dir, relative) {
+        Ok(None) => Ok(dir.join(relative)),
+        Ok(Some(link)) => Err(format!(
+            "{} is a symbolic link; hoover does not restore through links",
+            link.display()
+        )),
+        Err(e) => Err(format!(
+            "cannot inspect {}: {e}",
+            dir.join(relative).display()
+        )),
     }
-    Ok(dir.join(relative))
 }
 
 /// Restores every file under `prefix` (whole components) into `dir`, as it was at `selector`.

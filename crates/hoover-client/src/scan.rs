@@ -35,6 +35,7 @@ impl Root {
 }
 
 /// The include patterns, matched against the path relative to the root.
+#[derive(Clone)]
 pub struct Includes(GlobSet);
 
 impl Includes {
@@ -82,23 +83,31 @@ pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
-/// Whether `path` lies under `root` through real directories only, with no symbolic link at
-/// any component below the root (the root itself may be a link, as the user chose it).
-pub fn no_links_below(root: &Path, path: &Path) -> bool {
-    let Ok(relative) = path.strip_prefix(root) else {
-        return false;
-    };
+/// The first symbolic link met walking `relative` down from `root` (the root itself may be a
+/// link, as the user chose it), stopping at the first component that does not exist.
+pub fn first_link_below(root: &Path, relative: &Path) -> std::io::Result<Option<PathBuf>> {
     let mut at = root.to_path_buf();
     for part in relative.components() {
         at.push(part);
         match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.file_type().is_symlink() => return false,
+            Ok(m) if m.file_type().is_symlink() => return Ok(Some(at)),
             Ok(_) => {}
-            // Gone: nothing is read through it.
-            Err(_) => return true,
+            // Gone: nothing below it is reached through a link.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
         }
     }
-    true
+    Ok(None)
+}
+
+/// Whether `path` lies under `root` through real directories only, with no symbolic link at
+/// any component below the root.
+pub fn no_links_below(root: &Path, path: &Path) -> bool {
+    let Ok(relative) = path.strip_prefix(root) else {
+        return false;
+    };
+    // A component that cannot be inspected is not one anything is read through.
+    !matches!(first_link_below(root, relative), Ok(Some(_)))
 }
 
 /// One file found by a scan.

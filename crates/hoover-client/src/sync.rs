@@ -120,7 +120,7 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
     progress: &dyn Progress,
 ) -> Result<SyncReport> {
     let includes = Includes::new(&options.includes)?;
-    let scan_includes = Includes::new(&options.includes)?;
+    let scan_includes = includes.clone();
     let (source, roots) = (options.source.clone(), options.roots.clone());
     let (found, warnings) =
         tokio::task::spawn_blocking(move || scan(&source, &roots, &scan_includes)).await?;

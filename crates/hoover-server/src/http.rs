@@ -38,24 +38,13 @@ pub(crate) async fn serve(
     use std::sync::atomic::Ordering;
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(bounds.connections));
     let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        let (stream, addr) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors, most likely: wait rather than spin.
-                    tracing::warn!("HTTP accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            conns.http_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%addr, "refused an HTTP connection: {} are open", bounds.connections);
-            continue;
-        };
+    let refused = |addr| {
+        conns.http_refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%addr, "refused an HTTP connection: {} are open", bounds.connections);
+    };
+    while let Some((stream, addr, permit)) =
+        crate::accept_within(&listener, &limit, &shutdown, refused).await
+    {
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let (conns, shutdown) = (conns.clone(), shutdown.clone());
         tasks.spawn(async move {
@@ -137,31 +126,22 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 /// monitor or a load balancer sees trouble by the status alone.
 async fn healthz(State(app): State<App>) -> Response {
     let store = app.store.clone();
-    let counts = tokio::task::spawn_blocking(move || store.counts()).await;
+    let counts = match tokio::task::spawn_blocking(move || store.counts()).await {
+        Ok(counts) => counts.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     let index_error = app.indexer.as_ref().and_then(|i| i.status().error);
-    match counts {
-        Ok(Ok(c)) if index_error.is_none() => Json(json!({
+    let unavailable = |what: serde_json::Value| (StatusCode::SERVICE_UNAVAILABLE, Json(what));
+    match (counts, index_error) {
+        (Ok(c), None) => Json(json!({
             "ok": true,
             "files": c.files,
             "versions": c.versions,
             "chunks": c.chunks,
         }))
         .into_response(),
-        Ok(Ok(_)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ok": false, "index": index_error })),
-        )
-            .into_response(),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ok": false, "store": e.to_string() })),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ok": false, "store": e.to_string() })),
-        )
-            .into_response(),
+        (Ok(_), Some(index)) => unavailable(json!({ "ok": false, "index": index })).into_response(),
+        (Err(store), _) => unavailable(json!({ "ok": false, "store": store })).into_response(),
     }
 }
 

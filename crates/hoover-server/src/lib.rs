@@ -122,8 +122,7 @@ pub struct Server {
     redact: bool,
     max_connections: usize,
     login_timeout: Duration,
-    max_http_connections: usize,
-    http_header_timeout: Duration,
+    http_bounds: http::Bounds,
     conns: Arc<ConnCounters>,
 }
 
@@ -206,8 +205,10 @@ impl Server {
             redact: config.redact,
             max_connections: config.max_connections,
             login_timeout: config.login_timeout,
-            max_http_connections: config.max_http_connections.max(2),
-            http_header_timeout: config.http_header_timeout,
+            http_bounds: http::Bounds {
+                connections: config.max_http_connections.max(2),
+                header_timeout: config.http_header_timeout,
+            },
             conns,
         })
     }
@@ -238,38 +239,25 @@ impl Server {
             self.http_token.clone(),
             self.redact,
             self.conns.clone(),
-            self.max_http_connections / 2,
+            self.http_bounds.connections / 2,
         );
         let http = tokio::spawn(http::serve(
             self.http,
             app,
-            http::Bounds {
-                connections: self.max_http_connections,
-                header_timeout: self.http_header_timeout,
-            },
+            self.http_bounds,
             self.conns.clone(),
             shutdown.clone(),
         ));
         let limit = Arc::new(Semaphore::new(self.max_connections));
         let preauth = ssh::PreAuth::default();
         let mut tasks = tokio::task::JoinSet::new();
-        loop {
-            let (stream, addr) = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                accepted = self.ssh.accept() => match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                self.conns.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%addr, "refused a connection: {} connections are open (--max-connections)", self.max_connections);
-                continue;
-            };
+        let refused = |addr: SocketAddr| {
+            self.conns.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%addr, "refused a connection: {} connections are open (--max-connections)", self.max_connections);
+        };
+        while let Some((stream, addr, permit)) =
+            accept_within(&self.ssh, &limit, &shutdown, refused).await
+        {
             let Some(slot) = preauth.take(addr.ip()) else {
                 self.conns.refused_preauth.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%addr, "refused a connection: {} from this address are already logging in", ssh::MAX_PREAUTH_PER_ADDRESS);
@@ -298,19 +286,45 @@ impl Server {
         }
         let drain = async { while tasks.join_next().await.is_some() {} };
         let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
-        // Live pages hold their event streams open for good: after a short grace the HTTP
-        // side is ended rather than waited for.
-        let mut http = http;
-        if tokio::time::timeout(Duration::from_secs(2), &mut http)
-            .await
-            .is_err()
-        {
-            http.abort();
-        }
+        // The HTTP side bounds its own shutdown (`http::serve`).
+        let _ = http.await;
         if let Some(indexer) = self.settings.indexer.clone() {
             let _ = tokio::task::spawn_blocking(move || indexer.stop()).await;
         }
         Ok(())
+    }
+}
+
+/// The next connection on `listener` that fits under `limit`, with its permit; `None` once
+/// `shutdown` is cancelled. A connection over the limit is closed at once and reported to
+/// `refused`; a failing accept (out of file descriptors, most likely) is retried after 50 ms
+/// rather than spun on. SSH and HTTP both accept through this.
+pub(crate) async fn accept_within(
+    listener: &TcpListener,
+    limit: &Arc<Semaphore>,
+    shutdown: &CancellationToken,
+    refused: impl Fn(SocketAddr),
+) -> Option<(
+    tokio::net::TcpStream,
+    SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+)> {
+    loop {
+        let (stream, addr) = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        match limit.clone().try_acquire_owned() {
+            Ok(permit) => return Some((stream, addr, permit)),
+            Err(_) => refused(addr),
+        }
     }
 }
 
