@@ -445,13 +445,7 @@ fn sigterm_does_not_wait_for_the_indexers_backlog() {
     world.restart_server_with(|o| o.extra_args = vec!["--no-index".into()]);
     let root = world.path().join("projects");
     corpus::write_tree(&root, 11, 40, 400_000);
-    world.ok(&[
-        "sync",
-        "--source",
-        "lap",
-        "--root",
-        &format!("c={}", root.display()),
-    ]);
+    world.sync_dir("lap", &root);
     // Indexing now takes half a second a version: a backlog of some 20 s.
     world.restart_server_with(|o| {
         o.env = vec![("HOOVER_SLOW_AT".into(), "index-version:500".into())];

@@ -439,13 +439,7 @@ async fn one_address_and_one_connection_are_bounded() {
     // ... while another address logs in and syncs.
     let root = world.path().join("projects");
     corpus::write_tree(&root, 5, 2, 50_000);
-    world.ok(&[
-        "sync",
-        "--source",
-        "lap",
-        "--root",
-        &format!("c={}", root.display()),
-    ]);
+    world.sync_dir("lap", &root);
     drop(silent);
 
     // Four channels on one connection run the protocol; a fifth is refused.

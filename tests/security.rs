@@ -139,6 +139,16 @@ async fn expect_error(conn: &mut Conn<hoover_client::SshStream>, code: ErrorCode
     }
 }
 
+/// Commits on `conn` and expects an empty commit: the connection still serves.
+async fn expect_empty_commit(conn: &mut Conn<hoover_client::SshStream>) {
+    conn.send(&Request::Commit).await.unwrap();
+    conn.flush().await.unwrap();
+    assert_eq!(
+        conn.recv::<Response>().await.unwrap(),
+        Response::Committed { versions: vec![] }
+    );
+}
+
 async fn expect_closed(conn: &mut Conn<hoover_client::SshStream>) {
     assert!(
         conn.recv::<Response>().await.is_err(),
@@ -314,12 +324,7 @@ async fn hostile_client_is_refused_and_the_store_stays_clean() {
     .unwrap();
     let m = expect_error(&mut c, ErrorCode::Refused).await;
     assert!(m.contains("add up"), "{m}");
-    c.send(&Request::Commit).await.unwrap();
-    c.flush().await.unwrap();
-    assert_eq!(
-        c.recv::<Response>().await.unwrap(),
-        Response::Committed { versions: vec![] }
-    );
+    expect_empty_commit(&mut c).await;
     // The connection still serves requests.
     c.send(&Request::List {
         prefix: String::new(),
@@ -776,12 +781,7 @@ async fn a_dead_ingest_thread_is_an_answer_not_a_panic() {
     let m = expect_error(&mut c, ErrorCode::Internal).await;
     assert!(m.contains("ingest thread stopped"), "{m}");
     // The same connection goes on, with a new ingest thread.
-    c.send(&Request::Commit).await.unwrap();
-    c.flush().await.unwrap();
-    assert_eq!(
-        c.recv::<Response>().await.unwrap(),
-        Response::Committed { versions: vec![] }
-    );
+    expect_empty_commit(&mut c).await;
     let root = world.path().join("projects");
     write_tree(&root);
     world.ok(&["sync", "--root", &format!("c={}", root.display())]);

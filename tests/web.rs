@@ -397,13 +397,7 @@ fn deep_pages_are_refused_and_the_server_stays_up() {
     let root = world.path().join("projects");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("a.jsonl"), line("u1", "user", "a zebu")).unwrap();
-    world.ok(&[
-        "sync",
-        "--source",
-        "lap",
-        "--root",
-        &format!("c={}", root.display()),
-    ]);
+    world.sync_dir("lap", &root);
     let port = world.server.http_port;
     wait_until("searchable", DEADLINE, || {
         get(port, "/search?q=zebu", &[]).text().contains("1 match")

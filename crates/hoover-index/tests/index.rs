@@ -340,14 +340,19 @@ fn user_line_bytes(text: &str) -> Vec<u8> {
     line("s9", "u-huge", "user", text, "2025-06-01T10:00:00Z").into_bytes()
 }
 
-#[test]
-fn deep_pages_long_queries_and_many_terms_are_refused_not_allocated() {
-    let dir = tempfile::tempdir().unwrap();
-    let (index, mut w, _) =
-        Index::open(&dir.path().join("index"), IndexOptions::default()).unwrap();
+/// An index holding one message, "a fox".
+fn one_fox(dir: &std::path::Path) -> (Index, hoover_index::Writer) {
+    let (index, mut w, _) = Index::open(&dir.join("index"), IndexOptions::default()).unwrap();
     let content = line("s1", "u1", "user", "a fox", "2025-06-01T10:00:00Z");
     feed(&mut w, "l/c/s1.jsonl", 1, content.as_bytes(), false);
     w.commit().unwrap();
+    (index, w)
+}
+
+#[test]
+fn deep_pages_long_queries_and_many_terms_are_refused_not_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, _w) = one_fox(dir.path());
     let search = |query: String, limit: usize, offset: usize, sort: Sort| {
         index.search(&SearchRequest {
             query,
@@ -383,11 +388,7 @@ fn deep_pages_long_queries_and_many_terms_are_refused_not_allocated() {
 #[test]
 fn a_query_with_nothing_to_look_for_is_refused_not_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let (index, mut w, _) =
-        Index::open(&dir.path().join("index"), IndexOptions::default()).unwrap();
-    let content = line("s1", "u1", "user", "a fox", "2025-06-01T10:00:00Z");
-    feed(&mut w, "l/c/s1.jsonl", 1, content.as_bytes(), false);
-    w.commit().unwrap();
+    let (index, _w) = one_fox(dir.path());
     let search = |q: &str| {
         index.search(&SearchRequest {
             query: q.into(),

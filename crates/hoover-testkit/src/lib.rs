@@ -337,6 +337,17 @@ impl World {
         out.stdout
     }
 
+    /// `hoover sync --source SOURCE --root c=DIR`, which must succeed; returns stdout.
+    pub fn sync_dir(&self, source: &str, dir: &Path) -> Vec<u8> {
+        self.ok(&[
+            "sync",
+            "--source",
+            source,
+            "--root",
+            &format!("c={}", dir.display()),
+        ])
+    }
+
     /// `hoover verify` of the server's store: panics unless it is clean; returns the report.
     pub fn verify(&self) -> serde_json::Value {
         let store = self.server.store.display().to_string();
