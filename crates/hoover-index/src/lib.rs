@@ -35,8 +35,10 @@ pub use schema::SCHEMA_VERSION;
 pub use source::{Record, Source};
 pub use stats::{Counters, HourCount, TokenDay};
 
-use schema::Fields;
-use stats::{Counted, Stats};
+use hoover_transcript::tally::{self, ResponseLine};
+use hoover_transcript::{Line, LineReader};
+use schema::{Fields, FLAG_MESSAGE};
+use stats::Stats;
 
 /// How long new messages may wait before a commit makes them searchable.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(1000);
@@ -250,7 +252,7 @@ impl Index {
             progress: HashMap::new(),
             dirty: HashSet::new(),
             seen: HashSet::new(),
-            message_ids: HashSet::new(),
+            tool_names: HashMap::new(),
             pending_since: None,
             logged_malformed: HashSet::new(),
             added: None,
@@ -285,8 +287,8 @@ pub struct Writer {
     dirty: HashSet<String>,
     /// Every indexed record's identity, so a record seen again is skipped.
     seen: HashSet<u64>,
-    /// API responses whose token usage has been counted.
-    message_ids: HashSet<u64>,
+    /// The tool each call named, by [`tally::tool_call_id`], so its result can say it too.
+    tool_names: HashMap<u64, String>,
     pending_since: Option<Instant>,
     logged_malformed: HashSet<String>,
     /// Messages added since the last [`Writer::take_added`], when capturing (the live feed).
@@ -306,15 +308,32 @@ pub struct Added {
 /// The most text an [`Added`] message carries.
 pub const ADDED_TEXT_MAX: usize = 4096;
 
-fn hash64(parts: &[&[u8]]) -> u64 {
-    let mut h = blake3::Hasher::new();
-    for p in parts {
-        h.update(&(p.len() as u64).to_le_bytes());
-        h.update(p);
+use hoover_transcript::tally::hash64;
+
+/// The first value of a text column at `doc`, read into `buf`.
+fn first_str<'b>(
+    col: &Option<tantivy::columnar::StrColumn>,
+    doc: u32,
+    buf: &'b mut String,
+) -> Option<&'b str> {
+    let col = col.as_ref()?;
+    let ord = col.term_ords(doc).next()?;
+    buf.clear();
+    col.ord_to_str(ord, buf).ok()?.then_some(buf.as_str())
+}
+
+/// The project a stored file belongs to: the directory under its root
+/// (`SOURCE/ROOT/DIR/...` gives `ROOT/DIR`, the same for every machine), or the root itself
+/// for a file directly in it. Claude Code names that directory after the working directory.
+pub fn project_of_key(key: &str) -> Option<&str> {
+    let mut parts = key.splitn(4, '/');
+    let source = parts.next()?;
+    let root = parts.next()?;
+    let start = source.len() + 1;
+    match (parts.next(), parts.next()) {
+        (Some(dir), Some(_)) => Some(&key[start..start + root.len() + 1 + dir.len()]),
+        _ => Some(&key[start..start + root.len()]),
     }
-    let bytes = h.finalize();
-    let n = u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"));
-    n.max(1)
 }
 
 impl Writer {
@@ -339,51 +358,79 @@ impl Writer {
                 self.progress.insert(key, p);
             }
         }
-        let mut stats = Stats::default();
-        stats.indexed_files = self.progress.len() as u64;
-        stats.malformed_lines = self.progress.values().map(|p| p.malformed).sum();
+        let mut stats = Stats {
+            indexed_files: self.progress.len() as u64,
+            malformed_lines: self.progress.values().map(|p| p.malformed).sum(),
+            ..Stats::default()
+        };
         for segment in searcher.segment_readers() {
             let ff = segment.fast_fields();
             let uid = ff.u64("uid")?;
+            let flags = ff.u64("flags")?;
             let msgid = ff.u64("msgid")?;
             let session_h = ff.u64("session_h")?;
             let project_h = ff.u64("project_h")?;
-            let ts = ff.i64("ts")?;
+            let own_ts = ff.i64("own_ts")?;
+            let offset = ff.u64("offset")?;
             let usage = [
                 ff.u64("usage_input")?,
                 ff.u64("usage_output")?,
                 ff.u64("usage_cache_read")?,
                 ff.u64("usage_cache_write")?,
             ];
-            let model = ff.str("model")?;
-            let mut model_name = String::new();
+            let (model, day, key, calls) = (
+                ff.str("model")?,
+                ff.str("day")?,
+                ff.str("key")?,
+                ff.str("calls")?,
+            );
+            let (mut model_s, mut day_s, mut key_s, mut call_s) =
+                (String::new(), String::new(), String::new(), String::new());
             for doc in 0..segment.max_doc() {
                 if segment.is_deleted(doc) {
                     continue;
                 }
                 let Some(u) = uid.first(doc) else { continue };
                 self.seen.insert(u);
-                let m = msgid.first(doc).unwrap_or(0);
-                let counted_usage = if m != 0 {
-                    self.message_ids.insert(m);
-                    Some(usage.each_ref().map(|c| c.first(doc).unwrap_or(0)))
-                } else {
-                    None
-                };
-                model_name.clear();
-                let has_model = match &model {
-                    Some(col) => match col.term_ords(doc).next() {
-                        Some(ord) => col.ord_to_str(ord, &mut model_name).unwrap_or(false),
-                        None => false,
-                    },
-                    None => false,
-                };
-                stats.count(Counted {
-                    ts_ms: ts.first(doc).unwrap_or(0),
-                    session_h: session_h.first(doc).unwrap_or(0),
-                    project_h: project_h.first(doc).unwrap_or(0),
-                    model: has_model.then_some(model_name.as_str()),
-                    usage: counted_usage,
+                let mut tool_calls = Vec::new();
+                if let Some(col) = &calls {
+                    for ord in col.term_ords(doc) {
+                        call_s.clear();
+                        if !col.ord_to_str(ord, &mut call_s).unwrap_or(false) {
+                            continue;
+                        }
+                        let Some((h, name)) = call_s.split_once(' ') else {
+                            continue;
+                        };
+                        if let Ok(h) = u64::from_str_radix(h, 16) {
+                            self.tool_names.insert(h, name.to_string());
+                            tool_calls.push(h);
+                        }
+                    }
+                }
+                if flags.first(doc).unwrap_or(0) & FLAG_MESSAGE == 0 {
+                    continue;
+                }
+                let model = first_str(&model, doc, &mut model_s);
+                let day = first_str(&day, doc, &mut day_s);
+                let file = first_str(&key, doc, &mut key_s).unwrap_or_default();
+                let response = msgid.first(doc).filter(|&m| m != 0).map(|id| ResponseLine {
+                    id,
+                    model: model.unwrap_or("unknown"),
+                    usage: usage
+                        .each_ref()
+                        .map(|c| c.first(doc).filter(|&n| n > 0).map(|n| n - 1)),
+                });
+                stats.tally.add(&tally::Line {
+                    uuid: u,
+                    session: session_h.first(doc).filter(|&h| h != 0),
+                    project: project_h.first(doc).filter(|&h| h != 0),
+                    day,
+                    time_ms: own_ts.first(doc),
+                    tool_calls,
+                    response,
+                    file,
+                    offset: offset.first(doc).unwrap_or(0),
                 });
             }
         }
@@ -428,56 +475,53 @@ impl Writer {
         };
         let mut out = Indexed::default();
         if source != Source::Opaque {
-            let mut partial: Vec<u8> = Vec::new();
-            let mut too_long = false;
+            let mut reader = LineReader::resume(offset, lines);
+            let mut failed = None;
             for piece in pieces {
                 let piece = piece.map_err(|e| IndexError::Source(e.to_string()))?;
                 out.bytes += piece.len() as u64;
-                let mut rest = &piece[..];
-                while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-                    lines += 1;
-                    let line_start = offset;
-                    let line_len = partial.len() as u64 + i as u64;
-                    offset += line_len + 1;
-                    if too_long {
-                        self.malformed(v.key, &mut malformed, &mut out, || {
-                            format!("line {lines}: over {} bytes", hoover_transcript::MAX_LINE)
-                        });
-                    } else {
-                        let line: std::borrow::Cow<'_, [u8]> = if partial.is_empty() {
-                            std::borrow::Cow::Borrowed(&rest[..i])
-                        } else {
-                            partial.extend_from_slice(&rest[..i]);
-                            std::borrow::Cow::Owned(std::mem::take(&mut partial))
-                        };
-                        match source::record(source, &line, lines, line_start) {
-                            Ok(Some(r)) => self.add_record(v, source, &line, r, &mut out)?,
-                            Ok(None) => {}
-                            Err(e) => {
-                                self.malformed(v.key, &mut malformed, &mut out, || e.to_string())
-                            }
+                reader.feed(&piece, |line| {
+                    if failed.is_some() {
+                        return;
+                    }
+                    let result = match line {
+                        Line::TooLong { number, .. } => {
+                            self.malformed(v.key, &mut malformed, &mut out, || {
+                                format!("line {number}: over {} bytes", hoover_transcript::MAX_LINE)
+                            });
+                            Ok(())
                         }
+                        Line::Text {
+                            number,
+                            offset,
+                            bytes,
+                        } => match source::record(source, &bytes, number, offset) {
+                            Ok(Some(r)) => self.add_record(v, source, &bytes, r, &mut out),
+                            Ok(None) => Ok(()),
+                            Err(e) => {
+                                self.malformed(v.key, &mut malformed, &mut out, || e.to_string());
+                                Ok(())
+                            }
+                        },
+                    };
+                    if let Err(e) = result {
+                        failed = Some(e);
                     }
-                    partial.clear();
-                    too_long = false;
-                    rest = &rest[i + 1..];
-                }
-                if !too_long {
-                    partial.extend_from_slice(rest);
-                    if partial.len() > hoover_transcript::MAX_LINE {
-                        too_long = true;
-                        partial = Vec::new();
-                    }
+                });
+                if let Some(e) = failed.take() {
+                    return Err(e);
                 }
             }
             // A JSONL file whose last record has no newline yet: a whole JSON object is
             // indexed now (a cut-off one does not parse), but `done` stays before it, so the
             // next version reads it again; its identity keeps it from being indexed twice.
-            if source == Source::Jsonl && !partial.is_empty() {
-                if let Ok(Some(r)) = source::record(source, &partial, lines + 1, offset) {
-                    self.add_record(v, source, &partial, r, &mut out)?;
+            if let (Source::Jsonl, Some((number, at, partial))) = (source, reader.unfinished()) {
+                if let Ok(Some(r)) = source::record(source, partial, number, at) {
+                    self.add_record(v, source, partial, r, &mut out)?;
                 }
             }
+            offset = reader.done();
+            lines = reader.lines();
         }
         let done = if source == Source::Opaque {
             v.size
@@ -539,37 +583,99 @@ impl Writer {
         out: &mut Indexed,
     ) -> Result<()> {
         let uid = match (&r.uuid, source) {
-            (Some(uuid), _) => hash64(&[b"uuid", uuid.as_bytes()]),
+            (Some(uuid), _) => tally::message_id(uuid),
             (None, Source::Jsonl) => hash64(&[b"line", line]),
             (None, _) => hash64(&[b"text", v.key.as_bytes(), line]),
         };
+        let f = self.index.inner.fields;
+        let calls: Vec<(u64, &str)> = r
+            .tool_calls
+            .iter()
+            .map(|(id, name)| (tally::tool_call_id(id), name.as_str()))
+            .collect();
+        let counted = r.uuid.as_deref().filter(|_| r.is_message).map(|_| {
+            let session = r.session.as_deref().map(tally::name_id);
+            let project = project_of_key(v.key).map(tally::name_id);
+            let response = r.message_id.as_deref().and_then(|mid| {
+                r.model.as_deref().map(|model| ResponseLine {
+                    id: tally::response_id(mid, r.request_id.as_deref()),
+                    model,
+                    usage: r.usage.unwrap_or_default(),
+                })
+            });
+            tally::Line {
+                uuid: uid,
+                session,
+                project,
+                day: r.day.as_deref(),
+                time_ms: r.timestamp_ms,
+                tool_calls: calls.iter().map(|c| c.0).collect(),
+                response,
+                file: v.key,
+                offset: r.offset,
+            }
+        });
+        // What the counters need, on the message's document or on a copy's (which has
+        // nothing else, so it also carries where it is and the model).
+        let facts = |doc: &mut TantivyDocument, copy: bool| {
+            doc.add_u64(f.uid, uid);
+            for (h, name) in &calls {
+                doc.add_text(f.calls, format!("{h:016x} {name}"));
+            }
+            let Some(line) = &counted else { return };
+            doc.add_u64(f.flags, FLAG_MESSAGE);
+            if copy {
+                doc.add_text(f.key, v.key);
+                doc.add_u64(f.offset, r.offset);
+                if let Some(model) = &r.model {
+                    doc.add_text(f.model, model);
+                }
+            }
+            if let Some(ms) = line.time_ms {
+                doc.add_i64(f.own_ts, ms);
+            }
+            if let Some(day) = line.day {
+                doc.add_text(f.day, day);
+            }
+            doc.add_u64(f.session_h, line.session.unwrap_or(0));
+            doc.add_u64(f.project_h, line.project.unwrap_or(0));
+            if let Some(resp) = &line.response {
+                doc.add_u64(f.msgid, resp.id);
+                for (field, n) in f.usage.iter().zip(resp.usage) {
+                    doc.add_u64(*field, n.map_or(0, |n| n.saturating_add(1)));
+                }
+            }
+        };
+        for (h, name) in &calls {
+            self.tool_names.insert(*h, name.to_string());
+        }
         if !self.seen.insert(uid) {
             out.duplicates += 1;
+            if let Some(line) = &counted {
+                // A copy (a resumed session's, or an earlier line arriving late): not searched
+                // again, but the counters decide which copy counts.
+                let mut doc = TantivyDocument::new();
+                doc.add_text(f.doc, "copy");
+                facts(&mut doc, true);
+                self.writer.add_document(doc)?;
+                self.index
+                    .inner
+                    .stats
+                    .lock()
+                    .expect("stats lock")
+                    .tally
+                    .add(line);
+            }
             return Ok(());
         }
         out.records += 1;
-        let f = self.index.inner.fields;
         let ts = r.timestamp_ms.unwrap_or(v.mtime_ms);
-        let msgid = r
-            .message_id
-            .as_deref()
-            .map(|m| hash64(&[b"msg", m.as_bytes()]))
-            .unwrap_or(0);
-        let usage = match (msgid, r.usage) {
-            (0, u) => u,
-            (m, u) if self.message_ids.insert(m) => u,
-            _ => None,
-        };
-        let session_h = r
-            .session
-            .as_deref()
-            .map(|s| hash64(&[s.as_bytes()]))
-            .unwrap_or(0);
-        let project_h = r
-            .project
-            .as_deref()
-            .map(|s| hash64(&[s.as_bytes()]))
-            .unwrap_or(0);
+        // A tool's result is found by the tool's name too.
+        let tool = r.tool.clone().or_else(|| {
+            r.tool_use_id
+                .as_deref()
+                .and_then(|id| self.tool_names.get(&tally::tool_call_id(id)).cloned())
+        });
         let text = if self.options.redact {
             redact::redact(&r.text)
         } else {
@@ -584,7 +690,7 @@ impl Writer {
             (f.session, &r.session),
             (f.uuid, &r.uuid),
             (f.parent, &r.parent_uuid),
-            (f.tool, &r.tool),
+            (f.tool, &tool),
             (f.project, &r.project),
             (f.branch, &r.git_branch),
             (f.model, &r.model),
@@ -600,14 +706,8 @@ impl Writer {
         doc.add_u64(f.offset, r.offset);
         doc.add_text(f.text, &text);
         doc.add_text(f.code, &text);
-        doc.add_u64(f.uid, uid);
-        doc.add_u64(f.msgid, msgid);
-        doc.add_u64(f.session_h, session_h);
-        doc.add_u64(f.project_h, project_h);
-        let u = usage.unwrap_or_default();
-        for (field, n) in f.usage.iter().zip(u) {
-            doc.add_u64(*field, n);
-        }
+        doc.add_text(f.rtype, &r.rtype);
+        facts(&mut doc, false);
         self.writer.add_document(doc)?;
         if let Some(added) = &mut self.added {
             let cut = if text.len() > ADDED_TEXT_MAX {
@@ -627,7 +727,7 @@ impl Writer {
                     parent_uuid: r.parent_uuid.clone(),
                     role: r.role.clone(),
                     kind: r.kind.clone(),
-                    tool: r.tool.clone(),
+                    tool: tool.clone(),
                     project: r.project.clone(),
                     git_branch: r.git_branch.clone(),
                     model: r.model.clone(),
@@ -639,18 +739,15 @@ impl Writer {
                 truncated: cut.is_some(),
             });
         }
-        self.index
-            .inner
-            .stats
-            .lock()
-            .expect("stats lock")
-            .count(Counted {
-                ts_ms: ts,
-                session_h,
-                project_h,
-                model: r.model.as_deref(),
-                usage,
-            });
+        if let Some(line) = &counted {
+            self.index
+                .inner
+                .stats
+                .lock()
+                .expect("stats lock")
+                .tally
+                .add(line);
+        }
         Ok(())
     }
 

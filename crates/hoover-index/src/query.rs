@@ -1,5 +1,6 @@
 //! Queries: words, `"phrases"`, `-exclusions` and the filters `project:`, `session:`, `role:`,
-//! `tool:`, `key:`, `after:` and `before:`, sorted by relevance or time, with snippets.
+//! `tool:`, `kind:`, `key:`, `after:` and `before:`, sorted by relevance or time, with
+//! snippets. Progress, snapshot and queue records are found only with `kind:`.
 
 use std::ops::Bound;
 use std::time::Instant;
@@ -90,6 +91,19 @@ pub const MAX_QUERY_BYTES: usize = 2048;
 pub const MAX_QUERY_TERMS: usize = 32;
 const SNIPPET_CHARS: usize = 240;
 
+/// Record types left out of searches unless a `kind:` filter asks for them: Claude Code's
+/// bookkeeping, not conversation.
+pub const HIDDEN_KINDS: [&str; 3] = ["progress", "file-history-snapshot", "queue-operation"];
+
+/// The record type a `kind:` filter names; `snapshot` and `queue` are short for the long ones.
+fn record_type(word: &str) -> String {
+    match word.to_ascii_lowercase().as_str() {
+        "snapshot" => "file-history-snapshot".into(),
+        "queue" => "queue-operation".into(),
+        other => other.to_string(),
+    }
+}
+
 /// Splits a query into terms, keeping quoted phrases together: `(negated, field, text, quoted)`.
 fn lex(q: &str) -> Vec<(bool, Option<String>, String, bool)> {
     let mut out = Vec::new();
@@ -138,7 +152,7 @@ fn lex(q: &str) -> Vec<(bool, Option<String>, String, bool)> {
 fn is_filter(word: &str) -> bool {
     matches!(
         word.to_ascii_lowercase().as_str(),
-        "project" | "session" | "role" | "tool" | "key" | "after" | "before"
+        "project" | "session" | "role" | "tool" | "kind" | "key" | "after" | "before"
     )
 }
 
@@ -247,12 +261,19 @@ fn build(index: &Index, q: &str) -> Result<Built> {
     // finds them; a query with nothing to look for is refused below.
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let mut positive = false;
+    let mut asked_kind = false;
     for (negated, field, word, quoted) in terms {
         let occur = if negated { Occur::MustNot } else { Occur::Must };
         let query: Option<Box<dyn Query>> = match field.as_deref() {
             Some("project") => all_of(f.project, tokens(index, schema::PATH, &word)),
             Some("role") => all_of(f.role, vec![word.to_lowercase()]),
             Some("tool") => all_of(f.tool, vec![word.to_lowercase()]),
+            Some("kind") => {
+                if !negated {
+                    asked_kind = true;
+                }
+                all_of(f.rtype, vec![record_type(&word)])
+            }
             Some("session") => all_of(f.session, vec![word]),
             Some("key") => all_of(f.key, vec![word]),
             Some(bound @ ("after" | "before")) => {
@@ -318,14 +339,24 @@ fn build(index: &Index, q: &str) -> Result<Built> {
                 "nothing to search for: {q:?} has no word hoover indexes (punctuation alone is not searchable)"
             )
         } else {
-            "-word only excludes: add a word, a \"phrase\" or a filter (project:, session:, role:, tool:, key:, after:, before:) to look for".to_string()
+            "-word only excludes: add a word, a \"phrase\" or a filter (project:, session:, role:, tool:, kind:, key:, after:, before:) to look for".to_string()
         }));
     }
-    let query = if clauses.len() == 1 && clauses[0].0 == Occur::Must {
-        clauses.pop().expect("one clause").1
-    } else {
-        Box::new(BooleanQuery::new(clauses))
+    // Messages only (not the counters' copies), and records that are not conversation
+    // (progress, snapshots, queue operations) only when a `kind:` asks for them.
+    let term = |field: Field, text: &str| -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            Term::from_field_text(field, text),
+            IndexRecordOption::Basic,
+        ))
     };
+    clauses.push((Occur::Must, term(f.doc, "msg")));
+    if !asked_kind {
+        for hidden in HIDDEN_KINDS {
+            clauses.push((Occur::MustNot, term(f.rtype, hidden)));
+        }
+    }
+    let query = Box::new(BooleanQuery::new(clauses));
     Ok(Built {
         query,
         highlight,

@@ -15,12 +15,15 @@ use tantivy::tokenizer::{LowerCaser, TextAnalyzer, Token, TokenStream, Tokenizer
 use tantivy::Index;
 
 /// Bumped whenever the schema or the tokenizers change; an index of another version is rebuilt.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 pub(crate) const EN: &str = "hoover_en";
 pub(crate) const CODE: &str = "hoover_code";
 pub(crate) const LOWER: &str = "hoover_lower";
 pub(crate) const PATH: &str = "hoover_path";
+
+/// `flags`: the record is a message (a `user` or `assistant` record with a `uuid`).
+pub(crate) const FLAG_MESSAGE: u64 = 1;
 
 /// Every field, by name.
 #[derive(Clone, Copy, Debug)]
@@ -43,10 +46,22 @@ pub(crate) struct Fields {
     pub text: Field,
     pub code: Field,
     pub uid: Field,
+    /// The API response a message line belongs to ([`hoover_transcript::tally::response_id`]).
     pub msgid: Field,
     pub session_h: Field,
     pub project_h: Field,
+    /// The line's token counts, each stored plus one (0: the line has no such count).
     pub usage: [Field; 4],
+    /// The record's `type` as written (`user`, `progress`, ...), for `kind:` and for leaving
+    /// progress, snapshots and queue operations out of searches.
+    pub rtype: Field,
+    /// What the counters need, on messages and on the copies of messages seen again
+    /// (`doc = "copy"`, nothing else indexed), so the counts rebuild from the index alone:
+    /// [`FLAG_MESSAGE`], the own timestamp, its day, the tool calls (`HASH NAME`).
+    pub flags: Field,
+    pub own_ts: Field,
+    pub day: Field,
+    pub calls: Field,
     pub pkey: Field,
     pub progress: Field,
 }
@@ -63,7 +78,7 @@ pub(crate) fn build() -> (Schema, Fields) {
     let fast_u64 = NumericOptions::default().set_fast();
     let fields = Fields {
         doc: b.add_text_field("doc", STRING),
-        key: b.add_text_field("key", STRING | STORED),
+        key: b.add_text_field("key", STRING | STORED | FAST),
         session: b.add_text_field("session", STRING | STORED),
         uuid: b.add_text_field("uuid", STRING | STORED),
         parent: b.add_text_field("parent", STORED),
@@ -91,7 +106,7 @@ pub(crate) fn build() -> (Schema, Fields) {
         ),
         seq: b.add_u64_field("seq", STORED),
         line: b.add_u64_field("line", STORED),
-        offset: b.add_u64_field("offset", STORED),
+        offset: b.add_u64_field("offset", STORED | FAST),
         text: b.add_text_field(
             "text",
             text_opts(EN, IndexRecordOption::WithFreqs).set_stored(),
@@ -105,8 +120,13 @@ pub(crate) fn build() -> (Schema, Fields) {
             b.add_u64_field("usage_input", fast_u64.clone()),
             b.add_u64_field("usage_output", fast_u64.clone()),
             b.add_u64_field("usage_cache_read", fast_u64.clone()),
-            b.add_u64_field("usage_cache_write", fast_u64),
+            b.add_u64_field("usage_cache_write", fast_u64.clone()),
         ],
+        rtype: b.add_text_field("rtype", STRING),
+        flags: b.add_u64_field("flags", fast_u64),
+        own_ts: b.add_i64_field("own_ts", NumericOptions::default().set_fast()),
+        day: b.add_text_field("day", STRING | FAST),
+        calls: b.add_text_field("calls", STRING | FAST),
         pkey: b.add_text_field("pkey", STRING),
         progress: b.add_text_field("progress", STORED),
     };

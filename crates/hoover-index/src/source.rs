@@ -50,13 +50,24 @@ pub struct Record {
     pub uuid: Option<String>,
     pub parent_uuid: Option<String>,
     pub message_id: Option<String>,
+    pub request_id: Option<String>,
     pub tool: Option<String>,
+    /// A tool result: the call it answers.
+    pub tool_use_id: Option<String>,
+    /// `(id, name)` of each tool call.
+    pub tool_calls: Vec<(String, String)>,
+    /// The record's `type` as written (`user`, `progress`, ...; `line` for text files).
+    pub rtype: String,
+    /// A `user` or `assistant` record with a `uuid`: what the counters count.
+    pub is_message: bool,
+    /// The first ten characters of its `timestamp`.
+    pub day: Option<String>,
     pub project: Option<String>,
     pub git_branch: Option<String>,
     pub model: Option<String>,
     /// Milliseconds since the Unix epoch, when the record says.
     pub timestamp_ms: Option<i64>,
-    pub usage: Option<[u64; 4]>,
+    pub usage: Option<hoover_transcript::Usage>,
     pub text: String,
 }
 
@@ -80,6 +91,7 @@ pub fn record(
                 offset,
                 kind: "line".into(),
                 role: "line".into(),
+                rtype: "line".into(),
                 text: text.to_string(),
                 ..Record::default()
             }))
@@ -89,7 +101,20 @@ pub fn record(
                 return Ok(None);
             };
             let timestamp_ms = m.timestamp.as_deref().and_then(parse_time_ms);
+            let is_message = m.is_message();
+            let day = m.day().map(str::to_string);
+            let model = if m.kind == "assistant" && m.message_id.is_some() {
+                Some(m.model_or_unknown().to_string())
+            } else {
+                m.model
+            };
             Ok(Some(Record {
+                rtype: m.kind.clone(),
+                is_message,
+                day,
+                request_id: m.request_id,
+                tool_use_id: m.tool_use_id.filter(|_| m.tool.is_none()),
+                tool_calls: m.tool_calls,
                 line,
                 offset,
                 role: m.role.clone().unwrap_or_else(|| m.kind.clone()),
@@ -101,7 +126,7 @@ pub fn record(
                 tool: m.tool,
                 project: m.project,
                 git_branch: m.git_branch,
-                model: m.model,
+                model,
                 timestamp_ms,
                 usage: m.usage,
                 text: m.text,
@@ -110,12 +135,7 @@ pub fn record(
     }
 }
 
-/// Parses an RFC 3339 timestamp to milliseconds since the epoch.
-pub fn parse_time_ms(text: &str) -> Option<i64> {
-    text.parse::<jiff::Timestamp>()
-        .ok()
-        .map(|t| t.as_millisecond())
-}
+pub use hoover_transcript::tally::parse_time_ms;
 
 #[cfg(test)]
 mod tests {

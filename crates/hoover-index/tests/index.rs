@@ -407,3 +407,110 @@ fn a_query_with_nothing_to_look_for_is_refused_not_everything() {
     assert_eq!(search("fox").unwrap().total, 1);
     assert_eq!(search("role:user -cat").unwrap().total, 1);
 }
+
+/// The whole shared corpus, fed in reverse key order and in two versions per file (the first
+/// cut mid-line): `transcripts` equals the independent count (`truth.py`) live, and again after
+/// the index is reopened and its counters rebuilt from its columns alone.
+#[test]
+fn counters_equal_truth_py_live_and_after_reopen() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    let truth = std::process::Command::new("python3")
+        .arg(corpus.join("truth.py"))
+        .arg(corpus.join("files"))
+        .output()
+        .expect("python3 runs truth.py");
+    assert!(truth.status.success());
+    let truth: serde_json::Value = serde_json::from_slice(&truth.stdout).unwrap();
+    let mut files = Vec::new();
+    let mut stack = vec![corpus.join("files")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "jsonl") {
+                files.push(p);
+            }
+        }
+    }
+    // Keys sort as the paths do: one source, one root, the path below it.
+    let mut keyed: Vec<(String, std::path::PathBuf)> = files
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(corpus.join("files")).unwrap();
+            (format!("lab/files/{}", rel.to_string_lossy()), p)
+        })
+        .collect();
+    keyed.sort();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index");
+    {
+        let (index, mut w, _) = Index::open(&path, IndexOptions::default()).unwrap();
+        for (key, p) in keyed.iter().rev() {
+            let bytes = std::fs::read(p).unwrap();
+            let cut = bytes.len() / 2;
+            feed(&mut w, key, 1, &bytes[..cut], false);
+            feed(&mut w, key, 2, &bytes, true);
+        }
+        w.commit().unwrap();
+        let live = serde_json::to_value(index.counters().transcripts).unwrap();
+        assert_eq!(live, truth, "live counters");
+        w.finish().unwrap();
+    }
+    let (index, _w, opened) = Index::open(&path, IndexOptions::default()).unwrap();
+    assert_eq!(opened, Opened::Existing);
+    let reopened = serde_json::to_value(index.counters().transcripts).unwrap();
+    assert_eq!(reopened, truth, "counters rebuilt at open");
+    let c = index.counters();
+    assert_eq!(c.messages, truth["messages"].as_u64().unwrap());
+    // Every file of the flat corpus lies directly in its root: one project per top directory.
+    assert_eq!(c.projects, 2, "files/ and files/synthetic/");
+}
+
+/// Progress records are found only when asked for; a tool's result is found by the tool's
+/// name and by the output kept only in `toolUseResult`.
+#[test]
+fn kinds_tool_results_and_tool_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, mut w, _) =
+        Index::open(&dir.path().join("index"), IndexOptions::default()).unwrap();
+    let lines = [
+        r#"{"type":"assistant","sessionId":"s","uuid":"a1","timestamp":"2025-06-01T10:00:00Z","requestId":"r","message":{"id":"m","role":"assistant","model":"claude-x","content":[{"type":"tool_use","id":"toolu_1","name":"Bash","input":{"command":"ls -R"}}]}}"#,
+        r#"{"type":"progress","sessionId":"s","uuid":"p1","timestamp":"2025-06-01T10:00:01Z","data":{"type":"bash_progress","output":"zanzibar quokka"}}"#,
+        r#"{"type":"user","sessionId":"s","uuid":"u1","timestamp":"2025-06-01T10:00:02Z","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"src/\n[output cut]"}]},"toolUseResult":{"stdout":"src/\nzanzibar.rs\nquokka.rs","stderr":"","interrupted":false}}"#,
+    ];
+    let content = lines.join("\n") + "\n";
+    feed(&mut w, "lab/claude/p/s.jsonl", 1, content.as_bytes(), false);
+    w.commit().unwrap();
+    let hits = |q: &str| {
+        index
+            .search(&SearchRequest {
+                query: q.into(),
+                limit: 10,
+                ..Default::default()
+            })
+            .map(|r| {
+                r.hits
+                    .into_iter()
+                    .map(|h| h.uuid.unwrap_or_default())
+                    .collect::<Vec<_>>()
+            })
+    };
+    assert_eq!(
+        hits("quokka").unwrap(),
+        ["u1"],
+        "toolUseResult stdout, progress left out"
+    );
+    assert_eq!(hits("quokka kind:progress").unwrap(), ["p1"]);
+    assert_eq!(
+        hits("tool:Bash quokka").unwrap(),
+        ["u1"],
+        "the result carries its call's tool"
+    );
+    let mut bash = hits("tool:bash").unwrap();
+    bash.sort();
+    assert_eq!(bash, ["a1", "u1"]);
+    assert!(hits("-quokka").is_err());
+    let c = index.counters().transcripts;
+    assert_eq!((c.messages, c.tool_calls, c.responses), (2, 1, 1));
+}

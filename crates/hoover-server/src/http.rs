@@ -202,6 +202,7 @@ async fn stats(State(app): State<App>) -> Response {
         "unique_bytes": counts.chunk_raw_bytes,
         "stored_bytes": counts.chunk_stored_bytes,
         "dedup_ratio": dedup,
+        "transcripts": index.as_ref().map(|c| &c.transcripts),
         "index": index,
         "indexer": status,
     }))

@@ -294,8 +294,21 @@ struct Dashboard {
     counters: Vec<Counter>,
     chart: Chart,
     token_chart: Chart,
-    tokens: Vec<hoover_index::TokenDay>,
+    tokens: Vec<TokenRow>,
+    prices_as_of: &'static str,
     sessions: Vec<hoover_index::SessionBrief>,
+}
+
+/// One row of the token table.
+struct TokenRow {
+    day: String,
+    model: String,
+    input: u64,
+    output: u64,
+    cache_read: u64,
+    cache_write: u64,
+    /// Dollars at list prices, or `-` for a model the price table does not know.
+    cost: String,
 }
 
 pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageError> {
@@ -336,6 +349,32 @@ pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageEr
             name: "projects",
             label: "projects",
             value: c.projects.to_string(),
+        },
+        Counter {
+            name: "tool_calls",
+            label: "tool calls",
+            value: c.transcripts.tool_calls.to_string(),
+        },
+        Counter {
+            name: "responses",
+            label: "model responses",
+            value: c.transcripts.responses.to_string(),
+        },
+        Counter {
+            name: "output_tokens",
+            label: "output tokens",
+            value: c.transcripts.tokens.output_tokens.to_string(),
+        },
+        Counter {
+            name: "cost",
+            label: "est. cost at list prices",
+            value: format!(
+                "${:.2}",
+                c.tokens_per_day
+                    .iter()
+                    .filter_map(|t| t.cost_usd)
+                    .sum::<f64>()
+            ),
         },
         Counter {
             name: "messages_today",
@@ -386,13 +425,34 @@ pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageEr
             _ => days.push((t.day.clone(), total)),
         }
     }
-    let tokens: Vec<hoover_index::TokenDay> =
-        c.tokens_per_day.iter().rev().take(30).cloned().collect();
+    let tokens: Vec<TokenRow> = c
+        .tokens_per_day
+        .iter()
+        .rev()
+        .take(30)
+        .map(|t| TokenRow {
+            day: if t.day.is_empty() {
+                "(no date)".into()
+            } else {
+                t.day.clone()
+            },
+            model: t.model.clone(),
+            input: t.input,
+            output: t.output,
+            cache_read: t.cache_read,
+            cache_write: t.cache_write,
+            cost: t
+                .cost_usd
+                .map(|c| format!("${c:.2}"))
+                .unwrap_or_else(|| "-".into()),
+        })
+        .collect();
     Ok(page(Dashboard {
         counters,
         chart: chart(&hours, 700, 120),
         token_chart: chart(&days[days.len().saturating_sub(30)..], 700, 120),
         tokens,
+        prices_as_of: c.prices_as_of,
         sessions,
     }))
 }

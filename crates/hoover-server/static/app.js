@@ -3,14 +3,33 @@
 // textContent, never as HTML.
 "use strict";
 
+// Bytes as the server writes them on the page (decimal units, one decimal).
+function humanBytes(n) {
+  if (typeof n !== "number") return n;
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let v = n, u = 0;
+  while (v >= 1000 && u < units.length - 1) { v /= 1000; u += 1; }
+  return u === 0 ? n + " B" : v.toFixed(1) + " " + units[u];
+}
+
+function dollars(n) {
+  return typeof n === "number" ? "$" + n.toFixed(2) : n;
+}
+
 function dashboard() {
   const fields = document.querySelectorAll("[data-stat]");
   const pick = (stats, name) => {
     const index = stats.index || {};
+    const t = stats.transcripts || {};
+    const cost = (index.tokens_per_day || []).reduce(
+      (sum, d) => (typeof d.cost_usd === "number" ? sum + d.cost_usd : sum), 0);
     const values = {
-      messages: index.messages, sessions: index.sessions, projects: index.projects,
+      messages: t.messages, sessions: t.sessions, projects: index.projects,
+      tool_calls: t.tool_calls, responses: t.responses,
+      output_tokens: t.tokens && t.tokens.output_tokens,
+      cost: stats.index ? dollars(cost) : undefined,
       messages_today: index.messages_today, files: stats.files, versions: stats.versions,
-      raw_bytes: stats.raw_bytes, stored_bytes: stats.stored_bytes,
+      raw_bytes: humanBytes(stats.raw_bytes), stored_bytes: humanBytes(stats.stored_bytes),
       dedup_ratio: stats.dedup_ratio && stats.dedup_ratio.toFixed(1) + "x",
     };
     return values[name];

@@ -1,6 +1,6 @@
 //! Claude Code transcripts: JSONL lines in, searchable messages out. The first "source".
 //!
-//! [`LineSplitter`] turns the new bytes of a version into complete lines, holding back a
+//! [`LineReader`] turns the new bytes of a version into complete lines, holding back a
 //! half-written last line until it is finished. [`parse_line`] turns one line into a
 //! [`Message`]: user and assistant messages (string or block content: text, thinking, tool_use
 //! with its name and input, tool_result with its content and error flag, images as a
@@ -9,8 +9,18 @@
 //! version never stops ingestion. A line that is not a JSON object, not UTF-8, or too long is a
 //! [`LineError`] naming its line number; the caller counts it and goes on.
 //!
-//! This crate does no I/O and never changes a byte of what is stored: the raw line stays in the
-//! store, the message is a derived view.
+//! [`tally`] counts messages, sessions, tool calls, responses and tokens as
+//! `../shared/corpus/truth.py` defines them; [`prices`] estimates what the tokens cost.
+//!
+//! This crate is the one place that knows Claude Code's format: the index, the counters and
+//! the transcript page all read transcripts through it. It does no I/O and never changes a
+//! byte of what is stored: the raw line stays in the store, the message is a derived view.
+
+pub mod lines;
+pub mod prices;
+pub mod tally;
+
+pub use lines::{Line, LineReader};
 
 use serde_json::{Map, Value};
 
@@ -34,6 +44,14 @@ pub struct Message {
     pub parent_uuid: Option<String>,
     /// The API response this line belongs to (`message.id`): several lines can share one.
     pub message_id: Option<String>,
+    /// The request that produced it (`requestId`, as its JSON text: any JSON value keys it).
+    /// A response is the pair of `message_id` and this.
+    pub request_id: Option<String>,
+    /// Every `tool_use` block of an assistant message: `(id, name)`.
+    pub tool_calls: Vec<(String, String)>,
+    /// The subagent a Task/Agent call started (`toolUseResult.agentId`, Claude Code 2.1): its
+    /// transcript is `<session>/subagents/agent-<id>.jsonl`.
+    pub agent_id: Option<String>,
     /// The tool called (`tool_use`) or answered (`tool_result` keeps the id in `tool_use_id`).
     pub tool: Option<String>,
     pub tool_use_id: Option<String>,
@@ -45,14 +63,47 @@ pub struct Message {
     pub git_branch: Option<String>,
     pub model: Option<String>,
     pub timestamp: Option<String>,
-    /// Token usage, when the record carries it: input, output, cache read, cache write.
-    pub usage: Option<[u64; 4]>,
+    /// Token usage, when the record carries a `usage` object: input, output, cache read, cache
+    /// write, each `None` when that field is missing or not a count.
+    pub usage: Option<Usage>,
     /// The text to search, blocks separated by blank lines.
     pub text: String,
     /// What the message holds, for display: the type of its first content block (`text`,
     /// `thinking`, `tool_use`, `tool_result`, `image`, ...), `text` for plain string content,
     /// `None` for records without message content.
     pub content: Option<String>,
+}
+
+/// Token counts of one line, as Claude Code wrote them: `input_tokens`, `output_tokens`,
+/// `cache_read_input_tokens`, `cache_creation_input_tokens`.
+pub type Usage = [Option<u64>; 4];
+
+impl Message {
+    /// Whether this record is a message of the conversation: a `user` or `assistant` record
+    /// with a `uuid`. Progress, snapshots, queue operations, system, summary and unknown
+    /// records are not (`../shared/corpus/truth.py` has the same definition).
+    pub fn is_message(&self) -> bool {
+        matches!(self.kind.as_str(), "user" | "assistant") && self.uuid.is_some()
+    }
+
+    /// The record's UTC day as it wrote it: the first ten characters of its `timestamp`.
+    pub fn day(&self) -> Option<&str> {
+        let ts = self.timestamp.as_deref()?;
+        let end = ts
+            .char_indices()
+            .nth(10)
+            .map(|(i, _)| i)
+            .unwrap_or(ts.len());
+        (ts[..end].chars().count() == 10).then(|| &ts[..end])
+    }
+
+    /// The model named for this response; `unknown` when none is given.
+    pub fn model_or_unknown(&self) -> &str {
+        self.model
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .unwrap_or("unknown")
+    }
 }
 
 /// Why a line was not parsed.
@@ -105,6 +156,13 @@ fn message(r: &Map<String, Value>, line: u64) -> Message {
         uuid: str_of(r.get("uuid")),
         parent_uuid: str_of(r.get("parentUuid")),
         message_id: msg.and_then(|m| str_of(m.get("id"))),
+        request_id: r
+            .get("requestId")
+            .filter(|v| !v.is_null())
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
         is_sidechain: r
             .get("isSidechain")
             .and_then(Value::as_bool)
@@ -115,6 +173,7 @@ fn message(r: &Map<String, Value>, line: u64) -> Message {
         model: msg.and_then(|m| str_of(m.get("model"))),
         timestamp: str_of(r.get("timestamp")),
         usage: msg.and_then(|m| m.get("usage")).and_then(usage),
+        kind: kind.clone(),
         ..Default::default()
     };
     let mut parts: Vec<String> = Vec::new();
@@ -130,6 +189,9 @@ fn message(r: &Map<String, Value>, line: u64) -> Message {
                     _ => Some("text".into()),
                 };
                 content_text(content, &mut m, &mut parts);
+            }
+            if let Some(result) = r.get("toolUseResult").and_then(Value::as_object) {
+                tool_use_result(result, &mut m, &mut parts);
             }
         }
         "summary" => parts.extend(str_of(r.get("summary"))),
@@ -154,7 +216,6 @@ fn message(r: &Map<String, Value>, line: u64) -> Message {
             parts = all;
         }
     }
-    m.kind = kind;
     m.text = parts
         .into_iter()
         .filter(|p| !p.trim().is_empty())
@@ -163,8 +224,15 @@ fn message(r: &Map<String, Value>, line: u64) -> Message {
     m
 }
 
-fn usage(u: &Value) -> Option<[u64; 4]> {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+/// The four counts of a `usage` object; a field counts when it is a whole number (a JSON
+/// `true`/`false` counts 1/0, as Python's `isinstance(v, int)` has it).
+fn usage(u: &Value) -> Option<Usage> {
+    let u = u.as_object()?;
+    let n = |k: &str| match u.get(k) {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::Bool(b)) => Some(u64::from(*b)),
+        _ => None,
+    };
     Some([
         n("input_tokens"),
         n("output_tokens"),
@@ -209,6 +277,11 @@ fn block_text(block: &Value, m: &mut Message, parts: &mut Vec<String>) {
             m.tool.get_or_insert(name.clone());
             m.tool_use_id
                 .get_or_insert_with(|| str_of(block.get("id")).unwrap_or_default());
+            if m.kind == "assistant" {
+                if let Some(id) = block.get("id").and_then(tool_id) {
+                    m.tool_calls.push((id, name.clone()));
+                }
+            }
             let mut input = Vec::new();
             if let Some(i) = block.get("input") {
                 strings(i, &mut input);
@@ -235,6 +308,35 @@ fn block_text(block: &Value, m: &mut Message, parts: &mut Vec<String>) {
     }
 }
 
+/// What only the tool's structured result holds: a shell's output (Claude Code cuts long
+/// output from the `tool_result` text but keeps it here) and the subagent a Task/Agent call
+/// started. Whole-file copies (`originalFile`, Read's `file.content`) are left out: the
+/// transcript already holds that text where the tool read or wrote it.
+fn tool_use_result(result: &Map<String, Value>, m: &mut Message, parts: &mut Vec<String>) {
+    m.agent_id = str_of(result.get("agentId"));
+    for field in ["stdout", "stderr"] {
+        if let Some(out) = result.get(field).and_then(Value::as_str) {
+            let out = out.trim();
+            if !out.is_empty() && !parts.iter().any(|p| p.contains(out)) {
+                parts.push(searchable(out));
+            }
+        }
+    }
+}
+
+/// A `tool_use` id as Python's truthiness has it: a non-empty string, or any other non-empty,
+/// non-zero JSON value by its text.
+fn tool_id(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::String(_) | Value::Null | Value::Bool(false) => None,
+        Value::Number(n) if n.as_f64() == Some(0.0) => None,
+        Value::Array(a) if a.is_empty() => None,
+        Value::Object(o) if o.is_empty() => None,
+        other => Some(other.to_string()),
+    }
+}
+
 /// Every string value under `v`, depth-first, long wordless ones replaced by a placeholder.
 /// Depth is bounded, so a deeply nested line cannot exhaust the stack.
 fn strings(v: &Value, out: &mut Vec<String>) {
@@ -252,53 +354,60 @@ fn strings(v: &Value, out: &mut Vec<String>) {
     walk(v, out, 0)
 }
 
-/// Splits the bytes of successive versions of a file into complete lines, holding back a
-/// half-written last line until its newline arrives.
-#[derive(Debug, Default)]
-pub struct LineSplitter {
-    partial: Vec<u8>,
-    /// Lines handed out so far.
-    pub lines: u64,
-}
-
-impl LineSplitter {
-    /// Feeds newly appended bytes; returns the complete lines with their 1-based numbers.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut rest = bytes;
-        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-            let mut line = std::mem::take(&mut self.partial);
-            line.extend_from_slice(&rest[..i]);
-            self.lines += 1;
-            out.push((self.lines, line));
-            rest = &rest[i + 1..];
-        }
-        self.partial.extend_from_slice(rest);
-        out
-    }
-
-    /// Bytes of an unfinished last line, not yet handed out.
-    pub fn pending(&self) -> usize {
-        self.partial.len()
-    }
-}
-
 /// Harnesses shared by the fuzz targets (`fuzz/`) and the tests that replay what fuzzing found
 /// (`fuzz/regressions/`). Not an API.
 #[doc(hidden)]
 pub mod fuzzing {
     use super::*;
 
-    /// Splits `data` into lines as two successive versions would deliver it, and parses each
-    /// line and the whole. Must never panic.
+    /// Reads `data` as the index and the counters do: split into lines by [`LineReader`] fed
+    /// in uneven pieces (which must give the lines it gives fed whole), each line parsed, each
+    /// message counted, twice (the second time must change nothing). Must never panic.
     pub fn split_and_parse(data: &[u8]) {
-        let mut splitter = LineSplitter::default();
-        let cut = data.len() / 3;
-        let mut lines = splitter.feed(&data[..cut]);
-        lines.extend(splitter.feed(&data[cut..]));
-        for (n, line) in lines {
-            let _ = parse_line(&line, n);
+        /// Lines as `(number, offset, bytes or None when too long)`.
+        type Lines = Vec<(u64, u64, Option<Vec<u8>>)>;
+        fn read(pieces: &[&[u8]]) -> (Lines, u64, Option<Vec<u8>>) {
+            let mut r = LineReader::default();
+            let mut out = Vec::new();
+            for p in pieces {
+                r.feed(p, |l| match l {
+                    Line::Text {
+                        number,
+                        offset,
+                        bytes,
+                    } => out.push((number, offset, Some(bytes.into_owned()))),
+                    Line::TooLong { number, offset, .. } => out.push((number, offset, None)),
+                });
+            }
+            let rest = r.unfinished().map(|(_, _, b)| b.to_vec());
+            (out, r.done(), rest)
         }
+        let whole = read(&[data]);
+        let (a, rest) = data.split_at(data.len() / 3);
+        let (b, c) = rest.split_at(rest.len() / 2);
+        assert_eq!(
+            read(&[a, b, c]),
+            whole,
+            "lines depend on how the bytes were cut"
+        );
+        let messages: Vec<(u64, Message)> = whole
+            .0
+            .iter()
+            .filter_map(|(n, offset, bytes)| {
+                let m = parse_line(bytes.as_deref()?, *n).ok()??;
+                Some((*offset, m))
+            })
+            .collect();
+        let mut tally = tally::Tally::default();
+        for _ in 0..2 {
+            for (offset, m) in &messages {
+                if let Some(line) = tally::Line::of(m, "f.jsonl", *offset, Some("p")) {
+                    tally.add(&line);
+                }
+            }
+        }
+        let counted = messages.iter().filter(|(_, m)| m.is_message()).count() as u64;
+        assert!(tally.totals().messages <= counted);
         let _ = parse_line(data, 1);
     }
 }
@@ -306,19 +415,6 @@ pub mod fuzzing {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn half_written_lines_wait_for_their_newline() {
-        let mut s = LineSplitter::default();
-        assert!(s.feed(b"{\"a\":").is_empty());
-        assert_eq!(s.pending(), 5);
-        let lines = s.feed(b"1}\n{\"b\":2}\n{\"c\"");
-        assert_eq!(
-            lines,
-            vec![(1, b"{\"a\":1}".to_vec()), (2, b"{\"b\":2}".to_vec())]
-        );
-        assert_eq!(s.feed(b":3}\n"), vec![(3, b"{\"c\":3}".to_vec())]);
-    }
 
     #[test]
     fn bad_lines_are_named_errors() {
@@ -375,7 +471,7 @@ mod tests {
         assert_eq!(m.tool.as_deref(), Some("Bash"));
         assert_eq!(m.message_id.as_deref(), Some("msg_1"));
         assert_eq!(m.model.as_deref(), Some("claude-x"));
-        assert_eq!(m.usage, Some([5, 7, 11, 13]));
+        assert_eq!(m.usage, Some([Some(5), Some(7), Some(11), Some(13)]));
         assert!(
             m.text.contains("snake_case_name") && m.text.contains("cargo test"),
             "{}",
