@@ -18,6 +18,7 @@
 
 pub mod lines;
 pub mod prices;
+pub mod session;
 pub mod tally;
 
 pub use lines::{Line, LineReader};
@@ -226,7 +227,7 @@ fn message(r: &Map<String, Value>, line: u64) -> Message {
 
 /// The four counts of a `usage` object; a field counts when it is a whole number (a JSON
 /// `true`/`false` counts 1/0, as Python's `isinstance(v, int)` has it).
-fn usage(u: &Value) -> Option<Usage> {
+pub(crate) fn usage(u: &Value) -> Option<Usage> {
     let u = u.as_object()?;
     let n = |k: &str| match u.get(k) {
         Some(Value::Number(n)) => n.as_u64(),
