@@ -301,3 +301,98 @@ fn a_message_appended_to_a_watched_file_appears_on_the_live_page() {
         .contains("<script>document.title='owned'</script>"));
     browser.screenshot("transcript");
 }
+
+/// The shared corpus's real sessions in their real layout under one root:
+/// `<owner>__<repo>__real_projects~<dir>~<file>` becomes `<root>/<dir>/<file>` (subagents under
+/// `<session>/subagents/`, 2.0 agents beside their session).
+fn real_layout(root: &Path) {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/files");
+    for e in std::fs::read_dir(&corpus).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        let Some(rest) = name.splitn(3, "__").nth(2) else {
+            continue;
+        };
+        let rest = rest.replace('~', "/");
+        let Some(rel) = rest
+            .strip_prefix("real_projects/")
+            .or_else(|| rest.strip_prefix("projects/"))
+        else {
+            continue;
+        };
+        let to = root.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&p, &to).unwrap();
+    }
+}
+
+/// Real sessions read from the store in a real browser: a 2.1 session with six subagents under
+/// `<session>/subagents/`, a 2.0 session with its agent beside it, and a 1.0 session with a
+/// pasted screenshot. Results sit under their calls, subagents are nested (folded, but in the
+/// page), bookkeeping is hidden until asked for, the screenshot shows. Screenshots of each.
+#[test]
+fn real_sessions_read_as_conversations() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    real_layout(&root);
+    let root_arg = format!("claude={}", root.display());
+    world.ok(&["sync", "--source", "laptop", "--root", &root_arg]);
+    let http = world.server.http_port;
+    let sessions = [
+        "ef958aa1-0e93-49f0-bb71-150f63befcd1",
+        "cb2e607c-c758-415a-8b45-c49e4631906a",
+        "0d3a8e6f-290f-4105-a327-a2496e5e2a83",
+    ];
+    wait_until("the sessions are indexed", DEADLINE, || {
+        sessions
+            .iter()
+            .all(|s| http_get(http, &format!("/sessions/{s}")).is_ok_and(|(st, _)| st == 200))
+    });
+    let mut browser = Browser::launch();
+    let base = format!("http://127.0.0.1:{http}");
+    let count = |b: &mut Browser, selector: &str| -> u64 {
+        b.eval(&format!("document.querySelectorAll('{selector}').length"))
+            .as_u64()
+            .unwrap()
+    };
+
+    // 2.1: every subagent at the Task call that started it, every result under its call.
+    browser.open(&format!("{base}/sessions/{}", sessions[0]));
+    assert_eq!(count(&mut browser, ".call details.subagent"), 6);
+    assert_eq!(count(&mut browser, ".unlinked"), 0);
+    assert_eq!(
+        count(&mut browser, "article.role-tool"),
+        0,
+        "no result apart from its call"
+    );
+    assert!(count(&mut browser, ".call > details.result") >= 100);
+    assert_eq!(count(&mut browser, ".hidden-record"), 0);
+    // A subagent's words are in the page while folded, so find-in-page finds them.
+    let folded = browser.eval(
+        "[...document.querySelectorAll('details.subagent')].every(d => !d.open && d.querySelector('.nested article') !== null)",
+    );
+    assert_eq!(folded, true);
+    browser.screenshot("session-2.1-top");
+    browser.eval(
+        "(() => { const d = document.querySelector('.call details.subagent'); d.open = true; d.closest('.call').scrollIntoView(); })()",
+    );
+    browser.screenshot("session-2.1-subagent");
+    // Every record, on request.
+    browser.open(&format!("{base}/sessions/{}?all=1", sessions[0]));
+    assert!(count(&mut browser, ".hidden-record") > 0);
+
+    // 2.0: the agent file beside the session, nested at its Task call.
+    browser.open(&format!("{base}/sessions/{}", sessions[1]));
+    assert_eq!(count(&mut browser, ".call details.subagent"), 1);
+    browser.screenshot("session-2.0");
+
+    // 1.0: a pasted screenshot shows as a thumbnail (the page's CSP allows data: images).
+    browser.open(&format!("{base}/sessions/{}", sessions[2]));
+    browser.wait_for(
+        "the pasted image",
+        "[...document.querySelectorAll('a.thumb img')].some(i => i.complete && i.naturalWidth > 0)",
+    );
+    assert!(count(&mut browser, ".md") > 0, "assistant text as Markdown");
+    browser.eval("document.querySelector('a.thumb').scrollIntoView()");
+    browser.screenshot("session-1.0-image");
+}

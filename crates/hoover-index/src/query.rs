@@ -639,6 +639,40 @@ impl Index {
         Ok((conversation_order(out), total as u64))
     }
 
+    /// The stored files holding records of `session`, sorted: the session's own file, files
+    /// that resumed it, and its subagents' (they carry their parent's session id).
+    pub fn session_keys(&self, session: &str) -> Result<Vec<String>> {
+        let f = self.inner.fields;
+        let searcher = self.inner.reader.searcher();
+        let query = TermQuery::new(
+            Term::from_field_text(f.session, session),
+            IndexRecordOption::Basic,
+        );
+        let docs = searcher.search(&query, &tantivy::collector::DocSetCollector)?;
+        let mut keys = std::collections::BTreeSet::new();
+        let mut buf = String::new();
+        let mut columns = std::collections::HashMap::new();
+        for addr in docs {
+            let column = match columns.entry(addr.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                    searcher
+                        .segment_reader(addr.segment_ord)
+                        .fast_fields()
+                        .str("key")?,
+                ),
+            };
+            let Some(col) = column.as_ref() else { continue };
+            if let Some(ord) = col.term_ords(addr.doc_id).next() {
+                buf.clear();
+                if col.ord_to_str(ord, &mut buf).unwrap_or(false) {
+                    keys.insert(buf.clone());
+                }
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+
     /// Sessions with the newest messages, newest first, at most `n`.
     pub fn recent_sessions(&self, n: usize) -> Result<Vec<SessionBrief>> {
         let f = self.inner.fields;

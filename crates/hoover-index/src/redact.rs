@@ -56,6 +56,30 @@ const RULES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Whether a structured field of this name holds a secret as its whole value (`password`,
+/// `api_key`, `clientSecret`, `X-API-Key`, `auth_token`, ...).
+pub fn is_secret_field(name: &str) -> bool {
+    let n: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    const EXACT: [&str; 4] = ["token", "secret", "pwd", "passwd"];
+    const PARTS: [&str; 8] = [
+        "password",
+        "passphrase",
+        "apikey",
+        "secret",
+        "accesskey",
+        "accesstoken",
+        "authtoken",
+        "privatekey",
+    ];
+    EXACT.contains(&n.as_str())
+        || PARTS.iter().any(|p| n.contains(p))
+        || (n.ends_with("token") && !n.ends_with("maxtoken") && !n.contains("tokens"))
+}
+
 fn rules() -> &'static [Rule] {
     static RULES_COMPILED: OnceLock<Vec<Rule>> = OnceLock::new();
     RULES_COMPILED.get_or_init(|| {
@@ -283,6 +307,44 @@ mod tests {
     fn ordinary_text_is_kept() {
         for input in KEPT {
             assert_eq!(redact(input), *input, "{input:?} was changed");
+        }
+    }
+
+    #[test]
+    fn secret_field_names() {
+        for name in [
+            "password",
+            "PASSWORD",
+            "db_password",
+            "passphrase",
+            "api_key",
+            "apiKey",
+            "X-API-Key",
+            "secret",
+            "clientSecret",
+            "client_secret",
+            "token",
+            "auth_token",
+            "accessToken",
+            "refresh_token",
+            "private_key",
+            "pwd",
+        ] {
+            assert!(is_secret_field(name), "{name} should be secret");
+        }
+        for name in [
+            "command",
+            "file_path",
+            "description",
+            "max_tokens",
+            "input_tokens",
+            "tokens",
+            "keyboard",
+            "passed",
+            "author",
+            "content",
+        ] {
+            assert!(!is_secret_field(name), "{name} should be kept");
         }
     }
 

@@ -10,6 +10,7 @@ pub mod indexing;
 pub mod live;
 pub mod session;
 pub mod ssh;
+mod transcript;
 mod web;
 
 use std::collections::HashMap;

@@ -633,35 +633,7 @@ pub(crate) async fn search(
 
 // ---- a session ----
 
-struct MessageRow {
-    uuid: String,
-    role: String,
-    tool: String,
-    model: String,
-    timestamp: String,
-    text: String,
-    head: String,
-    summary: String,
-    chars: usize,
-    long: bool,
-    collapsed: bool,
-}
-
-#[derive(Template)]
-#[template(path = "session.html")]
-struct SessionPage {
-    session: String,
-    project: String,
-    total: u64,
-    shown: u64,
-    keys: Vec<String>,
-    messages: Vec<MessageRow>,
-}
-
-/// The most messages a session page shows.
-const SESSION_LIMIT: usize = 10_000;
-const LONG_TEXT: usize = 3000;
-
+/// The first `chars` characters of `text`, with an ellipsis when cut.
 fn head(text: &str, chars: usize) -> String {
     match text.char_indices().nth(chars) {
         Some((i, _)) => format!("{}…", &text[..i]),
@@ -669,73 +641,109 @@ fn head(text: &str, chars: usize) -> String {
     }
 }
 
+#[derive(Template)]
+#[template(path = "session.html")]
+struct SessionPage {
+    session: String,
+    project: String,
+    /// The session's own file.
+    keys: Vec<String>,
+    /// Its other files: resumed copies, subagents.
+    more: Vec<String>,
+    counts: crate::transcript::Counts,
+    all: bool,
+    /// The conversation, rendered (and escaped) by `transcript::render`.
+    body: String,
+}
+
+/// The most bytes of transcript (the session's files together) one page reads; a larger
+/// session is downloaded file by file.
+const SESSION_MAX_BYTES: u64 = 128 << 20;
+
+#[derive(Deserialize, Default)]
+pub(crate) struct SessionParams {
+    /// `1`: show every record (progress, snapshots, queue operations) too.
+    all: Option<String>,
+}
+
+/// `GET /sessions/{id}`: the session read from the store (its files' latest versions, its
+/// subagents' too), in conversation order. The index only says which files hold it.
 pub(crate) async fn session(
     State(web): State<Web>,
     Path(id): Path<String>,
+    Query(params): Query<SessionParams>,
 ) -> Result<Response, PageError> {
     let index = index_of(&web)?;
     let sid = id.clone();
-    let (messages, total) = blocking(move || {
-        index
-            .session(&sid, SESSION_LIMIT)
-            .map_err(|e| e.to_string())
-    })
-    .await?;
-    if messages.is_empty() {
+    let keys = blocking(move || index.session_keys(&sid).map_err(|e| e.to_string())).await?;
+    if keys.is_empty() {
         return Err(PageError(
             StatusCode::NOT_FOUND,
             format!("no session {id} in the index"),
         ));
     }
-    let mut keys: Vec<String> = messages.iter().map(|m| m.key.clone()).collect();
-    keys.sort();
-    keys.dedup();
-    let project = messages
-        .iter()
-        .find_map(|m| m.project.clone())
-        .unwrap_or_default();
-    let shown = messages.len() as u64;
-    let rows = messages
-        .into_iter()
-        .map(|m| {
-            let chars = m.text.chars().count();
-            // Thinking, tool calls and their results, and bookkeeping records start folded.
-            let collapsed = m.tool.is_some()
-                || matches!(
-                    m.kind.as_str(),
-                    "thinking"
-                        | "redacted_thinking"
-                        | "tool_use"
-                        | "tool_result"
-                        | "system"
-                        | "file-history-snapshot"
-                );
-            MessageRow {
-                uuid: m.uuid.unwrap_or_default(),
-                summary: format!(
-                    "{} · {}",
-                    m.tool.clone().unwrap_or_else(|| m.kind.clone()),
-                    head(&m.text.replace('\n', " "), 120)
-                ),
-                head: head(&m.text, 600),
-                long: chars > LONG_TEXT,
-                chars,
-                collapsed,
-                role: m.role,
-                tool: m.tool.unwrap_or_default(),
-                model: m.model.unwrap_or_default(),
-                timestamp: m.timestamp,
-                text: m.text,
+    let all = params.all.as_deref() == Some("1");
+    let redact = web.redact;
+    let store = web.store.clone();
+    let read_keys = keys.clone();
+    let (body, counts) = blocking(move || {
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut total = 0u64;
+        for k in &read_keys {
+            let key = Key::new(k.clone()).map_err(|e| e.to_string())?;
+            let Some(v) = store.latest(&key).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            total += v.size;
+            if total > SESSION_MAX_BYTES {
+                return Err(format!(
+                    "this session's files hold more than {} MB: download them from their file pages",
+                    SESSION_MAX_BYTES >> 20
+                ));
             }
-        })
-        .collect();
+            let mut bytes = Vec::with_capacity(v.size as usize);
+            store
+                .read_version(&key, v.seq, &mut bytes)
+                .map_err(|e| e.to_string())?;
+            files.push((k.clone(), bytes));
+        }
+        let refs: Vec<hoover_transcript::session::File<'_>> = files
+            .iter()
+            .map(|(key, bytes)| hoover_transcript::session::File { key, bytes })
+            .collect();
+        let mut session = hoover_transcript::session::build(&refs);
+        if redact {
+            crate::transcript::redact(&mut session);
+        }
+        let keys: Vec<String> = files.iter().map(|(k, _)| k.clone()).collect();
+        Ok(crate::transcript::render(
+            &session,
+            &keys,
+            crate::transcript::Options { all },
+        ))
+    })
+    .await?;
+    let project = keys
+        .first()
+        .and_then(|k| hoover_index::project_of_key(k))
+        .unwrap_or("")
+        .to_string();
+    // The session's own file first, then its subagents'.
+    let (own, agents): (Vec<String>, Vec<String>) = keys.into_iter().partition(|k| {
+        let name = k.rsplit('/').next().unwrap_or(k);
+        !name.starts_with("agent-") && !k.contains("/subagents/")
+    });
+    let mut files = own.into_iter().chain(agents);
+    let first: Vec<String> = files.next().into_iter().collect();
+    let more: Vec<String> = files.collect();
     Ok(page(SessionPage {
         session: id,
         project,
-        total,
-        shown,
-        keys,
-        messages: rows,
+        keys: first,
+        more,
+        counts,
+        all,
+        body,
     }))
 }
 

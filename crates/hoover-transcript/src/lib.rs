@@ -122,6 +122,12 @@ pub enum LineError {
 
 /// Parses one line (without its newline). Blank lines give `Ok(None)`.
 pub fn parse_line(bytes: &[u8], line: u64) -> Result<Option<Message>, LineError> {
+    Ok(parse_record(bytes, line)?.map(|record| message(&record, line)))
+}
+
+/// One line (without its newline) as the JSON object it holds, read as leniently as the index
+/// reads it (a byte-order mark and a CRLF ending are tolerated). Blank lines give `Ok(None)`.
+pub fn parse_record(bytes: &[u8], line: u64) -> Result<Option<Map<String, Value>>, LineError> {
     if bytes.len() > MAX_LINE {
         return Err(LineError::TooLong {
             line,
@@ -140,7 +146,7 @@ pub fn parse_line(bytes: &[u8], line: u64) -> Result<Option<Message>, LineError>
     let Value::Object(record) = value else {
         return Err(LineError::NotObject { line });
     };
-    Ok(Some(message(&record, line)))
+    Ok(Some(record))
 }
 
 fn str_of(v: Option<&Value>) -> Option<String> {

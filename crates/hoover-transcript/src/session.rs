@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::{usage, Usage, MAX_LINE};
+use crate::{parse_record, usage, Usage};
 
 /// One file of the session: its name (the store's key) and its bytes.
 #[derive(Clone, Copy, Debug)]
@@ -172,16 +172,13 @@ pub fn build(files: &[File<'_>]) -> Session {
     for (i, f) in files.iter().enumerate() {
         let mut recs = Vec::new();
         for (n, raw) in f.bytes.split(|&b| b == b'\n').enumerate() {
-            if raw.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            if raw.len() > MAX_LINE {
-                session.malformed += 1;
-                continue;
-            }
-            let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(raw) else {
-                session.malformed += 1;
-                continue;
+            let map = match parse_record(raw, n as u64 + 1) {
+                Ok(Some(map)) => map,
+                Ok(None) => continue,
+                Err(_) => {
+                    session.malformed += 1;
+                    continue;
+                }
             };
             if let Some(uuid) = map.get("uuid").and_then(Value::as_str) {
                 if !seen.insert(uuid.to_string()) {
