@@ -251,6 +251,8 @@ pub struct VersionsArgs {
   session:ID       one session
   role:ROLE        user, assistant, summary, system, ...
   tool:NAME        messages calling or answering a tool (Bash, Read, Edit, ...)
+  kind:KIND        records of one type: user, assistant, system, summary, and progress,
+                   snapshot, queue (Claude Code's bookkeeping, left out unless asked for)
   key:KEY          one stored file
   after:DATE       on or after YYYY-MM-DD (UTC) or an RFC 3339 time
   before:DATE      before that
