@@ -24,35 +24,38 @@ const RULES: &[(&str, &str)] = &[
     ),
     (
         "aws-key",
-        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b",
+        r"(?-u:\b)(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}(?-u:\b)",
     ),
-    ("google-key", r"\bAIza[0-9A-Za-z_\-]{35}"),
+    ("google-key", r"(?-u:\b)AIza[0-9A-Za-z_\-]{35}"),
     (
         "api-key",
-        r"\bsk-(?:ant-|proj-|live-|test-)?[A-Za-z0-9_\-]{20,}",
+        r"(?-u:\b)sk-(?:ant-|proj-|live-|test-)?[A-Za-z0-9_\-]{20,}",
     ),
     (
         "github-token",
-        r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})",
+        r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})",
     ),
-    ("gitlab-token", r"\bglpat-[A-Za-z0-9_\-]{20,}"),
-    ("slack-token", r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"),
-    ("stripe-key", r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"),
+    ("gitlab-token", r"(?-u:\b)glpat-[A-Za-z0-9_\-]{20,}"),
+    ("slack-token", r"(?-u:\b)xox[abposr]-[A-Za-z0-9\-]{10,}"),
+    (
+        "stripe-key",
+        r"(?-u:\b)[rs]k_(?:live|test)_[A-Za-z0-9]{16,}",
+    ),
     (
         "jwt",
-        r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
+        r"(?-u:\b)eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
     ),
     (
         "password",
-        r#"(?i)\b[a-z0-9_]*?(?:password|passwd|pwd|secret|api_?key|access_?key|secret_?key|access_?token|auth_?token)["']?\s*[:=]\s*["']?(?P<secret>[^\s"'`,;&]{4,})"#,
+        r#"(?i)(?-u:\b)[a-z0-9_]*?(?:password|passwd|pwd|secret|api_?key|access_?key|secret_?key|access_?token|auth_?token)["']?\s*[:=]\s*["']?(?P<secret>[^\s"'`,;&]{4,})"#,
     ),
     (
         "url-password",
-        r"\b[a-z][a-z0-9+.\-]*://[^\s:/@\[\]]+:(?P<secret>[^\s@/\[\]]{3,})@",
+        r"(?-u:\b)[a-z][a-z0-9+.\-]*://[^\s:/@\[\]]+:(?P<secret>[^\s@/\[\]]{3,})@",
     ),
     (
         "bearer",
-        r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/\-]{20,}=*)",
+        r"(?i)(?-u:\b)bearer\s+(?P<secret>[A-Za-z0-9._~+/\-]{20,}=*)",
     ),
 ];
 
@@ -93,6 +96,14 @@ fn rules() -> &'static [Rule] {
     })
 }
 
+/// Every rule at once: one pass over a text says which rules can match at all.
+fn rule_set() -> &'static regex::RegexSet {
+    static SET: OnceLock<regex::RegexSet> = OnceLock::new();
+    SET.get_or_init(|| {
+        regex::RegexSet::new(RULES.iter().map(|(_, p)| p)).expect("redaction patterns are valid")
+    })
+}
+
 /// A cheap pre-check: text without any of these bytes sequences has nothing to redact.
 fn may_hold_secret(text: &str) -> bool {
     // Every rule needs a run of at least 16 token characters, or a `:`/`=` assignment.
@@ -115,9 +126,15 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     if !may_hold_secret(text) {
         return Cow::Borrowed(text);
     }
+    let matched = rule_set().matches(text);
+    if !matched.matched_any() {
+        return Cow::Borrowed(text);
+    }
     let mut out: Cow<'_, str> = Cow::Borrowed(text);
-    for rule in rules() {
-        if !rule.re.is_match(&out) {
+    for (i, rule) in rules().iter().enumerate() {
+        // A rule that matched nothing in the text matches nothing after earlier rules'
+        // replacements either (they only put `[REDACTED:kind]` in).
+        if !matched.matched(i) || !rule.re.is_match(&out) {
             continue;
         }
         let replaced = rule

@@ -687,6 +687,7 @@ pub(crate) async fn session(
     let store = web.store.clone();
     let read_keys = keys.clone();
     let (body, counts) = blocking(move || {
+        let started = std::time::Instant::now();
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         let mut total = 0u64;
         for k in &read_keys {
@@ -711,16 +712,22 @@ pub(crate) async fn session(
             .iter()
             .map(|(key, bytes)| hoover_transcript::session::File { key, bytes })
             .collect();
+        let read = started.elapsed();
         let mut session = hoover_transcript::session::build(&refs);
+        let built = started.elapsed();
         if redact {
             crate::transcript::redact(&mut session);
         }
+        let redacted = started.elapsed();
         let keys: Vec<String> = files.iter().map(|(k, _)| k.clone()).collect();
-        Ok(crate::transcript::render(
-            &session,
-            &keys,
-            crate::transcript::Options { all },
-        ))
+        let page = crate::transcript::render(&session, &keys, crate::transcript::Options { all });
+        tracing::debug!(
+            "session page: {total} bytes in {} files read in {read:?}, built by {built:?}, redacted by {redacted:?}, {} bytes rendered by {:?}",
+            files.len(),
+            page.0.len(),
+            started.elapsed()
+        );
+        Ok(page)
     })
     .await?;
     let project = keys
