@@ -105,10 +105,51 @@ fn every_page_escapes_redacts_and_downloads_exactly() {
     let v1 = line("w1", "user", HOSTILE);
     std::fs::write(&file, &v1).unwrap();
     let root_arg = format!("c={}", root.display());
-    world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
-    let v2 = v1.clone() + &line("w2", "assistant", "a calm answer about the zebu");
+    world.ok(&[
+        "sync",
+        "--source",
+        "lap",
+        "--root",
+        &root_arg,
+        "--include",
+        "**/*.jsonl",
+        "--include",
+        "**/*.md",
+    ]);
+    // A key block in a notes file, changed between two versions; a password given to a tool
+    // as a structured field.
+    let notes = root.join("notes.md");
+    let pem = |n: u32| {
+        format!("intro\n-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAsecretmiddle{n}\nMIIEpAIBAAKCAQEAsecretmiddle{n}\n-----END RSA PRIVATE KEY-----\noutro {n}\n")
+    };
+    std::fs::write(&notes, pem(1)).unwrap();
+    world.ok(&[
+        "sync",
+        "--source",
+        "lap",
+        "--root",
+        &root_arg,
+        "--include",
+        "**/*.jsonl",
+        "--include",
+        "**/*.md",
+    ]);
+    let tool_call = r#"{"type":"assistant","sessionId":"sess-web","uuid":"w3","parentUuid":"w2","timestamp":"2025-06-01T10:00:02Z","message":{"id":"m3","role":"assistant","content":[{"type":"tool_use","id":"toolu_pw","name":"mcp__db__connect","input":{"host":"db.internal","password":"hunter2structured"}}]}}"#;
+    let v2 =
+        v1.clone() + &line("w2", "assistant", "a calm answer about the zebu") + tool_call + "\n";
     std::fs::write(&file, &v2).unwrap();
-    world.ok(&["sync", "--source", "lap", "--root", &root_arg]);
+    std::fs::write(&notes, pem(2)).unwrap();
+    world.ok(&[
+        "sync",
+        "--source",
+        "lap",
+        "--root",
+        &root_arg,
+        "--include",
+        "**/*.jsonl",
+        "--include",
+        "**/*.md",
+    ]);
     let port = world.server.http_port;
     let key = "lap/c/web.jsonl";
     wait_until("both messages are searchable", DEADLINE, || {
@@ -124,6 +165,7 @@ fn every_page_escapes_redacts_and_downloads_exactly() {
         "/sessions/sess-web".to_string(),
         format!("/files/{key}"),
         format!("/diff/{key}?a=1&b=2"),
+        "/diff/lap/c/notes.md?a=1&b=2".to_string(),
         "/sources".to_string(),
     ];
     for path in &pages {
@@ -141,11 +183,10 @@ fn every_page_escapes_redacts_and_downloads_exactly() {
         );
         let body = r.text();
         assert!(!body.contains("<script>alert"), "{path} shows raw markup");
-        assert!(
-            !body.contains("AKIAIOSFODNN7EXAMPLE"),
-            "{path} shows a secret"
-        );
-        let shows_messages = ["/live", "/search", "/sessions", "/diff"]
+        for secret in ["AKIAIOSFODNN7EXAMPLE", "hunter2structured", "secretmiddle"] {
+            assert!(!body.contains(secret), "{path} shows {secret}:\n{body}");
+        }
+        let shows_messages = ["/live", "/search", "/sessions", "/diff/lap/c/web"]
             .iter()
             .any(|p| path.starts_with(p));
         if shows_messages {
@@ -158,6 +199,21 @@ fn every_page_escapes_redacts_and_downloads_exactly() {
     assert!(get(port, "/search?q=zebu", &[])
         .text()
         .contains("<mark>zebu</mark>"));
+    // The redacted diff still shows what changed around the key block.
+    let notes_diff = get(port, "/diff/lap/c/notes.md?a=1&b=2", &[]).text();
+    assert!(
+        notes_diff.contains("outro 2") && notes_diff.contains("[REDACTED:private-key]"),
+        "{notes_diff}"
+    );
+    // The structured password is not searchable either.
+    wait_until("the tool call is indexed", DEADLINE, || {
+        get(port, "/api/search?q=db.internal", &[])
+            .text()
+            .contains("\"total\":1")
+    });
+    assert!(get(port, "/api/search?q=hunter2structured", &[])
+        .text()
+        .contains("\"total\":0"));
     assert!(get(port, &format!("/files/{key}"), &[])
         .text()
         .contains(&format!("/download/2/{key}")));

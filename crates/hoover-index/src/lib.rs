@@ -476,6 +476,8 @@ impl Writer {
         let mut out = Indexed::default();
         if source != Source::Opaque {
             let mut reader = LineReader::resume(offset, lines);
+            let mut text_redactor = redact::LineRedactor::default();
+            let redact_lines = self.options.redact && source == Source::Text;
             let mut failed = None;
             for piece in pieces {
                 let piece = piece.map_err(|e| IndexError::Source(e.to_string()))?;
@@ -496,7 +498,12 @@ impl Writer {
                             offset,
                             bytes,
                         } => match source::record(source, &bytes, number, offset) {
-                            Ok(Some(r)) => self.add_record(v, source, &bytes, r, &mut out),
+                            Ok(Some(mut r)) => {
+                                if redact_lines {
+                                    r.text = text_redactor.redact(&r.text).into_owned();
+                                }
+                                self.add_record(v, source, &bytes, r, &mut out)
+                            }
                             Ok(None) => Ok(()),
                             Err(e) => {
                                 self.malformed(v.key, &mut malformed, &mut out, || e.to_string());

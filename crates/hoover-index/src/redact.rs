@@ -22,6 +22,12 @@ const RULES: &[(&str, &str)] = &[
         "private-key",
         r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\z)",
     ),
+    // A bare AWS secret access key (40 characters of base64) written within a few lines after
+    // its access key id; before "aws-key", which removes the id it is recognised by.
+    (
+        "aws-secret",
+        r"(?s)(?-u:\b)(?:AKIA|ASIA)[0-9A-Z]{16}(?-u:\b).{0,200}?(?-u:\b)(?P<secret>[A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|\z)",
+    ),
     (
         "aws-key",
         r"(?-u:\b)(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}(?-u:\b)",
@@ -36,6 +42,8 @@ const RULES: &[(&str, &str)] = &[
         r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})",
     ),
     ("gitlab-token", r"(?-u:\b)glpat-[A-Za-z0-9_\-]{20,}"),
+    ("huggingface-token", r"(?-u:\b)hf_[A-Za-z0-9]{30,}"),
+    ("npm-token", r"(?-u:\b)npm_[A-Za-z0-9]{36}"),
     ("slack-token", r"(?-u:\b)xox[abposr]-[A-Za-z0-9\-]{10,}"),
     (
         "stripe-key",
@@ -45,9 +53,15 @@ const RULES: &[(&str, &str)] = &[
         "jwt",
         r"(?-u:\b)eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
     ),
+    // `NAME = value`, `"name": "value"` (also JSON inside a JSON string, `\"name\":\"value\"`),
+    // `X-API-Key: value`, `GITHUB_TOKEN=value`.
     (
         "password",
-        r#"(?i)(?-u:\b)[a-z0-9_]*?(?:password|passwd|pwd|secret|api_?key|access_?key|secret_?key|access_?token|auth_?token)["']?\s*[:=]\s*["']?(?P<secret>[^\s"'`,;&]{4,})"#,
+        r#"(?i)(?-u:\b)[a-z0-9_]*?(?:password|passphrase|passwd|pwd|secret|private_?key|api[_-]?key|access_?key|secret_?key|access_?token|auth_?token|_token|token)(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?(?P<secret>[^\s"'`,;&\\]{4,})"#,
+    ),
+    (
+        "basic-auth",
+        r"(?i)(?-u:\b)authorization:\s*basic\s+(?P<secret>[A-Za-z0-9+/]{8,}=*)",
     ),
     (
         "url-password",
@@ -164,6 +178,40 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     out
 }
 
+/// Redaction of a text file read a line at a time, where a private key block spans lines: the
+/// lines from `-----BEGIN … PRIVATE KEY-----` to its `-----END` line are redacted whole, and so
+/// is any line that looks like key material on its own (40 or more base64 characters with
+/// upper- and lower-case letters and digits, nothing else), in case the block began in an
+/// earlier version.
+#[derive(Debug, Default)]
+pub struct LineRedactor {
+    in_key: bool,
+}
+
+impl LineRedactor {
+    pub fn redact<'t>(&mut self, line: &'t str) -> Cow<'t, str> {
+        let begins = line.contains("-----BEGIN") && line.contains("PRIVATE KEY");
+        let ends = line.contains("-----END") && line.contains("PRIVATE KEY");
+        if self.in_key || (begins && !ends) {
+            self.in_key = !ends;
+            return Cow::Borrowed("[REDACTED:private-key]");
+        }
+        if looks_like_key_material(line.trim()) {
+            return Cow::Borrowed("[REDACTED:key-material]");
+        }
+        redact(line)
+    }
+}
+
+fn looks_like_key_material(s: &str) -> bool {
+    s.len() >= 40
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        && s.bytes().any(|b| b.is_ascii_uppercase())
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && s.bytes().any(|b| b.is_ascii_digit())
+}
+
 /// Assignments and bearer headers are redacted only when the value looks like a secret, so
 /// `password: string` in code or `Bearer authentication` in prose stay readable.
 fn is_plausible_secret(kind: &str, value: &str) -> bool {
@@ -173,6 +221,14 @@ fn is_plausible_secret(kind: &str, value: &str) -> bool {
     match kind {
         "bearer" => entropy_bits_per_char(value) >= 3.0,
         "password" => {
+            // Code, not a value: a call (`api_key: anthropic_api_key()`), an index, a
+            // number (`max_token=4096`).
+            if value.contains('(')
+                || value.contains('[')
+                || value.bytes().all(|b| b.is_ascii_digit())
+            {
+                return false;
+            }
             let placeholder = matches!(
                 value.to_ascii_lowercase().as_str(),
                 "string" | "str" | "none" | "null" | "true" | "false" | "undefined" | "required"
@@ -288,6 +344,46 @@ mod tests {
             "9f8e7d6c5b4a39281706f5e4d3c2b1a0ZZyyXX",
             "bearer",
         ),
+        (
+            "curl -H 'Authorization: Basic dXNlcjpzM2NyZXQtcGFzcw==' https://api.example.org",
+            "dXNlcjpzM2NyZXQtcGFzcw==",
+            "basic-auth",
+        ),
+        (
+            "HF_TOKEN is hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567",
+            "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567",
+            "huggingface-token",
+        ),
+        (
+            "//registry.npmjs.org/:_authToken npm_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+            "npm_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+            "npm-token",
+        ),
+        (
+            "curl -H \"X-API-Key: 3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c\" https://api.example.org",
+            "3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c",
+            "password",
+        ),
+        (
+            "export GITHUB_TOKEN=gho_notquitelongenough123",
+            "gho_notquitelongenough123",
+            "password",
+        ),
+        (
+            "AWS_ACCESS_KEY_ID AKIAIOSFODNN7EXAMPLE\nwJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "aws-secret",
+        ),
+        (
+            "mcp__db__connect host: db.internal passphrase: correct-horse-battery",
+            "correct-horse-battery",
+            "password",
+        ),
+        (
+            r#"echo "{\"password\":\"hunter2xyz\"}" > creds.json"#,
+            "hunter2xyz",
+            "password",
+        ),
     ];
 
     /// What stays: ordinary text that merely resembles a secret.
@@ -303,6 +399,12 @@ mod tests {
         "-----BEGIN PUBLIC KEY----- is not secret",
         "https://example.org/path:with:colons@nothing",
         "cargo test --workspace --all-targets",
+        "api_key: anthropic_api_key(),",
+        "let token = tokens[0];",
+        "max_token=4096 and max_tokens: 8192",
+        "the tokenizer: word pieces",
+        "Authorization: Basic realm",
+        "a 40-character hash alone: 3f08459a1b2c3d4e5f60718293a4b5c6d7e8f901/x",
     ];
 
     #[test]
@@ -325,6 +427,30 @@ mod tests {
         for input in KEPT {
             assert_eq!(redact(input), *input, "{input:?} was changed");
         }
+    }
+
+    #[test]
+    fn a_key_block_read_line_by_line_is_redacted_whole() {
+        let mut r = LineRedactor::default();
+        let lines = [
+            "notes",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "MIIEpAIBAAKCAQEA",
+            "short",
+            "-----END RSA PRIVATE KEY-----",
+            "after",
+            "3f08459a1b2c3d4e5f60718293a4b5c6d7e8f901",
+            "QmFzZTY0IGtleSBtYXRlcmlhbCBsb29rcyBsaWtlIHRoaXMx",
+        ];
+        let out: Vec<String> = lines.iter().map(|l| r.redact(l).into_owned()).collect();
+        assert_eq!(out[0], "notes");
+        assert!(
+            out[1..5].iter().all(|l| l == "[REDACTED:private-key]"),
+            "{out:?}"
+        );
+        assert_eq!(out[5], "after");
+        assert_eq!(out[6], lines[6], "a hex hash is not key material");
+        assert_eq!(out[7], "[REDACTED:key-material]");
     }
 
     #[test]

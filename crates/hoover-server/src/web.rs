@@ -1068,10 +1068,20 @@ pub(crate) async fn diff(
 fn diff_view(key: String, a: u64, b: u64, old: &[u8], new: &[u8], redact: bool) -> DiffPage {
     let old = String::from_utf8_lossy(old);
     let new = String::from_utf8_lossy(new);
+    // Redacted whole, before the comparison: a secret spanning lines (a private key block)
+    // is recognised only in the whole text.
+    let (old, new) = if redact {
+        (
+            hoover_index::redact::redact(&old).into_owned(),
+            hoover_index::redact::redact(&new).into_owned(),
+        )
+    } else {
+        (old.into_owned(), new.into_owned())
+    };
     let started = std::time::Instant::now();
     let diff = similar::TextDiff::configure()
         .timeout(DIFF_DEADLINE)
-        .diff_lines(old.as_ref(), new.as_ref());
+        .diff_lines(old.as_str(), new.as_str());
     let coarse = started.elapsed() >= DIFF_DEADLINE;
     let (mut added, mut removed) = (0, 0);
     let mut lines = Vec::new();
@@ -1097,12 +1107,7 @@ fn diff_view(key: String, a: u64, b: u64, old: &[u8], new: &[u8], redact: bool) 
                         _ => ' ',
                     };
                     let text = change.value().trim_end_matches('\n');
-                    let text = if redact {
-                        hoover_index::redact::redact(text)
-                    } else {
-                        text.into()
-                    };
-                    lines.push((tag, format!("{sign} {}", head(&text, 2000))));
+                    lines.push((tag, format!("{sign} {}", head(text, 2000))));
                 } else {
                     cut = true;
                 }

@@ -291,7 +291,7 @@ fn block_text(block: &Value, m: &mut Message, parts: &mut Vec<String>) {
             }
             let mut input = Vec::new();
             if let Some(i) = block.get("input") {
-                strings(i, &mut input);
+                fields(i, &mut input);
             }
             parts.push(format!("{name} {}", input.join(" ")).trim().to_string());
         }
@@ -342,6 +342,27 @@ fn tool_id(v: &Value) -> Option<String> {
         Value::Object(o) if o.is_empty() => None,
         other => Some(other.to_string()),
     }
+}
+
+/// Every string value under `v` as `name: value` (the innermost field's name), so that what a
+/// tool was given keeps the names a reader, a search and the redaction rules go by
+/// (`password: hunter2` is redacted where a bare `hunter2` could not be).
+fn fields(v: &Value, out: &mut Vec<String>) {
+    fn walk(name: Option<&str>, v: &Value, out: &mut Vec<String>, depth: usize) {
+        if depth > 64 {
+            return;
+        }
+        match v {
+            Value::String(s) => out.push(match name {
+                Some(n) => format!("{n}: {}", searchable(s)),
+                None => searchable(s),
+            }),
+            Value::Array(a) => a.iter().for_each(|x| walk(name, x, out, depth + 1)),
+            Value::Object(o) => o.iter().for_each(|(k, x)| walk(Some(k), x, out, depth + 1)),
+            _ => {}
+        }
+    }
+    walk(None, v, out, 0)
 }
 
 /// Every string value under `v`, depth-first, long wordless ones replaced by a placeholder.
