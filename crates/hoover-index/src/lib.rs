@@ -716,7 +716,9 @@ impl Writer {
         doc.add_text(f.rtype, &r.rtype);
         facts(&mut doc, false);
         self.writer.add_document(doc)?;
-        if let Some(added) = &mut self.added {
+        // The live feed shows conversation, not Claude Code's bookkeeping (as searches do).
+        let live = !query::HIDDEN_KINDS.contains(&r.rtype.as_str());
+        if let (Some(added), true) = (&mut self.added, live) {
             let cut = if text.len() > ADDED_TEXT_MAX {
                 let mut end = ADDED_TEXT_MAX;
                 while !text.is_char_boundary(end) {

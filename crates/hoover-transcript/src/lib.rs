@@ -388,9 +388,10 @@ fn strings(v: &Value, out: &mut Vec<String>) {
 pub mod fuzzing {
     use super::*;
 
-    /// Reads `data` as the index and the counters do: split into lines by [`LineReader`] fed
-    /// in uneven pieces (which must give the lines it gives fed whole), each line parsed, each
-    /// message counted, twice (the second time must change nothing). Must never panic.
+    /// Reads `data` as the index, the counters and the transcript page do: split into lines by
+    /// [`LineReader`] fed in uneven pieces (which must give the lines it gives fed whole), each
+    /// line parsed, each message counted twice (the second time must change nothing), and the
+    /// session model built from it. Must never panic.
     pub fn split_and_parse(data: &[u8]) {
         /// Lines as `(number, offset, bytes or None when too long)`.
         type Lines = Vec<(u64, u64, Option<Vec<u8>>)>;
@@ -437,6 +438,22 @@ pub mod fuzzing {
         let counted = messages.iter().filter(|(_, m)| m.is_message()).count() as u64;
         assert!(tally.totals().messages <= counted);
         let _ = parse_line(data, 1);
+        // The transcript page's model of the same bytes, as one file and split in two.
+        let (a, b) = data.split_at(data.len() / 2);
+        let _ = session::build(&[session::File {
+            key: "s.jsonl",
+            bytes: data,
+        }]);
+        let _ = session::build(&[
+            session::File {
+                key: "s.jsonl",
+                bytes: a,
+            },
+            session::File {
+                key: "s/subagents/agent-x.jsonl",
+                bytes: b,
+            },
+        ]);
     }
 }
 
