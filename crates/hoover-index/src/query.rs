@@ -580,65 +580,7 @@ fn stored_message(f: &Fields, doc: &TantivyDocument) -> StoredMessage {
     }
 }
 
-/// Puts messages in conversation order: each after its parent (`parentUuid`), siblings and
-/// roots by time, since timestamps alone can go backwards.
-fn conversation_order(mut messages: Vec<StoredMessage>) -> Vec<StoredMessage> {
-    use std::collections::HashMap;
-    messages.sort_by(|a, b| (&a.timestamp, a.line).cmp(&(&b.timestamp, b.line)));
-    let index: HashMap<&str, usize> = messages
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| m.uuid.as_deref().map(|u| (u, i)))
-        .collect();
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); messages.len()];
-    let mut roots = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
-        match m.parent_uuid.as_deref().and_then(|p| index.get(p)) {
-            Some(&parent) if parent != i => children[parent].push(i),
-            _ => roots.push(i),
-        }
-    }
-    let mut order = Vec::with_capacity(messages.len());
-    let mut seen = vec![false; messages.len()];
-    let mut stack: Vec<usize> = roots.into_iter().rev().collect();
-    while let Some(i) = stack.pop() {
-        if std::mem::replace(&mut seen[i], true) {
-            continue;
-        }
-        order.push(i);
-        stack.extend(children[i].iter().rev());
-    }
-    // A parent cycle leaves messages unreached: they follow, by time.
-    order.extend((0..messages.len()).filter(|&i| !seen[i]));
-    let mut slots: Vec<Option<StoredMessage>> = messages.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
-}
-
 impl Index {
-    /// The messages of one session in conversation order, at most `limit`, and how many there
-    /// are.
-    pub fn session(&self, session: &str, limit: usize) -> Result<(Vec<StoredMessage>, u64)> {
-        let f = self.inner.fields;
-        let searcher = self.inner.reader.searcher();
-        let query = TermQuery::new(
-            Term::from_field_text(f.session, session),
-            IndexRecordOption::Basic,
-        );
-        let (total, docs) = searcher.search(
-            &query,
-            &(
-                Count,
-                TopDocs::with_limit(limit.max(1)).order_by_fast_field::<i64>("ts", Order::Asc),
-            ),
-        )?;
-        let mut out = Vec::with_capacity(docs.len());
-        for (_, addr) in docs {
-            let doc: TantivyDocument = searcher.doc(addr)?;
-            out.push(stored_message(&f, &doc));
-        }
-        Ok((conversation_order(out), total as u64))
-    }
-
     /// The stored files holding records of `session`, sorted: the session's own file, files
     /// that resumed it, and its subagents' (they carry their parent's session id).
     pub fn session_keys(&self, session: &str) -> Result<Vec<String>> {
@@ -704,31 +646,5 @@ impl Index {
             }
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod order_tests {
-    use super::*;
-
-    fn m(uuid: &str, parent: Option<&str>, ts: &str) -> StoredMessage {
-        StoredMessage {
-            uuid: Some(uuid.into()),
-            parent_uuid: parent.map(str::to_string),
-            timestamp: ts.into(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn parents_come_before_children_even_when_clocks_go_backwards() {
-        let ordered = conversation_order(vec![
-            m("c", Some("b"), "2025-01-01T00:00:01Z"),
-            m("a", None, "2025-01-01T00:00:03Z"),
-            m("b", Some("a"), "2025-01-01T00:00:02Z"),
-            m("x", Some("x"), "2025-01-01T00:00:00Z"),
-        ]);
-        let uuids: Vec<&str> = ordered.iter().map(|m| m.uuid.as_deref().unwrap()).collect();
-        assert_eq!(uuids, vec!["x", "a", "b", "c"]);
     }
 }
