@@ -395,4 +395,18 @@ fn real_sessions_read_as_conversations() {
     assert!(count(&mut browser, ".md") > 0, "assistant text as Markdown");
     browser.eval("document.querySelector('a.thumb').scrollIntoView()");
     browser.screenshot("session-1.0-image");
+
+    // The dashboard over real sessions: tokens per day and model, with an estimated cost.
+    browser.open(&format!("{base}/"));
+    browser.wait_for(
+        "the token table",
+        "document.querySelectorAll('table tr').length > 5",
+    );
+    let cost = browser.eval("document.querySelector('[data-stat=cost]').textContent.trim()");
+    assert!(
+        cost.as_str()
+            .is_some_and(|c| c.starts_with('$') && c != "$0.00"),
+        "{cost}"
+    );
+    browser.screenshot("dashboard-real");
 }

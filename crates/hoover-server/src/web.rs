@@ -367,7 +367,7 @@ pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageEr
         },
         Counter {
             name: "cost",
-            label: "est. cost at list prices",
+            label: "est. cost (models with list prices)",
             value: format!(
                 "${:.2}",
                 c.tokens_per_day

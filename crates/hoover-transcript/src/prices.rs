@@ -27,28 +27,34 @@ const fn price(input: f64, output: f64) -> Price {
     }
 }
 
-/// Model name prefixes, most specific first.
+/// Models by name, without their date suffix. A model not listed (a later one, say) has no
+/// estimate rather than a guess from a family name.
 const TABLE: &[(&str, Price)] = &[
     ("claude-opus-4-5", price(5.0, 25.0)),
+    ("claude-opus-4-1", price(15.0, 75.0)),
     ("claude-opus-4", price(15.0, 75.0)),
     ("claude-3-opus", price(15.0, 75.0)),
+    ("claude-sonnet-4-5", price(3.0, 15.0)),
     ("claude-sonnet-4", price(3.0, 15.0)),
     ("claude-3-7-sonnet", price(3.0, 15.0)),
     ("claude-3-5-sonnet", price(3.0, 15.0)),
     ("claude-3-sonnet", price(3.0, 15.0)),
-    ("claude-haiku-4", price(1.0, 5.0)),
+    ("claude-haiku-4-5", price(1.0, 5.0)),
     ("claude-3-5-haiku", price(0.8, 4.0)),
     ("claude-3-haiku", price(0.25, 1.25)),
 ];
 
-/// The list price of `model`, if the table knows its family.
+/// The list price of `model` (`NAME` or `NAME-YYYYMMDD`), if the table knows it.
 pub fn price_of(model: &str) -> Option<Price> {
     TABLE
         .iter()
-        .find(|(prefix, _)| {
-            model
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+        .find(|(name, _)| {
+            model.strip_prefix(name).is_some_and(|rest| {
+                rest.is_empty()
+                    || rest
+                        .strip_prefix('-')
+                        .is_some_and(|d| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()))
+            })
         })
         .map(|(_, p)| *p)
 }
@@ -76,8 +82,10 @@ mod tests {
         assert_eq!(price_of("claude-opus-4-20250514").unwrap().output, 75.0);
         assert_eq!(price_of("claude-sonnet-4-5-20250929").unwrap().input, 3.0);
         assert_eq!(price_of("claude-haiku-4-5-20251001").unwrap().output, 5.0);
-        // "claude-opus-4-50" is not "claude-opus-4-5": names match on whole parts.
-        assert_eq!(price_of("claude-opus-4-50").unwrap().input, 15.0);
+        assert_eq!(price_of("claude-sonnet-4").unwrap().input, 3.0);
+        // Models after the table's date have no estimate, not their family's old price.
+        assert_eq!(price_of("claude-opus-4-7"), None);
+        assert_eq!(price_of("claude-opus-4-50"), None);
         assert_eq!(price_of("<synthetic>"), None);
         assert_eq!(price_of("gpt-4o"), None);
     }
