@@ -301,8 +301,8 @@ pub struct RestoreArgs {
     /// Version number to restore (1 is the oldest) [default: the latest].
     #[arg(long = "version", conflicts_with = "at")]
     pub version: Option<u64>,
-    /// Restore the newest version modified at or before this time (RFC 3339, e.g.
-    /// 2026-11-20T15:00:00Z, or a date).
+    /// Restore the newest version modified at or before this time: RFC 3339 (e.g.
+    /// 2026-11-20T15:00:00Z), or a date, which means the end of that day in local time.
     #[arg(long)]
     pub at: Option<String>,
     /// Write the file here; `-` writes to stdout.
@@ -316,7 +316,7 @@ pub struct RestoreArgs {
     /// Restore every file under the prefix into this directory.
     #[arg(long)]
     pub to: Option<PathBuf>,
-    /// With --to: overwrite local files that differ from the restored version.
+    /// Overwrite local files that differ from the restored version (with -o or --to).
     #[arg(long)]
     pub force: bool,
     /// Print what was restored as JSON on stdout.

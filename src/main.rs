@@ -8,24 +8,49 @@ mod commands;
 mod config;
 mod progress;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command};
+
+/// The command line, with `--version` naming the formats this build speaks and writes.
+fn parse_cli() -> Cli {
+    let version: &'static str = Box::leak(
+        format!(
+            "{} (protocol {}.{}, store format {}, index schema {})",
+            env!("CARGO_PKG_VERSION"),
+            hoover_proto::PROTOCOL_MAJOR,
+            hoover_proto::PROTOCOL_MINOR,
+            hoover_store::STORE_FORMAT_VERSION,
+            hoover_index::SCHEMA_VERSION
+        )
+        .into_boxed_str(),
+    );
+    let matches = Cli::command()
+        .version(version)
+        .get_matches_from(cli::with_search_words_last(std::env::args_os().collect()));
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
 
 fn main() -> std::process::ExitCode {
     // Everything hoover creates (the store, keys, client state, `up`'s directory, restored
     // transcripts) holds chats or secrets: owner-only, whatever umask it was started with.
     #[cfg(unix)]
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    let cli = Cli::parse_from(cli::with_search_words_last(std::env::args_os().collect()));
+    let cli = parse_cli();
+    // hoover's own INFO lines for the long-running commands, dependencies (tantivy's merges,
+    // russh's connections) only when they warn; RUST_LOG overrides. Colours only on a
+    // terminal, never into a log file or the journal.
     let default_filter = match cli.command {
-        Command::Serve(_) | Command::Watch(_) | Command::Up(_) => "info",
+        Command::Serve(_) | Command::Watch(_) | Command::Up(_) => {
+            "warn,hoover=info,hoover_server=info,hoover_client=info,hoover_store=info,hoover_index=info"
+        }
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     // The agent mostly waits and moves small messages: one thread avoids cross-thread wake-ups,

@@ -185,3 +185,63 @@ fn a_sync_whose_server_dies_fails_and_says_so() {
     assert!(stderr.contains("stopped part-way"), "{stderr}");
     assert!(stderr.contains("run it again"), "{stderr}");
 }
+
+/// By default the server's log holds hoover's own lines, not its dependencies' INFO chatter
+/// (tantivy logs every commit and merge), and no terminal colours when it goes to a file.
+#[test]
+fn the_default_log_is_for_people() {
+    let mut world = World::new(BIN);
+    // The first server logs at RUST_LOG=info into the same file: look past its lines.
+    let before = world.server.log().len();
+    world.restart_server_with(|o| o.env.push(("RUST_LOG".into(), String::new())));
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(&root).unwrap();
+    for i in 0..3 {
+        std::fs::write(
+            root.join(format!("s{i}.jsonl")),
+            format!(
+                "{{\"type\":\"user\",\"sessionId\":\"s{i}\",\"uuid\":\"u{i}\",\"message\":{{\"role\":\"user\",\"content\":\"a wombat_{i} appears\"}}}}\n"
+            ),
+        )
+        .unwrap();
+    }
+    world.sync_dir("laptop", &root);
+    hoover_testkit::wait_until(
+        "the messages are searchable (the index has committed)",
+        std::time::Duration::from_secs(60),
+        || {
+            http_get(world.server.http_port, "/api/search?q=wombat_2")
+                .is_ok_and(|(_, b)| b.contains("\"total\":1"))
+        },
+    );
+    let log = world.server.log()[before..].to_string();
+    assert!(
+        log.contains("hoover_server"),
+        "hoover's own INFO lines are kept:\n{log}"
+    );
+    assert!(
+        !log.contains("tantivy"),
+        "dependency INFO lines by default:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "terminal colours in a log file:\n{log}"
+    );
+}
+
+#[test]
+fn version_names_the_formats() {
+    let out = std::process::Command::new(BIN)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("hoover ")
+            && text.contains("protocol 1.")
+            && text.contains("store format 1")
+            && text.contains("index schema"),
+        "{text}"
+    );
+}

@@ -177,6 +177,45 @@ fn every_version_of_every_file_restores_byte_for_byte() {
     let stdout = world.ok(&["restore", &key, "--version", "1", "-o", "-"]);
     assert!(stdout == history[&key][0]);
 
+    // `-o` onto a file that differs is refused without --force, as with --to; a file that
+    // already holds the version is left as it is.
+    let mine = out.join("mine");
+    std::fs::write(&mine, b"my own notes").unwrap();
+    let restore_to_mine = |extra: &[&str]| {
+        let mut args = vec![
+            "restore",
+            key.as_str(),
+            "--version",
+            "1",
+            "-o",
+            mine.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        world.run(&args)
+    };
+    let refused = restore_to_mine(&[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    assert_eq!(std::fs::read(&mine).unwrap(), b"my own notes");
+    assert!(restore_to_mine(&["--force"]).status.success());
+    assert!(std::fs::read(&mine).unwrap() == history[&key][0]);
+    let again = restore_to_mine(&[]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
+
+    // A version that does not exist is named as the user wrote it.
+    let missing = world.run(&["restore", &key, "--version", "99", "-o", "-"]);
+    let why = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        why.contains("has no version 99") && !why.contains("Seq("),
+        "{why}"
+    );
+
+    // A date alone means the end of that day here: today's date restores the latest version.
+    let today = jiff::Zoned::now().date().to_string();
+    let latest = world.ok(&["restore", &key, "--at", &today, "-o", "-"]);
+    assert!(latest == *history[&key].last().unwrap(), "--at {today}");
+
     // A whole tree comes back, the deleted file included, and nothing local is overwritten.
     let tree = world.path().join("tree");
     world.ok(&["restore", "laptop/claude", "--to", tree.to_str().unwrap()]);
@@ -271,7 +310,11 @@ fn restore_at_a_time_brings_back_the_tree_as_it_was() {
         world.path().join("x").to_str().unwrap(),
     ]);
     assert!(!early.status.success());
-    assert!(String::from_utf8_lossy(&early.stderr).contains("no such version"));
+    let why = String::from_utf8_lossy(&early.stderr);
+    assert!(
+        why.contains("has no version modified at or before "),
+        "{why}"
+    );
     assert!(!world.path().join("x").exists());
 }
 
@@ -338,8 +381,8 @@ fn a_replaced_server_store_gets_every_file_again() {
     );
     let report = sync(&world, &root);
     assert_eq!(report["versions_new"], files.len() as u64, "{report}");
-    for f in &files {
-        let out = world.path().join("check");
+    for (i, f) in files.iter().enumerate() {
+        let out = world.path().join(format!("check-{i}"));
         world.ok(&["restore", &key_of(&root, f), "-o", out.to_str().unwrap()]);
         assert!(std::fs::read(&out).unwrap() == std::fs::read(f).unwrap());
     }

@@ -83,8 +83,12 @@ pub fn parse_time(s: &str) -> Result<i64> {
         return Ok(t.as_nanosecond() as i64);
     }
     if let Ok(d) = s.parse::<jiff::civil::Date>() {
-        let t = d.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp();
-        return Ok(t.as_nanosecond() as i64);
+        // "What I had on the 1st": the end of that day, in this machine's time zone.
+        let next = d
+            .tomorrow()?
+            .to_zoned(jiff::tz::TimeZone::system())?
+            .timestamp();
+        return Ok(next.as_nanosecond() as i64 - 1);
     }
     bail!("cannot read the time {s:?}: use RFC 3339 like 2026-11-20T15:00:00Z, or a date like 2026-11-20")
 }

@@ -49,12 +49,30 @@ async fn one(
     }
     let Some(v) = pick(&versions, selector) else {
         bail!(
-            "{key} has no such version ({selector:?}); it has versions 1 to {}, the first modified at {}",
+            "{key} has no {selector}; it has versions 1 to {}, the first modified at {}",
             versions.len(),
             rfc3339(versions[0].mtime_ns)
         );
     };
     let seq = v.seq;
+    // Like --to: a local file that differs is left alone unless --force says otherwise.
+    if out.as_os_str() != "-" && out.exists() {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(std::fs::File::open(out)?)?;
+        if hasher.finalize().as_bytes() == &v.blake3 {
+            eprintln!(
+                "hoover: {} already holds {key} version {seq}; nothing to do",
+                out.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !args.force {
+            bail!(
+                "{} exists and differs from {key} version {seq}; add --force to overwrite it, or give another -o",
+                out.display()
+            );
+        }
+    }
     let info = if out.as_os_str() == "-" {
         restore_stdout(&mut conn.remote, &key, seq, &mut super::stdout()).await?
     } else {

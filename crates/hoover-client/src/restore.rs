@@ -22,6 +22,19 @@ pub enum Selector {
     At(i64),
 }
 
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::Latest => write!(f, "latest version"),
+            Selector::Seq(n) => write!(f, "version {n}"),
+            Selector::At(ns) => match jiff::Timestamp::from_nanosecond(i128::from(*ns)) {
+                Ok(t) => write!(f, "version modified at or before {t}"),
+                Err(_) => write!(f, "version modified at or before {ns} ns"),
+            },
+        }
+    }
+}
+
 /// Picks a version from a list sorted oldest first.
 pub fn pick(versions: &[VersionInfo], selector: Selector) -> Option<&VersionInfo> {
     match selector {

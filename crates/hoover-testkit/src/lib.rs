@@ -104,7 +104,8 @@ pub struct ServerOptions {
     pub ssh_port: u16,
     /// More `hoover serve` arguments.
     pub extra_args: Vec<String>,
-    /// More environment variables for it.
+    /// More environment variables for it. The server logs at `RUST_LOG=info` unless this sets
+    /// `RUST_LOG`; an empty `RUST_LOG` here starts it with hoover's default logging.
     pub env: Vec<(String, String)>,
 }
 
@@ -138,9 +139,16 @@ impl ServerProcess {
         }
         .apply(&mut cmd);
         cmd.args(opts.serve_args())
-            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
+            .envs(opts.env.iter().map(|(k, v)| (k, v)));
+        if opts
+            .env
+            .iter()
+            .any(|(k, v)| k == "RUST_LOG" && v.is_empty())
+        {
+            cmd.env_remove("RUST_LOG");
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn hoover serve");
