@@ -281,9 +281,13 @@ pub struct SearchArgs {
 
 #[derive(Args, Debug)]
 pub struct ReindexArgs {
-    /// The server's store directory; the index lives in its `index/` subdirectory.
+    /// The server's store directory; the index lives in its `index/` subdirectory
+    /// [default: `store` under [serve] in the config file, else <data dir>/store].
     #[arg(long, env = "HOOVER_STORE")]
-    pub store: PathBuf,
+    pub store: Option<PathBuf>,
+    /// TOML config file [default: $HOOVER_CONFIG, else <config dir>/config.toml].
+    #[arg(long, env = "HOOVER_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Index secrets as they are instead of redacting them.
     #[arg(long)]
     pub no_redact: bool,
@@ -326,9 +330,13 @@ pub struct RestoreArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// The server's store directory.
+    /// The server's store directory [default: `store` under [serve] in the config file, else
+    /// <data dir>/store].
     #[arg(long, env = "HOOVER_STORE")]
-    pub store: PathBuf,
+    pub store: Option<PathBuf>,
+    /// TOML config file [default: $HOOVER_CONFIG, else <config dir>/config.toml].
+    #[arg(long, env = "HOOVER_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

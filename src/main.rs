@@ -25,10 +25,57 @@ fn parse_cli() -> Cli {
         )
         .into_boxed_str(),
     );
-    let matches = Cli::command()
-        .version(version)
+    let matches = with_real_paths(Cli::command().version(version))
         .get_matches_from(cli::with_search_words_last(std::env::args_os().collect()));
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Help that names this machine's directories instead of `<data dir>` and `<config dir>`.
+fn with_real_paths(mut cmd: clap::Command) -> clap::Command {
+    let Ok(dirs) = config::dirs() else {
+        return cmd;
+    };
+    let fix = |text: &str| {
+        text.replace("<data dir>", &dirs.data.display().to_string())
+            .replace("<config dir>", &dirs.config.display().to_string())
+    };
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(&name, |mut sub| {
+            let helps: Vec<(String, Option<String>, Option<String>)> = sub
+                .get_arguments()
+                .map(|a| {
+                    (
+                        a.get_id().to_string(),
+                        a.get_help().map(|h| h.to_string()),
+                        a.get_long_help().map(|h| h.to_string()),
+                    )
+                })
+                .collect();
+            for (id, help, long) in helps {
+                let names_a_dir = |t: &Option<String>| {
+                    t.as_deref()
+                        .is_some_and(|t| t.contains("<data dir>") || t.contains("<config dir>"))
+                };
+                if names_a_dir(&help) || names_a_dir(&long) {
+                    sub = sub.mut_arg(id, |mut a| {
+                        if let Some(h) = &help {
+                            a = a.help(fix(h));
+                        }
+                        if let Some(l) = &long {
+                            a = a.long_help(fix(l));
+                        }
+                        a
+                    });
+                }
+            }
+            sub
+        });
+    }
+    cmd
 }
 
 fn main() -> std::process::ExitCode {

@@ -245,3 +245,51 @@ fn version_names_the_formats() {
         "{text}"
     );
 }
+
+/// What people read: `ls` has a header and sizes in units, a sync's summary counts in the
+/// right number; `--json` stays as it was.
+#[test]
+fn listings_and_summaries_read_well() {
+    let world = World::new(BIN);
+    let root = world.path().join("p");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.jsonl"), "{}\n".repeat(1000)).unwrap();
+    let sync = world.run(&["sync", "--root", &format!("r={}", root.display())]);
+    let summary = String::from_utf8_lossy(&sync.stderr);
+    assert!(
+        summary.contains("1 file scanned") && summary.contains("1 new version,"),
+        "{summary}"
+    );
+    let ls = String::from_utf8(world.ok(&["ls"])).unwrap();
+    let mut lines = ls.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.trim_start().starts_with("VERSIONS") && header.ends_with("KEY"),
+        "{ls}"
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.contains("3.0 KB") && row.ends_with("/r/a.jsonl"),
+        "{ls}"
+    );
+    let json = world.json(&["ls"]);
+    assert_eq!(json[0]["size"], 3000);
+}
+
+/// `verify` and `reindex` find the store as `serve` does: from the config file's `[serve]`
+/// when no `--store` is given.
+#[test]
+fn verify_finds_the_store_as_serve_does() {
+    let world = World::new(BIN);
+    let config = world.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!("[serve]\nstore = \"{}\"\n", world.server.store.display()),
+    )
+    .unwrap();
+    let report = world.json(&["verify", "--config", config.to_str().unwrap()]);
+    assert_eq!(report["clean"], true, "{report}");
+    let missing = world.run(&["verify", "--store", world.path().to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--store DIR"));
+}

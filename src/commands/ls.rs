@@ -33,13 +33,34 @@ pub async fn run(args: LsArgs) -> Result<ExitCode> {
             .collect();
         print_json(&out)?;
     } else {
+        let mut out = super::stdout();
+        if files.is_empty() {
+            eprintln!(
+                "hoover: no files{}",
+                if args.prefix.is_empty() {
+                    " on the server yet".to_string()
+                } else {
+                    format!(" under {}", super::terminal_safe(&args.prefix, false))
+                }
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        writeln!(
+            out,
+            "{:>8}  {:>9}  {:<20}  KEY",
+            "VERSIONS", "SIZE", "UPDATED (UTC)"
+        )?;
         for f in &files {
+            let updated = rfc3339(f.latest.received_at_ns);
             writeln!(
-                super::stdout(),
-                "{:>5}  {:>12}  {}  {}",
+                out,
+                "{:>8}  {:>9}  {:<20}  {}",
                 f.versions,
-                f.latest.size,
-                rfc3339(f.latest.received_at_ns),
+                super::human_bytes(f.latest.size),
+                updated
+                    .get(..19)
+                    .map(|t| t.replace('T', " "))
+                    .unwrap_or(updated),
                 super::terminal_safe(f.key.as_str(), false)
             )?;
         }

@@ -93,6 +93,46 @@ pub fn parse_time(s: &str) -> Result<i64> {
     bail!("cannot read the time {s:?}: use RFC 3339 like 2026-11-20T15:00:00Z, or a date like 2026-11-20")
 }
 
+/// The server's store directory, as `hoover serve` finds it: `explicit`, else `store` under
+/// `[serve]` in the config file, else `<data dir>/store`.
+pub fn server_store(
+    explicit: Option<&std::path::Path>,
+    config_file: Option<&std::path::Path>,
+) -> Result<std::path::PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(crate::config::expand(p));
+    }
+    let file = crate::config::load(config_file)?;
+    Ok(crate::config::expand(
+        &file.serve.store.clone().unwrap_or_else(|| {
+            crate::config::dirs()
+                .map(|d| d.data.join("store"))
+                .unwrap_or_default()
+        }),
+    ))
+}
+
+/// `1 file`, `2 files`: a count with its noun in the right number.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Bytes for people: `812 B`, `96.6 KB`, `1.2 GB` (decimal units, as the web page shows them).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 /// Prints one JSON value on stdout, for `--json`.
 pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     use std::io::Write;
@@ -178,6 +218,20 @@ pub fn is_stdout_closed(e: &anyhow::Error) -> bool {
                 .and_then(|io| io.get_ref())
                 .is_some_and(|inner| inner.is::<StdoutClosed>())
     })
+}
+
+#[cfg(test)]
+mod count_tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_sizes_read_well() {
+        assert_eq!(count(1, "new version", "new versions"), "1 new version");
+        assert_eq!(count(0, "file", "files"), "0 files");
+        assert_eq!(human_bytes(812), "812 B");
+        assert_eq!(human_bytes(96_600), "96.6 KB");
+        assert_eq!(human_bytes(1_234_567_890), "1.2 GB");
+    }
 }
 
 #[cfg(test)]

@@ -14,14 +14,17 @@ use serde_json::json;
 use crate::cli::ReindexArgs;
 
 pub async fn run(args: ReindexArgs) -> Result<ExitCode> {
-    let dir = args.store.clone();
+    let dir = super::server_store(args.store.as_deref(), args.config.as_deref())?;
     let json = args.json;
     let options = IndexOptions {
         redact: !args.no_redact,
     };
     let summary = tokio::task::spawn_blocking(move || -> Result<_> {
         if !dir.join("FORMAT").exists() {
-            anyhow::bail!("{} is not a hoover store (no FORMAT file)", dir.display());
+            anyhow::bail!(
+                "{} is not a hoover store (no FORMAT file); give the server's store with --store DIR",
+                dir.display()
+            );
         }
         let store = Store::open(&dir)
             .with_context(|| format!("cannot open the store {}", dir.display()))?;

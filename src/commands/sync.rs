@@ -84,16 +84,17 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     if args.json {
         print_json(&report)?;
     } else {
+        use super::{count, human_bytes};
         eprintln!(
-            "hoover: {} files scanned, {} changed, {} new versions, {} deletions recorded, {} chunks sent ({} bytes raw, {} compressed), {} bytes on the wire",
-            report.files_scanned,
+            "hoover: {} scanned, {} changed, {}, {} recorded, {} sent ({} raw, {} compressed), {} on the wire",
+            count(report.files_scanned, "file", "files"),
             report.files_changed,
-            report.versions_new,
-            report.files_deleted,
-            report.chunks_sent,
-            report.bytes_new,
-            report.bytes_compressed,
-            report.wire_bytes_sent + report.wire_bytes_received
+            count(report.versions_new, "new version", "new versions"),
+            count(report.files_deleted, "deletion", "deletions"),
+            count(report.chunks_sent, "chunk", "chunks"),
+            human_bytes(report.bytes_new),
+            human_bytes(report.bytes_compressed),
+            human_bytes(report.wire_bytes_sent + report.wire_bytes_received)
         );
     }
     Ok(if report.files_failed > 0 {

@@ -11,10 +11,13 @@ use serde_json::json;
 use crate::cli::VerifyArgs;
 
 pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
-    let dir = args.store.clone();
+    let dir = super::server_store(args.store.as_deref(), args.config.as_deref())?;
     let report = tokio::task::spawn_blocking(move || -> Result<_> {
         if !dir.join("FORMAT").exists() {
-            anyhow::bail!("{} is not a hoover store (no FORMAT file)", dir.display());
+            anyhow::bail!(
+                "{} is not a hoover store (no FORMAT file); give the server's store with --store DIR",
+                dir.display()
+            );
         }
         // Beside a running server too: no lock, nothing created or cleared.
         let store = Store::open_to_read(&dir)

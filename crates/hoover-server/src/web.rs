@@ -861,7 +861,8 @@ fn changes(
         for piece in store.read_range(key, v.seq, prev.size, None)? {
             lines += piece?.iter().filter(|&&b| b == b'\n').count() as u64;
         }
-        out.push(format!("+{lines} lines ({bytes})"));
+        let noun = if lines == 1 { "line" } else { "lines" };
+        out.push(format!("+{lines} {noun} ({bytes})"));
     }
     Ok(out)
 }
