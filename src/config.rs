@@ -51,6 +51,48 @@ pub fn dirs() -> Result<Dirs> {
     })
 }
 
+/// The first line of a config file `hoover up` wrote; `up` rewrites such a file (its ports may
+/// change) and leaves any other alone.
+pub const UP_MARKER: &str = "# Written by `hoover up`";
+
+/// Writes (or updates) the client settings that reach `hoover up`'s server, so that plain
+/// `hoover ls`, `search`, `status` and `doctor` work from another terminal. Returns the file
+/// written, or why not (a config file of the user's own, or `$HOOVER_CONFIG` set).
+pub fn write_up_client_config(settings: &[(&str, toml::Value)]) -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("HOOVER_CONFIG") {
+        return Err(format!(
+            "$HOOVER_CONFIG names {}, left as it is",
+            Path::new(&p).display()
+        ));
+    }
+    let path = dirs()
+        .map_err(|e| e.to_string())?
+        .config
+        .join("config.toml");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.starts_with(UP_MARKER) => {
+            return Err(format!("{} is your own, left as it is", path.display()))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    let mut text = format!(
+        "{UP_MARKER} so that plain `hoover ls`, `search`, `status` and `doctor` reach it.\n\
+         # `hoover up` rewrites this file while the line above is here; delete the line to keep\n\
+         # your own settings.\n"
+    );
+    for (name, value) in settings {
+        text.push_str(&format!("{name} = {value}\n"));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
 /// Loads the config file: `explicit`, else `$HOOVER_CONFIG`, else `<config dir>/config.toml`.
 /// A missing default file is no error; a missing explicit one is.
 pub fn load(explicit: Option<&Path>) -> Result<ConfigFile> {

@@ -293,3 +293,24 @@ fn verify_finds_the_store_as_serve_does() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--store DIR"));
 }
+
+/// `status` with no agent ever run: an answer, not an error, with the documented exit 3.
+#[test]
+fn status_without_an_agent_exits_3_and_says_how_to_start_one() {
+    let world = World::new(BIN);
+    let out = world.run(&["status"]);
+    assert_eq!(out.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("not running") && said.contains("hoover watch"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("hoover service"),
+        "names a command that does not exist: {said}"
+    );
+    let json = world.run(&["status", "--json"]);
+    assert_eq!(json.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["running"], false);
+}

@@ -94,6 +94,35 @@ fn up_runs_server_watcher_and_a_live_demo_then_stops_cleanly() {
             })
     });
 
+    // `up` left a client behind: from another process, plain commands reach its server, and
+    // `status` and `doctor` find its agent.
+    let plain = |args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        home.apply(&mut cmd);
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "plain `hoover {}` failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(plain(&["ls"]).contains("5e55a0e0-0000-4000-8000-000000000001.jsonl"));
+    assert!(plain(&["search", "borrow", "checker"]).contains("demo/claude"));
+    assert!(plain(&["status"]).contains("agent: running"));
+    let doctor = plain(&["doctor"]);
+    assert!(!doctor.contains("FAIL"), "{doctor}");
+    // It said why it chose the demo, and where the client settings are.
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+        lines.push(line);
+    }
+    let said = lines.join("\n");
+    assert!(said.contains("holds no .jsonl transcripts yet"), "{said}");
+    assert!(said.contains("client settings in"), "{said}");
+
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -10,7 +10,7 @@ use hoover_types::Key;
 
 use crate::cli::DoctorArgs;
 use crate::commands::status::process_alive;
-use crate::commands::{client_settings, sync::sync_options, watch::default_status_file};
+use crate::commands::{client_settings, sync::sync_options, watch::find_status_file};
 use crate::config;
 
 /// Printed when a LAN host is unreachable from launchd but not from a terminal (macOS 15+).
@@ -209,7 +209,7 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode> {
     // 9. The agent.
     let status_file = match args.status_file.clone() {
         Some(p) => p,
-        None => default_status_file()?,
+        None => find_status_file()?,
     };
     match std::fs::read_to_string(&status_file)
         .ok()
@@ -217,8 +217,8 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode> {
     {
         None => r.fail(
             "agent",
-            "no agent state found",
-            "install the agent: scripts/install-agent.sh (launchd on macOS, systemd --user on Linux)",
+            format!("no agent state at {}", status_file.display()),
+            "start `hoover watch` (or `hoover up`), or install the agent: scripts/install-agent.sh (launchd on macOS, systemd --user on Linux)",
         ),
         Some(st) => {
             let alive = process_alive(st.pid);

@@ -7,20 +7,31 @@ use anyhow::{Context, Result};
 use hoover_client::watch::AgentStatus;
 
 use crate::cli::StatusArgs;
-use crate::commands::watch::default_status_file;
+use crate::commands::watch::find_status_file;
 
 pub async fn run(args: StatusArgs) -> Result<ExitCode> {
     let path = match args.status_file {
         Some(p) => p,
-        None => default_status_file()?,
+        None => find_status_file()?,
     };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            anyhow::bail!(
-                "no agent state at {}: `hoover watch` has not run as this user (start it, or `hoover service install`)",
-                path.display()
-            )
+            // No agent has run as this user: not an error of `status`, an answer (exit 3).
+            if args.json {
+                writeln!(
+                    super::stdout(),
+                    "{}",
+                    serde_json::json!({"running": false, "state_file": path.display().to_string()})
+                )?;
+            } else {
+                writeln!(
+                    super::stdout(),
+                    "agent: not running (no state at {}): start `hoover watch` or `hoover up`, or install the agent with scripts/install-agent.sh",
+                    path.display()
+                )?;
+            }
+            return Ok(ExitCode::from(3));
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };

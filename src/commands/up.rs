@@ -33,6 +33,13 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     }
     let projects = config::claude_projects_dir()?;
     let demo = args.demo || !has_transcripts(&projects);
+    let why_demo = if args.demo {
+        "--demo".to_string()
+    } else if projects.is_dir() {
+        format!("{} holds no .jsonl transcripts yet", projects.display())
+    } else {
+        format!("there is no {}", projects.display())
+    };
     let (root_dir, source) = if demo {
         let tree = dir.join("demo").join("projects");
         demo::write_tree(&tree)?;
@@ -70,6 +77,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         host: ssh.ip().to_string(),
         port: ssh.port(),
     };
+    let options_source = source.clone();
     let mut options = WatchOptions::new(
         SyncOptions {
             source,
@@ -93,6 +101,20 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         identity.display(),
         dir.join("known_hosts").display()
     );
+    let text = |s: String| toml::Value::String(s);
+    let written = config::write_up_client_config(&[
+        ("server", text(ssh.to_string())),
+        ("identity", text(identity.display().to_string())),
+        (
+            "known_hosts",
+            text(dir.join("known_hosts").display().to_string()),
+        ),
+        ("source", text(options_source.clone())),
+        (
+            "roots",
+            toml::Value::Array(vec![text(format!("claude={}", root_dir.display()))]),
+        ),
+    ]);
     eprintln!("hoover: listening ssh={ssh} http={http}");
     let login = match &config.http_token {
         Some(t) => format!("?token={t}"),
@@ -102,17 +124,27 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         "hoover up: server on {ssh} (store {}), web page at http://{http}/{login}",
         config.store.display()
     );
-    eprintln!(
-        "hoover up: watching {}{}",
-        root_dir.display(),
-        if demo {
-            " (a demo tree that grows every few seconds)"
-        } else {
-            ""
+    if demo {
+        eprintln!(
+            "hoover up: watching {}, a demo tree that grows every few seconds ({why_demo}; your own transcripts are used once there are some)",
+            root_dir.display()
+        );
+    } else {
+        eprintln!("hoover up: watching {}", root_dir.display());
+    }
+    match &written {
+        Ok(path) => {
+            eprintln!(
+                "hoover up: client settings in {}: from another terminal try  hoover ls,  hoover search WORDS,  hoover status,  hoover doctor",
+                path.display()
+            );
         }
-    );
-    eprintln!("hoover up: try  hoover ls {client_flags}");
-    eprintln!("hoover up:      hoover search WORDS {client_flags}");
+        Err(why) => {
+            eprintln!("hoover up: client settings not written ({why}); from another terminal try");
+            eprintln!("hoover up:      hoover ls {client_flags}");
+            eprintln!("hoover up:      hoover search WORDS {client_flags}");
+        }
+    }
     let auth = match &config.http_token {
         Some(_) => "-H 'Authorization: Bearer TOKEN' ",
         None => "",

@@ -50,3 +50,17 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
 pub fn default_status_file() -> Result<std::path::PathBuf> {
     Ok(config::dirs()?.data.join("agent.json"))
 }
+
+/// The state file of the agent that ran last as this user: `hoover watch`'s
+/// (`<data dir>/agent.json`) or `hoover up`'s (`<data dir>/up/agent.json`), whichever was
+/// written most recently; `hoover watch`'s path when neither exists.
+pub fn find_status_file() -> Result<std::path::PathBuf> {
+    let data = config::dirs()?.data;
+    let candidates = [data.join("agent.json"), data.join("up").join("agent.json")];
+    let newest = candidates
+        .iter()
+        .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p.clone());
+    Ok(newest.unwrap_or_else(|| candidates[0].clone()))
+}
