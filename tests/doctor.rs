@@ -49,6 +49,20 @@ fn doctor_passes_a_good_setup_and_names_each_failure() {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
     assert!(text.contains("FAIL  agent"), "{text}");
+    // The test push leaves no trace among the chats: not listed, counted, shown as a source
+    // or searchable; it is there for whoever asks for it by name.
+    assert_eq!(world.json(&["ls"]), serde_json::json!([]));
+    let (_, stats) = hoover_testkit::http_get(world.server.http_port, "/api/stats").unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(
+        (stats["files"].as_u64(), stats["versions"].as_u64()),
+        (Some(0), Some(0)),
+        "{stats}"
+    );
+    let (_, sources) = hoover_testkit::http_get(world.server.http_port, "/sources").unwrap();
+    assert!(!sources.contains("hoover-probe"), "{sources}");
+    let probes = world.json(&["ls", ".hoover-probe/"]);
+    assert_eq!(probes.as_array().map(Vec::len), Some(1), "{probes}");
 
     // With the agent running and connected, all pass.
     let root = world.path().join("projects");

@@ -241,19 +241,23 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode> {
     done(&r)
 }
 
+/// Pushes a small fixed file to `.hoover-probe/doctor/SOURCE.txt` and reads it back. The probe
+/// source is reserved: the server stores it like any file but does not list, count, index or
+/// show it, so a check leaves no trace among the chats.
 async fn probe(conn: &mut hoover_client::Connection, source: &str) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let body = b"hoover doctor probe: a fixed small file, pushed and read back\n";
     let root_dir = dir.path().join("doctor");
     std::fs::create_dir_all(&root_dir)?;
-    std::fs::write(root_dir.join("probe.txt"), body)?;
+    let name = format!("{source}.txt");
+    std::fs::write(root_dir.join(&name), body)?;
     let options = hoover_client::sync::SyncOptions {
-        source: source.to_string(),
+        source: hoover_types::PROBE_SOURCE.to_string(),
         roots: vec![hoover_client::scan::Root {
             name: "doctor".into(),
             dir: root_dir,
         }],
-        includes: vec!["probe.txt".into()],
+        includes: vec![name.clone()],
     };
     let mut state = hoover_client::state::ClientState::open(&dir.path().join("state.db"))?;
     let report = hoover_client::sync::sync(
@@ -266,7 +270,7 @@ async fn probe(conn: &mut hoover_client::Connection, source: &str) -> Result<()>
     if report.files_failed > 0 {
         anyhow::bail!("the server refused the probe: {:?}", report.warnings);
     }
-    let key = Key::new(format!("{source}/doctor/probe.txt"))?;
+    let key = Key::new(format!("{}/doctor/{name}", hoover_types::PROBE_SOURCE))?;
     let versions = conn.remote.versions(&key).await?;
     let latest = versions
         .last()

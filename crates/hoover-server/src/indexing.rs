@@ -127,9 +127,10 @@ impl Indexer {
 
     /// Tells the indexer about newly committed versions.
     pub fn notify(&self, committed: &[Committed]) {
+        // Doctor probes are not chats: not indexed, not on the live page.
         let new: Vec<(Key, u64)> = committed
             .iter()
-            .filter(|c| c.new)
+            .filter(|c| c.new && !c.key.is_probe())
             .map(|c| (c.key.clone(), c.seq))
             .collect();
         if !new.is_empty() {

@@ -468,13 +468,16 @@ impl Batch {
             let file_id = db::file_id_or_create(&tx, &v.key)?;
             let previous = db::latest_by_id(&tx, file_id)?;
             let latest = previous.as_ref().map(|l| l.seq);
-            delta.versions += 1;
-            delta.version_bytes += v.size;
-            match &previous {
-                Some(l) => latest_bytes += v.size as i64 - l.size as i64,
-                None => {
-                    delta.files += 1;
-                    latest_bytes += v.size as i64;
+            // A doctor's probe is stored but not counted as a file or a version.
+            if !v.key.is_probe() {
+                delta.versions += 1;
+                delta.version_bytes += v.size;
+                match &previous {
+                    Some(l) => latest_bytes += v.size as i64 - l.size as i64,
+                    None => {
+                        delta.files += 1;
+                        latest_bytes += v.size as i64;
+                    }
                 }
             }
             if latest != p.latest {

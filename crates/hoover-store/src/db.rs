@@ -273,13 +273,19 @@ pub(crate) fn list(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<FileSummary>> {
-    // Keys are compared as text; `prefix || char(0x10FFFF)` bounds the prefix range.
+    // Keys are compared as text; `prefix || char(0x10FFFF)` bounds the prefix range. Doctor
+    // probes are listed only when the prefix names them.
     let upper = format!("{prefix}\u{10FFFF}");
+    let probes = if prefix.starts_with(hoover_types::PROBE_SOURCE) {
+        ""
+    } else {
+        PROBE_PATTERN
+    };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT f.key, (SELECT COUNT(*) FROM versions c WHERE c.file_id = f.id),
                 {cols}
          FROM files f JOIN versions v ON v.file_id = f.id
-         WHERE f.key >= ?1 AND f.key < ?2 AND f.key > ?3
+         WHERE f.key >= ?1 AND f.key < ?2 AND f.key > ?3 AND f.key NOT LIKE ?5
            AND v.seq = (SELECT MAX(seq) FROM versions m WHERE m.file_id = f.id)
          ORDER BY f.key LIMIT ?4",
         cols = VERSION_COLUMNS
@@ -289,7 +295,7 @@ pub(crate) fn list(
             .join(", ")
     ))?;
     let rows = stmt.query_map(
-        params![prefix, upper, after.unwrap_or(""), limit as i64],
+        params![prefix, upper, after.unwrap_or(""), limit as i64, probes],
         |r| {
             let key: String = r.get(0)?;
             let count: i64 = r.get(1)?;
@@ -326,17 +332,33 @@ pub(crate) fn list(
     Ok(out)
 }
 
+/// `LIKE` pattern of doctor probes' keys (`_` and `%` do not occur in the source name).
+pub(crate) const PROBE_PATTERN: &str = ".hoover-probe/%";
+
 pub(crate) fn counts(conn: &Connection) -> Result<StoreCounts> {
-    let one =
+    let one = |sql: &str| -> Result<u64> {
+        Ok(conn.query_row(sql, [PROBE_PATTERN], |r| r.get::<_, i64>(0))? as u64)
+    };
+    let none =
         |sql: &str| -> Result<u64> { Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
+    // Files and versions leave out doctor probes; chunks are what is on disk.
     Ok(StoreCounts {
-        files: one("SELECT COUNT(*) FROM files")?,
-        versions: one("SELECT COUNT(*) FROM versions")?,
-        chunks: one("SELECT COUNT(*) FROM chunks")?,
-        chunk_raw_bytes: one("SELECT COALESCE(SUM(raw_len), 0) FROM chunks")?,
-        chunk_stored_bytes: one("SELECT COALESCE(SUM(stored_len), 0) FROM chunks")?,
-        version_bytes: one("SELECT COALESCE(SUM(size), 0) FROM versions")?,
-        latest_bytes: one("SELECT COALESCE(SUM(v.size), 0) FROM versions v
-             WHERE v.seq = (SELECT MAX(seq) FROM versions m WHERE m.file_id = v.file_id)")?,
+        files: one("SELECT COUNT(*) FROM files WHERE key NOT LIKE ?1")?,
+        versions: one(
+            "SELECT COUNT(*) FROM versions v JOIN files f ON f.id = v.file_id
+             WHERE f.key NOT LIKE ?1",
+        )?,
+        chunks: none("SELECT COUNT(*) FROM chunks")?,
+        chunk_raw_bytes: none("SELECT COALESCE(SUM(raw_len), 0) FROM chunks")?,
+        chunk_stored_bytes: none("SELECT COALESCE(SUM(stored_len), 0) FROM chunks")?,
+        version_bytes: one(
+            "SELECT COALESCE(SUM(v.size), 0) FROM versions v JOIN files f ON f.id = v.file_id
+             WHERE f.key NOT LIKE ?1",
+        )?,
+        latest_bytes: one(
+            "SELECT COALESCE(SUM(v.size), 0) FROM versions v JOIN files f ON f.id = v.file_id
+             WHERE f.key NOT LIKE ?1
+               AND v.seq = (SELECT MAX(seq) FROM versions m WHERE m.file_id = v.file_id)",
+        )?,
     })
 }

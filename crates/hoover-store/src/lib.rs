@@ -472,9 +472,10 @@ impl Store {
             "SELECT substr(f.key, 1, instr(f.key, '/') - 1) AS source,
                     COUNT(DISTINCT f.id), COUNT(*), SUM(v.size), MAX(v.received_at_ns)
              FROM files f JOIN versions v ON v.file_id = f.id
+             WHERE f.key NOT LIKE ?1
              GROUP BY source ORDER BY source",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map([db::PROBE_PATTERN], |r| {
             Ok(SourceSummary {
                 name: r.get(0)?,
                 files: r.get::<_, i64>(1)? as u64,

@@ -95,7 +95,16 @@ impl Key {
     pub fn source(&self) -> &str {
         self.0.split('/').next().unwrap_or("")
     }
+
+    /// Whether this is a probe `hoover doctor` pushed ([`PROBE_SOURCE`]): stored like any file,
+    /// but not listed, counted, indexed or shown as a source.
+    pub fn is_probe(&self) -> bool {
+        self.source() == PROBE_SOURCE
+    }
 }
+
+/// The source reserved for `hoover doctor`'s test pushes.
+pub const PROBE_SOURCE: &str = ".hoover-probe";
 
 fn validate_key(s: &str) -> Result<(), KeyError> {
     if s.is_empty() {
