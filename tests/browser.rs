@@ -409,4 +409,40 @@ fn real_sessions_read_as_conversations() {
         "{cost}"
     );
     browser.screenshot("dashboard-real");
+    // The counters read the same before and after the script refreshes them.
+    let (_, html) = http_get(http, "/").unwrap();
+    let served: Vec<(String, String)> = html
+        .split("data-stat=\"")
+        .skip(1)
+        .map(|rest| {
+            let name = rest.split('"').next().unwrap().to_string();
+            let value = rest
+                .split('>')
+                .nth(1)
+                .unwrap()
+                .split('<')
+                .next()
+                .unwrap()
+                .to_string();
+            (name, value)
+        })
+        .collect();
+    assert!(served.len() >= 10, "{served:?}");
+    browser.wait_for(
+        "a refresh",
+        "document.querySelector('[data-stat=ingest_rate]').textContent.endsWith('/min')",
+    );
+    for (name, value) in served {
+        if name == "ingest_rate" {
+            continue;
+        }
+        let shown = browser.eval(&format!(
+            "document.querySelector('[data-stat={name}]').textContent.trim()"
+        ));
+        assert_eq!(
+            shown.as_str(),
+            Some(value.trim()),
+            "{name} changed format on refresh"
+        );
+    }
 }

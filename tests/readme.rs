@@ -120,3 +120,64 @@ fn every_search_example_in_the_readme_runs() {
     }
     assert_eq!(ran, examples.len());
 }
+
+/// Every `hoover SUBCOMMAND --flag` the README writes exists: each subcommand's `--help`
+/// succeeds and lists each flag written after it.
+#[test]
+fn every_command_and_flag_the_readme_names_exists() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut checked = 0;
+    // `hoover WORD ...` in code blocks and in backticks, up to the end of the command.
+    for piece in readme.split('`').chain(readme.lines()) {
+        let Some(at) = piece.find("hoover ") else {
+            continue;
+        };
+        let command = &piece[at + "hoover ".len()..];
+        let command = command.split('#').next().unwrap_or("");
+        let words = words(command);
+        let Some(sub) = words.first() else { continue };
+        if !sub.chars().all(|c| c.is_ascii_lowercase()) || sub == "hoovers" {
+            continue;
+        }
+        let known = [
+            "up", "serve", "sync", "watch", "status", "doctor", "ls", "versions", "restore",
+            "verify", "search", "reindex",
+        ];
+        if !known.contains(&sub.as_str()) {
+            // Prose such as "hoover keeps"; a real subcommand the README misspells would be
+            // caught by the list below.
+            continue;
+        }
+        let help = std::process::Command::new(BIN)
+            .args([sub.as_str(), "--help"])
+            .output()
+            .unwrap();
+        assert!(help.status.success(), "hoover {sub} --help failed");
+        let text = String::from_utf8_lossy(&help.stdout);
+        for flag in words.iter().skip(1).filter(|w| w.starts_with("--")) {
+            let flag = flag
+                .split('=')
+                .next()
+                .unwrap()
+                .trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+            assert!(
+                text.contains(flag),
+                "the README writes `hoover {sub} {flag}`, which --help lacks"
+            );
+            checked += 1;
+        }
+        for short in words
+            .iter()
+            .skip(1)
+            .filter(|w| w.len() == 2 && w.starts_with('-'))
+        {
+            assert!(
+                text.contains(&format!("{short},")),
+                "the README writes `hoover {sub} {short}`"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} flags found in the README");
+}

@@ -226,6 +226,19 @@ fn ns_to_rfc3339(ns: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A count with thousands separated, as the page's script shows it after a refresh (`3,243`).
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
     let mut v = n as f64;
@@ -338,32 +351,32 @@ pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageEr
         Counter {
             name: "messages",
             label: "messages",
-            value: c.messages.to_string(),
+            value: thousands(c.messages),
         },
         Counter {
             name: "sessions",
             label: "sessions",
-            value: c.sessions.to_string(),
+            value: thousands(c.sessions),
         },
         Counter {
             name: "projects",
             label: "projects",
-            value: c.projects.to_string(),
+            value: thousands(c.projects),
         },
         Counter {
             name: "tool_calls",
             label: "tool calls",
-            value: c.transcripts.tool_calls.to_string(),
+            value: thousands(c.transcripts.tool_calls),
         },
         Counter {
             name: "responses",
             label: "model responses",
-            value: c.transcripts.responses.to_string(),
+            value: thousands(c.transcripts.responses),
         },
         Counter {
             name: "output_tokens",
             label: "output tokens",
-            value: c.transcripts.tokens.output_tokens.to_string(),
+            value: thousands(c.transcripts.tokens.output_tokens),
         },
         Counter {
             name: "cost",
@@ -379,7 +392,7 @@ pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageEr
         Counter {
             name: "messages_today",
             label: "messages today (UTC)",
-            value: c.messages_today.to_string(),
+            value: thousands(c.messages_today),
         },
         Counter {
             name: "ingest_rate",
@@ -389,12 +402,12 @@ pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageEr
         Counter {
             name: "files",
             label: "files",
-            value: counts.files.to_string(),
+            value: thousands(counts.files),
         },
         Counter {
             name: "versions",
             label: "versions",
-            value: counts.versions.to_string(),
+            value: thousands(counts.versions),
         },
         Counter {
             name: "raw_bytes",

@@ -41,7 +41,7 @@ function dashboard() {
       const now = Date.now();
       fields.forEach((el) => {
         const v = pick(stats, el.dataset.stat);
-        if (v !== undefined && v !== null) el.textContent = typeof v === "number" ? v.toLocaleString() : v;
+        if (v !== undefined && v !== null) el.textContent = typeof v === "number" ? v.toLocaleString("en-US") : v;
       });
       const rate = document.querySelector('[data-stat="ingest_rate"]');
       if (rate && last && stats.index) {
