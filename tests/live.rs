@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use hoover_testkit::{http_get, World};
+use hoover_testkit::{http_get, wait_until, World};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
@@ -122,6 +122,10 @@ fn live_events_arrive_and_a_reconnect_resumes_exactly() {
     };
     sync();
     let port = world.server.http_port;
+    // The first message has reached the feed (it is history for the subscribers below).
+    wait_until("the first message is in the feed", DEADLINE, || {
+        http_get(port, "/live").is_ok_and(|(_, page)| page.contains("before anyone listened"))
+    });
     let all = subscribe(port, "", None);
     let assistants = subscribe(port, "?role=assistant", None);
     // Subscribers are registered once the server answers; the next versions reach them.

@@ -472,7 +472,11 @@ pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageEr
 
 // ---- the live tail ----
 
+/// One row of the live tail; the page's script fills a blank one (the `<template>` the same
+/// macro renders) for each new message, so both look the same.
+#[derive(Default)]
 struct LiveRow {
+    truncated: bool,
     id: u64,
     timestamp: String,
     project: String,
@@ -487,6 +491,7 @@ struct LiveRow {
 struct LivePage {
     events: Vec<LiveRow>,
     after: u64,
+    blank: LiveRow,
 }
 
 pub(crate) async fn live(State(web): State<Web>) -> Response {
@@ -504,10 +509,15 @@ pub(crate) async fn live(State(web): State<Web>) -> Response {
                 role: m.role.clone(),
                 tool: m.tool.clone().unwrap_or_default(),
                 text: m.text.clone(),
+                truncated: e.message.truncated,
             }
         })
         .collect();
-    page(LivePage { events, after })
+    page(LivePage {
+        events,
+        after,
+        blank: LiveRow::default(),
+    })
 }
 
 // ---- search ----

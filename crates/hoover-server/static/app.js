@@ -78,23 +78,22 @@ function live() {
   const refilter = () => feed.querySelectorAll(".msg").forEach((el) => el.classList.toggle("hidden", !visible(el)));
   form.addEventListener("input", refilter);
   form.addEventListener("submit", (e) => e.preventDefault());
+  // New rows are the server's row template (in the page, `#live-row`), filled in as text.
+  const blank = document.getElementById("live-row").content.firstElementChild;
   function row(m) {
-    const el = document.createElement("div");
+    const el = blank.cloneNode(true);
     el.className = "msg role-" + (m.role || "");
     el.dataset.id = m.id; el.dataset.project = m.project || ""; el.dataset.role = m.role || "";
-    const meta = document.createElement("div"); meta.className = "meta";
-    const add = (tag, cls, text, href) => {
-      const x = document.createElement(tag); if (cls) x.className = cls; x.textContent = text;
-      if (href) x.href = href; meta.appendChild(x); meta.appendChild(document.createTextNode(" "));
-    };
-    add("time", "", m.timestamp || "");
-    add("span", "project", m.project || "");
-    if (m.session) add("a", "session", m.session, "/sessions/" + encodeURIComponent(m.session));
-    add("span", "role", m.role || "");
-    if (m.tool) add("span", "tool", m.tool);
-    const text = document.createElement("div"); text.className = "text";
-    text.textContent = m.text + (m.truncated ? " …" : "");
-    el.appendChild(meta); el.appendChild(text);
+    el.querySelector("time").textContent = m.timestamp || "";
+    el.querySelector(".project").textContent = m.project || "";
+    const session = el.querySelector(".session");
+    session.textContent = m.session || "";
+    session.href = "/sessions/" + encodeURIComponent(m.session || "");
+    el.querySelector(".role").textContent = m.role || "";
+    const tool = el.querySelector(".tool");
+    tool.textContent = m.tool || "";
+    tool.hidden = !m.tool;
+    el.querySelector(".text").textContent = m.text + (m.truncated ? " …" : "");
     return el;
   }
   // The page was rendered with the newest messages; the stream resumes after the last one.
