@@ -446,3 +446,74 @@ fn real_sessions_read_as_conversations() {
         );
     }
 }
+
+/// A user line at `ms` (milliseconds since the epoch).
+fn line_at(uuid: &str, ms: i64, text: &str) -> String {
+    let ts = jiff::Timestamp::from_millisecond(ms).unwrap();
+    format!(
+        r#"{{"type":"user","sessionId":"sess-week","uuid":"{uuid}","cwd":"/home/dev/src/zoo","timestamp":"{ts}","message":{{"role":"user","content":"{text}"}}}}"#
+    ) + "\n"
+}
+
+/// The dashboard's charts with one hour of messages and then with a week: time axes with a
+/// tick per day, the busiest hour named, thin bars where the hours are, the weekday × hour
+/// heatmap. Screenshots of both.
+#[test]
+fn the_dashboard_charts_an_hour_and_a_week() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(&root).unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let hour: String = (0..30)
+        .map(|i| line_at(&format!("h{i}"), now - i * 60_000, "within the hour"))
+        .collect();
+    std::fs::write(root.join("hour.jsonl"), hour).unwrap();
+    world.sync_dir("laptop", &root);
+    let http = world.server.http_port;
+    wait_until("the hour's messages are counted", DEADLINE, || {
+        http_get(http, "/api/stats").is_ok_and(|(_, b)| b.contains("\"messages\":30"))
+    });
+    let mut browser = Browser::launch();
+    let base = format!("http://127.0.0.1:{http}");
+    browser.open(&format!("{base}/"));
+    let bars = |b: &mut Browser| {
+        b.eval("document.querySelectorAll('svg.chart')[0].querySelectorAll('rect').length")
+            .as_u64()
+            .unwrap()
+    };
+    // One busy hour is one or two bars (the half hour may straddle an hour), not a block.
+    assert!(
+        (1..=2).contains(&bars(&mut browser)),
+        "{}",
+        bars(&mut browser)
+    );
+    assert!(browser
+        .eval("document.querySelectorAll('svg.chart')[0].querySelectorAll('text.tick').length >= 6")
+        .as_bool()
+        .unwrap());
+    browser.screenshot("dashboard-one-hour");
+
+    // A week: a message every 20 minutes, busier in the afternoon.
+    let week: String = (0..(7 * 72))
+        .filter(|i| (i / 3) % 24 >= 8)
+        .map(|i| line_at(&format!("w{i}"), now - i * 20 * 60_000, "over the week"))
+        .collect();
+    std::fs::write(root.join("week.jsonl"), week).unwrap();
+    world.sync_dir("laptop", &root);
+    wait_until("the week's messages are counted", DEADLINE, || {
+        http_get(http, "/api/stats").is_ok_and(|(_, b)| {
+            serde_json::from_str::<Value>(&b)
+                .is_ok_and(|v| v["transcripts"]["messages"].as_u64() > Some(300))
+        })
+    });
+    browser.open(&format!("{base}/"));
+    assert!(bars(&mut browser) > 100, "{}", bars(&mut browser));
+    let lit = browser
+        .eval("[...document.querySelectorAll('svg.heatmap rect')].filter(r => r.getAttribute('fill-opacity') !== '0').length")
+        .as_u64()
+        .unwrap();
+    assert!(lit > 50, "{lit} heatmap cells lit");
+    browser.screenshot("dashboard-week");
+    browser.eval("document.querySelector('svg.heatmap').scrollIntoView()");
+    browser.screenshot("dashboard-week-heatmap");
+}

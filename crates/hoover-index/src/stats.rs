@@ -17,6 +17,19 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
+    /// Messages by weekday (Monday first) and hour of the day, UTC, over all time.
+    fn activity(&self) -> Vec<Vec<u64>> {
+        let mut grid = vec![vec![0u64; 24]; 7];
+        for (ms, n) in self.tally.per_hour() {
+            let hours = ms.div_euclid(MS_PER_HOUR);
+            let days = hours.div_euclid(24);
+            // 1970-01-01 was a Thursday: Monday is day 0 three days later.
+            let weekday = (days + 3).rem_euclid(7) as usize;
+            grid[weekday][hours.rem_euclid(24) as usize] += n;
+        }
+        grid
+    }
+
     pub(crate) fn snapshot(&self, now_ms: i64) -> Counters {
         let today = now_ms.div_euclid(MS_PER_DAY) * MS_PER_DAY;
         let since = (now_ms.div_euclid(MS_PER_HOUR) - 7 * 24 + 1) * MS_PER_HOUR;
@@ -52,6 +65,7 @@ impl Stats {
                 })
                 .collect(),
             prices_as_of: prices::PRICES_AS_OF,
+            activity: self.activity(),
             transcripts,
         }
     }
@@ -75,6 +89,8 @@ pub struct Counters {
     pub tokens_per_day: Vec<TokenDay>,
     /// When the price table behind `cost_usd` was checked.
     pub prices_as_of: &'static str,
+    /// Messages by weekday (Monday first) and hour (UTC), over all time: 7 rows of 24.
+    pub activity: Vec<Vec<u64>>,
     /// The counts of `../shared/corpus/truth.py`, with its definitions.
     pub transcripts: Totals,
 }
