@@ -86,9 +86,10 @@ async fn one(
         )?;
     } else if out.as_os_str() != "-" {
         eprintln!(
-            "hoover: restored {key} version {} ({} bytes) to {}",
+            "hoover: restored {key} version {} (modified {}, {}) to {}",
             info.seq,
-            info.size,
+            rfc3339(info.mtime_ns),
+            super::human_bytes(info.size),
             out.display()
         );
     }
