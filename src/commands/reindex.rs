@@ -59,6 +59,7 @@ pub async fn run(args: ReindexArgs) -> Result<ExitCode> {
                 std::ops::ControlFlow::Continue(())
             },
             &|d| bytes.set(bytes.get() + d.bytes),
+            None,
         )?;
         writer.finish()?;
         bar.finish_and_clear();

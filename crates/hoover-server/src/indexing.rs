@@ -61,6 +61,10 @@ impl Indexer {
     /// be opened the server still runs: searches say why they are unavailable.
     pub fn start(store: Store, dir: PathBuf, options: IndexOptions, live: LiveFeed) -> Indexer {
         let (tx, rx) = mpsc::channel();
+        // Versions received from now on reach the indexer as commit events (the channel exists
+        // before the server accepts anyone): the catch-up leaves them to those, so they reach
+        // the live feed too, however long the index takes to open.
+        let running_since = jiff::Timestamp::now().as_nanosecond() as i64;
         let index = Arc::new(OnceLock::new());
         let status = Arc::new(Mutex::new(IndexStatus {
             catching_up: true,
@@ -80,7 +84,15 @@ impl Indexer {
                 match Index::open(&open_dir, options) {
                     Ok((opened_index, writer, opened)) => {
                         let _ = opened_tx.send(Ok((opened_index, opened)));
-                        run(store, writer, rx, thread_status, live, &thread_stopping);
+                        run(
+                            store,
+                            writer,
+                            rx,
+                            thread_status,
+                            live,
+                            &thread_stopping,
+                            running_since,
+                        );
                     }
                     Err(e) => {
                         let _ = opened_tx.send(Err(e.to_string()));
@@ -192,6 +204,7 @@ fn run(
     status: Arc<Mutex<IndexStatus>>,
     live: LiveFeed,
     stopping: &AtomicBool,
+    running_since: i64,
 ) {
     let stop_asked = || stopping.load(Ordering::SeqCst);
     let set_error = |e: String| {
@@ -208,7 +221,7 @@ fn run(
         true => ControlFlow::Break(()),
         false => ControlFlow::Continue(()),
     };
-    match catch_up(&store, &mut writer, go_on, &record) {
+    match catch_up(&store, &mut writer, go_on, &record, Some(running_since)) {
         Ok(n) if n > 0 => tracing::info!(
             "search index caught up: {n} versions in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -263,11 +276,15 @@ fn run(
 /// Indexes every stored version the index lacks, oldest commit first. Returns how many.
 /// `progress` is told (versions done, versions to do) as it goes, and stops the work early
 /// when it answers `Break` (what is done is kept; the rest waits for the next catch-up).
+///
+/// With `before_ns`, versions the store received at or after that time are left out: they
+/// arrived while the server runs, and its commit events index them (onto the live feed).
 pub fn catch_up(
     store: &Store,
     writer: &mut Writer,
     mut progress: impl FnMut(u64, u64) -> ControlFlow<()>,
     record: &dyn Fn(&Indexed),
+    before_ns: Option<i64>,
 ) -> Result<u64, StoreError> {
     let mut todo: Vec<(i64, usize, u64)> = Vec::new();
     let mut keys: Vec<Key> = Vec::new();
@@ -286,7 +303,10 @@ pub fn catch_up(
             }
             let versions = store.versions(&file.key)?;
             let k = keys.len();
-            for v in versions.into_iter().filter(|v| v.seq > done) {
+            let history = |v: &hoover_types::VersionInfo| {
+                v.seq > done && before_ns.is_none_or(|t| v.received_at_ns < t)
+            };
+            for v in versions.into_iter().filter(history) {
                 todo.push((v.received_at_ns, k, v.seq));
             }
             keys.push(file.key);

@@ -18,9 +18,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::{parse_record, usage, Usage};
+use crate::{parse_record, usage, Usage, MAX_LINE};
 
 /// One file of the session: its name (the store's key) and its bytes.
 #[derive(Clone, Copy, Debug)]
@@ -143,22 +143,148 @@ pub struct Image {
     pub data: String,
 }
 
+/// What the page reads of one line. Only these fields are kept; everything else (whole-file
+/// copies in `toolUseResult`, metadata) is skipped while parsing, never built. A field of an
+/// unexpected type reads as absent.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct Raw {
+    #[serde(rename = "type", deserialize_with = "text")]
+    kind: Option<String>,
+    #[serde(deserialize_with = "text")]
+    uuid: Option<String>,
+    #[serde(rename = "parentUuid", deserialize_with = "text")]
+    parent_uuid: Option<String>,
+    #[serde(rename = "logicalParentUuid", deserialize_with = "text")]
+    logical_parent_uuid: Option<String>,
+    #[serde(deserialize_with = "text")]
+    timestamp: Option<String>,
+    #[serde(rename = "agentId", deserialize_with = "text")]
+    agent_id: Option<String>,
+    #[serde(deserialize_with = "text")]
+    subtype: Option<String>,
+    #[serde(deserialize_with = "text")]
+    content: Option<String>,
+    #[serde(deserialize_with = "text")]
+    summary: Option<String>,
+    #[serde(rename = "isSidechain", deserialize_with = "flag")]
+    is_sidechain: bool,
+    #[serde(rename = "isMeta", deserialize_with = "flag")]
+    is_meta: bool,
+    #[serde(rename = "isCompactSummary", deserialize_with = "flag")]
+    is_compact_summary: bool,
+    message: Option<Value>,
+    #[serde(rename = "compactMetadata")]
+    compact_metadata: Option<Value>,
+    /// `toolUseResult.agentId`: the rest of the tool's structured result is skipped.
+    #[serde(rename = "toolUseResult", deserialize_with = "agent_of")]
+    result_agent: Option<String>,
+}
+
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    use serde::Deserialize;
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => Some(s),
+        _ => None,
+    })
+}
+
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    use serde::Deserialize;
+    Ok(Value::deserialize(d)? == Value::Bool(true))
+}
+
+/// The `agentId` of an object; anything else (a string result, an array) has none.
+fn agent_of<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "agentId" {
+                    if let Value::String(s) = map.next_value::<Value>()? {
+                        found = Some(s);
+                    }
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Visit)
+}
+
+/// One line as the page reads it: `Ok(None)` for a blank line, `Err` for one that is not a
+/// JSON object (read as leniently as the index reads lines: a byte-order mark and a CRLF
+/// ending are fine).
+fn parse_raw(bytes: &[u8], line: u64) -> Result<Option<Raw>, crate::LineError> {
+    let trimmed = bytes
+        .strip_prefix("\u{feff}".as_bytes())
+        .unwrap_or(bytes)
+        .trim_ascii();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    if trimmed.len() <= MAX_LINE && trimmed.first() == Some(&b'{') {
+        if let Ok(raw) = serde_json::from_slice::<Raw>(trimmed) {
+            return Ok(Some(raw));
+        }
+    }
+    // The exact reading (and its error): e.g. a key given twice, which a typed read refuses.
+    let Some(map) = parse_record(bytes, line)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        serde_json::from_value(Value::Object(map)).unwrap_or_default(),
+    ))
+}
+
 /// One parsed line and where it is.
 struct Rec {
     file: usize,
     line: u64,
-    map: Map<String, Value>,
+    raw: Raw,
 }
 
 impl Rec {
-    fn str(&self, field: &str) -> Option<&str> {
-        self.map.get(field).and_then(Value::as_str)
-    }
-    fn flag(&self, field: &str) -> bool {
-        self.map.get(field).and_then(Value::as_bool) == Some(true)
-    }
     fn kind(&self) -> &str {
-        self.str("type").unwrap_or("unknown")
+        self.raw.kind.as_deref().unwrap_or("unknown")
+    }
+    fn uuid(&self) -> Option<&str> {
+        self.raw.uuid.as_deref()
     }
 }
 
@@ -172,23 +298,23 @@ pub fn build(files: &[File<'_>]) -> Session {
     for (i, f) in files.iter().enumerate() {
         let mut recs = Vec::new();
         for (n, raw) in f.bytes.split(|&b| b == b'\n').enumerate() {
-            let map = match parse_record(raw, n as u64 + 1) {
-                Ok(Some(map)) => map,
+            let raw = match parse_raw(raw, n as u64 + 1) {
+                Ok(Some(raw)) => raw,
                 Ok(None) => continue,
                 Err(_) => {
                     session.malformed += 1;
                     continue;
                 }
             };
-            if let Some(uuid) = map.get("uuid").and_then(Value::as_str) {
-                if !seen.insert(uuid.to_string()) {
+            if let Some(uuid) = &raw.uuid {
+                if !seen.insert(uuid.clone()) {
                     continue;
                 }
             }
             recs.push(Rec {
                 file: i,
                 line: n as u64 + 1,
-                map,
+                raw,
             });
         }
         per_file.push(recs);
@@ -201,12 +327,12 @@ pub fn build(files: &[File<'_>]) -> Session {
         let is_agent = !recs.is_empty()
             && recs
                 .iter()
-                .filter(|r| r.map.contains_key("uuid"))
-                .all(|r| r.flag("isSidechain"));
+                .filter(|r| r.uuid().is_some())
+                .all(|r| r.raw.is_sidechain);
         if is_agent {
             let agent_id = recs
                 .iter()
-                .find_map(|r| r.str("agentId").map(str::to_string))
+                .find_map(|r| r.raw.agent_id.clone())
                 .or_else(|| agent_id_of_key(files[i].key));
             agents.push(Subagent {
                 agent_id,
@@ -218,7 +344,7 @@ pub fn build(files: &[File<'_>]) -> Session {
         }
     }
     // 1.0: sidechains inline in the main file, one per sidechain root.
-    let (side, main): (Vec<Rec>, Vec<Rec>) = main.into_iter().partition(|r| r.flag("isSidechain"));
+    let (side, main): (Vec<Rec>, Vec<Rec>) = main.into_iter().partition(|r| r.raw.is_sidechain);
     for chain in chains(side) {
         let key = files[chain[0].file].key.to_string();
         agents.push(Subagent {
@@ -250,12 +376,14 @@ fn chains(recs: Vec<Rec>) -> Vec<Vec<Rec>> {
     let index: HashMap<String, usize> = recs
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| r.str("uuid").map(|u| (u.to_string(), i)))
+        .filter_map(|(i, r)| r.uuid().map(|u| (u.to_string(), i)))
         .collect();
     // The root of each record, following parents (bounded by the number of records).
     let parent = |i: usize| -> Option<usize> {
         recs[i]
-            .str("parentUuid")
+            .raw
+            .parent_uuid
+            .as_deref()
             .and_then(|p| index.get(p).copied())
             .filter(|&p| p != i)
     };
@@ -299,15 +427,17 @@ fn order(recs: Vec<Rec>) -> Vec<Rec> {
     let index: HashMap<&str, usize> = recs
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| r.str("uuid").map(|u| (u, i)))
+        .filter_map(|(i, r)| r.uuid().map(|u| (u, i)))
         .collect();
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut roots: Vec<usize> = Vec::new();
     let mut last_with_uuid: HashMap<usize, usize> = HashMap::new();
     for (i, r) in recs.iter().enumerate() {
-        let parent = if r.map.contains_key("uuid") {
-            r.str("parentUuid")
-                .or_else(|| r.str("logicalParentUuid"))
+        let parent = if r.uuid().is_some() {
+            r.raw
+                .parent_uuid
+                .as_deref()
+                .or(r.raw.logical_parent_uuid.as_deref())
                 .and_then(|p| index.get(p).copied())
         } else {
             last_with_uuid.get(&r.file).copied()
@@ -316,7 +446,7 @@ fn order(recs: Vec<Rec>) -> Vec<Rec> {
             Some(p) if p != i => children[p].push(i),
             _ => roots.push(i),
         }
-        if r.map.contains_key("uuid") {
+        if r.uuid().is_some() {
             last_with_uuid.insert(r.file, i);
         }
     }
@@ -347,11 +477,13 @@ type CallAt = (usize, usize);
 fn conversation(recs: Vec<Rec>) -> Conversation {
     let mut items: Vec<Item> = Vec::new();
     let mut calls: HashMap<String, CallAt> = HashMap::new();
-    for r in recs {
-        let message = r.map.get("message").and_then(Value::as_object);
+    for mut r in recs {
+        let mut message = r.raw.message.take();
+        let message = message.as_mut().and_then(Value::as_object_mut);
+        let (uuid, timestamp) = (r.raw.uuid.clone(), r.raw.timestamp.clone());
         let item = |kind: ItemKind| Item {
-            uuid: r.str("uuid").map(str::to_string),
-            timestamp: r.str("timestamp").map(str::to_string),
+            uuid: uuid.clone(),
+            timestamp: timestamp.clone(),
             file: r.file,
             line: r.line,
             kind,
@@ -364,7 +496,7 @@ fn conversation(recs: Vec<Rec>) -> Conversation {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
-                let blocks = assistant_blocks(msg.get("content"));
+                let blocks = assistant_blocks(msg.get_mut("content"));
                 let merge = !id.is_empty()
                     && matches!(items.last(), Some(Item { kind: ItemKind::Response(resp), .. }) if resp.message_id == id);
                 if !merge {
@@ -391,8 +523,8 @@ fn conversation(recs: Vec<Rec>) -> Conversation {
                 }
             }
             "user" => {
-                let content = message.and_then(|m| m.get("content"));
-                if r.flag("isCompactSummary") {
+                let content = message.and_then(|m| m.get_mut("content"));
+                if r.raw.is_compact_summary {
                     let text = plain_text(content);
                     match items.last_mut() {
                         Some(Item {
@@ -403,11 +535,7 @@ fn conversation(recs: Vec<Rec>) -> Conversation {
                     }
                     continue;
                 }
-                let agent_id = r
-                    .map
-                    .get("toolUseResult")
-                    .and_then(|t| t.get("agentId"))
-                    .and_then(Value::as_str);
+                let agent_id = r.raw.result_agent.as_deref();
                 let (text, images, results) = user_parts(content);
                 for mut res in results {
                     match calls.get(&res.tool_use_id).copied() {
@@ -435,16 +563,16 @@ fn conversation(recs: Vec<Rec>) -> Conversation {
                 if text.trim().is_empty() && images.is_empty() {
                     continue;
                 }
-                if r.flag("isMeta") || is_command(&text) {
+                if r.raw.is_meta || is_command(&text) {
                     items.push(item(ItemKind::Meta { text }));
                 } else {
                     items.push(item(ItemKind::Prompt { text, images }));
                 }
             }
             "system" => {
-                let subtype = r.str("subtype").unwrap_or("").to_string();
+                let subtype = r.raw.subtype.clone().unwrap_or_default();
                 if subtype == "compact_boundary" {
-                    let meta = r.map.get("compactMetadata");
+                    let meta = r.raw.compact_metadata.as_ref();
                     items.push(item(ItemKind::Compaction {
                         trigger: meta
                             .and_then(|m| m.get("trigger"))
@@ -461,12 +589,12 @@ fn conversation(recs: Vec<Rec>) -> Conversation {
                         text: String::new(),
                     }));
                 } else {
-                    let text = r.str("content").unwrap_or("").to_string();
+                    let text = r.raw.content.clone().unwrap_or_default();
                     items.push(item(ItemKind::System { subtype, text }));
                 }
             }
             "summary" => {
-                let text = r.str("summary").unwrap_or("").to_string();
+                let text = r.raw.summary.clone().unwrap_or_default();
                 items.push(item(ItemKind::Summary { text }));
             }
             other => {
@@ -500,37 +628,46 @@ fn is_command(text: &str) -> bool {
     .any(|p| t.starts_with(p))
 }
 
-fn image(block: &Value) -> Option<Image> {
-    let source = block.get("source")?;
+/// The string at `field` of `v`, moved out (the record is read once).
+fn take_str(v: &mut Value, field: &str) -> Option<String> {
+    match v.get_mut(field) {
+        Some(Value::String(s)) => Some(std::mem::take(s)),
+        _ => None,
+    }
+}
+
+fn image(block: &mut Value) -> Option<Image> {
+    let source = block.get_mut("source")?;
+    let data = take_str(source, "data")?;
     Some(Image {
-        media_type: source
-            .get("media_type")
-            .and_then(Value::as_str)
-            .unwrap_or("image/png")
-            .to_string(),
-        data: source.get("data").and_then(Value::as_str)?.to_string(),
+        media_type: take_str(source, "media_type").unwrap_or_else(|| "image/png".into()),
+        data,
     })
 }
 
-fn assistant_blocks(content: Option<&Value>) -> Vec<Block> {
+fn assistant_blocks(content: Option<&mut Value>) -> Vec<Block> {
     match content {
-        Some(Value::String(s)) => vec![Block::Text(s.clone())],
+        Some(Value::String(s)) => vec![Block::Text(std::mem::take(s))],
         Some(Value::Array(blocks)) => blocks
-            .iter()
+            .iter_mut()
             .filter_map(|b| {
-                let s = |f: &str| b.get(f).and_then(Value::as_str).unwrap_or("").to_string();
-                match b.get("type").and_then(Value::as_str)? {
+                let kind = b.get("type").and_then(Value::as_str)?.to_string();
+                let mut s = |f: &str| take_str(b, f).unwrap_or_default();
+                match kind.as_str() {
                     "text" => Some(Block::Text(s("text"))),
                     "thinking" => Some(Block::Thinking(s("thinking"))),
                     "redacted_thinking" => Some(Block::RedactedThinking),
-                    "tool_use" | "server_tool_use" => Some(Block::Tool(ToolCall {
-                        id: s("id"),
-                        name: s("name"),
-                        input: b.get("input").cloned().unwrap_or(Value::Null),
-                        result: None,
-                        agent_id: None,
-                        subagent: None,
-                    })),
+                    "tool_use" | "server_tool_use" => {
+                        let (id, name) = (s("id"), s("name"));
+                        Some(Block::Tool(ToolCall {
+                            id,
+                            name,
+                            input: b.get_mut("input").map(Value::take).unwrap_or(Value::Null),
+                            result: None,
+                            agent_id: None,
+                            subagent: None,
+                        }))
+                    }
                     "image" => image(b).map(Block::Image),
                     _ => None,
                 }
@@ -541,40 +678,33 @@ fn assistant_blocks(content: Option<&Value>) -> Vec<Block> {
 }
 
 /// A user line's typed text, pasted images and tool results.
-fn user_parts(content: Option<&Value>) -> (String, Vec<Image>, Vec<ToolResult>) {
+fn user_parts(content: Option<&mut Value>) -> (String, Vec<Image>, Vec<ToolResult>) {
     let mut text = Vec::new();
     let mut images = Vec::new();
     let mut results = Vec::new();
     match content {
-        Some(Value::String(s)) => text.push(s.clone()),
+        Some(Value::String(s)) => text.push(std::mem::take(s)),
         Some(Value::Array(blocks)) => {
             for b in blocks {
-                match b.get("type").and_then(Value::as_str) {
-                    Some("text") => {
-                        text.extend(b.get("text").and_then(Value::as_str).map(str::to_string))
-                    }
+                let kind = b.get("type").and_then(Value::as_str).map(str::to_string);
+                match kind.as_deref() {
+                    Some("text") => text.extend(take_str(b, "text")),
                     Some("image") => images.extend(image(b)),
                     Some("tool_result") => {
                         let mut r = ToolResult {
-                            tool_use_id: b
-                                .get("tool_use_id")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_string(),
+                            tool_use_id: take_str(b, "tool_use_id").unwrap_or_default(),
                             is_error: b.get("is_error").and_then(Value::as_bool) == Some(true),
                             ..ToolResult::default()
                         };
-                        match b.get("content") {
-                            Some(Value::String(s)) => r.text = s.clone(),
+                        match b.get_mut("content") {
+                            Some(Value::String(s)) => r.text = std::mem::take(s),
                             Some(Value::Array(parts)) => {
                                 let mut t = Vec::new();
                                 for p in parts {
-                                    match p.get("type").and_then(Value::as_str) {
-                                        Some("text") => t.extend(
-                                            p.get("text")
-                                                .and_then(Value::as_str)
-                                                .map(str::to_string),
-                                        ),
+                                    let kind =
+                                        p.get("type").and_then(Value::as_str).map(str::to_string);
+                                    match kind.as_deref() {
+                                        Some("text") => t.extend(take_str(p, "text")),
                                         Some("image") => r.images.extend(image(p)),
                                         Some("tool_reference") => t.extend(
                                             p.get("tool_name")
@@ -599,7 +729,7 @@ fn user_parts(content: Option<&Value>) -> (String, Vec<Image>, Vec<ToolResult>) 
     (text.join("\n\n"), images, results)
 }
 
-fn plain_text(content: Option<&Value>) -> String {
+fn plain_text(content: Option<&mut Value>) -> String {
     user_parts(content).0
 }
 
