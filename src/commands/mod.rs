@@ -117,21 +117,7 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// Bytes for people: `812 B`, `96.6 KB`, `1.2 GB` (decimal units, as the web page shows them).
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use hoover_types::human_bytes;
 
 /// Prints one JSON value on stdout, for `--json`.
 pub fn print_json(value: &impl serde::Serialize) -> Result<()> {

@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use hoover_index::{Index, SearchRequest, Sort};
 use hoover_store::Store;
-use hoover_types::Key;
+use hoover_types::{human_bytes, Key};
 use serde::Deserialize;
 
 use crate::indexing::Indexer;
@@ -237,21 +237,6 @@ fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 // ---- the dashboard ----

@@ -103,6 +103,23 @@ impl Key {
     }
 }
 
+/// Bytes for people: `812 B`, `96.6 KB`, `1.2 GB` (decimal units), as the web page and the
+/// command line both show them.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 /// The source reserved for `hoover doctor`'s test pushes.
 pub const PROBE_SOURCE: &str = ".hoover-probe";
 
