@@ -48,8 +48,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Search every chat on the server.
     Search(SearchArgs),
-    /// Rebuild a server store's search index from the store (the server must be stopped; it
-    /// also rebuilds by itself when the index is missing, damaged or of an older schema).
+    /// Rebuild a server store's search index (its `index/` subdirectory) from the store (the
+    /// server must be stopped; it also rebuilds by itself when the index is missing, damaged or
+    /// of an older schema).
     Reindex(ReindexArgs),
 }
 
@@ -279,15 +280,40 @@ pub struct SearchArgs {
     pub json: bool,
 }
 
+/// Where a server's store is, for the commands that open it offline (`verify`, `reindex`).
 #[derive(Args, Debug)]
-pub struct ReindexArgs {
-    /// The server's store directory; the index lives in its `index/` subdirectory
-    /// [default: `store` under [serve] in the config file, else <data dir>/store].
+pub struct StoreArgs {
+    /// The server's store directory [default: `store` under [serve] in the config file, else
+    /// <data dir>/store].
     #[arg(long, env = "HOOVER_STORE")]
     pub store: Option<PathBuf>,
     /// TOML config file [default: $HOOVER_CONFIG, else <config dir>/config.toml].
     #[arg(long, env = "HOOVER_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The store directory, as `hoover serve` finds it: `--store`, else `store` under
+    /// `[serve]` in the config file, else `<data dir>/store`.
+    pub fn dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(p) = &self.store {
+            return Ok(crate::config::expand(p));
+        }
+        let file = crate::config::load(self.config.as_deref())?;
+        Ok(crate::config::expand(
+            &file.serve.store.clone().unwrap_or_else(|| {
+                crate::config::dirs()
+                    .map(|d| d.data.join("store"))
+                    .unwrap_or_default()
+            }),
+        ))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ReindexArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Index secrets as they are instead of redacting them.
     #[arg(long)]
     pub no_redact: bool,
@@ -330,13 +356,8 @@ pub struct RestoreArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// The server's store directory [default: `store` under [serve] in the config file, else
-    /// <data dir>/store].
-    #[arg(long, env = "HOOVER_STORE")]
-    pub store: Option<PathBuf>,
-    /// TOML config file [default: $HOOVER_CONFIG, else <config dir>/config.toml].
-    #[arg(long, env = "HOOVER_CONFIG")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -105,17 +105,20 @@ fn every_page_escapes_redacts_and_downloads_exactly() {
     let v1 = line("w1", "user", HOSTILE);
     std::fs::write(&file, &v1).unwrap();
     let root_arg = format!("c={}", root.display());
-    world.ok(&[
-        "sync",
-        "--source",
-        "lap",
-        "--root",
-        &root_arg,
-        "--include",
-        "**/*.jsonl",
-        "--include",
-        "**/*.md",
-    ]);
+    let sync = || {
+        world.ok(&[
+            "sync",
+            "--source",
+            "lap",
+            "--root",
+            &root_arg,
+            "--include",
+            "**/*.jsonl",
+            "--include",
+            "**/*.md",
+        ]);
+    };
+    sync();
     // A key block in a notes file, changed between two versions; a password given to a tool
     // as a structured field.
     let notes = root.join("notes.md");
@@ -123,33 +126,13 @@ fn every_page_escapes_redacts_and_downloads_exactly() {
         format!("intro\n-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAsecretmiddle{n}\nMIIEpAIBAAKCAQEAsecretmiddle{n}\n-----END RSA PRIVATE KEY-----\noutro {n}\n")
     };
     std::fs::write(&notes, pem(1)).unwrap();
-    world.ok(&[
-        "sync",
-        "--source",
-        "lap",
-        "--root",
-        &root_arg,
-        "--include",
-        "**/*.jsonl",
-        "--include",
-        "**/*.md",
-    ]);
+    sync();
     let tool_call = r#"{"type":"assistant","sessionId":"sess-web","uuid":"w3","parentUuid":"w2","timestamp":"2025-06-01T10:00:02Z","message":{"id":"m3","role":"assistant","content":[{"type":"tool_use","id":"toolu_pw","name":"mcp__db__connect","input":{"host":"db.internal","password":"hunter2structured"}}]}}"#;
     let v2 =
         v1.clone() + &line("w2", "assistant", "a calm answer about the zebu") + tool_call + "\n";
     std::fs::write(&file, &v2).unwrap();
     std::fs::write(&notes, pem(2)).unwrap();
-    world.ok(&[
-        "sync",
-        "--source",
-        "lap",
-        "--root",
-        &root_arg,
-        "--include",
-        "**/*.jsonl",
-        "--include",
-        "**/*.md",
-    ]);
+    sync();
     let port = world.server.http_port;
     let key = "lap/c/web.jsonl";
     wait_until("both messages are searchable", DEADLINE, || {

@@ -93,25 +93,6 @@ pub fn parse_time(s: &str) -> Result<i64> {
     bail!("cannot read the time {s:?}: use RFC 3339 like 2026-11-20T15:00:00Z, or a date like 2026-11-20")
 }
 
-/// The server's store directory, as `hoover serve` finds it: `explicit`, else `store` under
-/// `[serve]` in the config file, else `<data dir>/store`.
-pub fn server_store(
-    explicit: Option<&std::path::Path>,
-    config_file: Option<&std::path::Path>,
-) -> Result<std::path::PathBuf> {
-    if let Some(p) = explicit {
-        return Ok(crate::config::expand(p));
-    }
-    let file = crate::config::load(config_file)?;
-    Ok(crate::config::expand(
-        &file.serve.store.clone().unwrap_or_else(|| {
-            crate::config::dirs()
-                .map(|d| d.data.join("store"))
-                .unwrap_or_default()
-        }),
-    ))
-}
-
 /// `1 file`, `2 files`: a count with its noun in the right number.
 pub fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::cli::ReindexArgs;
 
 pub async fn run(args: ReindexArgs) -> Result<ExitCode> {
-    let dir = super::server_store(args.store.as_deref(), args.config.as_deref())?;
+    let dir = args.store.dir()?;
     let json = args.json;
     let options = IndexOptions {
         redact: !args.no_redact,

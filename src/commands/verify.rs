@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::cli::VerifyArgs;
 
 pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
-    let dir = super::server_store(args.store.as_deref(), args.config.as_deref())?;
+    let dir = args.store.dir()?;
     let report = tokio::task::spawn_blocking(move || -> Result<_> {
         if !dir.join("FORMAT").exists() {
             anyhow::bail!(

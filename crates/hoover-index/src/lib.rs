@@ -665,13 +665,7 @@ impl Writer {
                 doc.add_text(f.doc, "copy");
                 facts(&mut doc, true);
                 self.writer.add_document(doc)?;
-                self.index
-                    .inner
-                    .stats
-                    .lock()
-                    .expect("stats lock")
-                    .tally
-                    .add(line);
+                self.count(line);
             }
             return Ok(());
         }
@@ -749,15 +743,20 @@ impl Writer {
             });
         }
         if let Some(line) = &counted {
-            self.index
-                .inner
-                .stats
-                .lock()
-                .expect("stats lock")
-                .tally
-                .add(line);
+            self.count(line);
         }
         Ok(())
+    }
+
+    /// Adds a message line (its document just added) to the counters.
+    fn count(&self, line: &tally::Line<'_>) {
+        self.index
+            .inner
+            .stats
+            .lock()
+            .expect("stats lock")
+            .tally
+            .add(line);
     }
 
     /// When the next commit is due, if anything waits for one.

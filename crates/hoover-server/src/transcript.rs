@@ -168,12 +168,9 @@ fn cut(text: &str) -> (&str, usize) {
     (&text[..end], text.len() - end)
 }
 
+/// The first line of `text`, at most `chars` characters.
 fn first_line(text: &str, chars: usize) -> String {
-    let line = text.trim().lines().next().unwrap_or("");
-    match line.char_indices().nth(chars) {
-        Some((i, _)) => format!("{}…", &line[..i]),
-        None => line.to_string(),
-    }
+    crate::web::head(text.trim().lines().next().unwrap_or(""), chars)
 }
 
 fn safe_url(url: &str) -> bool {

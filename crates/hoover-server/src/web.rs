@@ -769,7 +769,7 @@ pub(crate) async fn search(
 // ---- a session ----
 
 /// The first `chars` characters of `text`, with an ellipsis when cut.
-fn head(text: &str, chars: usize) -> String {
+pub(crate) fn head(text: &str, chars: usize) -> String {
     match text.char_indices().nth(chars) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_string(),

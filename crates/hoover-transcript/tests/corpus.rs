@@ -9,18 +9,7 @@ use hoover_transcript::{parse_line, Line, LineReader};
 #[test]
 fn the_whole_corpus_parses() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/files");
-    let mut files = Vec::new();
-    let mut stack = vec![dir.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("../shared/corpus beside the project") {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "jsonl") {
-                files.push(p);
-            }
-        }
-    }
+    let files = jsonl_files(&dir);
     assert!(files.len() > 100);
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     let (mut lines, mut bad, mut tools, mut with_usage) = (0u64, 0u64, 0u64, 0u64);
