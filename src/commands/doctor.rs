@@ -270,7 +270,7 @@ async fn probe(conn: &mut hoover_client::Connection, source: &str) -> Result<()>
     if report.files_failed > 0 {
         anyhow::bail!("the server refused the probe: {:?}", report.warnings);
     }
-    let key = Key::new(format!("{}/doctor/{name}", hoover_types::PROBE_SOURCE))?;
+    let key = Key::probe_for(source)?;
     let versions = conn.remote.versions(&key).await?;
     let latest = versions
         .last()

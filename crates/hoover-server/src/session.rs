@@ -31,14 +31,19 @@ pub struct Peer {
 impl Peer {
     /// Whether this peer may add versions or deletions under `key`.
     fn may_write(&self, key: &hoover_types::Key) -> Result<(), Failure> {
+        // A doctor probe (stored apart: not listed, counted or indexed) is under the source it
+        // is for; any other key under its first part.
+        let source = if key.is_probe() {
+            key.probe_of().unwrap_or(hoover_types::PROBE_SOURCE)
+        } else {
+            key.source()
+        };
         match &self.sources {
-            // Any pusher may push a doctor probe (stored apart: not listed, counted or indexed).
-            Some(sources) if !key.is_probe() && !sources.iter().any(|s| s == key.source()) => Err(Failure {
+            Some(sources) if !sources.iter().any(|s| s == source) => Err(Failure {
                 code: ErrorCode::Forbidden,
                 message: format!(
-                    "this key may write only under the sources {} (hoover-source in the server's authorized_keys); {key} is under {:?}",
+                    "this key may write only under the sources {} (hoover-source in the server's authorized_keys); {key} is under {source:?}",
                     sources.join(", "),
-                    key.source()
                 ),
             }),
             _ => Ok(()),
@@ -708,4 +713,28 @@ fn new_version(push: VersionPush) -> Result<NewVersion, Failure> {
         kept: push.kept,
         chunks: push.chunks,
     })
+}
+
+#[cfg(test)]
+mod rights_tests {
+    use super::*;
+    use hoover_types::Key;
+
+    #[test]
+    fn a_bound_key_writes_and_probes_only_for_its_sources() {
+        let peer = Peer {
+            name: "lap".into(),
+            access: Access::PushOnly,
+            sources: Some(vec!["lap".into()]),
+        };
+        let ok = |k: &str| peer.may_write(&Key::new(k).unwrap()).is_ok();
+        assert!(ok("lap/claude/a.jsonl"));
+        assert!(ok(".hoover-probe/doctor/lap.txt"));
+        assert!(!ok("desk/claude/a.jsonl"));
+        assert!(
+            !ok(".hoover-probe/doctor/desk.txt"),
+            "another source's probe"
+        );
+        assert!(!ok(".hoover-probe/anything/else.bin"), "not a probe key");
+    }
 }

@@ -101,6 +101,21 @@ impl Key {
     pub fn is_probe(&self) -> bool {
         self.source() == PROBE_SOURCE
     }
+
+    /// The probe key of `source`: `.hoover-probe/doctor/SOURCE.txt`.
+    pub fn probe_for(source: &str) -> Result<Key, KeyError> {
+        Key::new(format!("{PROBE_SOURCE}/doctor/{source}.txt"))
+    }
+
+    /// The source a probe key is for (`SOURCE` of `.hoover-probe/doctor/SOURCE.txt`), so that a
+    /// key bound to its sources may probe for those and no others.
+    pub fn probe_of(&self) -> Option<&str> {
+        self.0
+            .strip_prefix(PROBE_SOURCE)?
+            .strip_prefix("/doctor/")?
+            .strip_suffix(".txt")
+            .filter(|s| !s.is_empty() && !s.contains('/'))
+    }
 }
 
 /// Bytes for people: `812 B`, `96.6 KB`, `1.2 GB` (decimal units), as the web page and the
@@ -203,6 +218,21 @@ pub struct Deletion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_key_names_its_source() {
+        let k = Key::probe_for("lap").unwrap();
+        assert_eq!(k.as_str(), ".hoover-probe/doctor/lap.txt");
+        assert!(k.is_probe());
+        assert_eq!(k.probe_of(), Some("lap"));
+        for other in [
+            ".hoover-probe/x/lap.txt",
+            ".hoover-probe/doctor/a/lap.txt",
+            "lap/doctor/lap.txt",
+        ] {
+            assert_eq!(Key::new(other).unwrap().probe_of(), None, "{other}");
+        }
+    }
 
     #[test]
     fn good_keys_pass() {
