@@ -22,6 +22,74 @@ use tungstenite::{stream::MaybeTlsStream, Message, WebSocket};
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// How every Chromium here runs: headless, and off the network (every host name fails to
+/// resolve, everything but loopback goes to a dead proxy).
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--window-size=1280,900",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-features=OptimizationHints,MediaRouter,Translate,AutofillServerCommunication",
+    "--no-pings",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--proxy-server=127.0.0.1:9",
+    "--proxy-bypass-list=127.0.0.1",
+];
+
+fn chromium() -> String {
+    std::env::var("HOOVER_CHROMIUM").unwrap_or_else(|_| "chromium".into())
+}
+
+/// A screenshot as a screenshot tool takes one: `chromium --screenshot` with a virtual-time
+/// budget, which only runs out once the page has no request pending. Fails if the page never
+/// lets go of the network.
+fn screenshot_when_idle(url: &str, name: &str) -> PathBuf {
+    let profile = tempfile::tempdir().unwrap();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&path);
+    let mut child = Command::new(chromium())
+        .args(CHROMIUM_FLAGS)
+        .arg("--virtual-time-budget=1000")
+        .arg(format!("--screenshot={}", path.display()))
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > DEADLINE {
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.is_some_and(|s| s.success()) && path.exists(),
+        "chromium --screenshot of {url} never finished: the page keeps a request open"
+    );
+    println!("screenshot of {name}: {}", path.display());
+    path
+}
+
 struct Browser {
     child: Child,
     ws: WebSocket<MaybeTlsStream<TcpStream>>,
@@ -41,29 +109,11 @@ impl Drop for Browser {
 
 impl Browser {
     fn launch() -> Browser {
-        let exe = std::env::var("HOOVER_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+        let exe = chromium();
         let profile = tempfile::tempdir().unwrap();
         let mut child = Command::new(&exe)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--remote-debugging-port=0",
-                "--window-size=1280,900",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-default-apps",
-                "--disable-domain-reliability",
-                "--disable-client-side-phishing-detection",
-                "--disable-features=OptimizationHints,MediaRouter,Translate,AutofillServerCommunication",
-                "--no-pings",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                "--proxy-server=127.0.0.1:9",
-                "--proxy-bypass-list=127.0.0.1",
-            ])
+            .args(CHROMIUM_FLAGS)
+            .arg("--remote-debugging-port=0")
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .process_group(0)
@@ -72,7 +122,9 @@ impl Browser {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start {exe} ({e}): install Debian's chromium, or set HOOVER_CHROMIUM")
+                panic!(
+                    "cannot start {exe} ({e}): install Debian's chromium, or set HOOVER_CHROMIUM"
+                )
             });
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -277,10 +329,41 @@ fn a_message_appended_to_a_watched_file_appears_on_the_live_page() {
     assert_eq!(browser.eval("document.title"), "live · hoover");
     browser.screenshot("live");
 
+    // Paused, the page lets go of the stream; resumed, it shows what arrived meanwhile.
+    browser.eval("document.getElementById('live-pause').click()");
+    browser.wait_for(
+        "the paused state",
+        "document.getElementById('live-status').textContent === 'paused' && location.search === '?paused=1'",
+    );
+    let later = "archaeopteryx";
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        line("b4", "user", &format!("an {later} arrives while paused")).as_bytes(),
+    )
+    .unwrap();
+    drop(f);
+    wait_until("the message sent while paused is indexed", DEADLINE, || {
+        http_get(http, &format!("/api/search?q={later}"))
+            .map(|(_, body)| body.contains("\"total\":1"))
+            .unwrap_or(false)
+    });
+    browser.eval("document.getElementById('live-pause').click()");
+    browser.wait_for(
+        "the message that arrived while paused",
+        &format!("document.getElementById('feed').innerText.includes('{later}')"),
+    );
+    assert_eq!(browser.eval("location.search"), "");
+    // A paused live page goes idle, so a screenshot tool that waits for that finishes.
+    screenshot_when_idle(&format!("{base}/live?paused=1"), "live-paused");
+
     browser.open(&format!("{base}/"));
     browser.wait_for(
         "the dashboard's counters",
-        "document.querySelector('[data-stat=messages]').textContent.trim() === '3'",
+        "document.querySelector('[data-stat=messages]').textContent.trim() === '4'",
     );
     browser.screenshot("dashboard");
     // The transcript comes from the index: wait for the commit that makes the message visible.

@@ -97,18 +97,41 @@ function live() {
     return el;
   }
   // The page was rendered with the newest messages; the stream resumes after the last one.
-  const source = new EventSource("/api/live?after=" + encodeURIComponent(feed.dataset.after || "0"));
-  source.onopen = () => { status.textContent = "live"; };
-  source.onerror = () => { status.textContent = "reconnecting…"; };
-  source.onmessage = (e) => {
-    const m = JSON.parse(e.data);
-    if (feed.querySelector('[data-id="' + m.id + '"]')) return;
-    const el = row(m);
-    el.classList.toggle("hidden", !visible(el));
-    feed.appendChild(el);
-    while (feed.children.length > 2000) feed.removeChild(feed.firstChild);
-    if (following) feed.scrollTop = feed.scrollHeight; else resume.hidden = false;
-  };
+  // Paused (`/live?paused=1`), the page holds no connection open, so a headless browser or a
+  // screenshot tool sees it go idle; resuming picks up after the last message shown, so
+  // nothing that arrived meanwhile is missed.
+  let after = feed.dataset.after || "0";
+  let source = null;
+  const pause = document.getElementById("live-pause");
+  function connect() {
+    source = new EventSource("/api/live?after=" + encodeURIComponent(after));
+    source.onopen = () => { status.textContent = "live"; };
+    source.onerror = () => { status.textContent = "reconnecting…"; };
+    source.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      after = String(m.id);
+      if (feed.querySelector('[data-id="' + m.id + '"]')) return;
+      const el = row(m);
+      el.classList.toggle("hidden", !visible(el));
+      feed.appendChild(el);
+      while (feed.children.length > 2000) feed.removeChild(feed.firstChild);
+      if (following) feed.scrollTop = feed.scrollHeight; else resume.hidden = false;
+    };
+  }
+  function setPaused(paused) {
+    if (paused) {
+      if (source) source.close();
+      source = null;
+      status.textContent = "paused";
+    } else if (!source) {
+      status.textContent = "connecting…";
+      connect();
+    }
+    pause.textContent = paused ? "resume" : "pause";
+    history.replaceState(null, "", paused ? "?paused=1" : location.pathname);
+  }
+  pause.addEventListener("click", () => setPaused(source !== null));
+  setPaused(new URLSearchParams(location.search).get("paused") === "1");
   feed.scrollTop = feed.scrollHeight;
 }
 
