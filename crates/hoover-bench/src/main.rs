@@ -5,6 +5,13 @@
 //! - `append FILE BYTES SEED`: appends about BYTES of new transcript lines.
 //! - `meta STORE KEY`: the bytes of version-log rows that the latest version of KEY added.
 //!
+//! and for `scripts/bench-versions.sh`, which replays real sessions as they grew (issue 14):
+//!
+//! - `grow SRC DST STEP [STEPS]`: brings each file of SRC to its state at step STEP in DST by
+//!   appending whole lines: with STEPS, the first `ceil(lines * STEP / STEPS)` lines of each
+//!   file (a replay in STEPS steps); without, the first STEP lines (a version per line). Prints
+//!   how many files changed.
+//!
 //! and for `scripts/bench-watch.sh`, which measures `hoover watch`:
 //!
 //! - `wait-versions HTTP_PORT N`: waits until the server holds at least N versions.
@@ -125,6 +132,117 @@ fn main() -> Result<()> {
             let mut f = std::fs::OpenOptions::new().append(true).open(&args[1])?;
             f.write_all(&out)?;
             println!("{}", out.len());
+        }
+        Some("grow") => {
+            let (src, dst) = (Path::new(&args[1]), Path::new(&args[2]));
+            let step = num(3)?;
+            let steps = args.get(4).map(|_| num(4)).transpose()?;
+            std::fs::create_dir_all(dst)?;
+            let mut changed = 0;
+            for entry in std::fs::read_dir(src)? {
+                let entry = entry?;
+                if !entry.file_type()?.is_file() {
+                    continue;
+                }
+                let data = std::fs::read(entry.path())?;
+                let lines: Vec<&[u8]> = data.split_inclusive(|b| *b == b'\n').collect();
+                let n = lines.len() as u64;
+                let want = match steps {
+                    Some(steps) => (n * step).div_ceil(steps.max(1)),
+                    None => step,
+                }
+                .min(n) as usize;
+                let len: usize = lines[..want].iter().map(|l| l.len()).sum();
+                let path = dst.join(entry.file_name());
+                let have = std::fs::metadata(&path).map(|m| m.len() as usize).unwrap_or(0);
+                if len > have {
+                    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+                    f.write_all(&data[have..len])?;
+                    changed += 1;
+                }
+            }
+            println!("{changed}");
+        }
+        Some("pieces") => {
+            // A model of the store's pieces under a policy, over a version per line of every
+            // file of SRC: `pieces SRC POLICY LEVEL` with POLICY solo (each chunk alone) or
+            // chain (extensions of the previous tail, else against the chunk before).
+            let policy = args[2].clone();
+            let level = num(3)? as i32;
+            let window = num(4)? as usize;
+            let compress_window = |prefix: &[u8], data: &[u8], level: i32| {
+                use zstd::zstd_safe::{CCtx, CParameter};
+                let mut cctx = CCtx::create();
+                cctx.set_parameter(CParameter::CompressionLevel(level)).unwrap();
+                cctx.set_parameter(CParameter::WindowLog(24)).unwrap();
+                if !prefix.is_empty() { cctx.ref_prefix(prefix).unwrap(); }
+                let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
+                cctx.compress2(&mut out, data).unwrap();
+                out
+            };
+            struct Piece {
+                cost: usize,
+                hops: u32,
+                data: Vec<u8>,
+            }
+            let mut stored: std::collections::HashMap<[u8; 32], Piece> = Default::default();
+            let (mut bytes, mut pieces, mut ext, mut ctx, mut solo, mut versions) = (0usize, 0, 0, 0, 0, 0);
+            let started = std::time::Instant::now();
+            let mut by_kind = [0usize; 3];
+            let mut raw_kind = [0usize; 3];
+            for entry in std::fs::read_dir(&args[1])? {
+                let entry = entry?;
+                if !entry.file_type()?.is_file() {
+                    continue;
+                }
+                let all = std::fs::read(entry.path())?;
+                let mut prev_last: Option<(u64, [u8; 32], usize)> = None;
+                let mut end = 0;
+                for line in all.split_inclusive(|b| *b == b'\n') {
+                    end += line.len();
+                    let data = &all[..end];
+                    versions += 1;
+                    let cuts = hoover_chunk::cut(data, 0);
+                    for (i, c) in cuts.iter().enumerate() {
+                        if stored.contains_key(&c.id.0) {
+                            continue;
+                        }
+                        let bytes_of = c.slice(data);
+                        let mut choice = None;
+                        if policy == "chain" {
+                            if let Some((off, pid, plen)) = prev_last {
+                                if off == c.offset && plen < c.len as usize {
+                                    let p = &stored[&pid];
+                                    if p.data[..] == bytes_of[..plen] && p.cost + c.len as usize - plen <= 1 << 20 && p.hops < 256 {
+                                        let at = c.offset as usize + plen;
+                                        let frame = compress_window(&data[at.saturating_sub(window)..at], &bytes_of[plen..], level);
+                                        choice = Some((frame.len(), p.cost + c.len as usize - plen, p.hops + 1, 0));
+                                    }
+                                }
+                            }
+                            if choice.is_none() && i > 0 {
+                                let p = &stored[&cuts[i - 1].id.0];
+                                if p.cost + c.len as usize <= 1 << 20 && p.hops < 256 {
+                                    let at = c.offset as usize;
+                                    let frame = compress_window(&data[at.saturating_sub(window)..at], bytes_of, level);
+                                    choice = Some((frame.len(), p.cost + c.len as usize, p.hops + 1, 1));
+                                }
+                            }
+                        }
+                        let (len, cost, hops, kind) = choice.unwrap_or_else(|| {
+                            (hoover_chunk::compress_against(&[], bytes_of, level).len(), c.len as usize, 1, 2)
+                        });
+                        match kind { 0 => ext += 1, 1 => ctx += 1, _ => solo += 1 }
+                        by_kind[kind] += len;
+                        raw_kind[kind] += c.len as usize;
+                        bytes += len;
+                        pieces += 1;
+                        stored.insert(c.id.0, Piece { cost, hops, data: bytes_of.to_vec() });
+                    }
+                    prev_last = cuts.last().map(|c| (c.offset, c.id.0, c.len as usize));
+                }
+            }
+            println!("{policy} level {level}: {versions} versions, {pieces} pieces ({ext} extensions, {ctx} against the chunk before, {solo} alone), {bytes} bytes of frames, {:.1} s; frame bytes by kind {by_kind:?}, raw chunk bytes by kind {raw_kind:?}", started.elapsed().as_secs_f64());
         }
         Some("meta") => {
             let conn = rusqlite::Connection::open(Path::new(&args[1]).join("versions.db"))?;

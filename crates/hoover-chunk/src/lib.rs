@@ -4,7 +4,7 @@
 //! only the chunks around it. `decompress` never allocates past [`MAX_CHUNK_SIZE`], so a zstd
 //! bomb is an error, not an out-of-memory. This crate must never touch files or async.
 
-use hoover_types::{ChunkId, ChunkRef, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, MAX_CHUNK_SIZE};
+use hoover_types::{ChunkId, ChunkRef, PieceKind, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, MAX_CHUNK_SIZE};
 
 /// A cut chunk: where it lies in the input, and its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +67,96 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
             .compress(data)
             .expect("zstd compression of an in-memory buffer")
     })
+}
+
+/// How much of a base chunk a piece is compressed against: its last bytes, up to this many.
+pub const PREFIX_WINDOW: usize = 64 * 1024;
+
+/// The zstd level of pieces compressed against a base (and of store format 2's pieces).
+pub const PIECE_LEVEL: i32 = 3;
+
+/// Compresses `data` as one zstd frame that may refer back into `prefix` (the bytes that
+/// precede it: the end of the chunk it extends, or of the chunk before it in the file); only
+/// what `prefix` does not already hold costs. The frame decodes only with the same prefix
+/// ([`decompress_against`]). An empty prefix is plain compression.
+pub fn compress_against(prefix: &[u8], data: &[u8], level: i32) -> Vec<u8> {
+    use zstd::zstd_safe::{CCtx, CParameter};
+    let prefix = &prefix[prefix.len().saturating_sub(PREFIX_WINDOW)..];
+    // A context per call: a prefix is borrowed by the context, so it cannot be a long-lived
+    // one; creating it is cheap next to compressing (its tables are sized by the first frame).
+    let mut cctx = CCtx::create();
+    let setup = cctx
+        .set_parameter(CParameter::CompressionLevel(level))
+        .and_then(|_| cctx.set_pledged_src_size(Some(data.len() as u64)))
+        .and_then(|_| {
+            if prefix.is_empty() {
+                Ok(0)
+            } else {
+                cctx.ref_prefix(prefix)
+            }
+        });
+    setup.expect("zstd accepts a level, a size and a prefix");
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
+    cctx.compress2(&mut out, data)
+        .expect("zstd compression into a buffer of compress_bound bytes");
+    out
+}
+
+/// Decompresses a frame made by [`compress_against`] with the same `prefix`, never producing
+/// more than `max` bytes (a bomb or a frame that is not what it claims is an error).
+pub fn decompress_against(prefix: &[u8], frame: &[u8], max: usize) -> Result<Vec<u8>, ChunkError> {
+    use zstd::zstd_safe::DCtx;
+    let prefix = &prefix[prefix.len().saturating_sub(PREFIX_WINDOW)..];
+    let mut dctx = DCtx::create();
+    let name = |code: usize| zstd::zstd_safe::get_error_name(code).to_string();
+    if !prefix.is_empty() {
+        dctx.ref_prefix(prefix)
+            .map_err(|code| ChunkError::Decompress(name(code)))?;
+    }
+    let mut out = Vec::with_capacity(max);
+    dctx.decompress(&mut out, frame)
+        .map_err(|code| ChunkError::Decompress(name(code)))?;
+    Ok(out)
+}
+
+/// A chunk as it goes on the wire: how its frame decodes, the base it needs, the frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub kind: PieceKind,
+    pub base: Option<ChunkId>,
+    pub frame: Vec<u8>,
+}
+
+/// Encodes a new chunk as a piece: extending `last` (the chunk the previous version ended with,
+/// when it starts where `chunk` starts and `chunk` begins with it), else following `before`
+/// (the chunk before it in the file), else alone. The caller vouches that each base's bytes
+/// are what its id names.
+pub fn piece(
+    chunk: &[u8],
+    last: Option<(ChunkId, &[u8])>,
+    before: Option<(ChunkId, &[u8])>,
+) -> Piece {
+    if let Some((id, bytes)) = last {
+        if chunk.len() > bytes.len() && chunk.starts_with(bytes) {
+            return Piece {
+                kind: PieceKind::Extends,
+                base: Some(id),
+                frame: compress_against(bytes, &chunk[bytes.len()..], PIECE_LEVEL),
+            };
+        }
+    }
+    match before {
+        Some((id, bytes)) => Piece {
+            kind: PieceKind::Follows,
+            base: Some(id),
+            frame: compress_against(bytes, chunk, PIECE_LEVEL),
+        },
+        None => Piece {
+            kind: PieceKind::Alone,
+            base: None,
+            frame: compress_against(&[], chunk, PIECE_LEVEL),
+        },
+    }
 }
 
 /// Why a compressed chunk was refused.

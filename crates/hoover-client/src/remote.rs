@@ -102,6 +102,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
         Ok(())
     }
 
+    /// Sends a chunk as a piece (protocol 1.2), or as a plain chunk when it stands alone.
+    pub async fn send_piece(
+        &mut self,
+        id: ChunkId,
+        len: u32,
+        piece: hoover_chunk::Piece,
+    ) -> Result<()> {
+        match piece.base {
+            Some(base) if piece.kind != hoover_types::PieceKind::Alone => {
+                self.conn
+                    .send(&Request::Piece {
+                        id,
+                        len,
+                        kind: piece.kind,
+                        base,
+                        data: piece.frame,
+                    })
+                    .await?
+            }
+            _ => self.send_chunk(id, len, piece.frame).await?,
+        }
+        Ok(())
+    }
+
     /// Sends versions and a commit in one go, then reads one answer per version, in order, and
     /// the commit's: one round trip for the whole batch.
     pub async fn versions_and_commit(

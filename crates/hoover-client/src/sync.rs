@@ -74,19 +74,52 @@ pub(crate) struct Pending {
     kept: u64,
     /// What the next append needs, installed once this version is committed.
     track: Track,
-    /// The compressed bytes of `new`, in order.
-    compressed: Vec<Arc<Vec<u8>>>,
+    /// The file's bytes from `new[0]` on (at file offset `bytes_at`): compressed only once
+    /// the server has said which chunks it lacks.
+    bytes: Arc<Vec<u8>>,
+    bytes_at: u64,
+    /// The chunk the server's base version ends with: the first new chunk usually extends it.
+    last: Option<ChunkRef>,
+    /// The chunk before `new[0]` and its bytes: the first new chunk is compressed knowing it.
+    before: Option<(ChunkId, Arc<Vec<u8>>)>,
     /// Its share of the prepare-ahead budget, given back when it is dropped.
     budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Pending {
-    fn compressed_bytes(&self) -> u64 {
-        self.compressed.iter().map(|c| c.len() as u64).sum()
+    /// Raw bytes held until the push.
+    fn held_bytes(&self) -> u64 {
+        self.bytes.len() as u64
     }
 
     fn new_cuts(&self) -> &[Cut] {
         &self.new
+    }
+
+    fn chunk_bytes(&self, i: usize) -> &[u8] {
+        let c = &self.new[i];
+        let start = (c.offset - self.bytes_at) as usize;
+        &self.bytes[start..start + c.len as usize]
+    }
+
+    /// New chunk `i` as a piece for a server that takes pieces: the first extends the base
+    /// version's last chunk (when it begins with that chunk's bytes, checked by hash), or
+    /// follows the chunk before it; the others follow the new chunk before them.
+    fn piece(&self, i: usize) -> hoover_chunk::Piece {
+        let data = self.chunk_bytes(i);
+        if i > 0 {
+            return hoover_chunk::piece(
+                data,
+                None,
+                Some((self.new[i - 1].id, self.chunk_bytes(i - 1))),
+            );
+        }
+        let last = self.last.and_then(|last| {
+            let prefix = data.get(..last.len as usize)?;
+            (ChunkId::of(prefix) == last.id).then_some((last.id, prefix))
+        });
+        let before = self.before.as_ref().map(|(id, b)| (*id, b.as_slice()));
+        hoover_chunk::piece(data, last, before)
     }
 }
 
@@ -107,9 +140,9 @@ enum Prepared {
     Failed(PathBuf, anyhow::Error),
 }
 
-/// Compressed bytes prepared ahead of the pusher (in KiB): two batches' worth, enough to keep
-/// reading and compressing while the previous batch is on the wire and being committed, and a
-/// bound on the memory that takes.
+/// Bytes read ahead of the pusher (in KiB): two batches' worth, enough to keep reading and
+/// hashing while the previous batch is on the wire and being committed, and a bound on the
+/// memory that takes.
 const PREPARE_AHEAD_KIB: u32 = 64 * 1024;
 
 /// Runs one pass over the roots.
@@ -165,8 +198,8 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
     let total_bytes = changed.iter().map(|c| c.size).sum();
     progress.begin(changed.len() as u64, total_bytes);
 
-    // A thread reads, cuts, hashes and compresses changed files ahead of the pusher, within a
-    // budget of compressed bytes that the pusher gives back as it sends.
+    // A thread reads, cuts and hashes changed files ahead of the pusher, within a budget of
+    // bytes held that the pusher gives back as it sends.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Prepared, u64, Option<FileState>)>();
     let budget = Arc::new(tokio::sync::Semaphore::new(PREPARE_AHEAD_KIB as usize));
     let producer_budget = budget.clone();
@@ -175,8 +208,7 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
         for c in changed {
             let prepared = match prepare(&c) {
                 Ok(Some(mut p)) => {
-                    let kib =
-                        (p.compressed_bytes() / 1024).clamp(1, PREPARE_AHEAD_KIB as u64) as u32;
+                    let kib = (p.held_bytes() / 1024).clamp(1, PREPARE_AHEAD_KIB as u64) as u32;
                     match runtime.block_on(producer_budget.clone().acquire_many_owned(kib)) {
                         Ok(permit) => p.budget = Some(permit),
                         Err(_) => return,
@@ -281,10 +313,10 @@ async fn record_deletions<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Reads a changed file, cuts and hashes it, works out the prefix the server already has, and
-/// compresses the chunks after it. Returns `None` when the file vanished.
+/// Reads a changed file, cuts and hashes it, and works out the prefix the server already has.
+/// Returns `None` when the file vanished.
 pub(crate) fn prepare(c: &Changed) -> Result<Option<Pending>> {
-    let Some((stat, data)) = read_stable(&c.path)? else {
+    let Some((stat, mut data)) = read_stable(&c.path)? else {
         return Ok(None);
     };
     let cuts = hoover_chunk::cut(&data, 0);
@@ -299,20 +331,31 @@ pub(crate) fn prepare(c: &Changed) -> Result<Option<Pending>> {
         }
         None => (None, 0),
     };
-    let new = cuts[kept as usize..].to_vec();
-    let compressed = compress_all(&data, 0, &new);
+    let kept_n = kept as usize;
+    let new = cuts[kept_n..].to_vec();
+    let before = kept_n
+        .checked_sub(1)
+        .map(|i| (cuts[i].id, Arc::new(cuts[i].slice(&data).to_vec())));
+    let last = base.and_then(|_| c.old_chunks.get(kept_n).copied());
+    let size = data.len() as u64;
+    // Only the new part is kept for the push.
+    let bytes_at = new.first().map(|c| c.offset).unwrap_or(size);
+    data.drain(..bytes_at as usize);
     Ok(Some(Pending {
         key: c.key.clone(),
         path: c.path.clone(),
         stat,
-        size: data.len() as u64,
+        size,
         chunk_count: cuts.len() as u64,
         new,
         blake3,
         track,
         base,
         kept,
-        compressed,
+        bytes: Arc::new(data),
+        bytes_at,
+        last,
+        before,
         budget: None,
     }))
 }
@@ -330,7 +373,6 @@ pub(crate) fn prepare_with_track(c: &Changed, track: Option<&Track>) -> Result<O
     let Some(appended) = crate::track::read_append(&c.path, track)? else {
         return prepare(c);
     };
-    let compressed = compress_all(&appended.tail, track.stable_end, &appended.new);
     Ok(Some(Pending {
         key: c.key.clone(),
         path: c.path.clone(),
@@ -342,7 +384,10 @@ pub(crate) fn prepare_with_track(c: &Changed, track: Option<&Track>) -> Result<O
         base: Some(prior.seq),
         kept: track.stable_count,
         track: appended.track,
-        compressed,
+        bytes: Arc::new(appended.tail),
+        bytes_at: track.stable_end,
+        last: track.last,
+        before: appended.before.map(|(id, b)| (id, Arc::new(b))),
         budget: None,
     }))
 }
@@ -446,16 +491,32 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
         remote.want(&ids).await?
     };
     let t_want = started.elapsed();
-    for ((fi, ci), _) in offered.iter().zip(&wanted).filter(|(_, w)| **w) {
-        let p = &batch[*fi];
-        let cut = p.new_cuts()[*ci];
-        let data = p.compressed[*ci].clone();
+    // Only what the server lacks is compressed.
+    let wanted: Vec<(usize, usize)> = offered
+        .iter()
+        .zip(&wanted)
+        .filter(|(_, w)| **w)
+        .map(|(o, _)| *o)
+        .collect();
+    let pieces = remote.minor >= 2;
+    let shared = Arc::new(batch);
+    let encoded = {
+        let (shared, list) = (shared.clone(), wanted.clone());
+        let work = move || encode(&shared, &list, pieces);
+        if wanted.len() <= SPECULATIVE_CHUNKS {
+            work()
+        } else {
+            tokio::task::spawn_blocking(work).await?
+        }
+    };
+    let batch = Arc::try_unwrap(shared)
+        .map_err(|_| anyhow::anyhow!("internal error: the encoder kept the batch"))?;
+    for ((fi, ci), piece) in wanted.iter().zip(encoded) {
+        let cut = batch[*fi].new_cuts()[*ci];
         report.chunks_sent += 1;
         report.bytes_new += cut.len as u64;
-        report.bytes_compressed += data.len() as u64;
-        remote
-            .send_chunk(cut.id, cut.len, Arc::unwrap_or_clone(data))
-            .await?;
+        report.bytes_compressed += piece.frame.len() as u64;
+        remote.send_piece(cut.id, cut.len, piece).await?;
     }
     let pushes = batch
         .iter()
@@ -516,25 +577,31 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(tracks)
 }
 
-/// Compresses chunks of `data`, which starts at file offset `base`, on all cores when there
-/// are several.
-fn compress_all(data: &[u8], base: u64, cuts: &[Cut]) -> Vec<Arc<Vec<u8>>> {
+/// Encodes the wanted chunks (file, chunk) of a batch, on all cores when there are several:
+/// as pieces for a server that takes them, else each chunk alone as protocol 1.1 sends it.
+fn encode(batch: &[Pending], wanted: &[(usize, usize)], pieces: bool) -> Vec<hoover_chunk::Piece> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(1, 8);
-    let one = |cut: &Cut| {
-        let start = (cut.offset - base) as usize;
-        Arc::new(hoover_chunk::compress(
-            &data[start..start + cut.len as usize],
-        ))
+    let one = |&(fi, ci): &(usize, usize)| {
+        let p = &batch[fi];
+        if pieces {
+            p.piece(ci)
+        } else {
+            hoover_chunk::Piece {
+                kind: hoover_types::PieceKind::Alone,
+                base: None,
+                frame: hoover_chunk::compress(p.chunk_bytes(ci)),
+            }
+        }
     };
-    if cuts.len() < 4 || threads == 1 {
-        return cuts.iter().map(one).collect();
+    if wanted.len() < 4 || threads == 1 {
+        return wanted.iter().map(one).collect();
     }
-    let per = cuts.len().div_ceil(threads);
+    let per = wanted.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = cuts
+        let handles: Vec<_> = wanted
             .chunks(per)
             .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
             .collect();

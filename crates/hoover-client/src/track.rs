@@ -40,6 +40,9 @@ pub struct Track {
     pub stable_end: u64,
     /// The last chunk before `stable_end`, checked before trusting the prefix.
     pub last_stable: Option<(u64, ChunkRef)>,
+    /// The final chunk (from `stable_end` to the end of the file): the next version's first
+    /// new chunk usually extends it.
+    pub last: Option<ChunkRef>,
     /// BLAKE3 state after `[0, stable_end)`.
     pub hasher: blake3::Hasher,
 }
@@ -67,6 +70,7 @@ impl Track {
             last_stable: stable_count
                 .checked_sub(1)
                 .map(|i| (cuts[i].offset, cuts[i].chunk_ref())),
+            last: cuts.last().map(Cut::chunk_ref),
             hasher: at_stable,
         };
         (*hasher.finalize().as_bytes(), track)
@@ -80,6 +84,8 @@ pub struct Appended {
     pub size: u64,
     /// Bytes from the old `stable_end` to the end of the file.
     pub tail: Vec<u8>,
+    /// The chunk before the old `stable_end` and its bytes (read to check the prefix).
+    pub before: Option<(ChunkId, Vec<u8>)>,
     pub new: Vec<Cut>,
     pub blake3: [u8; 32],
     pub track: Track,
@@ -103,6 +109,7 @@ pub fn read_append(path: &Path, track: &Track) -> Result<Option<Appended>> {
     if *blake3::hash(&head).as_bytes() != track.head {
         return Ok(None);
     }
+    let mut before_chunk = None;
     if let Some((offset, chunk)) = &track.last_stable {
         let mut bytes = vec![0u8; chunk.len as usize];
         file.seek(SeekFrom::Start(*offset))?;
@@ -110,6 +117,7 @@ pub fn read_append(path: &Path, track: &Track) -> Result<Option<Appended>> {
         if ChunkId::of(&bytes) != chunk.id {
             return Ok(None);
         }
+        before_chunk = Some((chunk.id, bytes));
     }
     file.seek(SeekFrom::Start(track.stable_end))?;
     let mut tail = Vec::with_capacity((before.size - track.stable_end) as usize);
@@ -150,12 +158,14 @@ pub fn read_append(path: &Path, track: &Track) -> Result<Option<Appended>> {
         stable_count: track.stable_count + new_stable as u64,
         stable_end: new_stable_end,
         last_stable,
+        last: new.last().map(Cut::chunk_ref).or(track.last),
         hasher: at_stable,
     };
     Ok(Some(Appended {
         stat: after,
         size: after.size,
         tail,
+        before: before_chunk,
         new,
         blake3: *hasher.finalize().as_bytes(),
         track: next,

@@ -504,7 +504,7 @@ impl Agent {
             }
         }
         // A big catch-up (first start, a long time offline) goes in groups, so memory stays
-        // bounded by one group's compressed chunks.
+        // bounded by one group's new bytes.
         let mut groups = Vec::new();
         let mut group = Vec::new();
         let mut bytes = 0u64;

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Major protocol version: a peer with another major is refused at the handshake.
 pub const PROTOCOL_MAJOR: u16 = 1;
 /// Minor protocol version: additions that older peers of the same major can ignore.
-pub const PROTOCOL_MINOR: u16 = 1;
+pub const PROTOCOL_MINOR: u16 = 2;
 /// The largest frame either side accepts, in bytes.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;
 /// The most chunk ids in one `Have`.
@@ -117,6 +117,17 @@ pub enum Request {
         limit: u32,
         offset: u32,
         sort: String,
+    },
+    /// One chunk as a piece compressed against a base chunk the server holds or was sent
+    /// before in this batch (protocol 1.2): `kind` says how `data` decodes against the base's
+    /// bytes. No answer unless it is refused.
+    Piece {
+        id: ChunkId,
+        len: u32,
+        kind: hoover_types::PieceKind,
+        base: ChunkId,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
     },
 }
 

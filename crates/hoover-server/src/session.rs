@@ -149,9 +149,11 @@ struct Session<S> {
 
 /// Work for a connection's ingest thread, which owns the open [`Batch`].
 enum IngestCmd {
+    /// A chunk's frame; `base` when it is a piece compressed against another chunk.
     Chunk {
         id: ChunkId,
         len: u32,
+        base: Option<(hoover_types::PieceKind, ChunkId)>,
         data: Vec<u8>,
     },
     Version(Box<NewVersion>, oneshot::Sender<Result<(), StoreError>>),
@@ -179,12 +181,21 @@ impl Ingest {
             let new_batch = || store.batch().with_limit(batch_items);
             while let Some(cmd) = rx.blocking_recv() {
                 match cmd {
-                    IngestCmd::Chunk { id, len, data } => {
+                    IngestCmd::Chunk {
+                        id,
+                        len,
+                        base,
+                        data,
+                    } => {
                         if failed.is_some() {
                             continue;
                         }
                         let b = batch.get_or_insert_with(new_batch);
-                        if let Err(e) = b.add_chunk(id, len, &data) {
+                        let added = match base {
+                            Some((kind, base)) => b.add_piece(id, len, kind, base, &data),
+                            None => b.add_chunk(id, len, &data),
+                        };
+                        if let Err(e) = added {
                             if e.is_disk_full() {
                                 // The server's trouble, not the client's: the batch's versions
                                 // and commit are refused with the reason; the connection stays.
@@ -376,6 +387,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .map_err(Failure::from)
     }
 
+    /// A chunk or a piece: checked for size here, verified and staged by the ingest thread.
+    async fn chunk(
+        &mut self,
+        id: ChunkId,
+        len: u32,
+        base: Option<(hoover_types::PieceKind, ChunkId)>,
+        data: Vec<u8>,
+    ) -> Result<Result<(), Failure>, ProtoError> {
+        if len as usize > MAX_CHUNK_SIZE {
+            return Ok(Err(Failure {
+                code: ErrorCode::BadChunk,
+                message: format!("chunk {id} claims {len} bytes; the limit is {MAX_CHUNK_SIZE}"),
+            }));
+        }
+        if data.len() > MAX_COMPRESSED_CHUNK {
+            return Ok(Err(Failure {
+                code: ErrorCode::BadChunk,
+                message: format!(
+                    "chunk {id} is {} bytes compressed, more than any chunk of at most {MAX_CHUNK_SIZE} bytes can be ({MAX_COMPRESSED_CHUNK})",
+                    data.len()
+                ),
+            }));
+        }
+        hoover_store::fault::crash_point("ingest-chunk");
+        self.batch_open = true;
+        // Past the batch's limit the batch is refused anyway; the set stays bounded.
+        if self.sent.len() < self.limits.batch_items {
+            self.sent.insert(id);
+        }
+        self.stats.chunks_received += 1;
+        if !self.batch_lost {
+            self.send_ingest(IngestCmd::Chunk {
+                id,
+                len,
+                base,
+                data,
+            })
+            .await;
+        }
+        Ok(Ok(()))
+    }
+
     async fn handle(&mut self, request: Request) -> Result<Result<(), Failure>, ProtoError> {
         match request {
             Request::Have { ids } => {
@@ -399,36 +452,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .collect();
                 self.reply(Response::Want { missing }).await
             }
-            Request::Chunk { id, len, data } => {
-                if len as usize > MAX_CHUNK_SIZE {
-                    return Ok(Err(Failure {
-                        code: ErrorCode::BadChunk,
-                        message: format!(
-                            "chunk {id} claims {len} bytes; the limit is {MAX_CHUNK_SIZE}"
-                        ),
-                    }));
-                }
-                if data.len() > MAX_COMPRESSED_CHUNK {
-                    return Ok(Err(Failure {
-                        code: ErrorCode::BadChunk,
-                        message: format!(
-                            "chunk {id} is {} bytes compressed, more than any chunk of at most {MAX_CHUNK_SIZE} bytes can be ({MAX_COMPRESSED_CHUNK})",
-                            data.len()
-                        ),
-                    }));
-                }
-                hoover_store::fault::crash_point("ingest-chunk");
-                self.batch_open = true;
-                // Past the batch's limit the batch is refused anyway; the set stays bounded.
-                if self.sent.len() < self.limits.batch_items {
-                    self.sent.insert(id);
-                }
-                self.stats.chunks_received += 1;
-                if !self.batch_lost {
-                    self.send_ingest(IngestCmd::Chunk { id, len, data }).await;
-                }
-                Ok(Ok(()))
-            }
+            Request::Chunk { id, len, data } => self.chunk(id, len, None, data).await,
+            Request::Piece {
+                id,
+                len,
+                kind,
+                base,
+                data,
+            } => self.chunk(id, len, Some((kind, base)), data).await,
             Request::Version(push) => {
                 let version = match new_version(push) {
                     Ok(v) => v,
@@ -644,10 +675,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Err(f) => return Ok(Err(f)),
         };
         self.send_part(&Response::RestoreBegin { info }).await?;
+        let mut reader = Some(self.store.frame_reader());
         for chunk in chunks {
-            let id = chunk.id;
-            let data = match self.blocking(move |s| s.read_chunk_compressed(&id)).await {
-                Ok(d) => d,
+            let mut r = reader
+                .take()
+                .expect("the reader comes back with each chunk");
+            let read = self
+                .blocking(move |_| r.frame(&chunk).map(|data| (r, data)))
+                .await;
+            let data = match read {
+                Ok((r, data)) => {
+                    reader = Some(r);
+                    data
+                }
                 Err(f) => return Ok(Err(f)),
             };
             self.send_part(&Response::ChunkData {

@@ -15,6 +15,7 @@ use hoover_types::{ChunkId, ChunkRef, Key, MAX_CHUNK_SIZE};
 use rusqlite::params;
 
 use crate::pack::PackWriter;
+use crate::piece::{self, Cost, Kind};
 use crate::{
     db, fsutil, now_ns, HasherState, Result, Store, StoreCounts, StoreError, HASHER_CACHE_MAX,
 };
@@ -53,6 +54,9 @@ struct Staged {
     offset: u64,
     len: u32,
     stored_len: u64,
+    kind: Kind,
+    base: Option<ChunkId>,
+    cost: Cost,
     raw: Option<Arc<Vec<u8>>>,
 }
 
@@ -115,7 +119,8 @@ impl Batch {
         }
     }
 
-    /// Checks a compressed chunk against its name and length and stages it in `tmp/`.
+    /// Checks a compressed chunk (one zstd frame that decodes on its own) against its name and
+    /// length and stages it in `tmp/`.
     pub fn add_chunk(&mut self, id: ChunkId, len: u32, compressed: &[u8]) -> Result<()> {
         if self.staged.contains_key(&id) {
             return Ok(());
@@ -123,6 +128,72 @@ impl Batch {
         self.take_items(1)?;
         let raw = hoover_chunk::open_verified(&id, len as u64, compressed)
             .map_err(|e| StoreError::Refused(format!("chunk {id}: {e}")))?;
+        self.stage(
+            id,
+            raw,
+            Kind::Alone,
+            None,
+            Cost::alone(len as u64),
+            compressed,
+        )
+    }
+
+    /// Checks a piece (a frame compressed against `base`, a chunk the store holds or this batch
+    /// staged; see [`Kind`]) against its name and length and stages it in `tmp/`. A piece whose
+    /// chain of bases would be longer than the bounds ([`crate::MAX_HOPS`],
+    /// [`crate::MAX_DECODE_BYTES`]) is stored on its own instead.
+    pub fn add_piece(
+        &mut self,
+        id: ChunkId,
+        len: u32,
+        kind: Kind,
+        base: ChunkId,
+        frame: &[u8],
+    ) -> Result<()> {
+        if kind == Kind::Alone {
+            return self.add_chunk(id, len, frame);
+        }
+        if self.staged.contains_key(&id) {
+            return Ok(());
+        }
+        self.take_items(1)?;
+        let (base_len, base_cost) = match self.staged.get(&base) {
+            Some(s) => (s.len as u64, s.cost),
+            None => self.store.piece_cost(&base)?.ok_or_else(|| {
+                StoreError::Refused(format!(
+                    "chunk {id}: its base {base} was neither sent nor stored"
+                ))
+            })?,
+        };
+        let base_bytes = self.bytes_of(&base, base_len)?;
+        let raw = piece::apply(kind, Some(&base_bytes), frame, len as u64)
+            .map_err(|e| StoreError::Refused(format!("chunk {id}: {e}")))?;
+        let actual = ChunkId::of(&raw);
+        if actual != id {
+            return Err(StoreError::Refused(format!(
+                "chunk {id}: its bytes hash to {actual}, not to their name"
+            )));
+        }
+        let cost = base_cost.on(kind, len as u64, base_len);
+        if cost.within_bounds() {
+            self.stage(id, raw, kind, Some(base), cost, frame)
+        } else {
+            // Past the bounds: the chain starts again here.
+            let alone = hoover_chunk::compress_against(&[], &raw, hoover_chunk::PIECE_LEVEL);
+            self.stage(id, raw, Kind::Alone, None, Cost::alone(len as u64), &alone)
+        }
+    }
+
+    fn stage(
+        &mut self,
+        id: ChunkId,
+        raw: Vec<u8>,
+        kind: Kind,
+        base: Option<ChunkId>,
+        cost: Cost,
+        frame: &[u8],
+    ) -> Result<()> {
+        let len = raw.len() as u32;
         if self.pack.is_none() {
             let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
             let seed = format!(
@@ -135,7 +206,7 @@ impl Batch {
             self.pack = Some(PackWriter::create(&self.store.root().join("tmp"), name)?);
         }
         let pack = self.pack.as_mut().expect("pack was just created");
-        let offset = pack.append(&id, len, compressed)?;
+        let offset = pack.append(&id, len, kind, base.as_ref(), frame)?;
         crate::fault::crash_point("store-chunk-staged");
         let raw = if self.raw_cached + raw.len() <= RAW_CACHE_LIMIT {
             self.raw_cached += raw.len();
@@ -148,27 +219,60 @@ impl Batch {
             Staged {
                 offset,
                 len,
-                stored_len: compressed.len() as u64,
+                stored_len: frame.len() as u64,
+                kind,
+                base,
+                cost,
                 raw,
             },
         );
         Ok(())
     }
 
-    fn chunk_bytes(&mut self, chunk: &ChunkRef) -> Result<Arc<Vec<u8>>> {
-        match self.staged.get(&chunk.id) {
-            Some(Staged { raw: Some(raw), .. }) => Ok(raw.clone()),
-            Some(staged) => {
-                let (offset, stored_len) = (staged.offset, staged.stored_len);
-                let pack = self.pack.as_mut().expect("a staged chunk has a pack");
-                pack.flush()?;
-                let compressed = crate::pack::read_at(&pack.tmp, offset, stored_len)?;
-                let raw = hoover_chunk::open_verified(&chunk.id, chunk.len as u64, &compressed)
-                    .map_err(|e| StoreError::Corrupt(format!("{}: {e}", pack.tmp.display())))?;
-                Ok(Arc::new(raw))
-            }
-            None => Ok(Arc::new(self.store.read_chunk(chunk)?)),
+    /// The bytes of a chunk this batch staged or the store holds.
+    fn bytes_of(&mut self, id: &ChunkId, len: u64) -> Result<Arc<Vec<u8>>> {
+        let Some(staged) = self.staged.get(id) else {
+            return crate::piece::Decoder::for_ingest(&self.store).chunk(id, Some(len));
+        };
+        if let Some(raw) = &staged.raw {
+            return Ok(raw.clone());
         }
+        // Past the memory cache: read the frame back from the staged pack and decode it (its
+        // base first, which the bounds on chains keep short).
+        let (offset, stored_len, kind, base) =
+            (staged.offset, staged.stored_len, staged.kind, staged.base);
+        let pack = self.pack.as_mut().expect("a staged chunk has a pack");
+        pack.flush()?;
+        let tmp = pack.tmp.clone();
+        let frame = crate::pack::read_at(&tmp, offset, stored_len)?;
+        let base_bytes = match base {
+            Some(b) => {
+                let base_len = match self.staged.get(&b) {
+                    Some(s) => s.len as u64,
+                    None => self.store.chunk_len(&b)?.unwrap_or(0),
+                };
+                Some(self.bytes_of(&b, base_len)?)
+            }
+            None => None,
+        };
+        let raw = piece::apply(
+            kind,
+            base_bytes.as_deref().map(|b| b.as_slice()),
+            &frame,
+            len,
+        )
+        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", tmp.display())))?;
+        if ChunkId::of(&raw) != *id {
+            return Err(StoreError::Corrupt(format!(
+                "{}: chunk {id} reads back different",
+                tmp.display()
+            )));
+        }
+        Ok(Arc::new(raw))
+    }
+
+    fn chunk_bytes(&mut self, chunk: &ChunkRef) -> Result<Arc<Vec<u8>>> {
+        self.bytes_of(&chunk.id, chunk.len as u64)
     }
 
     /// Checks a version completely; it is recorded by [`Batch::commit`].
@@ -345,8 +449,9 @@ impl Batch {
                 let conn = self.store.conn();
                 db::chunks_in_range(&conn, file_id, seq, 0, version.kept)?
             };
+            let mut decoder = piece::Decoder::for_ingest(&self.store);
             for (_, chunk) in prefix {
-                hasher.update(&self.store.read_chunk(&chunk)?);
+                hasher.update(&decoder.chunk(&chunk.id, Some(chunk.len as u64))?);
             }
         }
         for chunk in &version.chunks {
@@ -383,8 +488,9 @@ impl Batch {
             db::chunks_in_range(&conn, file_id, base, version.kept, count)?
         };
         let mut old_bytes = Vec::new();
+        let mut decoder = piece::Decoder::for_ingest(&self.store);
         for (_, chunk) in old_tail {
-            old_bytes.extend_from_slice(&self.store.read_chunk(&chunk)?);
+            old_bytes.extend_from_slice(&decoder.chunk(&chunk.id, Some(chunk.len as u64))?);
         }
         let mut compared = 0usize;
         for chunk in &version.chunks {
@@ -436,7 +542,8 @@ impl Batch {
                 .execute([name])?;
             let pack_id = tx.last_insert_rowid();
             let mut insert_chunk = tx.prepare_cached(
-                "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len) VALUES(?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len, kind, base, hops, cost)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for (id, s) in &staged {
                 let added = insert_chunk.execute(params![
@@ -444,7 +551,11 @@ impl Batch {
                     pack_id,
                     s.offset as i64,
                     s.len as i64,
-                    s.stored_len as i64
+                    s.stored_len as i64,
+                    s.kind as u8 as i64,
+                    s.base.as_ref().map(|b| b.0.to_vec()),
+                    s.cost.hops as i64,
+                    s.cost.bytes as i64
                 ])?;
                 if added > 0 {
                     delta.chunks += 1;
@@ -530,6 +641,15 @@ impl Batch {
         tx.commit()?;
         crate::fault::crash_point("store-committed");
         self.store.add_to_counts(&delta, latest_bytes);
+        {
+            // The newest chunks are the likely bases of the next pieces.
+            let mut recent = self.store.recent();
+            for (id, s) in &staged {
+                if let Some(raw) = &s.raw {
+                    recent.put(*id, raw.clone());
+                }
+            }
+        }
         drop(conn);
         let mut cache = self.store.hashers();
         for (file_id, seq, size, hasher) in new_states {

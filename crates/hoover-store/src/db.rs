@@ -56,9 +56,50 @@ CREATE TABLE IF NOT EXISTS chunks(
     pack INTEGER NOT NULL REFERENCES packs(id),
     offset INTEGER NOT NULL,
     raw_len INTEGER NOT NULL,
-    stored_len INTEGER NOT NULL
+    stored_len INTEGER NOT NULL,
+    kind INTEGER NOT NULL DEFAULT 0,
+    base BLOB,
+    hops INTEGER NOT NULL DEFAULT 1,
+    cost INTEGER
 ) WITHOUT ROWID;
 ";
+
+/// Format 1 to 2: chunks become pieces, each with a kind, a base and what reading it costs.
+/// The columns' defaults say what every format-1 chunk is (a piece that stands alone), so no
+/// row is rewritten; `cost` NULL means the chunk's own length.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE chunks ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE chunks ADD COLUMN base BLOB;
+ALTER TABLE chunks ADD COLUMN hops INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE chunks ADD COLUMN cost INTEGER;
+UPDATE meta SET value = '2' WHERE name = 'format';
+";
+
+/// The format the version log says it has.
+pub(crate) fn format(conn: &Connection) -> Result<u32> {
+    let value: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE name = 'format'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    value
+        .as_deref()
+        .unwrap_or("1")
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("the version log names format {value:?}")))
+}
+
+/// Brings a version log of an older format to this one, in one transaction (so a writer
+/// killed midway leaves the old format, which the next open migrates again).
+pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
+    let from = format(conn)?;
+    if from == 1 {
+        let tx = conn.transaction()?;
+        tx.execute_batch(MIGRATE_1_TO_2)?;
+        tx.commit()?;
+    }
+    Ok(from)
+}
 
 pub(crate) fn open(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| match e {
@@ -71,7 +112,14 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.execute_batch(SCHEMA)?;
+    let fresh: bool = conn.query_row(
+        "SELECT NOT EXISTS(SELECT 1 FROM sqlite_schema WHERE name = 'chunks')",
+        [],
+        |r| r.get(0),
+    )?;
+    if fresh {
+        conn.execute_batch(SCHEMA)?;
+    }
     conn.execute(
         "INSERT OR IGNORE INTO meta(name, value) VALUES('format', ?1)",
         [crate::STORE_FORMAT_VERSION.to_string()],

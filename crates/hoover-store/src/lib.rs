@@ -15,6 +15,7 @@ mod db;
 pub mod fault;
 mod fsutil;
 mod pack;
+mod piece;
 mod verify;
 
 use std::collections::HashMap;
@@ -25,10 +26,12 @@ use hoover_types::{ChunkId, ChunkRef, Key, VersionInfo};
 use rusqlite::{Connection, OptionalExtension};
 
 pub use batch::{Batch, Committed, NewVersion, MAX_BATCH_ITEMS};
+pub use piece::{Kind, MAX_DECODE_BYTES, MAX_HOPS};
 pub use verify::{VerifyProblem, VerifyReport};
 
-/// The on-disk format this code writes.
-pub const STORE_FORMAT_VERSION: u32 = 1;
+/// The on-disk format this code writes. Format 1 stores (every chunk a frame of its own) are
+/// migrated to it when a writer opens them; see `docs/store.md`.
+pub const STORE_FORMAT_VERSION: u32 = 2;
 /// The oldest on-disk format this code reads.
 pub const OLDEST_SUPPORTED_FORMAT: u32 = 1;
 
@@ -117,6 +120,9 @@ pub(crate) struct HasherState {
 
 pub(crate) const HASHER_CACHE_MAX: usize = 4096;
 
+/// Decoded bytes of lately committed chunks kept in memory (see `StoreInner::recent`).
+const RECENT_COMMITTED_BYTES: usize = 32 << 20;
+
 /// An open store directory. Cheap to clone: clones share one open store.
 #[derive(Clone)]
 pub struct Store {
@@ -128,6 +134,12 @@ struct StoreInner {
     id: String,
     db: Mutex<Connection>,
     hashers: Mutex<HashMap<i64, HasherState>>,
+    /// The version log has the piece columns (format 2); a format-1 log opened only to be
+    /// read has not, and every chunk in it stands alone.
+    pieces: bool,
+    /// Chunks committed lately, decoded: the next append's piece is decoded against one of
+    /// them without walking its chain of bases.
+    recent: Mutex<piece::Recent>,
     /// The totals, counted once from the version log and then kept up to date by each commit.
     counts: Mutex<Option<StoreCounts>>,
     /// The open `LOCK` file whose exclusive lock makes this the store's one writer (`None`
@@ -206,7 +218,24 @@ impl Store {
         }
         fsutil::create_dir_all(&tmp)?;
         fsutil::check_writable(&root, &tmp)?;
-        let store = Store::with_db(root, Some(lock))?;
+        let mut conn = db::open(&db_path)?;
+        let from = db::migrate(&mut conn)?;
+        if from < STORE_FORMAT_VERSION {
+            // The version log first: a FORMAT file that still names the old format is read
+            // (and the log found migrated) by the next open.
+            fsutil::write_durable(
+                &root,
+                "FORMAT",
+                format!("hoover-store {STORE_FORMAT_VERSION}\n").as_bytes(),
+            )?;
+            tracing::info!(
+                store = %root.display(),
+                from,
+                to = STORE_FORMAT_VERSION,
+                "upgraded the store's format; every version stays readable"
+            );
+        }
+        let store = Store::with_conn(root, conn, Some(lock))?;
         store.remove_unreferenced_packs()?;
         Ok(store)
     }
@@ -262,22 +291,20 @@ impl Store {
         Store::with_conn(root, conn, None)
     }
 
-    fn with_db(root: PathBuf, lock: Option<std::fs::File>) -> Result<Store> {
-        let conn = db::open(&root.join("versions.db"))?;
-        Store::with_conn(root, conn, lock)
-    }
-
     fn with_conn(root: PathBuf, conn: Connection, lock: Option<std::fs::File>) -> Result<Store> {
         let id: String =
             conn.query_row("SELECT value FROM meta WHERE name = 'store_id'", [], |r| {
                 r.get(0)
             })?;
+        let pieces = db::format(&conn)? >= 2;
         Ok(Store {
             inner: Arc::new(StoreInner {
                 root,
                 id,
                 db: Mutex::new(conn),
                 hashers: Mutex::new(HashMap::new()),
+                pieces,
+                recent: Mutex::new(piece::Recent::new(RECENT_COMMITTED_BYTES)),
                 counts: Mutex::new(None),
                 _lock: lock,
             }),
@@ -307,24 +334,126 @@ impl Store {
             .join(format!("{name}.pack"))
     }
 
+    /// Whether the version log has format 2's piece columns.
+    pub(crate) fn has_pieces(&self) -> bool {
+        self.inner.pieces
+    }
+
     /// Where a committed chunk's zstd frame lies: its pack file, offset and length.
     pub fn chunk_location(&self, id: &ChunkId) -> Result<Option<(PathBuf, u64, u64)>> {
+        Ok(self
+            .piece_row(id)?
+            .map(|row| (row.path, row.offset, row.stored_len)))
+    }
+
+    /// How a committed chunk is stored: where its frame lies, and its kind and base.
+    pub(crate) fn piece_row(&self, id: &ChunkId) -> Result<Option<piece::PieceRow>> {
         let conn = self.conn();
+        let sql = if self.inner.pieces {
+            "SELECT p.name, c.offset, c.stored_len, c.raw_len, c.kind, c.base FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1"
+        } else {
+            "SELECT p.name, c.offset, c.stored_len, c.raw_len, 0, NULL FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1"
+        };
         let found = conn
-            .prepare_cached(
-                "SELECT p.name, c.offset, c.stored_len FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1",
-            )?
+            .prepare_cached(sql)?
             .query_row([&id.0[..]], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<Vec<u8>>>(5)?,
+                ))
             })
             .optional()?;
         drop(conn);
-        Ok(found.map(|(name, offset, len)| (self.pack_path(&name), offset as u64, len as u64)))
+        let Some((name, offset, stored_len, raw_len, kind, base)) = found else {
+            return Ok(None);
+        };
+        let kind = piece::Kind::from_code(kind).ok_or_else(|| {
+            StoreError::Corrupt(format!("chunk {id} has an unknown piece kind {kind}"))
+        })?;
+        let base = match base {
+            Some(b) => Some(ChunkId(<[u8; 32]>::try_from(b).map_err(|_| {
+                StoreError::Corrupt(format!("chunk {id} names a base that is not 32 bytes"))
+            })?)),
+            None => None,
+        };
+        Ok(Some(piece::PieceRow {
+            path: self.pack_path(&name),
+            offset: offset as u64,
+            stored_len: stored_len as u64,
+            raw_len: raw_len as u64,
+            kind,
+            base,
+        }))
+    }
+
+    /// What reading a committed chunk costs (pieces and bytes decoded), for a piece to be
+    /// stored on it.
+    pub(crate) fn piece_cost(&self, id: &ChunkId) -> Result<Option<(u64, piece::Cost)>> {
+        let conn = self.conn();
+        let sql = if self.inner.pieces {
+            "SELECT raw_len, hops, COALESCE(cost, raw_len) FROM chunks WHERE id = ?1"
+        } else {
+            "SELECT raw_len, 1, raw_len FROM chunks WHERE id = ?1"
+        };
+        let found = conn
+            .prepare_cached(sql)?
+            .query_row([&id.0[..]], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u32,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })
+            .optional()?;
+        Ok(found.map(|(len, hops, bytes)| (len, piece::Cost { hops, bytes })))
+    }
+
+    /// How a committed chunk is stored: its piece kind, and the pieces and bytes decoded to
+    /// read it (at most [`MAX_HOPS`] and [`MAX_DECODE_BYTES`]).
+    pub fn chunk_piece(&self, id: &ChunkId) -> Result<Option<(Kind, u32, u64)>> {
+        let kind = self.piece_row(id)?.map(|row| row.kind);
+        let cost = self.piece_cost(id)?;
+        Ok(kind.zip(cost).map(|(k, (_, c))| (k, c.hops, c.bytes)))
+    }
+
+    /// Reads one stored frame.
+    pub(crate) fn read_frame(&self, id: &ChunkId, row: &piece::PieceRow) -> Result<Vec<u8>> {
+        pack::read_at(&row.path, row.offset, row.stored_len).map_err(|e| match e {
+            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                StoreError::Corrupt(format!(
+                    "chunk {id}: its pack {} is missing",
+                    row.path.display()
+                ))
+            }
+            other => other,
+        })
+    }
+
+    /// Reads committed chunks as zstd frames that decode on their own (what a restore sends),
+    /// remembering recent chunks so that a file read in order decodes each piece once.
+    pub fn frame_reader(&self) -> FrameReader {
+        FrameReader {
+            decoder: piece::Decoder::new(self),
+        }
+    }
+
+    /// Reads a committed chunk and checks it against its name and length.
+    pub fn read_chunk(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
+        let data = piece::Decoder::new(self).chunk(&chunk.id, Some(chunk.len as u64))?;
+        Ok(Arc::unwrap_or_clone(data))
     }
 
     /// Starts a batch of new chunks and versions, committed together.
     pub fn batch(&self) -> Batch {
         Batch::new(self.clone())
+    }
+
+    pub(crate) fn recent(&self) -> MutexGuard<'_, piece::Recent> {
+        self.inner.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn hashers(&self) -> MutexGuard<'_, HashMap<i64, HasherState>> {
@@ -346,29 +475,6 @@ impl Store {
             .query_row([&id.0[..]], |r| r.get::<_, i64>(0))
             .optional()?;
         Ok(len.map(|n| n as u64))
-    }
-
-    /// Reads a committed chunk as stored (one zstd frame).
-    pub fn read_chunk_compressed(&self, id: &ChunkId) -> Result<Vec<u8>> {
-        let (path, offset, len) = self.chunk_location(id)?.ok_or_else(|| {
-            StoreError::Corrupt(format!("chunk {id} is named by a version but not recorded"))
-        })?;
-        pack::read_at(&path, offset, len).map_err(|e| match e {
-            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                StoreError::Corrupt(format!(
-                    "chunk {id}: its pack {} is missing",
-                    path.display()
-                ))
-            }
-            other => other,
-        })
-    }
-
-    /// Reads a committed chunk and checks it against its name and length.
-    pub fn read_chunk(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
-        let compressed = self.read_chunk_compressed(&chunk.id)?;
-        hoover_chunk::open_verified(&chunk.id, chunk.len as u64, &compressed)
-            .map_err(|e| StoreError::Corrupt(format!("chunk {}: {e}", chunk.id)))
     }
 
     /// The latest version of `key`, if any.
@@ -450,8 +556,9 @@ impl Store {
             .find(|v| v.seq == seq)
             .ok_or_else(|| StoreError::NotFound(format!("{key} has no version {seq}")))?;
         let mut hasher = blake3::Hasher::new();
+        let mut decoder = piece::Decoder::new(self);
         for chunk in self.version_chunks(key, seq)? {
-            let data = self.read_chunk(&chunk)?;
+            let data = decoder.chunk(&chunk.id, Some(chunk.len as u64))?;
             hasher.update(&data);
             out.write_all(&data)
                 .map_err(|e| StoreError::io(Path::new("<output>"), e))?;
@@ -550,7 +657,7 @@ impl Store {
         let to = to.unwrap_or(info.size).min(info.size);
         if from >= to {
             return Ok(RangeReader {
-                store: self.clone(),
+                decoder: piece::Decoder::new(self),
                 chunks: Vec::new(),
                 next: 0,
                 from,
@@ -588,7 +695,7 @@ impl Store {
             }
         }
         Ok(RangeReader {
-            store: self.clone(),
+            decoder: piece::Decoder::new(self),
             chunks,
             next: 0,
             from,
@@ -624,9 +731,33 @@ impl Store {
     }
 }
 
+/// See [`Store::frame_reader`].
+pub struct FrameReader {
+    decoder: piece::Decoder,
+}
+
+impl FrameReader {
+    /// One chunk as a frame that decodes on its own: the stored frame when its piece stands
+    /// alone, else the chunk decoded and compressed anew.
+    pub fn frame(&mut self, chunk: &ChunkRef) -> Result<Vec<u8>> {
+        let store = self.decoder.store().clone();
+        let row = store.piece_row(&chunk.id)?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "chunk {} is named by a version but not recorded",
+                chunk.id
+            ))
+        })?;
+        if row.kind == piece::Kind::Alone {
+            return store.read_frame(&chunk.id, &row);
+        }
+        let data = self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?;
+        Ok(hoover_chunk::compress(&data))
+    }
+}
+
 /// The chunks of a byte range of one version; yields the range's bytes, a chunk at a time.
 pub struct RangeReader {
-    store: Store,
+    decoder: piece::Decoder,
     chunks: Vec<(u64, ChunkRef)>,
     next: usize,
     from: u64,
@@ -638,14 +769,14 @@ impl Iterator for RangeReader {
     fn next(&mut self) -> Option<Self::Item> {
         let (offset, chunk) = *self.chunks.get(self.next)?;
         self.next += 1;
-        let data = match self.store.read_chunk(&chunk) {
+        let data = match self.decoder.chunk(&chunk.id, Some(chunk.len as u64)) {
             Ok(d) => d,
             Err(e) => return Some(Err(e)),
         };
         let start = self.from.saturating_sub(offset).min(data.len() as u64) as usize;
         let end = (self.to - offset).min(data.len() as u64) as usize;
         Some(Ok(if start == 0 && end == data.len() {
-            data
+            Arc::unwrap_or_clone(data)
         } else {
             data[start..end].to_vec()
         }))

@@ -1,7 +1,9 @@
 //! Pack files: the chunks of one committed batch, back to back.
 //!
 //! A pack starts with [`PACK_MAGIC`]; then each chunk is a record of its 32-byte id, its
-//! uncompressed and stored lengths (u32, little-endian), and its zstd frame. The version log
+//! uncompressed and stored lengths (u32, little-endian), its piece kind (one byte) and, unless
+//! the piece stands alone, its base's 32-byte id; then its zstd frame. Format-1 packs
+//! ([`PACK_MAGIC_V1`]) have no kind and no base: every chunk stands alone. The version log
 //! records each chunk's pack and the offset of its frame; the record headers make a pack
 //! self-describing, so the chunk index could be rebuilt from the packs alone.
 
@@ -11,12 +13,21 @@ use std::path::{Path, PathBuf};
 
 use hoover_types::ChunkId;
 
+use crate::piece::Kind;
 use crate::{Result, StoreError};
 
-/// The first bytes of every pack file.
-pub(crate) const PACK_MAGIC: &[u8; 14] = b"hoover-pack 1\n";
-/// Bytes before each chunk's frame: id, raw length, stored length.
-pub(crate) const RECORD_HEADER: u64 = 32 + 4 + 4;
+/// The first bytes of every pack file this code writes.
+pub(crate) const PACK_MAGIC: &[u8; 14] = b"hoover-pack 2\n";
+/// The first bytes of a pack of store format 1.
+pub(crate) const PACK_MAGIC_V1: &[u8; 14] = b"hoover-pack 1\n";
+/// Bytes before each chunk's frame in a format-1 pack: id, raw length, stored length.
+pub(crate) const RECORD_HEADER_V1: u64 = 32 + 4 + 4;
+
+/// Bytes before a chunk's frame in a pack of this format: id, raw length, stored length, kind,
+/// and the base's id unless the piece stands alone.
+pub(crate) fn record_header_len(kind: Kind) -> u64 {
+    RECORD_HEADER_V1 + 1 + if kind == Kind::Alone { 0 } else { 32 }
+}
 
 /// A pack being written in `tmp/`.
 pub(crate) struct PackWriter {
@@ -48,12 +59,23 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Appends one chunk; returns the offset of its frame.
-    pub(crate) fn append(&mut self, id: &ChunkId, raw_len: u32, frame: &[u8]) -> Result<u64> {
-        let mut header = [0u8; RECORD_HEADER as usize];
-        header[..32].copy_from_slice(&id.0);
-        header[32..36].copy_from_slice(&raw_len.to_le_bytes());
-        header[36..40].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+    /// Appends one piece; returns the offset of its frame.
+    pub(crate) fn append(
+        &mut self,
+        id: &ChunkId,
+        raw_len: u32,
+        kind: Kind,
+        base: Option<&ChunkId>,
+        frame: &[u8],
+    ) -> Result<u64> {
+        let mut header = Vec::with_capacity(record_header_len(kind) as usize);
+        header.extend_from_slice(&id.0);
+        header.extend_from_slice(&raw_len.to_le_bytes());
+        header.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        header.push(kind as u8);
+        if kind != Kind::Alone {
+            header.extend_from_slice(&base.expect("a piece with a base names it").0);
+        }
         self.write(&header)?;
         let offset = self.len;
         self.write(frame)?;
@@ -97,25 +119,47 @@ pub(crate) fn read_at(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Checks the record header in front of a chunk's frame.
+/// Checks the record header in front of a piece's frame against what the chunk index says.
 pub(crate) fn check_header(
     path: &Path,
     id: &ChunkId,
     offset: u64,
     raw_len: u64,
     stored_len: u64,
+    kind: Kind,
+    base: Option<&ChunkId>,
 ) -> std::result::Result<(), String> {
-    if offset < PACK_MAGIC.len() as u64 + RECORD_HEADER {
+    let magic = read_at(path, 0, PACK_MAGIC.len() as u64).map_err(|e| e.to_string())?;
+    let header_len = if magic == PACK_MAGIC_V1 {
+        if kind != Kind::Alone {
+            return Err(format!(
+                "{} is a format-1 pack, which holds no pieces with a base",
+                path.display()
+            ));
+        }
+        RECORD_HEADER_V1
+    } else if magic == PACK_MAGIC {
+        record_header_len(kind)
+    } else {
+        return Err(format!("{} does not start like a pack", path.display()));
+    };
+    if offset < PACK_MAGIC.len() as u64 + header_len {
         return Err(format!("offset {offset} is inside the pack header"));
     }
-    let header = read_at(path, offset - RECORD_HEADER, RECORD_HEADER).map_err(|e| e.to_string())?;
-    let id_ok = header[..32] == id.0;
+    let header = read_at(path, offset - header_len, header_len).map_err(|e| e.to_string())?;
     let raw = u32::from_le_bytes(header[32..36].try_into().expect("4 bytes")) as u64;
     let stored = u32::from_le_bytes(header[36..40].try_into().expect("4 bytes")) as u64;
-    if !id_ok || raw != raw_len || stored != stored_len {
+    let mut ok = header[..32] == id.0 && raw == raw_len && stored == stored_len;
+    if header_len > RECORD_HEADER_V1 {
+        ok &= header[40] == kind as u8;
+        if let Some(base) = base {
+            ok &= header[41..73] == base.0;
+        }
+    }
+    if !ok {
         return Err(format!(
             "the record header at {} of {} does not match the chunk index",
-            offset - RECORD_HEADER,
+            offset - header_len,
             path.display()
         ));
     }

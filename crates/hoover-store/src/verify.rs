@@ -6,7 +6,18 @@ use std::sync::Arc;
 
 use hoover_types::{ChunkId, ChunkRef};
 
-use crate::{db, pack, Result, Store, StoreError};
+use crate::{db, pack, Kind, Result, Store, StoreError};
+
+/// One row of the chunk index, as `verify` reads it.
+struct ChunkRow {
+    id: Vec<u8>,
+    pack: String,
+    offset: u64,
+    raw_len: u64,
+    stored_len: u64,
+    kind: i64,
+    base: Option<Vec<u8>>,
+}
 
 /// One thing found wrong, naming the place.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,42 +143,78 @@ impl Store {
             let versions = db::versions_by_id(&self.conn(), file_id)?;
             listed.push((file_id, key, versions));
         }
-        let chunk_rows: Vec<(Vec<u8>, String, i64, i64, i64)> = {
+        let chunk_rows: Vec<ChunkRow> = {
             let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT c.id, p.name, c.offset, c.raw_len, c.stored_len
-                 FROM chunks c JOIN packs p ON p.id = c.pack ORDER BY c.pack, c.offset",
-            )?;
+            let sql = if self.has_pieces() {
+                "SELECT c.id, p.name, c.offset, c.raw_len, c.stored_len, c.kind, c.base
+                 FROM chunks c JOIN packs p ON p.id = c.pack ORDER BY c.pack, c.offset"
+            } else {
+                "SELECT c.id, p.name, c.offset, c.raw_len, c.stored_len, 0, NULL
+                 FROM chunks c JOIN packs p ON p.id = c.pack ORDER BY c.pack, c.offset"
+            };
+            let mut stmt = conn.prepare(sql)?;
             let rows = stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok(ChunkRow {
+                    id: r.get(0)?,
+                    pack: r.get(1)?,
+                    offset: r.get::<_, i64>(2)? as u64,
+                    raw_len: r.get::<_, i64>(3)? as u64,
+                    stored_len: r.get::<_, i64>(4)? as u64,
+                    kind: r.get(5)?,
+                    base: r.get(6)?,
+                })
             })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         let total = chunk_rows.len() as u64;
         let mut good: HashMap<ChunkId, bool> = HashMap::new();
-        for (i, (id, pack, offset, raw_len, stored_len)) in chunk_rows.into_iter().enumerate() {
-            let Ok(id) = <[u8; 32]>::try_from(id) else {
+        // In pack order a piece's base was usually checked just before: the decoder keeps it.
+        let mut decoder = crate::piece::Decoder::new(self);
+        for (i, row) in chunk_rows.into_iter().enumerate() {
+            let Ok(id) = <[u8; 32]>::try_from(row.id) else {
                 continue;
             };
             let id = ChunkId(id);
-            let path = self.pack_path(&pack);
+            let path = self.pack_path(&row.pack);
             let shown = path.display().to_string();
-            let (offset, raw_len, stored_len) = (offset as u64, raw_len as u64, stored_len as u64);
+            let (offset, raw_len, stored_len) = (row.offset, row.raw_len, row.stored_len);
             let ok = if !path.exists() {
                 report
                     .problems
                     .push(VerifyProblem::ChunkMissing { id, path: shown });
                 false
             } else {
-                let checked = pack::check_header(&path, &id, offset, raw_len, stored_len)
-                    .and_then(|()| {
-                        pack::read_at(&path, offset, stored_len).map_err(|e| e.to_string())
-                    })
-                    .and_then(|bytes| {
-                        hoover_chunk::open_verified(&id, raw_len, &bytes).map_err(|e| e.to_string())
+                let kind = Kind::from_code(row.kind)
+                    .ok_or_else(|| format!("unknown piece kind {}", row.kind));
+                let base = row
+                    .base
+                    .map(|b| <[u8; 32]>::try_from(b).map(ChunkId))
+                    .transpose()
+                    .map_err(|_| "its base is not a 32-byte id".to_string());
+                let checked = kind
+                    .and_then(|kind| Ok((kind, base?)))
+                    .and_then(|(kind, base)| {
+                        pack::check_header(
+                            &path,
+                            &id,
+                            offset,
+                            raw_len,
+                            stored_len,
+                            kind,
+                            base.as_ref(),
+                        )?;
+                        if let Some(base) = base {
+                            if good.get(&base) == Some(&false) {
+                                return Err(format!("its base {base} is damaged"));
+                            }
+                        }
+                        decoder
+                            .chunk(&id, Some(raw_len))
+                            .map(drop)
+                            .map_err(|e| e.to_string())
                     });
                 match checked {
-                    Ok(_) => true,
+                    Ok(()) => true,
                     Err(error) => {
                         report.problems.push(VerifyProblem::ChunkCorrupt {
                             id,
@@ -220,6 +267,7 @@ impl Store {
     ) -> std::result::Result<u64, String> {
         let mut hasher = blake3::Hasher::new();
         let mut next_cache = HashMap::new();
+        let mut decoder = crate::piece::Decoder::new(self);
         let mut at = 0u64;
         for (offset, chunk) in chunks {
             if *offset != at {
@@ -237,7 +285,9 @@ impl Store {
             }
             let data = match cache.get(&chunk.id) {
                 Some(d) => d.clone(),
-                None => Arc::new(self.read_chunk(chunk).map_err(|e| e.to_string())?),
+                None => decoder
+                    .chunk(&chunk.id, Some(chunk.len as u64))
+                    .map_err(|e| e.to_string())?,
             };
             hasher.update(&data);
             at += data.len() as u64;

@@ -425,3 +425,201 @@ fn a_batch_past_its_limit_is_refused_and_a_refused_version_gives_its_room_back()
     let err = batch.add_version(v).unwrap_err();
     assert!(matches!(err, StoreError::BatchTooLarge(7)), "{err:?}");
 }
+
+/// Commits `data` as a new version made of `kept` chunks of `base` and `chunks`.
+fn commit_version(
+    store: &Store,
+    key: &Key,
+    data: &[u8],
+    base: Option<u64>,
+    kept: u64,
+    chunks: Vec<ChunkRef>,
+) -> u64 {
+    let mut batch = store.batch();
+    batch
+        .add_version(NewVersion {
+            key: key.clone(),
+            size: data.len() as u64,
+            blake3: *blake3::hash(data).as_bytes(),
+            mtime_ns: 1,
+            base,
+            kept,
+            chunks,
+        })
+        .unwrap();
+    batch.commit().unwrap()[0].seq
+}
+
+#[test]
+fn pieces_decode_against_their_bases_and_bad_ones_are_refused() {
+    use hoover_store::Kind;
+    use hoover_types::ChunkId;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Key::new("lap/c/p.jsonl").unwrap();
+    let mut rng = Rng(11);
+    let first = rng.bytes(20_000);
+    let first_id = ChunkId::of(&first);
+    let mut batch = store.batch();
+    batch
+        .add_chunk(
+            first_id,
+            first.len() as u32,
+            &hoover_chunk::compress(&first),
+        )
+        .unwrap();
+    batch.commit().unwrap();
+    let r1 = ChunkRef {
+        id: first_id,
+        len: first.len() as u32,
+    };
+    let v1 = commit_version(&store, &key, &first, None, 0, vec![r1]);
+
+    // An append: the new last chunk extends the old one, and only the new bytes are sent.
+    let mut grown = first.clone();
+    grown.extend_from_slice(&rng.bytes(1_000));
+    let p = hoover_chunk::piece(&grown, Some((first_id, &first)), None);
+    assert_eq!(p.kind, Kind::Extends);
+    assert!(
+        p.frame.len() < 1_000,
+        "an append of 1,000 bytes took {}",
+        p.frame.len()
+    );
+    let grown_id = ChunkId::of(&grown);
+    // A next chunk that follows it.
+    let next = rng.bytes(9_000);
+    let next_id = ChunkId::of(&next);
+    let q = hoover_chunk::piece(&next, None, Some((grown_id, &grown)));
+    assert_eq!(q.kind, Kind::Follows);
+    let mut batch = store.batch();
+    batch
+        .add_piece(grown_id, grown.len() as u32, p.kind, first_id, &p.frame)
+        .unwrap();
+    batch
+        .add_piece(next_id, next.len() as u32, q.kind, grown_id, &q.frame)
+        .unwrap();
+    batch.commit().unwrap();
+    let mut content = grown.clone();
+    content.extend_from_slice(&next);
+    let v2 = commit_version(
+        &store,
+        &key,
+        &content,
+        Some(v1),
+        0,
+        vec![
+            ChunkRef {
+                id: grown_id,
+                len: grown.len() as u32,
+            },
+            ChunkRef {
+                id: next_id,
+                len: next.len() as u32,
+            },
+        ],
+    );
+    assert_eq!(read(&store, &key, v1), first);
+    assert_eq!(read(&store, &key, v2), content);
+    assert_eq!(
+        store.chunk_piece(&next_id).unwrap().unwrap().0,
+        Kind::Follows
+    );
+    assert!(store.verify(|_, _, _| {}).unwrap().is_clean());
+
+    // Refused, and nothing of it kept: a base nobody sent, bytes that are not what the piece
+    // is named, and an "extension" no longer than its base.
+    let stranger = ChunkId::of(b"never sent");
+    let mut batch = store.batch();
+    let e = batch
+        .add_piece(
+            ChunkId::of(&grown[..100]),
+            100,
+            Kind::Follows,
+            stranger,
+            &q.frame,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("neither sent nor stored"), "{e}");
+    let e = batch
+        .add_piece(
+            ChunkId::of(b"a lie"),
+            grown.len() as u32,
+            Kind::Extends,
+            first_id,
+            &p.frame,
+        )
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Refused(_)), "{e}");
+    let e = batch
+        .add_piece(
+            first_id,
+            first.len() as u32,
+            Kind::Extends,
+            grown_id,
+            &p.frame,
+        )
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Refused(_)), "{e}");
+}
+
+#[test]
+fn a_chain_of_appends_starts_again_within_its_bounds() {
+    use hoover_store::{Kind, MAX_DECODE_BYTES, MAX_HOPS};
+    use hoover_types::ChunkId;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Key::new("lap/c/grow.jsonl").unwrap();
+    let mut rng = Rng(5);
+    let mut data = rng.bytes(100);
+    let mut last = ChunkId::of(&data);
+    let mut batch = store.batch();
+    batch
+        .add_chunk(last, data.len() as u32, &hoover_chunk::compress(&data))
+        .unwrap();
+    batch.commit().unwrap();
+    let mut seq = commit_version(
+        &store,
+        &key,
+        &data,
+        None,
+        0,
+        vec![ChunkRef {
+            id: last,
+            len: data.len() as u32,
+        }],
+    );
+    let mut alone_again = 0;
+    // 300 appends of 10 bytes, each re-cutting the one chunk: more than MAX_HOPS pieces.
+    for _ in 0..300 {
+        let before = data.clone();
+        data.extend_from_slice(&rng.bytes(10));
+        let p = hoover_chunk::piece(&data, Some((last, &before)), None);
+        let id = ChunkId::of(&data);
+        let mut batch = store.batch();
+        batch
+            .add_piece(id, data.len() as u32, p.kind, last, &p.frame)
+            .unwrap();
+        batch.commit().unwrap();
+        let (kind, hops, bytes) = store.chunk_piece(&id).unwrap().unwrap();
+        assert!(hops <= MAX_HOPS && bytes <= MAX_DECODE_BYTES);
+        if kind == Kind::Alone {
+            alone_again += 1;
+        }
+        seq = commit_version(
+            &store,
+            &key,
+            &data,
+            Some(seq),
+            0,
+            vec![ChunkRef {
+                id,
+                len: data.len() as u32,
+            }],
+        );
+        last = id;
+    }
+    assert_eq!(alone_again, 1, "the chain started again once, at its bound");
+    assert_eq!(read(&store, &key, seq), data);
+    assert_eq!(read(&store, &key, 150), data[..100 + 149 * 10]);
+    assert!(store.verify(|_, _, _| {}).unwrap().is_clean());
+}

@@ -192,6 +192,33 @@ pub struct ChunkRef {
     pub len: u32,
 }
 
+/// How a chunk's frame decodes (on the wire and in the store): on its own, or against a base
+/// chunk, whose last bytes (up to 64 KiB) are the frame's zstd prefix. The numbers are the codes
+/// on disk and on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum PieceKind {
+    /// The frame is the whole chunk.
+    Alone = 0,
+    /// The chunk is the base's bytes followed by the frame's: what an append to a file's last
+    /// chunk costs is the appended bytes.
+    Extends = 1,
+    /// The chunk is the frame's bytes, compressed knowing the base (the chunk before it in the
+    /// file): a new chunk costs what the text before it does not already say.
+    Follows = 2,
+}
+
+impl PieceKind {
+    pub fn from_code(code: i64) -> Option<PieceKind> {
+        match code {
+            0 => Some(PieceKind::Alone),
+            1 => Some(PieceKind::Extends),
+            2 => Some(PieceKind::Follows),
+            _ => None,
+        }
+    }
+}
+
 /// What the server knows of one stored version of a file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionInfo {

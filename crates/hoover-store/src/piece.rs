@@ -1,0 +1,275 @@
+//! Pieces: how a chunk is stored. A chunk (named by the BLAKE3 of its bytes) is one zstd frame,
+//! either alone or compressed against a *base* chunk the store already holds:
+//!
+//! - [`Kind::Alone`]: the frame is the chunk (every chunk of store format 1 is one).
+//! - [`Kind::Extends`]: the chunk is the base's bytes followed by the frame's, and the frame was
+//!   compressed with the base's end as its prefix. An append re-cuts the file's last chunk; this
+//!   stores only what the append added.
+//! - [`Kind::Follows`]: the chunk is the frame's bytes, compressed with the base's end as its
+//!   prefix (the base is the chunk before it in the file), so a new chunk costs what the
+//!   preceding text does not already say.
+//!
+//! Reading a chunk walks back to a piece that stands alone (or to a chunk already decoded) and
+//! decodes forward. Every piece's chain is bounded when it is stored: at most [`MAX_HOPS`]
+//! pieces and [`MAX_DECODE_BYTES`] bytes decoded to read any chunk; a piece past either bound is
+//! stored alone instead.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use hoover_types::{ChunkId, MAX_CHUNK_SIZE};
+
+use crate::{Result, Store, StoreError};
+
+pub use hoover_types::PieceKind as Kind;
+
+/// The most pieces read to decode one chunk.
+pub const MAX_HOPS: u32 = 256;
+/// The most bytes decoded to read one chunk (its own and its bases').
+pub const MAX_DECODE_BYTES: u64 = 1 << 20;
+
+/// What reading a stored piece costs: pieces read and bytes decoded, its own included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cost {
+    pub hops: u32,
+    pub bytes: u64,
+}
+
+impl Cost {
+    pub(crate) fn alone(len: u64) -> Cost {
+        Cost {
+            hops: 1,
+            bytes: len,
+        }
+    }
+
+    /// The cost of a piece of `kind` and length `len` on a base of length `base_len` that
+    /// costs `self`.
+    pub(crate) fn on(self, kind: Kind, len: u64, base_len: u64) -> Cost {
+        match kind {
+            Kind::Alone => Cost::alone(len),
+            // The base's bytes are the start of this chunk: only the rest is decoded anew.
+            Kind::Extends => Cost {
+                hops: self.hops + 1,
+                bytes: self.bytes + len.saturating_sub(base_len),
+            },
+            Kind::Follows => Cost {
+                hops: self.hops + 1,
+                bytes: self.bytes + len,
+            },
+        }
+    }
+
+    pub(crate) fn within_bounds(self) -> bool {
+        self.hops <= MAX_HOPS && self.bytes <= MAX_DECODE_BYTES
+    }
+}
+
+/// One step of decoding: a piece's frame applied to what its base decoded to.
+pub(crate) fn apply(
+    kind: Kind,
+    base: Option<&[u8]>,
+    frame: &[u8],
+    len: u64,
+) -> std::result::Result<Vec<u8>, String> {
+    if len > MAX_CHUNK_SIZE as u64 {
+        return Err(format!("a chunk of {len} bytes is over the limit"));
+    }
+    let out = match (kind, base) {
+        (Kind::Alone, _) => hoover_chunk::decompress(frame).map_err(|e| e.to_string())?,
+        (Kind::Extends, Some(base)) => {
+            let rest = len
+                .checked_sub(base.len() as u64)
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    format!(
+                        "extends a base of {} bytes but is only {len} bytes long",
+                        base.len()
+                    )
+                })?;
+            let tail = hoover_chunk::decompress_against(base, frame, rest as usize)
+                .map_err(|e| e.to_string())?;
+            let mut out = Vec::with_capacity(len as usize);
+            out.extend_from_slice(base);
+            out.extend_from_slice(&tail);
+            out
+        }
+        (Kind::Follows, Some(base)) => hoover_chunk::decompress_against(base, frame, len as usize)
+            .map_err(|e| e.to_string())?,
+        (_, None) => return Err("a piece with a base was decoded without it".into()),
+    };
+    if out.len() as u64 != len {
+        return Err(format!(
+            "decodes to {} bytes, {len} were recorded",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// Where one stored piece lies and how it decodes.
+#[derive(Clone, Debug)]
+pub(crate) struct PieceRow {
+    pub path: std::path::PathBuf,
+    pub offset: u64,
+    pub stored_len: u64,
+    pub raw_len: u64,
+    pub kind: Kind,
+    pub base: Option<ChunkId>,
+}
+
+/// Decoded chunks, the newest last, within a byte budget.
+pub(crate) struct Recent {
+    chunks: VecDeque<(ChunkId, Arc<Vec<u8>>)>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Recent {
+    pub(crate) fn new(limit: usize) -> Recent {
+        Recent {
+            chunks: VecDeque::new(),
+            bytes: 0,
+            limit,
+        }
+    }
+
+    pub(crate) fn get(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
+        self.chunks
+            .iter()
+            .rev()
+            .find(|(r, _)| r == id)
+            .map(|(_, d)| d.clone())
+    }
+
+    pub(crate) fn put(&mut self, id: ChunkId, data: Arc<Vec<u8>>) {
+        if self.chunks.back().is_some_and(|(r, _)| *r == id) {
+            return;
+        }
+        self.bytes += data.len();
+        self.chunks.push_back((id, data));
+        while self.bytes > self.limit && self.chunks.len() > 1 {
+            if let Some((_, old)) = self.chunks.pop_front() {
+                self.bytes -= old.len();
+            }
+        }
+    }
+}
+
+/// Decodes chunks, remembering the last few so that a chain reaching one of them stops there
+/// (a file's chunks are read in order, and each usually follows the one before), and using the
+/// store's lately committed chunks the same way.
+pub(crate) struct Decoder {
+    store: Store,
+    recent: Recent,
+    /// Ingest may use the store's lately committed chunks (verified when they arrived);
+    /// reads and `verify` always go to the disk.
+    committed: bool,
+}
+
+/// Decoded bytes a [`Decoder`] remembers.
+const RECENT_BYTES: usize = 4 << 20;
+
+impl Decoder {
+    pub(crate) fn new(store: &Store) -> Decoder {
+        Decoder {
+            store: store.clone(),
+            recent: Recent::new(RECENT_BYTES),
+            committed: false,
+        }
+    }
+
+    /// A decoder for ingest, which also uses the chunks the store committed lately.
+    pub(crate) fn for_ingest(store: &Store) -> Decoder {
+        Decoder {
+            committed: true,
+            ..Decoder::new(store)
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn remembered(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
+        self.recent.get(id).or_else(|| {
+            self.committed
+                .then(|| self.store.recent().get(id))
+                .flatten()
+        })
+    }
+
+    pub(crate) fn remember(&mut self, id: ChunkId, data: Arc<Vec<u8>>) {
+        self.recent.put(id, data);
+    }
+
+    /// The bytes of a committed chunk, checked against its name (and `len`, when given).
+    pub(crate) fn chunk(&mut self, id: &ChunkId, len: Option<u64>) -> Result<Arc<Vec<u8>>> {
+        if let Some(d) = self.remembered(id) {
+            return Ok(d);
+        }
+        let mut chain: Vec<(ChunkId, PieceRow)> = Vec::new();
+        let mut at = *id;
+        let mut start = None;
+        loop {
+            if chain.len() as u32 > MAX_HOPS {
+                return Err(StoreError::Corrupt(format!(
+                    "chunk {id}: its chain of bases is longer than {MAX_HOPS} pieces"
+                )));
+            }
+            let row = self.store.piece_row(&at)?.ok_or_else(|| {
+                if at == *id {
+                    StoreError::Corrupt(format!("chunk {id} is named but not recorded"))
+                } else {
+                    StoreError::Corrupt(format!("chunk {id}: its base {at} is not recorded"))
+                }
+            })?;
+            let (kind, base) = (row.kind, row.base);
+            chain.push((at, row));
+            match (kind, base) {
+                (Kind::Alone, _) => break,
+                (_, Some(base)) => {
+                    if let Some(d) = self.remembered(&base) {
+                        start = Some(d);
+                        break;
+                    }
+                    at = base;
+                }
+                (_, None) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "chunk {at} has a base kind but names no base"
+                    )))
+                }
+            }
+        }
+        let mut data: Option<Arc<Vec<u8>>> = start;
+        for (piece_id, row) in chain.into_iter().rev() {
+            let frame = self.store.read_frame(&piece_id, &row)?;
+            let out = apply(
+                row.kind,
+                data.as_deref().map(|d| d.as_slice()),
+                &frame,
+                row.raw_len,
+            )
+            .map_err(|e| StoreError::Corrupt(format!("chunk {piece_id}: {e}")))?;
+            data = Some(Arc::new(out));
+        }
+        let data = data.expect("a chain has at least one piece");
+        if let Some(len) = len {
+            if data.len() as u64 != len {
+                return Err(StoreError::Corrupt(format!(
+                    "chunk {id} is {} bytes, named as {len}",
+                    data.len()
+                )));
+            }
+        }
+        let actual = ChunkId::of(&data);
+        if actual != *id {
+            return Err(StoreError::Corrupt(format!(
+                "chunk {id} decodes to bytes that hash to {actual}"
+            )));
+        }
+        self.remember(*id, data.clone());
+        Ok(data)
+    }
+}
