@@ -5,6 +5,7 @@
 # `zstd -3` of the final files, and reports the bytes on the wire.
 #
 #   scripts/bench-versions.sh            # a version per line: step k = the first k lines
+#   REPLAY_EVERY=4 scripts/bench-versions.sh     # a sync every 4 lines of every file
 #   REPLAY_STEPS=200 scripts/bench-versions.sh   # 200 steps, each a 1/200 of every file
 #
 # Results go to stdout and to target/bench-versions/results.md.
@@ -12,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 src="${REPLAY_SRC:-$PWD/../shared/corpus/files}"
 steps="${REPLAY_STEPS:-}"
+every="${REPLAY_EVERY:-1}"
 work="${BENCH_DIR:-$PWD/target/bench-versions}"
 
 cargo build --release -q -p hoover -p hoover-bench
@@ -35,12 +37,13 @@ if [ -n "$steps" ]; then
   what="$steps steps, each 1/$steps of every file's lines"
 else
   last=$(find "$src" -maxdepth 1 -type f -exec sh -c 'wc -l <"$1"' _ {} \; | sort -n | tail -1)
-  what="a version per line ($last steps)"
+  what="a sync every $every line(s) ($last lines in the longest file)"
 fi
 echo "bench: replaying $(find "$src" -maxdepth 1 -type f | wc -l) files of $src, $what"
 : >"$work/syncs.jsonl"
 t0=$(date +%s.%N)
-for k in $(seq 1 "$last"); do
+if [ -n "$steps" ]; then every=1; fi
+for k in $(seq "$every" "$every" $((last + every - 1))); do
   changed=$("$gen" grow "$src" "$work/tree" "$k" $steps)
   [ "$changed" -gt 0 ] || continue
   h sync --json --source bench --root "r=$work/tree" >>"$work/syncs.jsonl"

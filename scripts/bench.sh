@@ -3,7 +3,10 @@
 # Prints initial sync MB/s, no-change re-sync time, and wire bytes (and hoover's new version
 # metadata) for appending 1 KB to a 100 MB transcript. Installs rsync and openssh-server when
 # missing (needs root for apt). Sizes can be changed: BENCH_BYTES, BENCH_FILES, BIG_BYTES;
-# BENCH_SERVE_ARGS adds arguments to `hoover serve` (e.g. --no-index).
+# BENCH_SERVE_ARGS adds arguments to `hoover serve` (e.g. --no-index). BENCH_PIN=1 runs each
+# server (hoover serve, sshd) on CPU 0 and each client (hoover, rsync) on CPU 1 (`taskset`), as
+# if on two machines. Also times restores of the big file's first and latest versions and
+# `hoover verify`, and reports the store bytes the append added.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bytes="${BENCH_BYTES:-1000000000}"
@@ -26,6 +29,13 @@ hoover="$PWD/target/release/hoover"
 gen="$PWD/target/release/hoover-bench"
 
 rm -rf "$work" && mkdir -p "$work"/{src,keys,rsync-dest,home}
+if [ "${BENCH_PIN:-0}" = 1 ]; then
+  on_server=(taskset -c 0)
+  on_client=(taskset -c 1)
+else
+  on_server=()
+  on_client=()
+fi
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc -l; }
 
@@ -37,27 +47,43 @@ total=$(du -sb "$work/src" | cut -f1)
 # --- hoover
 ssh-keygen -q -t ed25519 -N '' -f "$work/keys/client"
 cp "$work/keys/client.pub" "$work/keys/authorized_keys"
-HOME="$work/home" "$hoover" serve --store "$work/store" --ssh-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+HOME="$work/home" "${on_server[@]}" "$hoover" serve --store "$work/store" --ssh-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
   --authorized-keys "$work/keys/authorized_keys" --host-key "$work/keys/host" ${BENCH_SERVE_ARGS:-} 2>"$work/serve.log" &
 server=$!
 trap 'kill $server 2>/dev/null || true; [ -f "$work/sshd.pid" ] && kill "$(cat "$work/sshd.pid")" 2>/dev/null || true' EXIT
 for _ in $(seq 1 200); do grep -q 'hoover: listening' "$work/serve.log" && break; sleep 0.05; done
 port=$(grep -o 'ssh=127.0.0.1:[0-9]*' "$work/serve.log" | cut -d: -f2)
-h() { HOME="$work/home" "$hoover" "$@" --server "127.0.0.1:$port" --identity "$work/keys/client" --known-hosts "$work/keys/known_hosts"; }
+h() { HOME="$work/home" "${on_client[@]}" "$hoover" "$@" --server "127.0.0.1:$port" --identity "$work/keys/client" --known-hosts "$work/keys/known_hosts"; }
 
 sync 2>/dev/null || true
 t0=$(now); h sync --json --source bench --root "src=$work/src" >"$work/h1.json"; t1=$(now)
 h_initial=$(elapsed "$t0" "$t1")
 t0=$(now); h sync --json --source bench --root "src=$work/src" >"$work/h2.json"; t1=$(now)
 h_nochange=$(elapsed "$t0" "$t1")
+# The same files again under another source (a reinstalled laptop): every chunk is on the
+# server already, so nothing should be compressed or sent.
+t0=$(now); h sync --json --source again --root "src=$work/src" >"$work/h2b.json"; t1=$(now)
+h_again=$(elapsed "$t0" "$t1")
 cp "$work/src/big/session.jsonl" "$work/big-before.jsonl"
+packs_before=$(du -sb "$work/store/packs" | cut -f1)
 "$gen" append "$work/src/big/session.jsonl" 1024 77 >/dev/null
 cp "$work/src/big/session.jsonl" "$work/big-after.jsonl"
 t0=$(now); h sync --json --source bench --root "src=$work/src" >"$work/h3.json"; t1=$(now)
 h_append_time=$(elapsed "$t0" "$t1")
 h_append_wire=$(python3 -c "import json;d=json.load(open('$work/h3.json'));print(d['wire_bytes_sent']+d['wire_bytes_received'])")
+h_append_stored=$(( $(du -sb "$work/store/packs" | cut -f1) - packs_before ))
 read -r h_meta h_entries _ < <("$gen" meta "$work/store" "bench/src/big/session.jsonl")
+t0=$(now); h restore bench/src/big/session.jsonl -o "$work/restored-latest" >/dev/null; t1=$(now)
+h_restore_latest=$(elapsed "$t0" "$t1")
+cmp "$work/restored-latest" "$work/big-after.jsonl"
+t0=$(now); h restore bench/src/big/session.jsonl --version 1 -o "$work/restored-first" >/dev/null; t1=$(now)
+h_restore_first=$(elapsed "$t0" "$t1")
+cmp "$work/restored-first" "$work/big-before.jsonl"
 kill $server; wait $server 2>/dev/null || true
+t0=$(now); "$hoover" verify --json --store "$work/store" >"$work/verify.json"; t1=$(now)
+h_verify=$(elapsed "$t0" "$t1")
+h_verify_bytes=$(python3 -c "import json;d=json.load(open('$work/verify.json'));assert d['clean'];print(d['bytes_checked'])")
+h_initial_wire=$(python3 -c "import json;d=json.load(open('$work/h1.json'));print(d['wire_bytes_sent']+d['wire_bytes_received'])")
 
 # --- rsync -az over OpenSSH
 cp "$work/big-before.jsonl" "$work/src/big/session.jsonl"
@@ -77,9 +103,9 @@ PermitRootLogin yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 CONF
-/usr/sbin/sshd -f "$work/sshd_config" -E "$work/sshd.log"
+"${on_server[@]}" /usr/sbin/sshd -f "$work/sshd_config" -E "$work/sshd.log"
 for _ in $(seq 1 100); do [ -f "$work/sshd.pid" ] && break; sleep 0.05; done
-rs() { rsync -az --stats -e "ssh -p $ssh_port -i $work/keys/client -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR" "$work/src/" "127.0.0.1:$work/rsync-dest/"; }
+rs() { "${on_client[@]}" rsync -az --stats -e "ssh -p $ssh_port -i $work/keys/client -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR" "$work/src/" "127.0.0.1:$work/rsync-dest/"; }
 sync 2>/dev/null || true
 t0=$(now); rs >"$work/r1.txt"; t1=$(now); r_initial=$(elapsed "$t0" "$t1")
 t0=$(now); rs >"$work/r2.txt"; t1=$(now); r_nochange=$(elapsed "$t0" "$t1")
@@ -88,6 +114,7 @@ t0=$(now); rs >"$work/r3.txt"; t1=$(now); r_append_time=$(elapsed "$t0" "$t1")
 r_sent=$(grep 'Total bytes sent' "$work/r3.txt" | tr -dc 0-9)
 r_recv=$(grep 'Total bytes received' "$work/r3.txt" | tr -dc 0-9)
 r_append_wire=$((r_sent + r_recv))
+r_initial_wire=$(( $(grep 'Total bytes sent' "$work/r1.txt" | tr -dc 0-9) + $(grep 'Total bytes received' "$work/r1.txt" | tr -dc 0-9) ))
 
 mb=$(echo "$total / 1000000" | bc -l)
 python3 - "$work/results.md" <<PY
@@ -95,6 +122,7 @@ import sys
 rows = [
  ("initial sync, $(printf %.0f "$mb") MB, $(find "$work/src" -type f | wc -l) files (s)", $h_initial, $r_initial),
  ("initial sync (MB/s)", $mb / $h_initial, $mb / $r_initial),
+ ("initial sync: bytes on the wire", $h_initial_wire, $r_initial_wire),
  ("no-change re-sync (s)", $h_nochange, $r_nochange),
  ("append 1 KB to a $(($big_bytes / 1000000)) MB file: time (s)", $h_append_time, $r_append_time),
  ("append 1 KB: bytes on the wire", $h_append_wire, $r_append_wire),
@@ -104,7 +132,9 @@ for name, h, r in rows:
     fmt = (lambda x: f"{x:,.0f}") if "bytes" in name else (lambda x: f"{x:.2f}")
     out.append(f"| {name} | {fmt(h)} | {fmt(r)} | {h / r:.2f} |")
 out.append("")
-out.append(f"hoover version metadata added by the 1 KB append: $h_meta bytes ($h_entries new chunk entries).")
+out.append(f"hoover, the same files under another source (every chunk already stored): {$h_again:.2f} s.")
+out.append(f"hoover version metadata added by the 1 KB append: $h_meta bytes ($h_entries new chunk entries); pack bytes it added: $h_append_stored.")
+out.append(f"hoover restore of the {$big_bytes // 1000000} MB file: latest version {$h_restore_latest:.2f} s, first version {$h_restore_first:.2f} s; hoover verify: {$h_verify:.2f} s for {$h_verify_bytes / 1e6:,.0f} MB of versions ({$h_verify_bytes / 1e6 / $h_verify:,.0f} MB/s).")
 text = "\n".join(out)
 print(text)
 open(sys.argv[1], "w").write(text + "\n")

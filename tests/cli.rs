@@ -240,7 +240,10 @@ fn version_names_the_formats() {
     assert!(
         text.starts_with("hoover ")
             && text.contains("protocol 1.")
-            && text.contains("store format 1")
+            && text.contains(&format!(
+                "store format {}",
+                hoover_store::STORE_FORMAT_VERSION
+            ))
             && text.contains("index schema"),
         "{text}"
     );

@@ -542,8 +542,8 @@ impl Batch {
                 .execute([name])?;
             let pack_id = tx.last_insert_rowid();
             let mut insert_chunk = tx.prepare_cached(
-                "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len, kind, base, hops, cost)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len, kind, hops, cost)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for (id, s) in &staged {
                 let added = insert_chunk.execute(params![
@@ -553,7 +553,6 @@ impl Batch {
                     s.len as i64,
                     s.stored_len as i64,
                     s.kind as u8 as i64,
-                    s.base.as_ref().map(|b| b.0.to_vec()),
                     s.cost.hops as i64,
                     s.cost.bytes as i64
                 ])?;

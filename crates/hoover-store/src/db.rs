@@ -58,18 +58,17 @@ CREATE TABLE IF NOT EXISTS chunks(
     raw_len INTEGER NOT NULL,
     stored_len INTEGER NOT NULL,
     kind INTEGER NOT NULL DEFAULT 0,
-    base BLOB,
     hops INTEGER NOT NULL DEFAULT 1,
     cost INTEGER
 ) WITHOUT ROWID;
 ";
 
-/// Format 1 to 2: chunks become pieces, each with a kind, a base and what reading it costs.
+/// Format 1 to 2: chunks become pieces, each with a kind and what reading it costs (its base
+/// is named in its pack record, just before its frame).
 /// The columns' defaults say what every format-1 chunk is (a piece that stands alone), so no
 /// row is rewritten; `cost` NULL means the chunk's own length.
 const MIGRATE_1_TO_2: &str = "
 ALTER TABLE chunks ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE chunks ADD COLUMN base BLOB;
 ALTER TABLE chunks ADD COLUMN hops INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE chunks ADD COLUMN cost INTEGER;
 UPDATE meta SET value = '2' WHERE name = 'format';

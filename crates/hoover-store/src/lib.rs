@@ -350,9 +350,9 @@ impl Store {
     pub(crate) fn piece_row(&self, id: &ChunkId) -> Result<Option<piece::PieceRow>> {
         let conn = self.conn();
         let sql = if self.inner.pieces {
-            "SELECT p.name, c.offset, c.stored_len, c.raw_len, c.kind, c.base FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1"
+            "SELECT p.name, c.offset, c.stored_len, c.raw_len, c.kind FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1"
         } else {
-            "SELECT p.name, c.offset, c.stored_len, c.raw_len, 0, NULL FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1"
+            "SELECT p.name, c.offset, c.stored_len, c.raw_len, 0 FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1"
         };
         let found = conn
             .prepare_cached(sql)?
@@ -363,27 +363,30 @@ impl Store {
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, i64>(4)?,
-                    r.get::<_, Option<Vec<u8>>>(5)?,
                 ))
             })
             .optional()?;
         drop(conn);
-        let Some((name, offset, stored_len, raw_len, kind, base)) = found else {
+        let Some((name, offset, stored_len, raw_len, kind)) = found else {
             return Ok(None);
         };
         let kind = piece::Kind::from_code(kind).ok_or_else(|| {
             StoreError::Corrupt(format!("chunk {id} has an unknown piece kind {kind}"))
         })?;
-        let base = match base {
-            Some(b) => Some(ChunkId(<[u8; 32]>::try_from(b).map_err(|_| {
-                StoreError::Corrupt(format!("chunk {id} names a base that is not 32 bytes"))
-            })?)),
-            None => None,
+        let path = self.pack_path(&name);
+        let (offset, stored_len) = (offset as u64, stored_len as u64);
+        // A piece's base is named in its pack record, in the 32 bytes before its frame.
+        let base = match kind {
+            piece::Kind::Alone => None,
+            _ => {
+                let bytes = pack::read_at(&path, offset.saturating_sub(32), 32)?;
+                Some(ChunkId(bytes.try_into().expect("32 bytes were read")))
+            }
         };
         Ok(Some(piece::PieceRow {
-            path: self.pack_path(&name),
-            offset: offset as u64,
-            stored_len: stored_len as u64,
+            path,
+            offset,
+            stored_len,
             raw_len: raw_len as u64,
             kind,
             base,

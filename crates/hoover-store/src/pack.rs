@@ -119,7 +119,8 @@ pub(crate) fn read_at(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Checks the record header in front of a piece's frame against what the chunk index says.
+/// Checks the record header in front of a piece's frame against what the chunk index says;
+/// returns the base it names.
 pub(crate) fn check_header(
     path: &Path,
     id: &ChunkId,
@@ -127,8 +128,7 @@ pub(crate) fn check_header(
     raw_len: u64,
     stored_len: u64,
     kind: Kind,
-    base: Option<&ChunkId>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Option<ChunkId>, String> {
     let magic = read_at(path, 0, PACK_MAGIC.len() as u64).map_err(|e| e.to_string())?;
     let header_len = if magic == PACK_MAGIC_V1 {
         if kind != Kind::Alone {
@@ -150,10 +150,11 @@ pub(crate) fn check_header(
     let raw = u32::from_le_bytes(header[32..36].try_into().expect("4 bytes")) as u64;
     let stored = u32::from_le_bytes(header[36..40].try_into().expect("4 bytes")) as u64;
     let mut ok = header[..32] == id.0 && raw == raw_len && stored == stored_len;
+    let mut base = None;
     if header_len > RECORD_HEADER_V1 {
         ok &= header[40] == kind as u8;
-        if let Some(base) = base {
-            ok &= header[41..73] == base.0;
+        if header_len > RECORD_HEADER_V1 + 1 {
+            base = Some(ChunkId(header[41..73].try_into().expect("32 bytes")));
         }
     }
     if !ok {
@@ -163,5 +164,5 @@ pub(crate) fn check_header(
             path.display()
         ));
     }
-    Ok(())
+    Ok(base)
 }

@@ -16,7 +16,6 @@ struct ChunkRow {
     raw_len: u64,
     stored_len: u64,
     kind: i64,
-    base: Option<Vec<u8>>,
 }
 
 /// One thing found wrong, naming the place.
@@ -146,10 +145,10 @@ impl Store {
         let chunk_rows: Vec<ChunkRow> = {
             let conn = self.conn();
             let sql = if self.has_pieces() {
-                "SELECT c.id, p.name, c.offset, c.raw_len, c.stored_len, c.kind, c.base
+                "SELECT c.id, p.name, c.offset, c.raw_len, c.stored_len, c.kind
                  FROM chunks c JOIN packs p ON p.id = c.pack ORDER BY c.pack, c.offset"
             } else {
-                "SELECT c.id, p.name, c.offset, c.raw_len, c.stored_len, 0, NULL
+                "SELECT c.id, p.name, c.offset, c.raw_len, c.stored_len, 0
                  FROM chunks c JOIN packs p ON p.id = c.pack ORDER BY c.pack, c.offset"
             };
             let mut stmt = conn.prepare(sql)?;
@@ -161,7 +160,6 @@ impl Store {
                     raw_len: r.get::<_, i64>(3)? as u64,
                     stored_len: r.get::<_, i64>(4)? as u64,
                     kind: r.get(5)?,
-                    base: r.get(6)?,
                 })
             })?;
             rows.collect::<rusqlite::Result<_>>()?
@@ -186,33 +184,18 @@ impl Store {
             } else {
                 let kind = Kind::from_code(row.kind)
                     .ok_or_else(|| format!("unknown piece kind {}", row.kind));
-                let base = row
-                    .base
-                    .map(|b| <[u8; 32]>::try_from(b).map(ChunkId))
-                    .transpose()
-                    .map_err(|_| "its base is not a 32-byte id".to_string());
-                let checked = kind
-                    .and_then(|kind| Ok((kind, base?)))
-                    .and_then(|(kind, base)| {
-                        pack::check_header(
-                            &path,
-                            &id,
-                            offset,
-                            raw_len,
-                            stored_len,
-                            kind,
-                            base.as_ref(),
-                        )?;
-                        if let Some(base) = base {
-                            if good.get(&base) == Some(&false) {
-                                return Err(format!("its base {base} is damaged"));
-                            }
+                let checked = kind.and_then(|kind| {
+                    let base = pack::check_header(&path, &id, offset, raw_len, stored_len, kind)?;
+                    if let Some(base) = base {
+                        if good.get(&base) == Some(&false) {
+                            return Err(format!("its base {base} is damaged"));
                         }
-                        decoder
-                            .chunk(&id, Some(raw_len))
-                            .map(drop)
-                            .map_err(|e| e.to_string())
-                    });
+                    }
+                    decoder
+                        .chunk(&id, Some(raw_len))
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                });
                 match checked {
                     Ok(()) => true,
                     Err(error) => {
