@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: hoover beside `rsync -az` over OpenSSH's sshd, both on loopback, same corpus.
 # Prints initial sync MB/s, no-change re-sync time, and wire bytes (and hoover's new version
-# metadata) for appending 1 KB to a 100 MB transcript. Installs rsync and openssh-server when
+# metadata) for appending a 1 KB message line to a 100 MB transcript. Installs rsync and openssh-server when
 # missing (needs root for apt). Sizes can be changed: BENCH_BYTES, BENCH_FILES, BIG_BYTES;
 # BENCH_SERVE_ARGS adds arguments to `hoover serve` (e.g. --no-index). BENCH_PIN=1 runs each
 # server (hoover serve, sshd) on CPU 0 and each client (hoover, rsync) on CPU 1 (`taskset`), as
@@ -24,8 +24,17 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-cargo build --release -q -p hoover -p hoover-bench
-hoover="$PWD/target/release/hoover"
+# BENCH_BIN_DIR: the directory of the `hoover` and `hoover-bench` to measure (an older build,
+# to compare); by default this checkout's, built here.
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+  bin_dir="$BENCH_BIN_DIR"
+else
+  cargo build --release -q -p hoover -p hoover-bench
+  bin_dir="$PWD/target/release"
+fi
+hoover="$bin_dir/hoover"
+# The generator is always this checkout's, so that both builds get the same input.
+cargo build --release -q -p hoover-bench
 gen="$PWD/target/release/hoover-bench"
 
 rm -rf "$work" && mkdir -p "$work"/{src,keys,rsync-dest,home}
@@ -52,7 +61,7 @@ HOME="$work/home" "${on_server[@]}" "$hoover" serve --store "$work/store" --ssh-
 server=$!
 trap 'kill $server 2>/dev/null || true; [ -f "$work/sshd.pid" ] && kill "$(cat "$work/sshd.pid")" 2>/dev/null || true' EXIT
 for _ in $(seq 1 200); do grep -q 'hoover: listening' "$work/serve.log" && break; sleep 0.05; done
-port=$(grep -o 'ssh=127.0.0.1:[0-9]*' "$work/serve.log" | cut -d: -f2)
+port=$(grep -o 'ssh=127.0.0.1:[0-9]*' "$work/serve.log" | head -1 | cut -d: -f2)
 h() { HOME="$work/home" "${on_client[@]}" "$hoover" "$@" --server "127.0.0.1:$port" --identity "$work/keys/client" --known-hosts "$work/keys/known_hosts"; }
 
 sync 2>/dev/null || true
@@ -65,13 +74,14 @@ h_nochange=$(elapsed "$t0" "$t1")
 t0=$(now); h sync --json --source again --root "src=$work/src" >"$work/h2b.json"; t1=$(now)
 h_again=$(elapsed "$t0" "$t1")
 cp "$work/src/big/session.jsonl" "$work/big-before.jsonl"
-packs_before=$(du -sb "$work/store/packs" | cut -f1)
+pack_bytes() { find "$work/store/packs" -type f -printf '%s\n' | awk '{s += $1} END {print s}'; }
+packs_before=$(pack_bytes)
 "$gen" append "$work/src/big/session.jsonl" 1024 77 >/dev/null
 cp "$work/src/big/session.jsonl" "$work/big-after.jsonl"
 t0=$(now); h sync --json --source bench --root "src=$work/src" >"$work/h3.json"; t1=$(now)
 h_append_time=$(elapsed "$t0" "$t1")
 h_append_wire=$(python3 -c "import json;d=json.load(open('$work/h3.json'));print(d['wire_bytes_sent']+d['wire_bytes_received'])")
-h_append_stored=$(( $(du -sb "$work/store/packs" | cut -f1) - packs_before ))
+h_append_stored=$(( $(pack_bytes) - packs_before ))
 read -r h_meta h_entries _ < <("$gen" meta "$work/store" "bench/src/big/session.jsonl")
 t0=$(now); h restore bench/src/big/session.jsonl -o "$work/restored-latest" >/dev/null; t1=$(now)
 h_restore_latest=$(elapsed "$t0" "$t1")

@@ -2,7 +2,7 @@
 //!
 //! - `gen DIR BYTES FILES SEED`: a seeded tree of Claude Code-like transcripts.
 //! - `big FILE BYTES SEED`: one large transcript.
-//! - `append FILE BYTES SEED`: appends about BYTES of new transcript lines.
+//! - `append FILE BYTES SEED`: appends one user message line of BYTES bytes.
 //! - `meta STORE KEY`: the bytes of version-log rows that the latest version of KEY added.
 //!
 //! and for `scripts/bench-versions.sh`, which replays real sessions as they grew (issue 14):
@@ -123,12 +123,9 @@ fn main() -> Result<()> {
             std::fs::write(&args[1], s.bytes(num(2)? as usize))?;
         }
         Some("append") => {
-            // A different seed than the file's own, so the lines are new.
+            // One user message of BYTES bytes, from a different seed than the file's own.
             let mut s = corpus::Session::new(num(3)?);
-            let mut out = Vec::new();
-            while out.len() < num(2)? as usize {
-                out.extend_from_slice(s.next_line().as_bytes());
-            }
+            let out = s.user_line(num(2)? as usize).into_bytes();
             let mut f = std::fs::OpenOptions::new().append(true).open(&args[1])?;
             f.write_all(&out)?;
             println!("{}", out.len());

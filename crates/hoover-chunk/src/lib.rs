@@ -89,47 +89,51 @@ pub fn piece_level(len: usize) -> i32 {
     }
 }
 
+/// The part of a base a piece is compressed against: its last [`PREFIX_WINDOW`] bytes, as
+/// zstd raw content. (A window that began with zstd's dictionary magic would be read as a
+/// formatted dictionary; it starts one byte later instead, on both sides.)
+fn window(prefix: &[u8]) -> &[u8] {
+    const DICTIONARY_MAGIC: [u8; 4] = 0xEC30_A437u32.to_le_bytes();
+    let w = &prefix[prefix.len().saturating_sub(PREFIX_WINDOW)..];
+    if w.starts_with(&DICTIONARY_MAGIC) {
+        &w[1..]
+    } else {
+        w
+    }
+}
+
+thread_local! {
+    static PIECE_COMPRESSOR: std::cell::RefCell<zstd::zstd_safe::CCtx<'static>> =
+        std::cell::RefCell::new(zstd::zstd_safe::CCtx::create());
+    static PIECE_DECOMPRESSOR: std::cell::RefCell<zstd::zstd_safe::DCtx<'static>> =
+        std::cell::RefCell::new(zstd::zstd_safe::DCtx::create());
+}
+
 /// Compresses `data` as one zstd frame that may refer back into `prefix` (the bytes that
 /// precede it: the end of the chunk it extends, or of the chunk before it in the file); only
 /// what `prefix` does not already hold costs. The frame decodes only with the same prefix
 /// ([`decompress_against`]). An empty prefix is plain compression.
 pub fn compress_against(prefix: &[u8], data: &[u8], level: i32) -> Vec<u8> {
-    use zstd::zstd_safe::{CCtx, CParameter};
-    let prefix = &prefix[prefix.len().saturating_sub(PREFIX_WINDOW)..];
-    // A context per call: a prefix is borrowed by the context, so it cannot be a long-lived
-    // one; creating it is cheap next to compressing (its tables are sized by the first frame).
-    let mut cctx = CCtx::create();
-    let setup = cctx
-        .set_parameter(CParameter::CompressionLevel(level))
-        .and_then(|_| cctx.set_pledged_src_size(Some(data.len() as u64)))
-        .and_then(|_| {
-            if prefix.is_empty() {
-                Ok(0)
-            } else {
-                cctx.ref_prefix(prefix)
-            }
-        });
-    setup.expect("zstd accepts a level, a size and a prefix");
     let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
-    cctx.compress2(&mut out, data)
-        .expect("zstd compression into a buffer of compress_bound bytes");
+    PIECE_COMPRESSOR.with(|c| {
+        c.borrow_mut()
+            .compress_using_dict(&mut out, data, window(prefix), level)
+            .expect("zstd compression into a buffer of compress_bound bytes")
+    });
     out
 }
 
 /// Decompresses a frame made by [`compress_against`] with the same `prefix`, never producing
 /// more than `max` bytes (a bomb or a frame that is not what it claims is an error).
 pub fn decompress_against(prefix: &[u8], frame: &[u8], max: usize) -> Result<Vec<u8>, ChunkError> {
-    use zstd::zstd_safe::DCtx;
-    let prefix = &prefix[prefix.len().saturating_sub(PREFIX_WINDOW)..];
-    let mut dctx = DCtx::create();
-    let name = |code: usize| zstd::zstd_safe::get_error_name(code).to_string();
-    if !prefix.is_empty() {
-        dctx.ref_prefix(prefix)
-            .map_err(|code| ChunkError::Decompress(name(code)))?;
-    }
     let mut out = Vec::with_capacity(max);
-    dctx.decompress(&mut out, frame)
-        .map_err(|code| ChunkError::Decompress(name(code)))?;
+    PIECE_DECOMPRESSOR.with(|d| {
+        d.borrow_mut()
+            .decompress_using_dict(&mut out, frame, window(prefix))
+            .map_err(|code| {
+                ChunkError::Decompress(zstd::zstd_safe::get_error_name(code).to_string())
+            })
+    })?;
     Ok(out)
 }
 
@@ -288,6 +292,44 @@ mod tests {
         let bomb = zstd::bulk::compress(&zeros, 19).unwrap();
         assert!(bomb.len() < 64 * 1024);
         assert!(matches!(decompress(&bomb), Err(ChunkError::Decompress(_))));
+    }
+
+    #[test]
+    fn pieces_round_trip_against_their_base() {
+        let base = pseudo_random(50_000, 21);
+        let mut grown = base.clone();
+        grown.extend_from_slice(&pseudo_random(700, 22));
+        let p = piece(&grown, Some((ChunkId::of(&base), &base)), None);
+        assert_eq!(p.kind, PieceKind::Extends);
+        let tail = decompress_against(&base, &p.frame, 700).unwrap();
+        assert_eq!([&base[..], &tail[..]].concat(), grown);
+        // Not a continuation: compressed knowing the chunk before instead.
+        let next = [&base[1000..9000], &pseudo_random(2000, 23)[..]].concat();
+        let q = piece(
+            &next,
+            Some((ChunkId::of(&grown), &grown)),
+            Some((ChunkId::of(&base), &base)),
+        );
+        assert_eq!(q.kind, PieceKind::Follows);
+        assert!(
+            q.frame.len() < compress(&next).len() / 2,
+            "the base's text is not paid again"
+        );
+        assert_eq!(
+            decompress_against(&base, &q.frame, next.len()).unwrap(),
+            next
+        );
+        // A base whose window starts with zstd's dictionary magic is still raw text.
+        let mut magic = 0xEC30_A437u32.to_le_bytes().to_vec();
+        magic.extend_from_slice(&pseudo_random(5000, 24));
+        let r = piece(&next, None, Some((ChunkId::of(&magic), &magic)));
+        assert_eq!(
+            decompress_against(&magic, &r.frame, next.len()).unwrap(),
+            next
+        );
+        // The wrong base, or too small a limit, is an error, not wrong bytes or a big buffer.
+        assert!(decompress_against(&magic, &q.frame, next.len()).map_or(true, |d| d != next));
+        assert!(decompress_against(&base, &q.frame, 100).is_err());
     }
 
     #[test]

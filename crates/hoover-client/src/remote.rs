@@ -285,6 +285,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
         };
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
+        // The chunk before, which a `PieceData` frame is compressed against.
+        let mut previous: Vec<u8> = Vec::new();
         loop {
             match self.recv().await? {
                 Response::ChunkData { id, len, data } => {
@@ -293,6 +295,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
                     hasher.update(&raw);
                     size += raw.len() as u64;
                     sink(&raw)?;
+                    previous = raw;
+                }
+                Response::PieceData { id, len, data } => {
+                    let raw = hoover_chunk::decompress_against(&previous, &data, len as usize)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|raw| {
+                            let actual = ChunkId::of(&raw);
+                            if raw.len() != len as usize || actual != id {
+                                bail!("chunk {id} decoded to different bytes ({actual})");
+                            }
+                            Ok(raw)
+                        })
+                        .with_context(|| format!("restoring {key} version {seq}"))?;
+                    hasher.update(&raw);
+                    size += raw.len() as u64;
+                    sink(&raw)?;
+                    previous = raw;
                 }
                 Response::RestoreEnd => break,
                 other => return Err(unexpected("ChunkData", other)),

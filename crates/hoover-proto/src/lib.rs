@@ -207,6 +207,15 @@ pub enum Response {
         total: u64,
         hits: Vec<SearchHit>,
     },
+    /// A restored chunk as stored (protocol 1.2, to clients of minor version 2 or later): one
+    /// zstd frame compressed with the previous chunk of this restore (its last 64 KiB) as its
+    /// prefix.
+    PieceData {
+        id: ChunkId,
+        len: u32,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 /// Why a request failed. `fatal` codes close the connection after the `Error` frame.

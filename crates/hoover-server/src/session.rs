@@ -86,6 +86,7 @@ where
     tracing::debug!(peer = %peer.name, agent = %hello.agent, "handshake done");
     let mut session = Session {
         conn,
+        client_minor: hello.minor,
         store,
         indexer,
         peer,
@@ -132,6 +133,8 @@ fn agent() -> String {
 
 struct Session<S> {
     conn: Conn<S>,
+    /// The client's protocol minor version: what it can be sent.
+    client_minor: u16,
     store: Store,
     indexer: Option<Indexer>,
     peer: Peer,
@@ -680,20 +683,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let mut r = reader
                 .take()
                 .expect("the reader comes back with each chunk");
+            let follows_ok = self.client_minor >= 2;
             let read = self
-                .blocking(move |_| r.frame(&chunk).map(|data| (r, data)))
+                .blocking(move |_| r.frame(&chunk, follows_ok).map(|frame| (r, frame)))
                 .await;
-            let data = match read {
-                Ok((r, data)) => {
+            let frame = match read {
+                Ok((r, frame)) => {
                     reader = Some(r);
-                    data
+                    frame
                 }
                 Err(f) => return Ok(Err(f)),
             };
-            self.send_part(&Response::ChunkData {
-                id: chunk.id,
-                len: chunk.len,
-                data,
+            let (id, len) = (chunk.id, chunk.len);
+            self.send_part(&match frame {
+                hoover_store::Frame::Alone(data) => Response::ChunkData { id, len, data },
+                hoover_store::Frame::FollowsPrevious(data) => Response::PieceData { id, len, data },
             })
             .await?;
         }

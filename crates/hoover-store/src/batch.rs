@@ -86,11 +86,15 @@ pub struct Batch {
     /// Staged chunks, plus versions and the chunks they name: what the batch holds in memory.
     items: usize,
     limit: usize,
+    /// Decodes stored chunks for this batch, remembering the last few: a file's chunks are
+    /// read in order, and each piece's base is usually the chunk just read.
+    decoder: piece::Decoder,
 }
 
 impl Batch {
     pub(crate) fn new(store: Store) -> Self {
         Batch {
+            decoder: piece::Decoder::for_ingest(&store),
             store,
             pack: None,
             staged: HashMap::new(),
@@ -232,7 +236,7 @@ impl Batch {
     /// The bytes of a chunk this batch staged or the store holds.
     fn bytes_of(&mut self, id: &ChunkId, len: u64) -> Result<Arc<Vec<u8>>> {
         let Some(staged) = self.staged.get(id) else {
-            return crate::piece::Decoder::for_ingest(&self.store).chunk(id, Some(len));
+            return self.decoder.chunk(id, Some(len));
         };
         if let Some(raw) = &staged.raw {
             return Ok(raw.clone());
@@ -449,9 +453,8 @@ impl Batch {
                 let conn = self.store.conn();
                 db::chunks_in_range(&conn, file_id, seq, 0, version.kept)?
             };
-            let mut decoder = piece::Decoder::for_ingest(&self.store);
             for (_, chunk) in prefix {
-                hasher.update(&decoder.chunk(&chunk.id, Some(chunk.len as u64))?);
+                hasher.update(&self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?);
             }
         }
         for chunk in &version.chunks {
@@ -488,9 +491,8 @@ impl Batch {
             db::chunks_in_range(&conn, file_id, base, version.kept, count)?
         };
         let mut old_bytes = Vec::new();
-        let mut decoder = piece::Decoder::for_ingest(&self.store);
         for (_, chunk) in old_tail {
-            old_bytes.extend_from_slice(&decoder.chunk(&chunk.id, Some(chunk.len as u64))?);
+            old_bytes.extend_from_slice(&self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?);
         }
         let mut compared = 0usize;
         for chunk in &version.chunks {

@@ -441,6 +441,7 @@ impl Store {
     pub fn frame_reader(&self) -> FrameReader {
         FrameReader {
             decoder: piece::Decoder::new(self),
+            previous: None,
         }
     }
 
@@ -737,12 +738,23 @@ impl Store {
 /// See [`Store::frame_reader`].
 pub struct FrameReader {
     decoder: piece::Decoder,
+    /// The chunk read before, in this stream.
+    previous: Option<ChunkId>,
+}
+
+/// A chunk as a restore sends it.
+pub enum Frame {
+    /// A zstd frame that decodes on its own.
+    Alone(Vec<u8>),
+    /// A zstd frame compressed with the previous chunk of the stream as its prefix.
+    FollowsPrevious(Vec<u8>),
 }
 
 impl FrameReader {
-    /// One chunk as a frame that decodes on its own: the stored frame when its piece stands
-    /// alone, else the chunk decoded and compressed anew.
-    pub fn frame(&mut self, chunk: &ChunkRef) -> Result<Vec<u8>> {
+    /// The next chunk of a stream: as stored when its piece stands alone, or (when
+    /// `follows_ok`) when it follows the chunk read before; else decoded and compressed anew.
+    pub fn frame(&mut self, chunk: &ChunkRef, follows_ok: bool) -> Result<Frame> {
+        let previous = self.previous.replace(chunk.id);
         let store = self.decoder.store().clone();
         let row = store.piece_row(&chunk.id)?.ok_or_else(|| {
             StoreError::Corrupt(format!(
@@ -750,11 +762,16 @@ impl FrameReader {
                 chunk.id
             ))
         })?;
-        if row.kind == piece::Kind::Alone {
-            return store.read_frame(&chunk.id, &row);
+        match row.kind {
+            piece::Kind::Alone => Ok(Frame::Alone(store.read_frame(&chunk.id, &row)?)),
+            piece::Kind::Follows if follows_ok && row.base.is_some() && row.base == previous => {
+                Ok(Frame::FollowsPrevious(store.read_frame(&chunk.id, &row)?))
+            }
+            _ => {
+                let data = self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?;
+                Ok(Frame::Alone(hoover_chunk::compress(&data)))
+            }
         }
-        let data = self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?;
-        Ok(hoover_chunk::compress(&data))
     }
 }
 

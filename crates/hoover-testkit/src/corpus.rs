@@ -208,6 +208,34 @@ impl Session {
         line
     }
 
+    /// One user message line of `bytes` bytes (or the least a record takes), newline included:
+    /// an append of a known size.
+    pub fn user_line(&mut self, bytes: usize) -> String {
+        let uuid = self.rng.uuid();
+        self.ts_ms += 500 + self.rng.below(30_000);
+        let record = |content: &str| {
+            json!({
+                "parentUuid": self.parent, "isSidechain": false, "userType": "external",
+                "cwd": self.cwd, "sessionId": self.session_id, "version": "2.0.55",
+                "gitBranch": "main", "type": "user",
+                "message": {"role": "user", "content": content},
+                "uuid": uuid, "timestamp": format_ts(self.ts_ms)
+            })
+            .to_string()
+        };
+        let overhead = record("").len() + 1;
+        let mut text = String::new();
+        while text.len() < bytes.saturating_sub(overhead) {
+            text.push_str(WORDS[self.rng.below(WORDS.len() as u64) as usize]);
+            text.push(' ');
+        }
+        text.truncate(bytes.saturating_sub(overhead));
+        let mut line = record(&text);
+        line.push('\n');
+        self.parent = Some(uuid);
+        line
+    }
+
     /// Lines until at least `bytes` bytes.
     pub fn bytes(&mut self, bytes: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(bytes + 4096);
