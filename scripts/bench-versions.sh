@@ -17,7 +17,8 @@ every="${REPLAY_EVERY:-1}"
 work="${BENCH_DIR:-$PWD/target/bench-versions}"
 
 cargo build --release -q -p hoover -p hoover-bench
-hoover="$PWD/target/release/hoover"
+# BENCH_BIN_DIR: the directory of another build's `hoover` to measure (to compare).
+hoover="${BENCH_BIN_DIR:-$PWD/target/release}/hoover"
 gen="$PWD/target/release/hoover-bench"
 
 rm -rf "$work" && mkdir -p "$work"/{tree,keys,home}

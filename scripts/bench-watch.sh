@@ -3,6 +3,7 @@
 # appends, agent CPU per appended KB on a 100 MB transcript against a full re-hash, idle CPU over
 # 60 s, and resident memory while watching 5,000 files. Linux only (/proc).
 # Sizes: WATCH_FILES (5000), BIG_BYTES (100 MB), APPENDS (200), INTERVAL_MS (200), IDLE_SECS (60).
+# BENCH_BIN_DIR measures another build's hoover (the generator is always this checkout's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 files="${WATCH_FILES:-5000}"
@@ -12,7 +13,8 @@ interval="${INTERVAL_MS:-200}"
 idle="${IDLE_SECS:-60}"
 work="${BENCH_DIR:-$PWD/target/bench-watch}"
 cargo build --release -q -p hoover -p hoover-bench
-hoover="$PWD/target/release/hoover"
+# BENCH_BIN_DIR: the directory of another build's `hoover` to measure (to compare).
+hoover="${BENCH_BIN_DIR:-$PWD/target/release}/hoover"
 gen="$PWD/target/release/hoover-bench"
 rm -rf "$work" && mkdir -p "$work"/{keys,home,root/big}
 "$gen" gen "$work/root/many" $((files * 2000)) "$files" 5 >/dev/null
@@ -25,8 +27,8 @@ server=$!
 trap 'kill $server $agent 2>/dev/null || true' EXIT
 agent=""
 for _ in $(seq 1 200); do grep -q 'hoover: listening' "$work/serve.log" && break; sleep 0.05; done
-ssh_port=$(grep -o 'ssh=127.0.0.1:[0-9]*' "$work/serve.log" | cut -d: -f2)
-http_port=$(grep -o 'http=127.0.0.1:[0-9]*' "$work/serve.log" | cut -d: -f2)
+ssh_port=$(grep -o 'ssh=127.0.0.1:[0-9]*' "$work/serve.log" | head -1 | cut -d: -f2)
+http_port=$(grep -o 'http=127.0.0.1:[0-9]*' "$work/serve.log" | head -1 | cut -d: -f2)
 HOME="$work/home" RUST_LOG=warn "$hoover" watch --server "127.0.0.1:$ssh_port" --identity "$work/keys/client" \
   --known-hosts "$work/keys/known_hosts" --source bench --root "c=$work/root" \
   --status-file "$work/agent.json" 2>"$work/watch.log" &

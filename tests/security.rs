@@ -393,6 +393,90 @@ async fn hostile_client_is_refused_and_the_store_stays_clean() {
     );
 }
 
+/// Pieces (protocol 1.2) are held to what chunks are: a piece whose base nobody sent, one
+/// whose bytes are not what it is named, and a bomb compressed against a real base are each
+/// refused, the connection closed, and nothing of them stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
+    use hoover_types::PieceKind;
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    write_tree(&root);
+    world.ok(&[
+        "sync",
+        "--source",
+        "lap",
+        "--root",
+        &format!("c={}", root.display()),
+    ]);
+    let base = std::fs::read(root.join("p/a.jsonl")).unwrap();
+    let base_id = ChunkId::of(&base);
+    let grown = [&base[..], b"{\"type\":\"assistant\"}\n"].concat();
+    let honest = hoover_chunk::piece(&grown, Some((base_id, &base)), None);
+    assert_eq!(honest.kind, PieceKind::Extends);
+
+    // A base the server has never seen.
+    let mut c = raw(&world).await;
+    c.send(&Request::Piece {
+        id: ChunkId::of(&grown),
+        len: grown.len() as u32,
+        kind: PieceKind::Extends,
+        base: ChunkId::of(b"never sent"),
+        data: honest.frame.clone(),
+    })
+    .await
+    .unwrap();
+    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    assert!(m.contains("neither sent nor stored"), "{m}");
+    expect_closed(&mut c).await;
+
+    // Bytes that are not what the piece is named.
+    let mut c = raw(&world).await;
+    c.send(&Request::Piece {
+        id: ChunkId::of(b"a lie"),
+        len: grown.len() as u32,
+        kind: PieceKind::Extends,
+        base: base_id,
+        data: honest.frame.clone(),
+    })
+    .await
+    .unwrap();
+    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    assert!(m.contains("hash"), "{m}");
+    expect_closed(&mut c).await;
+
+    // A bomb against a real base: decoding stops at the chunk's claimed length.
+    let zeros = vec![0u8; 64 << 20];
+    let mut c = raw(&world).await;
+    c.send(&Request::Piece {
+        id: ChunkId::of(&zeros[..1000]),
+        len: 1000,
+        kind: PieceKind::Follows,
+        base: base_id,
+        data: hoover_chunk::compress_against(&base, &zeros, 1),
+    })
+    .await
+    .unwrap();
+    expect_error(&mut c, ErrorCode::BadChunk).await;
+    expect_closed(&mut c).await;
+
+    // The honest piece is taken, and everything checks out.
+    let mut c = raw(&world).await;
+    c.send(&Request::Piece {
+        id: ChunkId::of(&grown),
+        len: grown.len() as u32,
+        kind: honest.kind,
+        base: base_id,
+        data: honest.frame,
+    })
+    .await
+    .unwrap();
+    expect_empty_commit(&mut c).await;
+    let report = verify(&world);
+    assert_eq!(report["clean"], true, "{report}");
+    assert_eq!(report["chunks_checked"], 2, "{report}");
+}
+
 fn zstd_bomb(zeros: &[u8]) -> Vec<u8> {
     let bomb = hoover_chunk::compress(zeros);
     assert!(bomb.len() < 64 * 1024);

@@ -52,6 +52,14 @@ pub struct SyncReport {
     pub warnings: Vec<String>,
 }
 
+/// Consecutive new chunks compressed one against the other before one goes alone: under the
+/// store's bound on what reading a chunk decodes (1 MiB), with room for the chain the first
+/// new chunk continues.
+const CLIENT_CHAIN_BYTES: u64 = 768 << 10;
+
+/// Raw bytes compressed at a time while the group before is sent (see `push_once`).
+const ENCODE_GROUP_BYTES: u64 = 4 << 20;
+
 /// At most this many new chunks are sent without a have/want exchange (see `push_once`).
 const SPECULATIVE_CHUNKS: usize = 4;
 
@@ -82,6 +90,8 @@ pub(crate) struct Pending {
     last: Option<ChunkRef>,
     /// The chunk before `new[0]` and its bytes: the first new chunk is compressed knowing it.
     before: Option<(ChunkId, Arc<Vec<u8>>)>,
+    /// Which new chunks start a chain (see `chain_restarts_at`), worked out once.
+    restarts: std::sync::OnceLock<Vec<bool>>,
     /// Its share of the prepare-ahead budget, given back when it is dropped.
     budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -102,11 +112,35 @@ impl Pending {
         &self.bytes[start..start + c.len as usize]
     }
 
+    /// Whether new chunk `i` starts a new chain (is sent alone): every
+    /// [`CLIENT_CHAIN_BYTES`] of consecutive new chunks, so that the server, which bounds what
+    /// reading a chunk decodes, need not compress any of them again.
+    fn chain_restarts_at(&self, i: usize) -> bool {
+        let restarts = self.restarts.get_or_init(|| {
+            let mut run = 0u64;
+            self.new
+                .iter()
+                .map(|c| {
+                    run += c.len as u64;
+                    let restart = run > CLIENT_CHAIN_BYTES;
+                    if restart {
+                        run = c.len as u64;
+                    }
+                    restart
+                })
+                .collect()
+        });
+        restarts[i]
+    }
+
     /// New chunk `i` as a piece for a server that takes pieces: the first extends the base
     /// version's last chunk (when it begins with that chunk's bytes, checked by hash), or
     /// follows the chunk before it; the others follow the new chunk before them.
     fn piece(&self, i: usize) -> hoover_chunk::Piece {
         let data = self.chunk_bytes(i);
+        if self.chain_restarts_at(i) {
+            return hoover_chunk::piece(data, None, None);
+        }
         if i > 0 {
             return hoover_chunk::piece(
                 data,
@@ -356,6 +390,7 @@ pub(crate) fn prepare(c: &Changed) -> Result<Option<Pending>> {
         bytes_at,
         last,
         before,
+        restarts: std::sync::OnceLock::new(),
         budget: None,
     }))
 }
@@ -388,6 +423,7 @@ pub(crate) fn prepare_with_track(c: &Changed, track: Option<&Track>) -> Result<O
         bytes_at: track.stable_end,
         last: track.last,
         before: appended.before.map(|(id, b)| (id, Arc::new(b))),
+        restarts: std::sync::OnceLock::new(),
         budget: None,
     }))
 }
@@ -500,24 +536,43 @@ async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
         .collect();
     let pieces = remote.minor >= 2;
     let shared = Arc::new(batch);
-    let encoded = {
-        let (shared, list) = (shared.clone(), wanted.clone());
-        let work = move || encode(&shared, &list, pieces);
-        if wanted.len() <= SPECULATIVE_CHUNKS {
-            work()
-        } else {
-            tokio::task::spawn_blocking(work).await?
+    // Compressed a group at a time, the next group while this one is on the wire: the server
+    // verifies and stages what arrives meanwhile, so the two sides work at once.
+    let mut groups: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut group_bytes = 0u64;
+    for (fi, ci) in wanted {
+        if groups.is_empty() || group_bytes >= ENCODE_GROUP_BYTES {
+            groups.push(Vec::new());
+            group_bytes = 0;
         }
+        group_bytes += shared[fi].new_cuts()[ci].len as u64;
+        groups
+            .last_mut()
+            .expect("a group was just pushed")
+            .push((fi, ci));
+    }
+    let start = |list: Vec<(usize, usize)>| {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let encoded = encode(&shared, &list, pieces);
+            (list, encoded)
+        })
     };
+    let mut groups = groups.into_iter();
+    let mut next = groups.next().map(start);
+    while let Some(task) = next.take() {
+        let (list, encoded) = task.await?;
+        next = groups.next().map(start);
+        for ((fi, ci), piece) in list.iter().zip(encoded) {
+            let cut = shared[*fi].new_cuts()[*ci];
+            report.chunks_sent += 1;
+            report.bytes_new += cut.len as u64;
+            report.bytes_compressed += piece.frame.len() as u64;
+            remote.send_piece(cut.id, cut.len, piece).await?;
+        }
+    }
     let batch = Arc::try_unwrap(shared)
         .map_err(|_| anyhow::anyhow!("internal error: the encoder kept the batch"))?;
-    for ((fi, ci), piece) in wanted.iter().zip(encoded) {
-        let cut = batch[*fi].new_cuts()[*ci];
-        report.chunks_sent += 1;
-        report.bytes_new += cut.len as u64;
-        report.bytes_compressed += piece.frame.len() as u64;
-        remote.send_piece(cut.id, cut.len, piece).await?;
-    }
     let pushes = batch
         .iter()
         .map(|p| VersionPush {
