@@ -241,6 +241,24 @@ fn main() -> Result<()> {
             }
             println!("{policy} level {level}: {versions} versions, {pieces} pieces ({ext} extensions, {ctx} against the chunk before, {solo} alone), {bytes} bytes of frames, {:.1} s; frame bytes by kind {by_kind:?}, raw chunk bytes by kind {raw_kind:?}", started.elapsed().as_secs_f64());
         }
+        Some("piece-speed") => {
+            // How fast and how small a first sync's pieces are, by level and window:
+            // `piece-speed FILE`.
+            let data = std::fs::read(&args[1])?;
+            let cuts = hoover_chunk::cut(&data, 0);
+            for (level, window) in [(1, 0), (3, 0), (1, 16 << 10), (3, 16 << 10), (1, 64 << 10), (3, 64 << 10), (-1, 64 << 10)] {
+                let started = std::time::Instant::now();
+                let mut total = 0;
+                for (i, c) in cuts.iter().enumerate() {
+                    let prefix = if i > 0 { cuts[i - 1].slice(&data) } else { &[][..] };
+                    let prefix = &prefix[prefix.len().saturating_sub(window)..];
+                    let prefix = if window == 0 { &[][..] } else { prefix };
+                    total += hoover_chunk::compress_against(prefix, c.slice(&data), level).len();
+                }
+                let secs = started.elapsed().as_secs_f64();
+                println!("level {level:>2} window {:>3} KiB: {:>6.1} MB/s, {:.3} of raw", window >> 10, data.len() as f64 / secs / 1e6, total as f64 / data.len() as f64);
+            }
+        }
         Some("meta") => {
             let conn = rusqlite::Connection::open(Path::new(&args[1]).join("versions.db"))?;
             let (file_id, seq): (i64, i64) = conn.query_row(
