@@ -346,7 +346,7 @@ impl Store {
             .map(|row| (row.path, row.offset, row.stored_len)))
     }
 
-    /// How a committed chunk is stored: where its frame lies, and its kind and base.
+    /// How a committed chunk is stored: where its frame lies, and its kind.
     pub(crate) fn piece_row(&self, id: &ChunkId) -> Result<Option<piece::PieceRow>> {
         let conn = self.conn();
         let sql = if self.inner.pieces {
@@ -373,23 +373,12 @@ impl Store {
         let kind = piece::Kind::from_code(kind).ok_or_else(|| {
             StoreError::Corrupt(format!("chunk {id} has an unknown piece kind {kind}"))
         })?;
-        let path = self.pack_path(&name);
-        let (offset, stored_len) = (offset as u64, stored_len as u64);
-        // A piece's base is named in its pack record, in the 32 bytes before its frame.
-        let base = match kind {
-            piece::Kind::Alone => None,
-            _ => {
-                let bytes = pack::read_at(&path, offset.saturating_sub(32), 32)?;
-                Some(ChunkId(bytes.try_into().expect("32 bytes were read")))
-            }
-        };
         Ok(Some(piece::PieceRow {
-            path,
-            offset,
-            stored_len,
+            path: self.pack_path(&name),
+            offset: offset as u64,
+            stored_len: stored_len as u64,
             raw_len: raw_len as u64,
             kind,
-            base,
         }))
     }
 
@@ -423,9 +412,24 @@ impl Store {
         Ok(kind.zip(cost).map(|(k, (_, c))| (k, c.hops, c.bytes)))
     }
 
-    /// Reads one stored frame.
-    pub(crate) fn read_frame(&self, id: &ChunkId, row: &piece::PieceRow) -> Result<Vec<u8>> {
-        pack::read_at(&row.path, row.offset, row.stored_len).map_err(|e| match e {
+    /// Reads one stored piece in one read: the base its pack record names (in the 32 bytes
+    /// before its frame; none when it stands alone) and its frame.
+    pub(crate) fn read_piece(
+        &self,
+        id: &ChunkId,
+        row: &piece::PieceRow,
+    ) -> Result<(Option<ChunkId>, Vec<u8>)> {
+        let base_len = if row.kind == piece::Kind::Alone {
+            0
+        } else {
+            32
+        };
+        let mut bytes = pack::read_at(
+            &row.path,
+            row.offset.saturating_sub(base_len),
+            base_len + row.stored_len,
+        )
+        .map_err(|e| match e {
             StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 StoreError::Corrupt(format!(
                     "chunk {id}: its pack {} is missing",
@@ -433,7 +437,13 @@ impl Store {
                 ))
             }
             other => other,
-        })
+        })?;
+        if base_len == 0 {
+            return Ok((None, bytes));
+        }
+        let frame = bytes.split_off(base_len as usize);
+        let base = ChunkId(bytes.try_into().expect("32 bytes were read"));
+        Ok((Some(base), frame))
     }
 
     /// Reads committed chunks as zstd frames that decode on their own (what a restore sends),
@@ -762,10 +772,11 @@ impl FrameReader {
                 chunk.id
             ))
         })?;
+        let (base, frame) = store.read_piece(&chunk.id, &row)?;
         match row.kind {
-            piece::Kind::Alone => Ok(Frame::Alone(store.read_frame(&chunk.id, &row)?)),
-            piece::Kind::Follows if follows_ok && row.base.is_some() && row.base == previous => {
-                Ok(Frame::FollowsPrevious(store.read_frame(&chunk.id, &row)?))
+            piece::Kind::Alone => Ok(Frame::Alone(frame)),
+            piece::Kind::Follows if follows_ok && base.is_some() && base == previous => {
+                Ok(Frame::FollowsPrevious(frame))
             }
             _ => {
                 let data = self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?;

@@ -115,7 +115,6 @@ pub(crate) struct PieceRow {
     pub stored_len: u64,
     pub raw_len: u64,
     pub kind: Kind,
-    pub base: Option<ChunkId>,
 }
 
 /// Decoded chunks, the newest last, within a byte budget.
@@ -208,7 +207,8 @@ impl Decoder {
         if let Some(d) = self.remembered(id) {
             return Ok(d);
         }
-        let mut chain: Vec<(ChunkId, PieceRow)> = Vec::new();
+        // Each piece's record is read once: its base (from the pack) and its frame.
+        let mut chain: Vec<(ChunkId, PieceRow, Vec<u8>)> = Vec::new();
         let mut at = *id;
         let mut start = None;
         loop {
@@ -224,27 +224,19 @@ impl Decoder {
                     StoreError::Corrupt(format!("chunk {id}: its base {at} is not recorded"))
                 }
             })?;
-            let (kind, base) = (row.kind, row.base);
-            chain.push((at, row));
-            match (kind, base) {
-                (Kind::Alone, _) => break,
-                (_, Some(base)) => {
-                    if let Some(d) = self.remembered(&base) {
-                        start = Some(d);
-                        break;
-                    }
-                    at = base;
-                }
-                (_, None) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "chunk {at} has a base kind but names no base"
-                    )))
-                }
+            let (base, frame) = self.store.read_piece(&at, &row)?;
+            chain.push((at, row, frame));
+            let Some(base) = base else {
+                break;
+            };
+            if let Some(d) = self.remembered(&base) {
+                start = Some(d);
+                break;
             }
+            at = base;
         }
         let mut data: Option<Arc<Vec<u8>>> = start;
-        for (piece_id, row) in chain.into_iter().rev() {
-            let frame = self.store.read_frame(&piece_id, &row)?;
+        for (piece_id, row, frame) in chain.into_iter().rev() {
             let out = apply(
                 row.kind,
                 data.as_deref().map(|d| d.as_slice()),
