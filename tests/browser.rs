@@ -254,6 +254,12 @@ fn line(uuid: &str, role: &str, text: &str) -> String {
     ) + "\n"
 }
 
+/// Appends `text` to `file`, as Claude Code does.
+fn append(file: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(file).unwrap();
+    std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+}
+
 #[test]
 fn a_message_appended_to_a_watched_file_appears_on_the_live_page() {
     let world = World::new(BIN);
@@ -311,16 +317,10 @@ fn a_message_appended_to_a_watched_file_appears_on_the_live_page() {
     );
 
     let fresh = "quetzalcoatlus";
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&file)
-        .unwrap();
-    std::io::Write::write_all(
-        &mut f,
-        line("b3", "user", &format!("a {fresh} flies over the live page")).as_bytes(),
-    )
-    .unwrap();
-    drop(f);
+    append(
+        &file,
+        &line("b3", "user", &format!("a {fresh} flies over the live page")),
+    );
     browser.wait_for(
         "the appended message",
         &format!("document.getElementById('feed').innerText.includes('{fresh}')"),
@@ -336,16 +336,10 @@ fn a_message_appended_to_a_watched_file_appears_on_the_live_page() {
         "document.getElementById('live-status').textContent === 'paused' && location.search === '?paused=1'",
     );
     let later = "archaeopteryx";
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&file)
-        .unwrap();
-    std::io::Write::write_all(
-        &mut f,
-        line("b4", "user", &format!("an {later} arrives while paused")).as_bytes(),
-    )
-    .unwrap();
-    drop(f);
+    append(
+        &file,
+        &line("b4", "user", &format!("an {later} arrives while paused")),
+    );
     wait_until("the message sent while paused is indexed", DEADLINE, || {
         http_get(http, &format!("/api/search?q={later}"))
             .map(|(_, body)| body.contains("\"total\":1"))
