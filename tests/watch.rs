@@ -344,3 +344,54 @@ fn watch_never_follows_symbolic_links() {
         serde_json::json!({ "links_made": 2, "uploaded_through_links": 0 }),
     );
 }
+
+/// inotify watches a directory only once notify has seen it made, so a file written into a
+/// freshly made directory tree can come before any watch on it. Every such file must still
+/// arrive, without waiting for the periodic rescan (five minutes by default).
+#[test]
+fn files_written_into_freshly_made_directories_all_arrive() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(root.join("p")).unwrap();
+    let first = root.join("p/first.jsonl");
+    let mut session = corpus::Session::new(7);
+    std::fs::write(&first, session.next_line()).unwrap();
+    let agent = Agent::start(&world, &root);
+    wait_for_content(&world, &agent, "laptop/claude/p/first.jsonl", &first);
+
+    let mut written = Vec::new();
+    for i in 0..40 {
+        let dir = root.join(format!("p/s{i}/subagents"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for path in [
+            root.join(format!("p/s{i}.jsonl")),
+            root.join(format!("p/s{i}/notes.jsonl")),
+            dir.join("agent-1.jsonl"),
+        ] {
+            std::fs::write(&path, session.next_line()).unwrap();
+            let key = format!(
+                "laptop/claude/{}",
+                path.strip_prefix(&root).unwrap().display()
+            );
+            written.push((key, hash(&path)));
+        }
+    }
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let have = server_hashes(&world);
+        let missing: Vec<&String> = written
+            .iter()
+            .filter(|(key, want)| have.get(key) != Some(want))
+            .map(|(key, _)| key)
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never shipped: {missing:?}\nagent log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

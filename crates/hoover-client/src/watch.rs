@@ -112,6 +112,8 @@ struct Agent {
     full_scan: bool,
     status: AgentStatus,
     watched: Vec<PathBuf>,
+    /// Directories created or moved in since the last push: watched and scanned before it.
+    new_dirs: Vec<PathBuf>,
     /// When the status file was last written: at most once a second while busy.
     status_written: Option<Instant>,
     /// A write was skipped by that limit and is owed.
@@ -147,6 +149,7 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
         dirty: BTreeMap::new(),
         full_scan: true,
         watched: Vec::new(),
+        new_dirs: Vec::new(),
         status_written: None,
         status_stale: false,
         status_last: None,
@@ -208,6 +211,7 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
                 tracing::warn!("scan failed: {e:#}");
             }
         }
+        agent.settle_new_dirs(&mut watcher);
         if !agent.dirty.is_empty() {
             if let Err(e) = agent.push_dirty().await {
                 tracing::warn!(server = %agent.opts.server, "lost the connection: {e:#}");
@@ -338,7 +342,9 @@ impl Agent {
             let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
             if is_dir {
                 // A new or moved-in directory: its files may predate the watch on it.
-                self.scan_dir(&path);
+                if !self.new_dirs.contains(&path) {
+                    self.new_dirs.push(path);
+                }
             } else if let Some(key) = self.key_of(&path) {
                 self.dirty.insert(key, path);
             } else if !path.exists() && self.watched.iter().any(|w| path.starts_with(w)) {
@@ -364,6 +370,30 @@ impl Agent {
                 _ = tokio::time::sleep_until(quiet.min(hard)) => return,
                 Some(ev) = events.recv() => self.on_event(ev),
             }
+        }
+    }
+
+    /// Scans the directories that appeared since the last push, once each is surely watched.
+    ///
+    /// inotify watches directory by directory: notify reports a new directory first and adds
+    /// the watches on it and its subdirectories after, so a file written in between gives no
+    /// event, and a scan made on the report can run before it is written. Watching the
+    /// directory here (a synchronous round trip to notify's thread, which merges with its own
+    /// watch) and scanning after closes that gap: a file is either there for the scan or
+    /// written under a watch. FSEvents watches the whole tree at once and needs none of this.
+    fn settle_new_dirs(&mut self, watcher: &mut notify::RecommendedWatcher) {
+        for dir in std::mem::take(&mut self.new_dirs) {
+            if !under_root_without_links(&self.opts.sync.roots, &dir) {
+                continue;
+            }
+            #[cfg(not(target_os = "macos"))]
+            if let Err(e) = watcher.watch(&dir, RecursiveMode::Recursive) {
+                // Gone again, or out of watches: the scan still finds what it holds now.
+                tracing::debug!(dir = %dir.display(), "cannot watch a new directory: {e}");
+            }
+            #[cfg(target_os = "macos")]
+            let _ = &watcher;
+            self.scan_dir(&dir);
         }
     }
 
