@@ -428,3 +428,43 @@ fn sync_records_deletions_and_renames_and_keeps_every_version() {
     let versions = world.json(&["versions", "laptop/claude/p/c.jsonl"]);
     assert!(versions[0]["deleted_at"].is_null(), "{versions}");
 }
+
+/// The client reads files ahead of the pusher within a budget of bytes held, and the pusher
+/// sends a batch once it holds 32 MiB. A big file read right after a batch's worth of small
+/// ones once asked for more budget than the unsent batch left free, while the batch waited for
+/// that file: the sync hung for ever (a 1.1 GB benchmark corpus found it).
+#[test]
+fn a_big_file_after_a_batch_of_small_ones_does_not_stall_the_sync() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    // Keys sort the small files ("a/…", 30 MB, under one batch) before the big one.
+    corpus::write_tree(&root.join("a"), 5, 40, 30_000_000);
+    std::fs::create_dir_all(root.join("z")).unwrap();
+    std::fs::write(
+        root.join("z/big.jsonl"),
+        corpus::Session::new(6).bytes(45_000_000),
+    )
+    .unwrap();
+    let mut sync = world
+        .hoover(&[
+            "sync",
+            "--source",
+            "laptop",
+            "--root",
+            &format!("claude={}", root.display()),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    hoover_testkit::wait_until(
+        "the sync to finish (about 5 s here)",
+        std::time::Duration::from_secs(180),
+        || {
+            status = sync.try_wait().unwrap();
+            status.is_some()
+        },
+    );
+    assert!(status.unwrap().success());
+    assert_eq!(world.check_restored_tree(&root, "laptop/claude"), 41);
+}

@@ -179,6 +179,13 @@ enum Prepared {
 /// memory that takes.
 const PREPARE_AHEAD_KIB: u32 = 64 * 1024;
 
+/// The most of that budget one file takes, however big it is. The pusher waits for more files
+/// only while its batch holds under [`BATCH_BYTES`] in under [`BATCH_FILES`] files (each
+/// taking at most 1 KiB more than its bytes); a file may then take at most what is surely
+/// free, or the reader would wait for the pusher and the pusher for the reader.
+const FILE_AHEAD_KIB: u32 = PREPARE_AHEAD_KIB - (BATCH_BYTES / 1024 + BATCH_FILES) as u32;
+const _: () = assert!(BATCH_BYTES / 1024 + BATCH_FILES < PREPARE_AHEAD_KIB as usize);
+
 /// Runs one pass over the roots.
 pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
     remote: &mut Remote<S>,
@@ -242,7 +249,7 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
         for c in changed {
             let prepared = match prepare(&c) {
                 Ok(Some(mut p)) => {
-                    let kib = (p.held_bytes() / 1024).clamp(1, PREPARE_AHEAD_KIB as u64) as u32;
+                    let kib = (p.held_bytes() / 1024).clamp(1, FILE_AHEAD_KIB as u64) as u32;
                     match runtime.block_on(producer_budget.clone().acquire_many_owned(kib)) {
                         Ok(permit) => p.budget = Some(permit),
                         Err(_) => return,
