@@ -22,6 +22,9 @@ use crate::{
 
 /// Raw bytes of staged chunks kept in memory for version hashing; past this they are re-read.
 const RAW_CACHE_LIMIT: usize = 64 * 1024 * 1024;
+/// Past that, the staged chunks last decoded are kept up to this many bytes: more than a
+/// chain's bound ([`crate::MAX_DECODE_BYTES`]).
+const REREAD_CACHE_LIMIT: usize = 2 * crate::MAX_DECODE_BYTES as usize;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -89,6 +92,9 @@ pub struct Batch {
     /// Decodes stored chunks for this batch, remembering the last few: a file's chunks are
     /// read in order, and each piece's base is usually the chunk just read.
     decoder: piece::Decoder,
+    /// The same for chunks staged past [`RAW_CACHE_LIMIT`]: the last few staged or read back,
+    /// so that reading a chain of them in order decodes each piece once, not its whole chain.
+    reread: piece::Recent,
 }
 
 impl Batch {
@@ -103,6 +109,7 @@ impl Batch {
             keys: HashSet::new(),
             items: 0,
             limit: MAX_BATCH_ITEMS,
+            reread: piece::Recent::new(REREAD_CACHE_LIMIT),
         }
     }
 
@@ -216,6 +223,8 @@ impl Batch {
             self.raw_cached += raw.len();
             Some(Arc::new(raw))
         } else {
+            // The next piece is most likely to follow this chunk.
+            self.reread.put(id, Arc::new(raw));
             None
         };
         self.staged.insert(
@@ -240,6 +249,9 @@ impl Batch {
         };
         if let Some(raw) = &staged.raw {
             return Ok(raw.clone());
+        }
+        if let Some(raw) = self.reread.get(id) {
+            return Ok(raw);
         }
         // Past the memory cache: read the frame back from the staged pack and decode it (its
         // base first, which the bounds on chains keep short).
@@ -272,7 +284,9 @@ impl Batch {
                 tmp.display()
             )));
         }
-        Ok(Arc::new(raw))
+        let raw = Arc::new(raw);
+        self.reread.put(*id, raw.clone());
+        Ok(raw)
     }
 
     fn chunk_bytes(&mut self, chunk: &ChunkRef) -> Result<Arc<Vec<u8>>> {
