@@ -434,9 +434,11 @@ fn sync_records_deletions_and_renames_and_keeps_every_version() {
 /// ones once asked for more budget than the unsent batch left free, while the batch waited for
 /// that file: the sync hung for ever (a 1.1 GB benchmark corpus found it). The big file is
 /// also more than the server keeps decoded in one batch (64 MiB): its version check reads the
-/// rest back from the staged pack, each piece once.
+/// rest back from the staged pack, each piece once. Then more batches follow: the client
+/// writes a batch's chunks before reading the answers to the commit before, which hung when
+/// those answers (one per file) overflowed russh's buffer of unread messages.
 #[test]
-fn a_big_file_after_a_batch_of_small_ones_does_not_stall_the_sync() {
+fn a_big_file_after_a_batch_of_small_ones_does_not_stall_the_sync_and_batches_pipeline() {
     let world = World::new(BIN);
     let root = world.path().join("projects");
     // Keys sort the small files ("a/…", 30 MB, under one batch) before the big one.
@@ -447,6 +449,10 @@ fn a_big_file_after_a_batch_of_small_ones_does_not_stall_the_sync() {
         corpus::Session::new(6).bytes(80_000_000),
     )
     .unwrap();
+    // Then two more batches (over 512 files): the client sends a batch's versions and commit
+    // once the next batch's have/want is answered, so each batch is committed while the next
+    // is on the wire.
+    corpus::write_tree(&root.join("zz"), 7, 600, 40_000_000);
     let mut sync = world
         .hoover(&[
             "sync",
@@ -468,5 +474,6 @@ fn a_big_file_after_a_batch_of_small_ones_does_not_stall_the_sync() {
         },
     );
     assert!(status.unwrap().success());
-    assert_eq!(world.check_restored_tree(&root, "laptop/claude"), 41);
+    assert_eq!(world.check_restored_tree(&root, "laptop/claude"), 641);
+    world.verify();
 }

@@ -52,9 +52,14 @@ pub async fn connect(addr: &ServerAddr, identity: &Path, known_hosts: &Path) -> 
     Ok(Connection { ssh, remote })
 }
 
+/// How long closing a connection may take. After an error the server may be waiting for us
+/// to read answers while our last writes wait for it to read: closing must not hang on that.
+const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Connection {
     pub async fn close(self) {
-        let _ = self.remote.close().await;
-        self.ssh.close().await;
+        let Connection { ssh, remote } = self;
+        let _ = tokio::time::timeout(CLOSE_WITHIN, remote.close()).await;
+        let _ = tokio::time::timeout(CLOSE_WITHIN, ssh.close()).await;
     }
 }

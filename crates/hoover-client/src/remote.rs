@@ -74,12 +74,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
 
     /// Which of `ids` the server lacks.
     pub async fn want(&mut self, ids: &[ChunkId]) -> Result<Vec<bool>> {
-        let mut wanted = vec![false; ids.len()];
-        for (n, part) in ids.chunks(MAX_HAVE).enumerate() {
+        self.send_have(ids).await?;
+        self.recv_want(ids.len()).await
+    }
+
+    /// Asks which of `ids` the server lacks; [`Remote::recv_want`] reads the answer, after the
+    /// answers to whatever was sent before.
+    pub async fn send_have(&mut self, ids: &[ChunkId]) -> Result<()> {
+        for part in ids.chunks(MAX_HAVE) {
             self.conn
                 .send(&Request::Have { ids: part.to_vec() })
                 .await?;
-            self.conn.flush().await?;
+        }
+        self.conn.flush().await?;
+        Ok(())
+    }
+
+    /// Reads the answer to [`Remote::send_have`] of `count` ids.
+    pub async fn recv_want(&mut self, count: usize) -> Result<Vec<bool>> {
+        let mut wanted = vec![false; count];
+        for part in wanted.chunks_mut(MAX_HAVE) {
             match self.recv().await? {
                 Response::Want { missing } => {
                     for i in missing {
@@ -87,7 +101,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
                         if i >= part.len() {
                             bail!("protocol error: server wants chunk {i} of {}", part.len());
                         }
-                        wanted[n * MAX_HAVE + i] = true;
+                        part[i] = true;
                     }
                 }
                 other => return Err(unexpected("Want", other)),
@@ -132,12 +146,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
         &mut self,
         pushes: Vec<VersionPush>,
     ) -> Result<(Vec<Result<(), ServerError>>, Vec<CommittedVersion>)> {
+        let n = self.send_versions_and_commit(pushes).await?;
+        self.recv_commit(n).await
+    }
+
+    /// Sends versions and a commit; [`Remote::recv_commit`] reads the answers. Returns how many
+    /// versions were sent.
+    pub async fn send_versions_and_commit(&mut self, pushes: Vec<VersionPush>) -> Result<usize> {
         let n = pushes.len();
         for p in pushes {
             self.conn.send(&Request::Version(p)).await?;
         }
         self.conn.send(&Request::Commit).await?;
         self.conn.flush().await?;
+        Ok(n)
+    }
+
+    /// Reads the answers to [`Remote::send_versions_and_commit`] of `n` versions.
+    pub async fn recv_commit(
+        &mut self,
+        n: usize,
+    ) -> Result<(Vec<Result<(), ServerError>>, Vec<CommittedVersion>)> {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             match self.recv().await? {

@@ -9,6 +9,9 @@ use anyhow::{bail, Context, Result};
 use russh::client;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey};
 
+/// See `channel_buffer_size` in [`SshSession::connect`]: eight times a batch's files.
+const CHANNEL_BUFFER_MESSAGES: usize = 4096;
+
 /// `[USER@]HOST[:PORT]`, port 2222 by default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerAddr {
@@ -165,6 +168,11 @@ impl SshSession {
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_max: 4,
             window_size: 16 * 1024 * 1024,
+            // Messages received and not yet read: past this, russh stops reading the socket,
+            // and with it sending ours. `sync` writes a batch's chunks before it reads the
+            // answers to the commit before (up to one per file of a batch, plus the commit's,
+            // each a message when the server flushes each), so this must hold them all.
+            channel_buffer_size: CHANNEL_BUFFER_MESSAGES,
             nodelay: true,
             ..Default::default()
         });
