@@ -48,10 +48,19 @@ fi
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc -l; }
 
-echo "bench: generating $files files, $bytes bytes (seeded)"
-"$gen" gen "$work/src/corpus" "$bytes" "$files" 1 >/dev/null
-"$gen" big "$work/src/big/session.jsonl" "$big_bytes" 2 2>/dev/null || { mkdir -p "$work/src/big"; "$gen" big "$work/src/big/session.jsonl" "$big_bytes" 2; }
+# BENCH_SRC=DIR: the first sync is of a copy of DIR (e.g. ../shared/corpus/files) instead of
+# the generated corpus; the big file for the append is then added after it, untimed.
+make_big() { mkdir -p "$work/src/big"; "$gen" big "$work/src/big/session.jsonl" "$big_bytes" 2 >/dev/null; }
+if [ -n "${BENCH_SRC:-}" ]; then
+  echo "bench: a copy of $BENCH_SRC"
+  mkdir -p "$work/src/corpus" && cp -r "$BENCH_SRC"/. "$work/src/corpus"
+else
+  echo "bench: generating $files files, $bytes bytes (seeded)"
+  "$gen" gen "$work/src/corpus" "$bytes" "$files" 1 >/dev/null
+  make_big
+fi
 total=$(du -sb "$work/src" | cut -f1)
+first_files=$(find "$work/src" -type f | wc -l)
 
 # --- hoover
 ssh-keygen -q -t ed25519 -N '' -f "$work/keys/client"
@@ -73,6 +82,10 @@ h_nochange=$(elapsed "$t0" "$t1")
 # server already, so nothing should be compressed or sent.
 t0=$(now); h sync --json --source again --root "src=$work/src" >"$work/h2b.json"; t1=$(now)
 h_again=$(elapsed "$t0" "$t1")
+if [ -n "${BENCH_SRC:-}" ]; then
+  make_big
+  h sync --json --source bench --root "src=$work/src" >/dev/null
+fi
 cp "$work/src/big/session.jsonl" "$work/big-before.jsonl"
 pack_bytes() { find "$work/store/packs" -type f -printf '%s\n' | awk '{s += $1} END {print s}'; }
 packs_before=$(pack_bytes)
@@ -96,7 +109,11 @@ h_verify_bytes=$(python3 -c "import json;d=json.load(open('$work/verify.json'));
 h_initial_wire=$(python3 -c "import json;d=json.load(open('$work/h1.json'));print(d['wire_bytes_sent']+d['wire_bytes_received'])")
 
 # --- rsync -az over OpenSSH
-cp "$work/big-before.jsonl" "$work/src/big/session.jsonl"
+if [ -n "${BENCH_SRC:-}" ]; then
+  rm -r "$work/src/big"
+else
+  cp "$work/big-before.jsonl" "$work/src/big/session.jsonl"
+fi
 mkdir -p /run/sshd
 ssh-keygen -q -t ed25519 -N '' -f "$work/keys/sshd_host"
 cp "$work/keys/client.pub" "$work/keys/sshd_authorized"
@@ -119,6 +136,10 @@ rs() { "${on_client[@]}" rsync -az --stats -e "ssh -p $ssh_port -i $work/keys/cl
 sync 2>/dev/null || true
 t0=$(now); rs >"$work/r1.txt"; t1=$(now); r_initial=$(elapsed "$t0" "$t1")
 t0=$(now); rs >"$work/r2.txt"; t1=$(now); r_nochange=$(elapsed "$t0" "$t1")
+if [ -n "${BENCH_SRC:-}" ]; then
+  mkdir -p "$work/src/big" && cp "$work/big-before.jsonl" "$work/src/big/session.jsonl"
+  rs >/dev/null
+fi
 cp "$work/big-after.jsonl" "$work/src/big/session.jsonl"
 t0=$(now); rs >"$work/r3.txt"; t1=$(now); r_append_time=$(elapsed "$t0" "$t1")
 r_sent=$(grep 'Total bytes sent' "$work/r3.txt" | tr -dc 0-9)
@@ -130,7 +151,7 @@ mb=$(echo "$total / 1000000" | bc -l)
 python3 - "$work/results.md" <<PY
 import sys
 rows = [
- ("initial sync, $(printf %.0f "$mb") MB, $(find "$work/src" -type f | wc -l) files (s)", $h_initial, $r_initial),
+ ("initial sync, $(printf %.1f "$mb") MB, $first_files files (s)", $h_initial, $r_initial),
  ("initial sync (MB/s)", $mb / $h_initial, $mb / $r_initial),
  ("initial sync: bytes on the wire", $h_initial_wire, $r_initial_wire),
  ("no-change re-sync (s)", $h_nochange, $r_nochange),

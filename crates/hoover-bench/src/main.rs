@@ -258,6 +258,64 @@ fn main() -> Result<()> {
                 let secs = started.elapsed().as_secs_f64();
                 println!("level {level:>2} window {:>3} KiB: {:>6.1} MB/s, {:.3} of raw", window >> 10, data.len() as f64 / secs / 1e6, total as f64 / data.len() as f64);
             }
+            // One zstd stream per chain of chunks (restarted every 768 KiB), flushed at each chunk
+            // boundary: a chunk's piece is the stream's bytes since the last flush.
+            for level in [1, 3] {
+                use zstd::zstd_safe::{CCtx, DCtx, CParameter, DParameter, InBuffer, OutBuffer, zstd_sys::ZSTD_EndDirective as EndDirective};
+                let mut cctx = CCtx::create();
+                let started = std::time::Instant::now();
+                let mut pieces: Vec<Vec<u8>> = Vec::new();
+                let mut starts = Vec::new();
+                let mut chain = usize::MAX;
+                for c in &cuts {
+                    let bytes = c.slice(&data);
+                    if chain + bytes.len() > 768 << 10 {
+                        cctx.reset(zstd::zstd_safe::ResetDirective::SessionOnly).unwrap();
+                        cctx.set_parameter(CParameter::CompressionLevel(level)).unwrap();
+                        cctx.set_parameter(CParameter::WindowLog(20)).unwrap();
+                        chain = 0;
+                        starts.push(pieces.len());
+                    }
+                    chain += bytes.len();
+                    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(bytes.len()) + 64);
+                    let mut input = InBuffer::around(bytes);
+                    let mut output = OutBuffer::around(&mut out);
+                    loop {
+                        let left = cctx.compress_stream2(&mut output, &mut input, EndDirective::ZSTD_e_flush).unwrap();
+                        if left == 0 && input.pos() == bytes.len() {
+                            break;
+                        }
+                    }
+                    pieces.push(out);
+                }
+                let secs = started.elapsed().as_secs_f64();
+                let total: usize = pieces.iter().map(Vec::len).sum();
+                // Decode every chain, checking the bytes.
+                let started = std::time::Instant::now();
+                let mut dctx = DCtx::create();
+                let mut restored = Vec::with_capacity(data.len());
+                for (i, p) in pieces.iter().enumerate() {
+                    if starts.contains(&i) {
+                        dctx.reset(zstd::zstd_safe::ResetDirective::SessionOnly).unwrap();
+                        dctx.set_parameter(DParameter::WindowLogMax(20)).unwrap();
+                    }
+                    let want = cuts[i].len as usize;
+                    let mut out = vec![0u8; want];
+                    let mut input = InBuffer::around(p);
+                    let mut output = OutBuffer::around(&mut out[..]);
+                    while input.pos() < p.len() {
+                        dctx.decompress_stream(&mut output, &mut input).unwrap();
+                    }
+                    assert_eq!(output.pos(), want);
+                    restored.extend_from_slice(&out);
+                }
+                let dsecs = started.elapsed().as_secs_f64();
+                assert!(restored == data);
+                println!("stream level {level:>2}, flush per chunk: {:>6.1} MB/s, {:.3} of raw, decode {:>6.1} MB/s", data.len() as f64 / secs / 1e6, total as f64 / data.len() as f64, data.len() as f64 / dsecs / 1e6);
+            }
+            let started = std::time::Instant::now();
+            let whole = zstd::bulk::compress(&data, 3)?;
+            println!("whole file, level 3: {:>6.1} MB/s, {:.3} of raw", data.len() as f64 / started.elapsed().as_secs_f64() / 1e6, whole.len() as f64 / data.len() as f64);
         }
         Some("meta") => {
             let conn = rusqlite::Connection::open(Path::new(&args[1]).join("versions.db"))?;
