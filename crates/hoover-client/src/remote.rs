@@ -183,7 +183,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
                 Ok((out, versions))
             }
             // Another client committed a version of one of these files between our versions
-            // and our commit (a `sync` beside `watch`): nothing of the batch was recorded, and
+            // and our commit (a `sync` beside `watch`): no version of the batch was recorded, and
             // every version it accepted is stale. The caller pushes them again on the new base.
             Response::Error {
                 code: ErrorCode::StaleBase,

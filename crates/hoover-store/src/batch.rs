@@ -549,7 +549,7 @@ impl Batch {
         };
         let received_at = now_ns();
         let mut conn = self.store.conn();
-        let tx = conn.transaction()?;
+        let mut tx = conn.transaction()?;
         // What this batch adds to the store's totals, applied once it is committed.
         let mut delta = StoreCounts::default();
         let mut latest_bytes: i64 = 0;
@@ -579,8 +579,15 @@ impl Batch {
                 }
             }
         }
+        // The versions go in a savepoint: when one turns out stale (another client committed a
+        // version of its file since it was checked), none of them is recorded, but the chunks
+        // are: they are verified, and a client that overlaps batches (`hoover sync`) may
+        // already have left them out of its next batch as held.
+        let chunks_only = delta.clone();
+        let mut sp = tx.savepoint()?;
         let mut out = Vec::new();
         let mut new_states = Vec::new();
+        let mut stale = None;
         for p in &self.prepared {
             let v = &p.version;
             if let Some(seq) = p.unchanged {
@@ -591,8 +598,8 @@ impl Batch {
                 });
                 continue;
             }
-            let file_id = db::file_id_or_create(&tx, &v.key)?;
-            let previous = db::latest_by_id(&tx, file_id)?;
+            let file_id = db::file_id_or_create(&sp, &v.key)?;
+            let previous = db::latest_by_id(&sp, file_id)?;
             let latest = previous.as_ref().map(|l| l.seq);
             // A doctor's probe is stored but not counted as a file or a version.
             if !v.key.is_probe() {
@@ -607,14 +614,15 @@ impl Batch {
                 }
             }
             if latest != p.latest {
-                return Err(StoreError::StaleBase(format!(
+                stale = Some(format!(
                     "{}: another client added a version meanwhile; push again",
                     v.key
-                )));
+                ));
+                break;
             }
             let seq = latest.unwrap_or(0) + 1;
             let chunk_count = v.kept + v.chunks.len() as u64;
-            tx.prepare_cached(
+            sp.prepare_cached(
                 "INSERT INTO versions(file_id, seq, size, blake3, mtime_ns, received_at_ns, chunk_count, kept)
                  VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
@@ -628,7 +636,7 @@ impl Batch {
                 chunk_count as i64,
                 v.kept as i64
             ])?;
-            let mut insert_entry = tx.prepare_cached(
+            let mut insert_entry = sp.prepare_cached(
                 "INSERT INTO entries(file_id, pos, seq, chunk, offset, len) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             let mut offset = p.prefix_bytes;
@@ -652,6 +660,14 @@ impl Batch {
                 new: true,
             });
         }
+        if let Some(message) = stale {
+            sp.rollback()?;
+            drop(sp);
+            tx.commit()?;
+            self.store.add_to_counts(&chunks_only, 0);
+            return Err(StoreError::StaleBase(message));
+        }
+        sp.commit()?;
         crate::fault::crash_point("store-rows-written");
         tx.commit()?;
         crate::fault::crash_point("store-committed");

@@ -179,6 +179,55 @@ fn a_stale_base_is_refused_as_such() {
     assert!(matches!(err, StoreError::StaleBase(_)), "{err}");
 }
 
+/// Two batches checked on the same base: the one committed second is stale. None of its
+/// versions is recorded, but its chunks are (verified, and possibly left out of a later batch
+/// of the same client as held), and the store's totals count just them.
+#[test]
+fn a_commit_that_turns_stale_records_its_chunks_and_no_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Key::new("m/r/x").unwrap();
+    let mut rng = Rng(3);
+    let a = rng.bytes(10_000);
+    let (seq, _) = push(&store, &key, &a, None);
+    let version_of = |data: &[u8], cuts: &[Cut]| NewVersion {
+        key: key.clone(),
+        size: data.len() as u64,
+        blake3: *blake3::hash(data).as_bytes(),
+        mtime_ns: 1,
+        base: Some(seq),
+        kept: 0,
+        chunks: cuts.iter().map(Cut::chunk_ref).collect(),
+    };
+    let (b, c) = (rng.bytes(300_000), rng.bytes(300_000));
+    let (b_cuts, c_cuts) = (cut(&b, 0), cut(&c, 0));
+    let mut first = store.batch();
+    let mut second = store.batch();
+    for (batch, data, cuts) in [(&mut first, &b, &b_cuts), (&mut second, &c, &c_cuts)] {
+        for piece in cuts {
+            batch
+                .add_chunk(
+                    piece.id,
+                    piece.len,
+                    &hoover_chunk::compress(piece.slice(data)),
+                )
+                .unwrap();
+        }
+        batch.add_version(version_of(data, cuts)).unwrap();
+    }
+    assert_eq!(first.commit().unwrap()[0].seq, seq + 1);
+    let before = store.counts().unwrap();
+    let err = second.commit().unwrap_err();
+    assert!(matches!(err, StoreError::StaleBase(_)), "{err}");
+    assert_eq!(store.versions(&key).unwrap().len(), 2);
+    let ids: Vec<_> = c_cuts.iter().map(|c| c.id).collect();
+    assert!(store.has_chunks(&ids).unwrap().iter().all(|h| *h));
+    let after = store.counts().unwrap();
+    assert_eq!(after.versions, before.versions);
+    assert_eq!(after.chunks, before.chunks + c_cuts.len() as u64);
+    assert!(store.verify(|_, _, _| {}).unwrap().is_clean());
+}
+
 #[test]
 fn corruption_is_found_and_named() {
     let dir = tempfile::tempdir().unwrap();
