@@ -57,10 +57,10 @@ pub struct SyncReport {
 /// new chunk continues.
 const CLIENT_CHAIN_BYTES: u64 = 768 << 10;
 
-/// Raw bytes compressed at a time while the group before is sent (see `push_once`).
+/// Raw bytes compressed at a time while the group before is sent (see `send_wanted`).
 const ENCODE_GROUP_BYTES: u64 = 4 << 20;
 
-/// At most this many new chunks are sent without a have/want exchange (see `push_once`).
+/// At most this many new chunks are sent without a have/want exchange (see `Offer`).
 const SPECULATIVE_CHUNKS: usize = 4;
 
 /// How long a batch whose chunks are sent waits for the next one before its versions and
@@ -489,25 +489,27 @@ fn read_stable(path: &std::path::Path) -> Result<Option<(Stat, Vec<u8>)>> {
 }
 
 /// Pushes one batch and waits for its commit; files whose base went stale meanwhile are
-/// pushed again on the new base.
+/// pushed again on the new base. Returns the tracks of the versions committed, for the next
+/// append.
 pub(crate) async fn push_batch<S: AsyncRead + AsyncWrite + Unpin>(
     remote: &mut Remote<S>,
     state: &mut ClientState,
     batch: Vec<Pending>,
     report: &mut SyncReport,
 ) -> Result<Vec<(Key, Track)>> {
-    let mut retry = Vec::new();
-    let mut tracks = push_once(remote, state, batch, report, &mut retry).await?;
-    tracks.extend(push_again(remote, state, retry, report).await?);
-    Ok(tracks)
+    let mut pipeline = Pipeline::keeping_tracks();
+    pipeline.push(remote, state, batch, report).await?;
+    pipeline.finish(remote, state, report).await
 }
 
 /// Pushes again, with their whole chunk lists, the files whose base was not the server's
 /// latest version (another client, or a restored server); chunks it has are still not resent.
+/// A file whose base is stale again is left for the next pass.
 async fn push_again<S: AsyncRead + AsyncWrite + Unpin>(
     remote: &mut Remote<S>,
     state: &mut ClientState,
     retry: Vec<Pending>,
+    keep_tracks: bool,
     report: &mut SyncReport,
 ) -> Result<Vec<(Key, Track)>> {
     if retry.is_empty() {
@@ -534,8 +536,12 @@ async fn push_again<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
-    let mut still = Vec::new();
-    let tracks = push_once(remote, state, again, report, &mut still).await?;
+    let mut pipeline = Pipeline {
+        tracks: keep_tracks.then(Vec::new),
+        ..Pipeline::default()
+    };
+    pipeline.push(remote, state, again, report).await?;
+    let (tracks, still) = pipeline.drain(remote, state, report).await?;
     for p in still {
         report.files_failed += 1;
         report
@@ -545,28 +551,11 @@ async fn push_again<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(tracks)
 }
 
-async fn push_once<S: AsyncRead + AsyncWrite + Unpin>(
-    remote: &mut Remote<S>,
-    state: &mut ClientState,
-    batch: Vec<Pending>,
-    report: &mut SyncReport,
-    retry: &mut Vec<Pending>,
-) -> Result<Vec<(Key, Track)>> {
-    let offer = Offer::of(remote, &batch);
-    let wanted = if offer.ask {
-        remote.want(&offer.ids).await?
-    } else {
-        vec![true; offer.ids.len()]
-    };
-    let batch = send_wanted(remote, batch, &offer, &wanted, report).await?;
-    let (checked, committed) = remote.versions_and_commit(pushes(&batch)).await?;
-    settle(state, batch, checked, committed, report, retry)
-}
-
-/// Pushes a pass's batches one behind the other: a batch's versions and commit are sent once
-/// the next batch's have/want is answered, so the server makes one batch durable while the
-/// client compresses and sends the next (the answers come in order: the commit's first).
-/// Without it the client sat idle for every commit, about a sixth of a first sync.
+/// Pushes batches one behind the other: a batch's versions and commit are sent once the next
+/// batch's have/want is answered, so the server makes one batch durable while the client
+/// compresses and sends the next (the answers come in order: the commit's first). Without it
+/// the client sat idle for every commit, about a sixth of a first sync. A single batch
+/// (`push_batch`) goes have/want, chunks, versions and commit, as before.
 #[derive(Default)]
 struct Pipeline {
     /// Chunks sent, versions not yet.
@@ -575,9 +564,19 @@ struct Pipeline {
     committing: Option<(Vec<Pending>, usize)>,
     /// Files whose base went stale: pushed again at the end.
     retry: Vec<Pending>,
+    /// The tracks of the versions committed, when the caller keeps them (`watch`, for its
+    /// next appends; a whole `sync` pass would hold about 2 KB per file for nothing).
+    tracks: Option<Vec<(Key, Track)>>,
 }
 
 impl Pipeline {
+    fn keeping_tracks() -> Pipeline {
+        Pipeline {
+            tracks: Some(Vec::new()),
+            ..Pipeline::default()
+        }
+    }
+
     async fn push<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         remote: &mut Remote<S>,
@@ -625,22 +624,37 @@ impl Pipeline {
     ) -> Result<()> {
         if let Some((batch, n)) = self.committing.take() {
             let (checked, committed) = remote.recv_commit(n).await?;
-            settle(state, batch, checked, committed, report, &mut self.retry)?;
+            let tracks = settle(state, batch, checked, committed, report, &mut self.retry)?;
+            if let Some(kept) = &mut self.tracks {
+                kept.extend(tracks);
+            }
         }
         Ok(())
     }
 
-    /// Commits what is still open and pushes the stale files again.
-    async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
+    /// Commits what is still open; returns the tracks kept and the files whose base was stale.
+    async fn drain<S: AsyncRead + AsyncWrite + Unpin>(
         mut self,
         remote: &mut Remote<S>,
         state: &mut ClientState,
         report: &mut SyncReport,
-    ) -> Result<()> {
+    ) -> Result<(Vec<(Key, Track)>, Vec<Pending>)> {
         self.commit_open(remote, state, report).await?;
         self.settle_committing(remote, state, report).await?;
-        push_again(remote, state, self.retry, report).await?;
-        Ok(())
+        Ok((self.tracks.unwrap_or_default(), self.retry))
+    }
+
+    /// Commits what is still open and pushes the stale files again; returns the tracks kept.
+    async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
+        self,
+        remote: &mut Remote<S>,
+        state: &mut ClientState,
+        report: &mut SyncReport,
+    ) -> Result<Vec<(Key, Track)>> {
+        let keep_tracks = self.tracks.is_some();
+        let (mut tracks, retry) = self.drain(remote, state, report).await?;
+        tracks.extend(push_again(remote, state, retry, keep_tracks, report).await?);
+        Ok(tracks)
     }
 }
 
