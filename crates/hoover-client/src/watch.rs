@@ -113,7 +113,7 @@ struct Agent {
     status: AgentStatus,
     watched: Vec<PathBuf>,
     /// Directories created or moved in since the last push: watched and scanned before it.
-    new_dirs: Vec<PathBuf>,
+    new_dirs: std::collections::BTreeSet<PathBuf>,
     /// When the status file was last written: at most once a second while busy.
     status_written: Option<Instant>,
     /// A write was skipped by that limit and is owed.
@@ -149,7 +149,7 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
         dirty: BTreeMap::new(),
         full_scan: true,
         watched: Vec::new(),
-        new_dirs: Vec::new(),
+        new_dirs: Default::default(),
         status_written: None,
         status_stale: false,
         status_last: None,
@@ -342,9 +342,7 @@ impl Agent {
             let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
             if is_dir {
                 // A new or moved-in directory: its files may predate the watch on it.
-                if !self.new_dirs.contains(&path) {
-                    self.new_dirs.push(path);
-                }
+                self.new_dirs.insert(path);
             } else if let Some(key) = self.key_of(&path) {
                 self.dirty.insert(key, path);
             } else if !path.exists() && self.watched.iter().any(|w| path.starts_with(w)) {
