@@ -394,8 +394,9 @@ async fn hostile_client_is_refused_and_the_store_stays_clean() {
 }
 
 /// Pieces (protocol 1.2) are held to what chunks are: a piece whose base nobody sent, one
-/// whose bytes are not what it is named, and a bomb compressed against a real base are each
-/// refused, the connection closed, and nothing of them stored.
+/// whose bytes are not what it is named, a bomb compressed against a real base, and an
+/// appending piece (1.3) without a context the server holds are each refused, the connection
+/// closed, and nothing of them stored.
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
     use hoover_types::PieceKind;
@@ -412,7 +413,7 @@ async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
     let base = std::fs::read(root.join("p/a.jsonl")).unwrap();
     let base_id = ChunkId::of(&base);
     let grown = [&base[..], b"{\"type\":\"assistant\"}\n"].concat();
-    let honest = hoover_chunk::piece(&grown, Some((base_id, &base)), None);
+    let honest = hoover_chunk::piece(&grown, Some((base_id, &base)), None, false);
     assert_eq!(honest.kind, PieceKind::Extends);
 
     // A base the server has never seen.
@@ -458,6 +459,38 @@ async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
     .await
     .unwrap();
     expect_error(&mut c, ErrorCode::BadChunk).await;
+    expect_closed(&mut c).await;
+
+    // An appending piece (protocol 1.3) whose context nobody sent, and one sent as a plain
+    // `Piece`, which names no context.
+    let mut c = raw(&world).await;
+    c.send(&Request::Appends {
+        id: ChunkId::of(&grown),
+        len: grown.len() as u32,
+        base: base_id,
+        context: ChunkId::of(b"never sent"),
+        data: honest.frame.clone(),
+    })
+    .await
+    .unwrap();
+    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    assert!(
+        m.contains("its context") && m.contains("neither sent nor stored"),
+        "{m}"
+    );
+    expect_closed(&mut c).await;
+    let mut c = raw(&world).await;
+    c.send(&Request::Piece {
+        id: ChunkId::of(&grown),
+        len: grown.len() as u32,
+        kind: PieceKind::Appends,
+        base: base_id,
+        data: honest.frame.clone(),
+    })
+    .await
+    .unwrap();
+    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    assert!(m.contains("context"), "{m}");
     expect_closed(&mut c).await;
 
     // The honest piece is taken, and everything checks out.

@@ -1,7 +1,8 @@
-//! Upgrading keeps every version: a store written by hoover's store format 1 (the committed
-//! fixture `tests/fixtures/store-v1`, see its README) is checked as it is, then served by
-//! today's server, which migrates it to format 2; every old version restores byte for byte,
-//! new versions go on top as pieces, and `verify` finds the store clean.
+//! Upgrading keeps every version: a store written by hoover's store format 1 and one written
+//! by format 2 (the committed fixtures `tests/fixtures/store-v1` and `store-v2`, see the README
+//! beside them) are each checked as they are, then served by today's server, which migrates
+//! them to today's format; every old version restores byte for byte, new versions go on top as
+//! pieces, and `verify` finds the store clean.
 
 use std::path::{Path, PathBuf};
 
@@ -80,24 +81,35 @@ fn restore(world: &World, key: &str, seq: u64) -> Vec<u8> {
 
 #[test]
 fn a_format_1_store_keeps_every_version_after_the_upgrade() {
+    upgrade_keeps_every_version(1);
+}
+
+#[test]
+fn a_format_2_store_keeps_every_version_after_the_upgrade() {
+    upgrade_keeps_every_version(2);
+}
+
+/// The fixture of store format `format`: opened as it is, then upgraded by today's server.
+fn upgrade_keeps_every_version(format: u32) {
     let mut world = World::new(BIN);
     let store = world.server_home.dir.join("store");
+    let fixture = fixtures().join(format!("store-v{format}"));
 
     // As it is on disk, before any server touched it: `verify` reads it and changes nothing.
     let untouched = world.path().join("untouched");
-    copy_dir(&fixtures().join("store-v1"), &untouched);
+    copy_dir(&fixture, &untouched);
     let report = verify(&untouched);
     assert_eq!(report["clean"], true, "{report}");
     assert_eq!(report["versions_checked"], 5, "{report}");
     assert_eq!(
         std::fs::read_to_string(untouched.join("FORMAT")).unwrap(),
-        "hoover-store 1\n"
+        format!("hoover-store {format}\n")
     );
 
     // Today's server opens it and migrates it.
     world.server.kill();
     std::fs::remove_dir_all(&store).unwrap();
-    copy_dir(&fixtures().join("store-v1"), &store);
+    copy_dir(&fixture, &store);
     world.restart_server();
     assert_eq!(
         std::fs::read_to_string(store.join("FORMAT")).unwrap(),

@@ -162,8 +162,10 @@ fn main() -> Result<()> {
         }
         Some("pieces") => {
             // A model of the store's pieces under a policy, over a version per line of every
-            // file of SRC: `pieces SRC POLICY LEVEL` with POLICY solo (each chunk alone) or
-            // chain (extensions of the previous tail, else against the chunk before).
+            // file of SRC: `pieces SRC POLICY LEVEL WINDOW` with POLICY solo (each chunk
+            // alone), chain (extensions of the previous tail knowing the WINDOW bytes of the
+            // file before them, as format 3's appending pieces do, else against the chunk
+            // before) or chain-base (extensions knowing only their base chunk, as format 2's).
             let policy = args[2].clone();
             let level = num(3)? as i32;
             let window = num(4)? as usize;
@@ -206,13 +208,17 @@ fn main() -> Result<()> {
                         }
                         let bytes_of = c.slice(data);
                         let mut choice = None;
-                        if policy == "chain" {
+                        if policy.starts_with("chain") {
                             if let Some((off, pid, plen)) = prev_last {
                                 if off == c.offset && plen < c.len as usize {
                                     let p = &stored[&pid];
                                     if p.data[..] == bytes_of[..plen] && p.cost + c.len as usize - plen <= 1 << 20 && p.hops < 256 {
                                         let at = c.offset as usize + plen;
-                                        let frame = compress_window(&data[at.saturating_sub(window)..at], &bytes_of[plen..], level);
+                                        let mut from = at.saturating_sub(window);
+                                        if policy == "chain-base" {
+                                            from = from.max(c.offset as usize);
+                                        }
+                                        let frame = compress_window(&data[from..at], &bytes_of[plen..], level);
                                         choice = Some((frame.len(), p.cost + c.len as usize - plen, p.hops + 1, 0));
                                     }
                                 }

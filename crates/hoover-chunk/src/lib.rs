@@ -139,33 +139,57 @@ pub fn decompress_against(prefix: &[u8], frame: &[u8], max: usize) -> Result<Vec
     Ok(out)
 }
 
-/// A chunk as it goes on the wire: how its frame decodes, the base it needs, the frame.
+/// The prefix of a piece that [`PieceKind::Appends`] to `base` in `context`: the last
+/// [`PREFIX_WINDOW`] bytes of the context chunk's bytes followed by the base's (just the base's
+/// when it alone fills the window).
+pub fn context_window<'a>(context: &[u8], base: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    if base.len() >= PREFIX_WINDOW {
+        return std::borrow::Cow::Borrowed(base);
+    }
+    let from = context.len().saturating_sub(PREFIX_WINDOW - base.len());
+    std::borrow::Cow::Owned([&context[from..], base].concat())
+}
+
+/// A chunk as it goes on the wire: how its frame decodes, the base (and, for
+/// [`PieceKind::Appends`], the context) it needs, the frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Piece {
     pub kind: PieceKind,
     pub base: Option<ChunkId>,
+    pub context: Option<ChunkId>,
     pub frame: Vec<u8>,
 }
 
 /// Encodes a new chunk as a piece: extending `last` (the chunk the previous version ended with,
 /// when it starts where `chunk` starts and `chunk` begins with it), else following `before`
-/// (the chunk before it in the file), else alone. The caller vouches that each base's bytes
-/// are what its id names.
+/// (the chunk before it in the file), else alone. An extension of a `last` shorter than the
+/// window is compressed knowing `before` too ([`PieceKind::Appends`]) when `appends` (the
+/// server reads such pieces). The caller vouches that each base's bytes are what its id names.
 pub fn piece(
     chunk: &[u8],
     last: Option<(ChunkId, &[u8])>,
     before: Option<(ChunkId, &[u8])>,
+    appends: bool,
 ) -> Piece {
     if let Some((id, bytes)) = last {
         if chunk.len() > bytes.len() && chunk.starts_with(bytes) {
+            let rest = &chunk[bytes.len()..];
+            let level = extension_level(rest.len());
+            if let Some((context, context_bytes)) =
+                before.filter(|_| appends && bytes.len() < PREFIX_WINDOW)
+            {
+                return Piece {
+                    kind: PieceKind::Appends,
+                    base: Some(id),
+                    context: Some(context),
+                    frame: compress_against(&context_window(context_bytes, bytes), rest, level),
+                };
+            }
             return Piece {
                 kind: PieceKind::Extends,
                 base: Some(id),
-                frame: compress_against(
-                    bytes,
-                    &chunk[bytes.len()..],
-                    extension_level(chunk.len() - bytes.len()),
-                ),
+                context: None,
+                frame: compress_against(bytes, rest, level),
             };
         }
     }
@@ -173,11 +197,13 @@ pub fn piece(
         Some((id, bytes)) => Piece {
             kind: PieceKind::Follows,
             base: Some(id),
+            context: None,
             frame: compress_against(bytes, chunk, PIECE_LEVEL),
         },
         None => Piece {
             kind: PieceKind::Alone,
             base: None,
+            context: None,
             frame: compress_against(&[], chunk, PIECE_LEVEL),
         },
     }
@@ -301,7 +327,7 @@ mod tests {
         let base = pseudo_random(50_000, 21);
         let mut grown = base.clone();
         grown.extend_from_slice(&pseudo_random(700, 22));
-        let p = piece(&grown, Some((ChunkId::of(&base), &base)), None);
+        let p = piece(&grown, Some((ChunkId::of(&base), &base)), None, true);
         assert_eq!(p.kind, PieceKind::Extends);
         let tail = decompress_against(&base, &p.frame, 700).unwrap();
         assert_eq!([&base[..], &tail[..]].concat(), grown);
@@ -311,6 +337,7 @@ mod tests {
             &next,
             Some((ChunkId::of(&grown), &grown)),
             Some((ChunkId::of(&base), &base)),
+            true,
         );
         assert_eq!(q.kind, PieceKind::Follows);
         assert!(
@@ -324,7 +351,7 @@ mod tests {
         // A base whose window starts with zstd's dictionary magic is still raw text.
         let mut magic = 0xEC30_A437u32.to_le_bytes().to_vec();
         magic.extend_from_slice(&pseudo_random(5000, 24));
-        let r = piece(&next, None, Some((ChunkId::of(&magic), &magic)));
+        let r = piece(&next, None, Some((ChunkId::of(&magic), &magic)), true);
         assert_eq!(
             decompress_against(&magic, &r.frame, next.len()).unwrap(),
             next
@@ -332,6 +359,38 @@ mod tests {
         // The wrong base, or too small a limit, is an error, not wrong bytes or a big buffer.
         assert!(decompress_against(&magic, &q.frame, next.len()).map_or(true, |d| d != next));
         assert!(decompress_against(&base, &q.frame, 100).is_err());
+    }
+
+    #[test]
+    fn an_append_to_a_short_base_is_compressed_knowing_the_chunk_before() {
+        // The text before the cut, then a short last chunk, then an append that repeats what
+        // the text before the cut said.
+        let before = pseudo_random(40_000, 31);
+        let last = pseudo_random(3_000, 32);
+        let mut grown = last.clone();
+        grown.extend_from_slice(&before[10_000..14_000]);
+        let (b, l) = (
+            (ChunkId::of(&before), &before[..]),
+            (ChunkId::of(&last), &last[..]),
+        );
+        let p = piece(&grown, Some(l), Some(b), true);
+        assert_eq!(p.kind, PieceKind::Appends);
+        assert_eq!((p.base, p.context), (Some(l.0), Some(b.0)));
+        let plain = piece(&grown, Some(l), Some(b), false);
+        assert_eq!(plain.kind, PieceKind::Extends);
+        assert!(
+            p.frame.len() * 4 < plain.frame.len(),
+            "the chunk before is context: {} against {}",
+            p.frame.len(),
+            plain.frame.len()
+        );
+        let tail = decompress_against(&context_window(&before, &last), &p.frame, 4_000).unwrap();
+        assert_eq!(tail, &before[10_000..14_000]);
+        // Only the base when it fills the window itself: no dependency on the chunk before.
+        let long = pseudo_random(PREFIX_WINDOW + 10, 33);
+        let grown = [&long[..], b"more"].concat();
+        let q = piece(&grown, Some((ChunkId::of(&long), &long)), Some(b), true);
+        assert_eq!((q.kind, q.context), (PieceKind::Extends, None));
     }
 
     #[test]

@@ -116,15 +116,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
         Ok(())
     }
 
-    /// Sends a chunk as a piece (protocol 1.2), or as a plain chunk when it stands alone.
+    /// Sends a chunk as a piece (protocol 1.2; one that appends in a context, 1.3), or as a
+    /// plain chunk when it stands alone.
     pub async fn send_piece(
         &mut self,
         id: ChunkId,
         len: u32,
         piece: hoover_chunk::Piece,
     ) -> Result<()> {
-        match piece.base {
-            Some(base) if piece.kind != hoover_types::PieceKind::Alone => {
+        match (piece.base, piece.context) {
+            (Some(base), Some(context)) if piece.kind == hoover_types::PieceKind::Appends => {
+                self.conn
+                    .send(&Request::Appends {
+                        id,
+                        len,
+                        base,
+                        context,
+                        data: piece.frame,
+                    })
+                    .await?
+            }
+            (Some(base), None) if piece.kind != hoover_types::PieceKind::Alone => {
                 self.conn
                     .send(&Request::Piece {
                         id,

@@ -146,18 +146,20 @@ impl Pending {
     }
 
     /// New chunk `i` as a piece for a server that takes pieces: the first extends the base
-    /// version's last chunk (when it begins with that chunk's bytes, checked by hash), or
-    /// follows the chunk before it; the others follow the new chunk before them.
-    fn piece(&self, i: usize) -> hoover_chunk::Piece {
+    /// version's last chunk (when it begins with that chunk's bytes, checked by hash; in the
+    /// context of the chunk before it when `appends`), or follows the chunk before it; the
+    /// others follow the new chunk before them.
+    fn piece(&self, i: usize, appends: bool) -> hoover_chunk::Piece {
         let data = self.chunk_bytes(i);
         if self.chain_restarts_at(i) {
-            return hoover_chunk::piece(data, None, None);
+            return hoover_chunk::piece(data, None, None, false);
         }
         if i > 0 {
             return hoover_chunk::piece(
                 data,
                 None,
                 Some((self.new[i - 1].id, self.chunk_bytes(i - 1))),
+                false,
             );
         }
         let last = self.last.and_then(|last| {
@@ -165,7 +167,7 @@ impl Pending {
             (ChunkId::of(prefix) == last.id).then_some((last.id, prefix))
         });
         let before = self.before.as_ref().map(|(id, b)| (*id, b.as_slice()));
-        hoover_chunk::piece(data, last, before)
+        hoover_chunk::piece(data, last, before, appends)
     }
 }
 
@@ -710,7 +712,7 @@ async fn send_wanted<S: AsyncRead + AsyncWrite + Unpin>(
         .filter(|(_, w)| **w)
         .map(|(o, _)| *o)
         .collect();
-    let pieces = remote.minor >= 2;
+    let minor = remote.minor;
     let shared = Arc::new(batch);
     // The server verifies and stages what arrives meanwhile, so the two sides work at once.
     let mut groups: Vec<Vec<(usize, usize)>> = Vec::new();
@@ -729,7 +731,7 @@ async fn send_wanted<S: AsyncRead + AsyncWrite + Unpin>(
     let start = |list: Vec<(usize, usize)>| {
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || {
-            let encoded = encode(&shared, &list, pieces);
+            let encoded = encode(&shared, &list, minor);
             (list, encoded)
         })
     };
@@ -817,21 +819,23 @@ fn settle(
     Ok(tracks)
 }
 
-/// Encodes the wanted chunks (file, chunk) of a batch, on all cores when there are several:
-/// as pieces for a server that takes them, else each chunk alone as protocol 1.1 sends it.
-fn encode(batch: &[Pending], wanted: &[(usize, usize)], pieces: bool) -> Vec<hoover_chunk::Piece> {
+/// Encodes the wanted chunks (file, chunk) of a batch, on all cores when there are several,
+/// for a server of protocol 1.`minor`: as pieces for one that takes them (appending ones from
+/// 1.3), else each chunk alone as protocol 1.1 sends it.
+fn encode(batch: &[Pending], wanted: &[(usize, usize)], minor: u16) -> Vec<hoover_chunk::Piece> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(1, 8);
     let one = |&(fi, ci): &(usize, usize)| {
         let p = &batch[fi];
-        if pieces {
-            p.piece(ci)
+        if minor >= 2 {
+            p.piece(ci, minor >= 3)
         } else {
             hoover_chunk::Piece {
                 kind: hoover_types::PieceKind::Alone,
                 base: None,
+                context: None,
                 frame: hoover_chunk::compress(p.chunk_bytes(ci)),
             }
         }

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Major protocol version: a peer with another major is refused at the handshake.
 pub const PROTOCOL_MAJOR: u16 = 1;
 /// Minor protocol version: additions that older peers of the same major can ignore.
-pub const PROTOCOL_MINOR: u16 = 2;
+pub const PROTOCOL_MINOR: u16 = 3;
 /// The largest frame either side accepts, in bytes.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;
 /// The most chunk ids in one `Have`.
@@ -126,6 +126,18 @@ pub enum Request {
         len: u32,
         kind: hoover_types::PieceKind,
         base: ChunkId,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// One chunk as a piece that appends to `base` in `context` (protocol 1.3,
+    /// `PieceKind::Appends`): the chunk is the base's bytes followed by the frame's, and the
+    /// frame was compressed with the last 64 KiB of the context's bytes followed by the base's
+    /// as its prefix. No answer unless it is refused.
+    Appends {
+        id: ChunkId,
+        len: u32,
+        base: ChunkId,
+        context: ChunkId,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },

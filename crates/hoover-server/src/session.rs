@@ -152,11 +152,12 @@ struct Session<S> {
 
 /// Work for a connection's ingest thread, which owns the open [`Batch`].
 enum IngestCmd {
-    /// A chunk's frame; `base` when it is a piece compressed against another chunk.
+    /// A chunk's frame; `base` when it is a piece compressed against another chunk (and a
+    /// context).
     Chunk {
         id: ChunkId,
         len: u32,
-        base: Option<(hoover_types::PieceKind, ChunkId)>,
+        base: Option<PieceOf>,
         data: Vec<u8>,
     },
     Version(Box<NewVersion>, oneshot::Sender<Result<(), StoreError>>),
@@ -172,6 +173,14 @@ struct Ingest {
 }
 
 const INGEST_QUEUE: usize = 32;
+
+/// How a piece decodes: its kind, its base, and for one that appends, its context.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PieceOf {
+    kind: hoover_types::PieceKind,
+    base: ChunkId,
+    context: Option<ChunkId>,
+}
 
 impl Ingest {
     fn start(store: Store, batch_items: usize) -> Ingest {
@@ -195,7 +204,7 @@ impl Ingest {
                         }
                         let b = batch.get_or_insert_with(new_batch);
                         let added = match base {
-                            Some((kind, base)) => b.add_piece(id, len, kind, base, &data),
+                            Some(p) => b.add_piece(id, len, p.kind, p.base, p.context, &data),
                             None => b.add_chunk(id, len, &data),
                         };
                         if let Err(e) = added {
@@ -395,7 +404,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         &mut self,
         id: ChunkId,
         len: u32,
-        base: Option<(hoover_types::PieceKind, ChunkId)>,
+        base: Option<PieceOf>,
         data: Vec<u8>,
     ) -> Result<Result<(), Failure>, ProtoError> {
         if len as usize > MAX_CHUNK_SIZE {
@@ -462,7 +471,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 kind,
                 base,
                 data,
-            } => self.chunk(id, len, Some((kind, base)), data).await,
+            } => {
+                let of = PieceOf {
+                    kind,
+                    base,
+                    context: None,
+                };
+                self.chunk(id, len, Some(of), data).await
+            }
+            Request::Appends {
+                id,
+                len,
+                base,
+                context,
+                data,
+            } => {
+                let of = PieceOf {
+                    kind: hoover_types::PieceKind::Appends,
+                    base,
+                    context: Some(context),
+                };
+                self.chunk(id, len, Some(of), data).await
+            }
             Request::Version(push) => {
                 let version = match new_version(push) {
                     Ok(v) => v,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use hoover_types::{ChunkId, ChunkRef, Key, MAX_CHUNK_SIZE};
 use rusqlite::params;
 
-use crate::pack::PackWriter;
+use crate::pack::{Bases, PackWriter};
 use crate::piece::{self, Cost, Kind};
 use crate::{
     db, fsutil, now_ns, HasherState, Result, Store, StoreCounts, StoreError, HASHER_CACHE_MAX,
@@ -58,7 +58,7 @@ struct Staged {
     len: u32,
     stored_len: u64,
     kind: Kind,
-    base: Option<ChunkId>,
+    bases: Bases,
     cost: Cost,
     raw: Option<Arc<Vec<u8>>>,
 }
@@ -143,22 +143,25 @@ impl Batch {
             id,
             raw,
             Kind::Alone,
-            None,
+            Bases::default(),
             Cost::alone(len as u64),
             compressed,
         )
     }
 
     /// Checks a piece (a frame compressed against `base`, a chunk the store holds or this batch
-    /// staged; see [`Kind`]) against its name and length and stages it in `tmp/`. A piece whose
-    /// chain of bases would be longer than the bounds ([`crate::MAX_HOPS`],
-    /// [`crate::MAX_DECODE_BYTES`]) is stored on its own instead.
+    /// staged, and for [`Kind::Appends`] against the end of `context` too; see [`Kind`]) against
+    /// its name and length and stages it in `tmp/`. A piece that appends in a context its base
+    /// does not decode through is stored as a plain extension; one whose chain of bases would
+    /// be longer than the bounds ([`crate::MAX_HOPS`], [`crate::MAX_DECODE_BYTES`]) is stored
+    /// on its own instead.
     pub fn add_piece(
         &mut self,
         id: ChunkId,
         len: u32,
         kind: Kind,
         base: ChunkId,
+        context: Option<ChunkId>,
         frame: &[u8],
     ) -> Result<()> {
         if kind == Kind::Alone {
@@ -167,18 +170,29 @@ impl Batch {
         if self.staged.contains_key(&id) {
             return Ok(());
         }
+        if (kind == Kind::Appends) != context.is_some() {
+            return Err(StoreError::Refused(format!(
+                "chunk {id}: a piece names a context if and only if it appends"
+            )));
+        }
         self.take_items(1)?;
-        let (base_len, base_cost) = match self.staged.get(&base) {
-            Some(s) => (s.len as u64, s.cost),
-            None => self.store.piece_cost(&base)?.ok_or_else(|| {
-                StoreError::Refused(format!(
-                    "chunk {id}: its base {base} was neither sent nor stored"
-                ))
-            })?,
-        };
+        let (base_len, base_cost) = self.held(&id, "base", &base)?;
         let base_bytes = self.bytes_of(&base, base_len)?;
-        let raw = piece::apply(kind, Some(&base_bytes), frame, len as u64)
-            .map_err(|e| StoreError::Refused(format!("chunk {id}: {e}")))?;
+        let context_bytes = match context {
+            Some(c) => {
+                let (context_len, _) = self.held(&id, "context", &c)?;
+                Some(self.bytes_of(&c, context_len)?)
+            }
+            None => None,
+        };
+        let raw = piece::apply(
+            kind,
+            Some(&base_bytes),
+            context_bytes.as_deref().map(|c| c.as_slice()),
+            frame,
+            len as u64,
+        )
+        .map_err(|e| StoreError::Refused(format!("chunk {id}: {e}")))?;
         let actual = ChunkId::of(&raw);
         if actual != id {
             return Err(StoreError::Refused(format!(
@@ -186,12 +200,57 @@ impl Batch {
             )));
         }
         let cost = base_cost.on(kind, len as u64, base_len);
-        if cost.within_bounds() {
-            self.stage(id, raw, kind, Some(base), cost, frame)
-        } else {
+        if !cost.within_bounds() {
             // Past the bounds: the chain starts again here.
             let alone = hoover_chunk::compress_against(&[], &raw, hoover_chunk::PIECE_LEVEL);
-            self.stage(id, raw, Kind::Alone, None, Cost::alone(len as u64), &alone)
+            return self.stage(
+                id,
+                raw,
+                Kind::Alone,
+                Bases::default(),
+                Cost::alone(len as u64),
+                &alone,
+            );
+        }
+        let bases = Bases {
+            base: Some(base),
+            context,
+        };
+        if context.is_some() && self.decoded_after(&base)? != context {
+            // Reading the base would not decode the context on the way: reading this piece
+            // would cost more than its bound says. Stored as an extension of the base alone.
+            let plain = hoover_chunk::piece(&raw, Some((base, &base_bytes)), None, false);
+            let bases = Bases {
+                base: Some(base),
+                context: None,
+            };
+            return self.stage(id, raw, plain.kind, bases, cost, &plain.frame);
+        }
+        self.stage(id, raw, kind, bases, cost, frame)
+    }
+
+    /// The length and cost of a chunk a piece names as its base or context: staged by this
+    /// batch or held by the store, else the piece is refused.
+    fn held(&self, id: &ChunkId, what: &str, base: &ChunkId) -> Result<(u64, Cost)> {
+        match self.staged.get(base) {
+            Some(s) => Ok((s.len as u64, s.cost)),
+            None => self.store.piece_cost(base)?.ok_or_else(|| {
+                StoreError::Refused(format!(
+                    "chunk {id}: its {what} {base} was neither sent nor stored"
+                ))
+            }),
+        }
+    }
+
+    /// See [`Store::decoded_after`]; also for the chunks this batch staged.
+    fn decoded_after(&self, id: &ChunkId) -> Result<Option<ChunkId>> {
+        match self.staged.get(id) {
+            Some(s) => Ok(match s.kind {
+                Kind::Follows => s.bases.base,
+                Kind::Appends => s.bases.context,
+                Kind::Alone | Kind::Extends => None,
+            }),
+            None => self.store.decoded_after(id),
         }
     }
 
@@ -200,7 +259,7 @@ impl Batch {
         id: ChunkId,
         raw: Vec<u8>,
         kind: Kind,
-        base: Option<ChunkId>,
+        bases: Bases,
         cost: Cost,
         frame: &[u8],
     ) -> Result<()> {
@@ -217,7 +276,7 @@ impl Batch {
             self.pack = Some(PackWriter::create(&self.store.root().join("tmp"), name)?);
         }
         let pack = self.pack.as_mut().expect("pack was just created");
-        let offset = pack.append(&id, len, kind, base.as_ref(), frame)?;
+        let offset = pack.append(&id, len, kind, bases, frame)?;
         crate::fault::crash_point("store-chunk-staged");
         let raw = if self.raw_cached + raw.len() <= RAW_CACHE_LIMIT {
             self.raw_cached += raw.len();
@@ -234,7 +293,7 @@ impl Batch {
                 len,
                 stored_len: frame.len() as u64,
                 kind,
-                base,
+                bases,
                 cost,
                 raw,
             },
@@ -255,25 +314,28 @@ impl Batch {
         }
         // Past the memory cache: read the frame back from the staged pack and decode it (its
         // base first, which the bounds on chains keep short).
-        let (offset, stored_len, kind, base) =
-            (staged.offset, staged.stored_len, staged.kind, staged.base);
+        let (offset, stored_len, kind, bases) =
+            (staged.offset, staged.stored_len, staged.kind, staged.bases);
         let pack = self.pack.as_mut().expect("a staged chunk has a pack");
         pack.flush()?;
         let tmp = pack.tmp.clone();
         let frame = crate::pack::read_at(&tmp, offset, stored_len)?;
-        let base_bytes = match base {
-            Some(b) => {
-                let base_len = match self.staged.get(&b) {
-                    Some(s) => s.len as u64,
-                    None => self.store.chunk_len(&b)?.unwrap_or(0),
-                };
-                Some(self.bytes_of(&b, base_len)?)
-            }
-            None => None,
+        let mut read = |b: Option<ChunkId>| -> Result<Option<Arc<Vec<u8>>>> {
+            let Some(b) = b else {
+                return Ok(None);
+            };
+            let base_len = match self.staged.get(&b) {
+                Some(s) => s.len as u64,
+                None => self.store.chunk_len(&b)?.unwrap_or(0),
+            };
+            self.bytes_of(&b, base_len).map(Some)
         };
+        let context_bytes = read(bases.context)?;
+        let base_bytes = read(bases.base)?;
         let raw = piece::apply(
             kind,
             base_bytes.as_deref().map(|b| b.as_slice()),
+            context_bytes.as_deref().map(|b| b.as_slice()),
             &frame,
             len,
         )

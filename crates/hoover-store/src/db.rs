@@ -74,6 +74,12 @@ ALTER TABLE chunks ADD COLUMN cost INTEGER;
 UPDATE meta SET value = '2' WHERE name = 'format';
 ";
 
+/// Format 3 adds a piece kind (appends, code 3) and changes no table: old rows mean what they
+/// meant.
+const MIGRATE_2_TO_3: &str = "
+UPDATE meta SET value = '3' WHERE name = 'format';
+";
+
 /// The format the version log says it has.
 pub(crate) fn format(conn: &Connection) -> Result<u32> {
     let value: Option<String> = conn
@@ -92,9 +98,12 @@ pub(crate) fn format(conn: &Connection) -> Result<u32> {
 /// killed midway leaves the old format, which the next open migrates again).
 pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
     let from = format(conn)?;
-    if from == 1 {
+    if from < crate::STORE_FORMAT_VERSION {
         let tx = conn.transaction()?;
-        tx.execute_batch(MIGRATE_1_TO_2)?;
+        if from == 1 {
+            tx.execute_batch(MIGRATE_1_TO_2)?;
+        }
+        tx.execute_batch(MIGRATE_2_TO_3)?;
         tx.commit()?;
     }
     Ok(from)

@@ -29,9 +29,10 @@ pub use batch::{Batch, Committed, NewVersion, MAX_BATCH_ITEMS};
 pub use piece::{Kind, MAX_DECODE_BYTES, MAX_HOPS};
 pub use verify::{VerifyProblem, VerifyReport};
 
-/// The on-disk format this code writes. Format 1 stores (every chunk a frame of its own) are
-/// migrated to it when a writer opens them; see `docs/store.md`.
-pub const STORE_FORMAT_VERSION: u32 = 2;
+/// The on-disk format this code writes. Older stores (format 1: every chunk a frame of its
+/// own; format 2: no appending pieces) are migrated to it when a writer opens them; see
+/// `docs/store.md`.
+pub const STORE_FORMAT_VERSION: u32 = 3;
 /// The oldest on-disk format this code reads.
 pub const OLDEST_SUPPORTED_FORMAT: u32 = 1;
 
@@ -412,22 +413,18 @@ impl Store {
         Ok(kind.zip(cost).map(|(k, (_, c))| (k, c.hops, c.bytes)))
     }
 
-    /// Reads one stored piece in one read: the base its pack record names (in the 32 bytes
-    /// before its frame; none when it stands alone) and its frame.
+    /// Reads one stored piece in one read: the bases its pack record names (in the 32 or 64
+    /// bytes before its frame; none when it stands alone) and its frame.
     pub(crate) fn read_piece(
         &self,
         id: &ChunkId,
         row: &piece::PieceRow,
-    ) -> Result<(Option<ChunkId>, Vec<u8>)> {
-        let base_len = if row.kind == piece::Kind::Alone {
-            0
-        } else {
-            32
-        };
+    ) -> Result<(pack::Bases, Vec<u8>)> {
+        let ids_len = 32 * pack::ids_before_frame(row.kind);
         let mut bytes = pack::read_at(
             &row.path,
-            row.offset.saturating_sub(base_len),
-            base_len + row.stored_len,
+            row.offset.saturating_sub(ids_len),
+            ids_len + row.stored_len,
         )
         .map_err(|e| match e {
             StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
@@ -438,12 +435,31 @@ impl Store {
             }
             other => other,
         })?;
-        if base_len == 0 {
-            return Ok((None, bytes));
+        let frame = bytes.split_off(ids_len as usize);
+        Ok((pack::Bases::parse(&bytes), frame))
+    }
+
+    /// The chunk whose bytes a committed chunk's chain decodes just before its own pieces: the
+    /// base of a piece that follows, the context of one that appends; `None` otherwise. An
+    /// appending piece may name a chunk as context only if its base has that one here.
+    pub(crate) fn decoded_after(&self, id: &ChunkId) -> Result<Option<ChunkId>> {
+        let Some(row) = self.piece_row(id)? else {
+            return Ok(None);
+        };
+        if !matches!(row.kind, piece::Kind::Follows | piece::Kind::Appends) {
+            return Ok(None);
         }
-        let frame = bytes.split_off(base_len as usize);
-        let base = ChunkId(bytes.try_into().expect("32 bytes were read"));
-        Ok((Some(base), frame))
+        let (bases, _) = self.read_piece(
+            id,
+            &piece::PieceRow {
+                stored_len: 0,
+                ..row.clone()
+            },
+        )?;
+        Ok(match row.kind {
+            piece::Kind::Follows => bases.base,
+            _ => bases.context,
+        })
     }
 
     /// Reads committed chunks as zstd frames that decode on their own (what a restore sends),
@@ -772,10 +788,12 @@ impl FrameReader {
                 chunk.id
             ))
         })?;
-        let (base, frame) = store.read_piece(&chunk.id, &row)?;
+        let (bases, frame) = store.read_piece(&chunk.id, &row)?;
         match row.kind {
             piece::Kind::Alone => Ok(Frame::Alone(frame)),
-            piece::Kind::Follows if follows_ok && base.is_some() && base == previous => {
+            piece::Kind::Follows
+                if follows_ok && bases.base.is_some() && bases.base == previous =>
+            {
                 Ok(Frame::FollowsPrevious(frame))
             }
             _ => {

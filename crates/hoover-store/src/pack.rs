@@ -1,8 +1,10 @@
 //! Pack files: the chunks of one committed batch, back to back.
 //!
 //! A pack starts with [`PACK_MAGIC`]; then each chunk is a record of its 32-byte id, its
-//! uncompressed and stored lengths (u32, little-endian), its piece kind (one byte) and, unless
-//! the piece stands alone, its base's 32-byte id; then its zstd frame. Format-1 packs
+//! uncompressed and stored lengths (u32, little-endian), its piece kind (one byte), for a piece
+//! that appends in a context (format 3) the context chunk's 32-byte id, and, unless the piece
+//! stands alone, its base's 32-byte id; then its zstd frame. The base's id is always the 32
+//! bytes just before the frame. Format-1 packs
 //! ([`PACK_MAGIC_V1`]) have no kind and no base: every chunk stands alone. The version log
 //! records each chunk's pack and the offset of its frame; the record headers make a pack
 //! self-describing, so the chunk index could be rebuilt from the packs alone.
@@ -24,9 +26,46 @@ pub(crate) const PACK_MAGIC_V1: &[u8; 14] = b"hoover-pack 1\n";
 pub(crate) const RECORD_HEADER_V1: u64 = 32 + 4 + 4;
 
 /// Bytes before a chunk's frame in a pack of this format: id, raw length, stored length, kind,
-/// and the base's id unless the piece stands alone.
+/// the context's id for a piece that appends in one, and the base's id unless the piece stands
+/// alone.
 pub(crate) fn record_header_len(kind: Kind) -> u64 {
-    RECORD_HEADER_V1 + 1 + if kind == Kind::Alone { 0 } else { 32 }
+    RECORD_HEADER_V1 + 1 + 32 * ids_before_frame(kind)
+}
+
+/// How many chunk ids a record names just before its frame: the context's (for
+/// [`Kind::Appends`]) and the base's.
+pub(crate) fn ids_before_frame(kind: Kind) -> u64 {
+    match kind {
+        Kind::Alone => 0,
+        Kind::Extends | Kind::Follows => 1,
+        Kind::Appends => 2,
+    }
+}
+
+/// The chunks a piece decodes against, as its record names them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Bases {
+    pub base: Option<ChunkId>,
+    /// For [`Kind::Appends`]: the chunk before the base, whose end is part of the prefix.
+    pub context: Option<ChunkId>,
+}
+
+impl Bases {
+    /// Reads the ids in front of a frame (`ids`: the bytes of [`ids_before_frame`] ids).
+    pub(crate) fn parse(ids: &[u8]) -> Bases {
+        let id = |b: &[u8]| ChunkId(b.try_into().expect("32 bytes"));
+        match ids.len() {
+            32 => Bases {
+                base: Some(id(ids)),
+                context: None,
+            },
+            64 => Bases {
+                base: Some(id(&ids[32..])),
+                context: Some(id(&ids[..32])),
+            },
+            _ => Bases::default(),
+        }
+    }
 }
 
 /// A pack being written in `tmp/`.
@@ -65,7 +104,7 @@ impl PackWriter {
         id: &ChunkId,
         raw_len: u32,
         kind: Kind,
-        base: Option<&ChunkId>,
+        bases: Bases,
         frame: &[u8],
     ) -> Result<u64> {
         let mut header = Vec::with_capacity(record_header_len(kind) as usize);
@@ -73,8 +112,16 @@ impl PackWriter {
         header.extend_from_slice(&raw_len.to_le_bytes());
         header.extend_from_slice(&(frame.len() as u32).to_le_bytes());
         header.push(kind as u8);
+        if kind == Kind::Appends {
+            header.extend_from_slice(
+                &bases
+                    .context
+                    .expect("an appending piece names its context")
+                    .0,
+            );
+        }
         if kind != Kind::Alone {
-            header.extend_from_slice(&base.expect("a piece with a base names it").0);
+            header.extend_from_slice(&bases.base.expect("a piece with a base names it").0);
         }
         self.write(&header)?;
         let offset = self.len;
@@ -120,7 +167,7 @@ pub(crate) fn read_at(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
 }
 
 /// Checks the record header in front of a piece's frame against what the chunk index says;
-/// returns the base it names.
+/// returns the bases it names.
 pub(crate) fn check_header(
     path: &Path,
     id: &ChunkId,
@@ -128,7 +175,7 @@ pub(crate) fn check_header(
     raw_len: u64,
     stored_len: u64,
     kind: Kind,
-) -> std::result::Result<Option<ChunkId>, String> {
+) -> std::result::Result<Bases, String> {
     let magic = read_at(path, 0, PACK_MAGIC.len() as u64).map_err(|e| e.to_string())?;
     let header_len = if magic == PACK_MAGIC_V1 {
         if kind != Kind::Alone {
@@ -150,12 +197,10 @@ pub(crate) fn check_header(
     let raw = u32::from_le_bytes(header[32..36].try_into().expect("4 bytes")) as u64;
     let stored = u32::from_le_bytes(header[36..40].try_into().expect("4 bytes")) as u64;
     let mut ok = header[..32] == id.0 && raw == raw_len && stored == stored_len;
-    let mut base = None;
+    let mut bases = Bases::default();
     if header_len > RECORD_HEADER_V1 {
         ok &= header[40] == kind as u8;
-        if header_len > RECORD_HEADER_V1 + 1 {
-            base = Some(ChunkId(header[41..73].try_into().expect("32 bytes")));
-        }
+        bases = Bases::parse(&header[41..]);
     }
     if !ok {
         return Err(format!(
@@ -164,5 +209,5 @@ pub(crate) fn check_header(
             path.display()
         ));
     }
-    Ok(base)
+    Ok(bases)
 }

@@ -8,6 +8,11 @@
 //! - [`Kind::Follows`]: the chunk is the frame's bytes, compressed with the base's end as its
 //!   prefix (the base is the chunk before it in the file), so a new chunk costs what the
 //!   preceding text does not already say.
+//! - [`Kind::Appends`] (format 3): like `Extends`, but the prefix is the end of a *context*
+//!   chunk (the chunk before the base in the file) followed by the base's bytes, so an append
+//!   to a short last chunk (one just cut) is compressed knowing the text before it. The store
+//!   takes one only when its base already decodes through the context (the base follows the
+//!   context, or appends in it), so reading it decodes nothing more than an extension would.
 //!
 //! Reading a chunk walks back to a piece that stands alone (or to a chunk already decoded) and
 //! decodes forward. Every piece's chain is bounded when it is stored: at most [`MAX_HOPS`]
@@ -48,8 +53,9 @@ impl Cost {
     pub(crate) fn on(self, kind: Kind, len: u64, base_len: u64) -> Cost {
         match kind {
             Kind::Alone => Cost::alone(len),
-            // The base's bytes are the start of this chunk: only the rest is decoded anew.
-            Kind::Extends => Cost {
+            // The base's bytes are the start of this chunk: only the rest is decoded anew (an
+            // appending piece's context is decoded on the way to its base).
+            Kind::Extends | Kind::Appends => Cost {
                 hops: self.hops + 1,
                 bytes: self.bytes + len.saturating_sub(base_len),
             },
@@ -65,10 +71,12 @@ impl Cost {
     }
 }
 
-/// One step of decoding: a piece's frame applied to what its base decoded to.
+/// One step of decoding: a piece's frame applied to what its base (and, for
+/// [`Kind::Appends`], its context) decoded to.
 pub(crate) fn apply(
     kind: Kind,
     base: Option<&[u8]>,
+    context: Option<&[u8]>,
     frame: &[u8],
     len: u64,
 ) -> std::result::Result<Vec<u8>, String> {
@@ -77,7 +85,7 @@ pub(crate) fn apply(
     }
     let out = match (kind, base) {
         (Kind::Alone, _) => hoover_chunk::decompress(frame).map_err(|e| e.to_string())?,
-        (Kind::Extends, Some(base)) => {
+        (Kind::Extends | Kind::Appends, Some(base)) => {
             let rest = len
                 .checked_sub(base.len() as u64)
                 .filter(|n| *n > 0)
@@ -87,7 +95,14 @@ pub(crate) fn apply(
                         base.len()
                     )
                 })?;
-            let tail = hoover_chunk::decompress_against(base, frame, rest as usize)
+            let prefix = match (kind, context) {
+                (Kind::Appends, Some(context)) => hoover_chunk::context_window(context, base),
+                (Kind::Appends, None) => {
+                    return Err("a piece that appends in a context was decoded without it".into())
+                }
+                _ => std::borrow::Cow::Borrowed(base),
+            };
+            let tail = hoover_chunk::decompress_against(&prefix, frame, rest as usize)
                 .map_err(|e| e.to_string())?;
             let mut out = Vec::with_capacity(len as usize);
             out.extend_from_slice(base);
@@ -166,6 +181,14 @@ pub(crate) struct Decoder {
     committed: bool,
 }
 
+/// One piece of a chain being decoded: its record, its frame and its context's bytes.
+struct Step {
+    id: ChunkId,
+    row: PieceRow,
+    frame: Vec<u8>,
+    context: Option<Arc<Vec<u8>>>,
+}
+
 /// Decoded bytes a [`Decoder`] remembers.
 const RECENT_BYTES: usize = 4 << 20;
 
@@ -204,11 +227,23 @@ impl Decoder {
 
     /// The bytes of a committed chunk, checked against its name (and `len`, when given).
     pub(crate) fn chunk(&mut self, id: &ChunkId, len: Option<u64>) -> Result<Arc<Vec<u8>>> {
+        self.chunk_within(id, len, 0)
+    }
+
+    /// [`Decoder::chunk`], `depth` contexts deep: an appending piece reads its context first
+    /// (which ingest made sure its chain reaches anyway), so this recursion is as deep as a
+    /// chain is long; a damaged store that loops is caught by the bound.
+    fn chunk_within(&mut self, id: &ChunkId, len: Option<u64>, depth: u32) -> Result<Arc<Vec<u8>>> {
         if let Some(d) = self.remembered(id) {
             return Ok(d);
         }
-        // Each piece's record is read once: its base (from the pack) and its frame.
-        let mut chain: Vec<(ChunkId, PieceRow, Vec<u8>)> = Vec::new();
+        if depth > MAX_HOPS {
+            return Err(StoreError::Corrupt(format!(
+                "chunk {id}: its contexts nest deeper than {MAX_HOPS} pieces"
+            )));
+        }
+        // Each piece's record is read once: its bases (from the pack) and its frame.
+        let mut chain: Vec<Step> = Vec::new();
         let mut at = *id;
         let mut start = None;
         loop {
@@ -224,9 +259,19 @@ impl Decoder {
                     StoreError::Corrupt(format!("chunk {id}: its base {at} is not recorded"))
                 }
             })?;
-            let (base, frame) = self.store.read_piece(&at, &row)?;
-            chain.push((at, row, frame));
-            let Some(base) = base else {
+            let (bases, frame) = self.store.read_piece(&at, &row)?;
+            // The context first: once remembered, the walk down the base's chain stops there.
+            let context = match bases.context {
+                Some(c) => Some(self.chunk_within(&c, None, depth + 1)?),
+                None => None,
+            };
+            chain.push(Step {
+                id: at,
+                row,
+                frame,
+                context,
+            });
+            let Some(base) = bases.base else {
                 break;
             };
             if let Some(d) = self.remembered(&base) {
@@ -236,10 +281,17 @@ impl Decoder {
             at = base;
         }
         let mut data: Option<Arc<Vec<u8>>> = start;
-        for (piece_id, row, frame) in chain.into_iter().rev() {
+        for Step {
+            id: piece_id,
+            row,
+            frame,
+            context,
+        } in chain.into_iter().rev()
+        {
             let out = apply(
                 row.kind,
                 data.as_deref().map(|d| d.as_slice()),
+                context.as_deref().map(|d| d.as_slice()),
                 &frame,
                 row.raw_len,
             )

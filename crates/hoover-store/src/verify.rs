@@ -185,10 +185,12 @@ impl Store {
                 let kind = Kind::from_code(row.kind)
                     .ok_or_else(|| format!("unknown piece kind {}", row.kind));
                 let checked = kind.and_then(|kind| {
-                    let base = pack::check_header(&path, &id, offset, raw_len, stored_len, kind)?;
-                    if let Some(base) = base {
-                        if good.get(&base) == Some(&false) {
-                            return Err(format!("its base {base} is damaged"));
+                    let bases = pack::check_header(&path, &id, offset, raw_len, stored_len, kind)?;
+                    for (what, base) in [("base", bases.base), ("context", bases.context)] {
+                        if let Some(base) = base {
+                            if good.get(&base) == Some(&false) {
+                                return Err(format!("its {what} {base} is damaged"));
+                            }
                         }
                     }
                     decoder

@@ -527,7 +527,7 @@ fn pieces_decode_against_their_bases_and_bad_ones_are_refused() {
     // An append: the new last chunk extends the old one, and only the new bytes are sent.
     let mut grown = first.clone();
     grown.extend_from_slice(&rng.bytes(1_000));
-    let p = hoover_chunk::piece(&grown, Some((first_id, &first)), None);
+    let p = hoover_chunk::piece(&grown, Some((first_id, &first)), None, true);
     assert_eq!(p.kind, Kind::Extends);
     assert!(
         p.frame.len() < 1_000,
@@ -538,14 +538,21 @@ fn pieces_decode_against_their_bases_and_bad_ones_are_refused() {
     // A next chunk that follows it.
     let next = rng.bytes(9_000);
     let next_id = ChunkId::of(&next);
-    let q = hoover_chunk::piece(&next, None, Some((grown_id, &grown)));
+    let q = hoover_chunk::piece(&next, None, Some((grown_id, &grown)), true);
     assert_eq!(q.kind, Kind::Follows);
     let mut batch = store.batch();
     batch
-        .add_piece(grown_id, grown.len() as u32, p.kind, first_id, &p.frame)
+        .add_piece(
+            grown_id,
+            grown.len() as u32,
+            p.kind,
+            first_id,
+            None,
+            &p.frame,
+        )
         .unwrap();
     batch
-        .add_piece(next_id, next.len() as u32, q.kind, grown_id, &q.frame)
+        .add_piece(next_id, next.len() as u32, q.kind, grown_id, None, &q.frame)
         .unwrap();
     batch.commit().unwrap();
     let mut content = grown.clone();
@@ -585,6 +592,7 @@ fn pieces_decode_against_their_bases_and_bad_ones_are_refused() {
             100,
             Kind::Follows,
             stranger,
+            None,
             &q.frame,
         )
         .unwrap_err();
@@ -595,6 +603,7 @@ fn pieces_decode_against_their_bases_and_bad_ones_are_refused() {
             grown.len() as u32,
             Kind::Extends,
             first_id,
+            None,
             &p.frame,
         )
         .unwrap_err();
@@ -605,6 +614,7 @@ fn pieces_decode_against_their_bases_and_bad_ones_are_refused() {
             first.len() as u32,
             Kind::Extends,
             grown_id,
+            None,
             &p.frame,
         )
         .unwrap_err();
@@ -642,11 +652,11 @@ fn a_chain_of_appends_starts_again_within_its_bounds() {
     for _ in 0..300 {
         let before = data.clone();
         data.extend_from_slice(&rng.bytes(10));
-        let p = hoover_chunk::piece(&data, Some((last, &before)), None);
+        let p = hoover_chunk::piece(&data, Some((last, &before)), None, true);
         let id = ChunkId::of(&data);
         let mut batch = store.batch();
         batch
-            .add_piece(id, data.len() as u32, p.kind, last, &p.frame)
+            .add_piece(id, data.len() as u32, p.kind, last, None, &p.frame)
             .unwrap();
         batch.commit().unwrap();
         let (kind, hops, bytes) = store.chunk_piece(&id).unwrap().unwrap();
@@ -670,5 +680,170 @@ fn a_chain_of_appends_starts_again_within_its_bounds() {
     assert_eq!(alone_again, 1, "the chain started again once, at its bound");
     assert_eq!(read(&store, &key, seq), data);
     assert_eq!(read(&store, &key, 150), data[..100 + 149 * 10]);
+    assert!(store.verify(|_, _, _| {}).unwrap().is_clean());
+}
+
+/// Format 3: an append to a short last chunk is compressed knowing the chunk before it (its
+/// context). The store takes such a piece when reading its base decodes the context anyway,
+/// stores it as a plain extension when not, and refuses a context nobody sent.
+#[test]
+fn appending_pieces_decode_through_their_context() {
+    use hoover_store::Kind;
+    use hoover_types::ChunkId;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Key::new("lap/c/cut.jsonl").unwrap();
+    let mut rng = Rng(9);
+    // The text before the cut, and a short last chunk just cut after it.
+    let before = rng.bytes(40_000);
+    let last = rng.bytes(3_000);
+    let (before_id, last_id) = (ChunkId::of(&before), ChunkId::of(&last));
+    let follows = hoover_chunk::piece(&last, None, Some((before_id, &before)), true);
+    let mut batch = store.batch();
+    batch
+        .add_chunk(
+            before_id,
+            before.len() as u32,
+            &hoover_chunk::compress(&before),
+        )
+        .unwrap();
+    batch
+        .add_piece(
+            last_id,
+            last.len() as u32,
+            follows.kind,
+            before_id,
+            None,
+            &follows.frame,
+        )
+        .unwrap();
+    batch.commit().unwrap();
+    let refs = |chunks: &[&[u8]]| -> Vec<ChunkRef> {
+        chunks
+            .iter()
+            .map(|c| ChunkRef {
+                id: ChunkId::of(c),
+                len: c.len() as u32,
+            })
+            .collect()
+    };
+    let mut seq = commit_version(
+        &store,
+        &key,
+        &[&before[..], &last[..]].concat(),
+        None,
+        0,
+        refs(&[&before, &last]),
+    );
+
+    // Two appends that repeat the text before the cut: each costs little, in its context.
+    let mut tail = last.clone();
+    let mut tail_id = last_id;
+    for (n, from) in [(4_000, 10_000), (2_000, 30_000)] {
+        let grown = [&tail[..], &before[from..from + n]].concat();
+        let p = hoover_chunk::piece(
+            &grown,
+            Some((tail_id, &tail)),
+            Some((before_id, &before)),
+            true,
+        );
+        assert_eq!(p.kind, Kind::Appends);
+        assert!(
+            p.frame.len() < n / 10,
+            "{} bytes for {n} repeated",
+            p.frame.len()
+        );
+        let grown_id = ChunkId::of(&grown);
+        let mut batch = store.batch();
+        batch
+            .add_piece(
+                grown_id,
+                grown.len() as u32,
+                p.kind,
+                tail_id,
+                p.context,
+                &p.frame,
+            )
+            .unwrap();
+        batch.commit().unwrap();
+        assert_eq!(
+            store.chunk_piece(&grown_id).unwrap().unwrap().0,
+            Kind::Appends
+        );
+        let content = [&before[..], &grown[..]].concat();
+        seq = commit_version(&store, &key, &content, Some(seq), 1, refs(&[&grown]));
+        assert_eq!(read(&store, &key, seq), content);
+        (tail, tail_id) = (grown, grown_id);
+    }
+
+    // A context the base does not decode through (another stored chunk): the piece is taken
+    // and stored as an extension of its base alone, so reading it decodes nothing more.
+    let grown = [&tail[..], &before[..500]].concat();
+    let grown_id = ChunkId::of(&grown);
+    let p = hoover_chunk::piece(&grown, Some((tail_id, &tail)), Some((last_id, &last)), true);
+    let mut batch = store.batch();
+    batch
+        .add_piece(
+            grown_id,
+            grown.len() as u32,
+            p.kind,
+            tail_id,
+            p.context,
+            &p.frame,
+        )
+        .unwrap();
+    batch.commit().unwrap();
+    assert_eq!(
+        store.chunk_piece(&grown_id).unwrap().unwrap().0,
+        Kind::Extends
+    );
+    let content = [&before[..], &grown[..]].concat();
+    seq = commit_version(&store, &key, &content, Some(seq), 1, refs(&[&grown]));
+
+    // Refused: a context nobody sent, a context on a piece that does not append, and an
+    // appending piece without one.
+    let more = [&grown[..], b"more"].concat();
+    let q = hoover_chunk::piece(
+        &more,
+        Some((grown_id, &grown)),
+        Some((before_id, &before)),
+        true,
+    );
+    let mut batch = store.batch();
+    let stranger = Some(ChunkId::of(b"never sent"));
+    let e = batch
+        .add_piece(
+            ChunkId::of(&more),
+            more.len() as u32,
+            Kind::Appends,
+            grown_id,
+            stranger,
+            &q.frame,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("its context"), "{e}");
+    for (kind, context) in [(Kind::Extends, Some(before_id)), (Kind::Appends, None)] {
+        let e = batch
+            .add_piece(
+                ChunkId::of(&more),
+                more.len() as u32,
+                kind,
+                grown_id,
+                context,
+                &q.frame,
+            )
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Refused(_)), "{e}");
+    }
+    drop(batch);
+
+    // Read cold by a new process's store, and checked by verify.
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(read(&store, &key, seq), content);
+    assert_eq!(
+        read(&store, &key, 2),
+        [&before[..], &last[..], &before[10_000..14_000]].concat()
+    );
     assert!(store.verify(|_, _, _| {}).unwrap().is_clean());
 }

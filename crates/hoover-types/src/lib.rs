@@ -206,6 +206,11 @@ pub enum PieceKind {
     /// The chunk is the frame's bytes, compressed knowing the base (the chunk before it in the
     /// file): a new chunk costs what the text before it does not already say.
     Follows = 2,
+    /// Like `Extends`, but the frame was compressed with the end of a *context* chunk (the
+    /// chunk before the base in the file) and the base's bytes as its prefix (store format 3):
+    /// an append just after a cut, whose base is short, still costs what the text before it
+    /// does not already say.
+    Appends = 3,
 }
 
 impl PieceKind {
@@ -214,6 +219,7 @@ impl PieceKind {
             0 => Some(PieceKind::Alone),
             1 => Some(PieceKind::Extends),
             2 => Some(PieceKind::Follows),
+            3 => Some(PieceKind::Appends),
             _ => None,
         }
     }
