@@ -394,9 +394,9 @@ async fn hostile_client_is_refused_and_the_store_stays_clean() {
 }
 
 /// Pieces (protocol 1.2) are held to what chunks are: a piece whose base nobody sent, one
-/// whose bytes are not what it is named, a bomb compressed against a real base, and an
-/// appending piece (1.3) without a context the server holds are each refused, the connection
-/// closed, and nothing of them stored.
+/// whose bytes are not what it is named, a bomb compressed against a real base, an appending
+/// piece (1.3) without a context the server holds, and groups (1.3) that lie or explode are
+/// each refused, the connection closed, and nothing of them stored.
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
     use hoover_types::PieceKind;
@@ -491,6 +491,35 @@ async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
     .unwrap();
     let m = expect_error(&mut c, ErrorCode::BadChunk).await;
     assert!(m.contains("context"), "{m}");
+    expect_closed(&mut c).await;
+
+    // Groups (protocol 1.3): one whose chunk is not what it is named, and a bomb that decodes
+    // past what its chunks add up to.
+    let mut c = raw(&world).await;
+    let lie = ChunkRef {
+        id: ChunkId::of(b"a lie"),
+        len: grown.len() as u32,
+    };
+    c.send(&Request::Group {
+        chunks: vec![lie],
+        data: hoover_chunk::compress(&grown),
+    })
+    .await
+    .unwrap();
+    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    assert!(m.contains("hash"), "{m}");
+    expect_closed(&mut c).await;
+    let mut c = raw(&world).await;
+    c.send(&Request::Group {
+        chunks: vec![ChunkRef {
+            id: ChunkId::of(&zeros[..1000]),
+            len: 1000,
+        }],
+        data: zstd_bomb(&zeros),
+    })
+    .await
+    .unwrap();
+    expect_error(&mut c, ErrorCode::BadChunk).await;
     expect_closed(&mut c).await;
 
     // The honest piece is taken, and everything checks out.

@@ -116,6 +116,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
         Ok(())
     }
 
+    /// Sends chunks as a group (protocol 1.3): one zstd frame of their bytes back to back.
+    pub async fn send_group(
+        &mut self,
+        chunks: Vec<hoover_types::ChunkRef>,
+        data: Vec<u8>,
+    ) -> Result<()> {
+        self.conn.send(&Request::Group { chunks, data }).await?;
+        Ok(())
+    }
+
     /// Sends a chunk as a piece (protocol 1.2; one that appends in a context, 1.3), or as a
     /// plain chunk when it stands alone.
     pub async fn send_piece(
@@ -328,6 +338,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
         let mut size = 0u64;
         // The chunk before, which a `PieceData` frame is compressed against.
         let mut previous: Vec<u8> = Vec::new();
+        // The group sent last, which `FromGroup` takes chunks from.
+        let mut group: Vec<u8> = Vec::new();
         loop {
             match self.recv().await? {
                 Response::ChunkData { id, len, data } => {
@@ -349,6 +361,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
                             Ok(raw)
                         })
                         .with_context(|| format!("restoring {key} version {seq}"))?;
+                    hasher.update(&raw);
+                    size += raw.len() as u64;
+                    sink(&raw)?;
+                    previous = raw;
+                }
+                Response::GroupData { len, data } => {
+                    if len as usize > hoover_types::MAX_GROUP_BYTES {
+                        bail!("restoring {key} version {seq}: the server sent a group of {len} bytes, over the {} limit", hoover_types::MAX_GROUP_BYTES);
+                    }
+                    group = hoover_chunk::decompress_against(&[], &data, len as usize)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|g| {
+                            if g.len() != len as usize {
+                                bail!("a group decoded to {} bytes, not {len}", g.len());
+                            }
+                            Ok(g)
+                        })
+                        .with_context(|| format!("restoring {key} version {seq}"))?;
+                }
+                Response::FromGroup { id, len, at } => {
+                    let raw = group
+                        .get(at as usize..at as usize + len as usize)
+                        .filter(|raw| ChunkId::of(raw) == id)
+                        .map(<[u8]>::to_vec)
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "restoring {key} version {seq}: chunk {id} is not bytes {at}..+{len} of the group sent"
+                            )
+                        })?;
                     hasher.update(&raw);
                     size += raw.len() as u64;
                     sink(&raw)?;

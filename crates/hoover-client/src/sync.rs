@@ -53,12 +53,15 @@ pub struct SyncReport {
 }
 
 /// Consecutive new chunks compressed one against the other before one goes alone: under the
-/// store's bound on what reading a chunk decodes (1 MiB), with room for the chain the first
-/// new chunk continues.
+/// store's bound on what reading a chunk decodes (2 MiB), with room for the chain (or the
+/// group, up to 1 MiB) the first new chunk continues.
 const CLIENT_CHAIN_BYTES: u64 = 768 << 10;
 
-/// Raw bytes compressed at a time while the group before is sent (see `send_wanted`).
-const ENCODE_GROUP_BYTES: u64 = 4 << 20;
+/// Raw bytes compressed at a time while the part before is sent (see `send_wanted`).
+const ENCODE_PART_BYTES: u64 = 4 << 20;
+
+/// Raw bytes in one group of chunks (protocol 1.3; see `encode`).
+const GROUP_BYTES: usize = hoover_types::MAX_GROUP_BYTES;
 
 /// At most this many new chunks are sent without a have/want exchange (see `Offer`).
 const SPECULATIVE_CHUNKS: usize = 4;
@@ -116,6 +119,12 @@ impl Pending {
 
     fn new_cuts(&self) -> &[Cut] {
         &self.new
+    }
+
+    /// Whether this file's new chunks go in groups: the server holds nothing they could be
+    /// compressed against (no version of the file, no chunk before them).
+    fn groups(&self) -> bool {
+        self.last.is_none() && self.before.is_none()
     }
 
     fn chunk_bytes(&self, i: usize) -> &[u8] {
@@ -715,37 +724,39 @@ async fn send_wanted<S: AsyncRead + AsyncWrite + Unpin>(
     let minor = remote.minor;
     let shared = Arc::new(batch);
     // The server verifies and stages what arrives meanwhile, so the two sides work at once.
-    let mut groups: Vec<Vec<(usize, usize)>> = Vec::new();
-    let mut group_bytes = 0u64;
+    let mut parts: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut part_bytes = 0u64;
     for (fi, ci) in wanted {
-        if groups.is_empty() || group_bytes >= ENCODE_GROUP_BYTES {
-            groups.push(Vec::new());
-            group_bytes = 0;
+        if parts.is_empty() || part_bytes >= ENCODE_PART_BYTES {
+            parts.push(Vec::new());
+            part_bytes = 0;
         }
-        group_bytes += shared[fi].new_cuts()[ci].len as u64;
-        groups
+        part_bytes += shared[fi].new_cuts()[ci].len as u64;
+        parts
             .last_mut()
-            .expect("a group was just pushed")
+            .expect("a part was just pushed")
             .push((fi, ci));
     }
     let start = |list: Vec<(usize, usize)>| {
         let shared = shared.clone();
-        tokio::task::spawn_blocking(move || {
-            let encoded = encode(&shared, &list, minor);
-            (list, encoded)
-        })
+        tokio::task::spawn_blocking(move || encode(&shared, &list, minor))
     };
-    let mut groups = groups.into_iter();
-    let mut next = groups.next().map(start);
+    let mut parts = parts.into_iter();
+    let mut next = parts.next().map(start);
     while let Some(task) = next.take() {
-        let (list, encoded) = task.await?;
-        next = groups.next().map(start);
-        for ((fi, ci), piece) in list.iter().zip(encoded) {
-            let cut = shared[*fi].new_cuts()[*ci];
-            report.chunks_sent += 1;
-            report.bytes_new += cut.len as u64;
-            report.bytes_compressed += piece.frame.len() as u64;
-            remote.send_piece(cut.id, cut.len, piece).await?;
+        let encoded = task.await?;
+        next = parts.next().map(start);
+        for e in encoded {
+            report.chunks_sent += e.chunks.len() as u64;
+            report.bytes_new += e.chunks.iter().map(|c| c.len as u64).sum::<u64>();
+            report.bytes_compressed += e.frame_len() as u64;
+            match e.piece {
+                Some(piece) => {
+                    let c = e.chunks[0];
+                    remote.send_piece(c.id, c.len, piece).await?
+                }
+                None => remote.send_group(e.chunks, e.group).await?,
+            }
         }
     }
     let mut batch = Arc::try_unwrap(shared)
@@ -819,35 +830,94 @@ fn settle(
     Ok(tracks)
 }
 
+/// Wanted chunks, encoded: one as a piece, or several as a group.
+struct Encoded {
+    chunks: Vec<ChunkRef>,
+    piece: Option<hoover_chunk::Piece>,
+    /// A group's frame (when `piece` is `None`).
+    group: Vec<u8>,
+}
+
+impl Encoded {
+    fn frame_len(&self) -> usize {
+        self.piece
+            .as_ref()
+            .map_or(self.group.len(), |p| p.frame.len())
+    }
+}
+
 /// Encodes the wanted chunks (file, chunk) of a batch, on all cores when there are several,
-/// for a server of protocol 1.`minor`: as pieces for one that takes them (appending ones from
-/// 1.3), else each chunk alone as protocol 1.1 sends it.
-fn encode(batch: &[Pending], wanted: &[(usize, usize)], minor: u16) -> Vec<hoover_chunk::Piece> {
+/// for a server of protocol 1.`minor`. From 1.3 the chunks of files the server holds nothing
+/// of go in groups of up to [`GROUP_BYTES`], one zstd frame each, so that they share one
+/// context across chunks and files; the others go as pieces, against the chunks before them
+/// (appending ones from 1.3); to a 1.1 server each chunk goes alone.
+fn encode(batch: &[Pending], wanted: &[(usize, usize)], minor: u16) -> Vec<Encoded> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(1, 8);
-    let one = |&(fi, ci): &(usize, usize)| {
-        let p = &batch[fi];
-        if minor >= 2 {
-            p.piece(ci, minor >= 3)
-        } else {
-            hoover_chunk::Piece {
-                kind: hoover_types::PieceKind::Alone,
-                base: None,
-                context: None,
-                frame: hoover_chunk::compress(p.chunk_bytes(ci)),
+    let one = |part: &[(usize, usize)]| -> Vec<Encoded> {
+        let mut out = Vec::new();
+        let mut group: Vec<(usize, usize)> = Vec::new();
+        let mut group_bytes = 0usize;
+        let flush = |group: &mut Vec<(usize, usize)>, out: &mut Vec<Encoded>| {
+            if group.is_empty() {
+                return;
             }
+            let mut bytes = Vec::new();
+            let mut chunks = Vec::with_capacity(group.len());
+            for &(fi, ci) in group.iter() {
+                bytes.extend_from_slice(batch[fi].chunk_bytes(ci));
+                chunks.push(batch[fi].new_cuts()[ci].chunk_ref());
+            }
+            out.push(Encoded {
+                chunks,
+                piece: None,
+                group: hoover_chunk::compress_against(&[], &bytes, hoover_chunk::PIECE_LEVEL),
+            });
+            group.clear();
+        };
+        for &(fi, ci) in part {
+            let p = &batch[fi];
+            let chunk = p.new_cuts()[ci];
+            if minor >= 3 && p.groups() {
+                if group_bytes + chunk.len as usize > GROUP_BYTES
+                    || group.len() == hoover_types::MAX_GROUP_CHUNKS
+                {
+                    flush(&mut group, &mut out);
+                    group_bytes = 0;
+                }
+                group.push((fi, ci));
+                group_bytes += chunk.len as usize;
+                continue;
+            }
+            let piece = if minor >= 2 {
+                p.piece(ci, minor >= 3)
+            } else {
+                hoover_chunk::Piece {
+                    kind: hoover_types::PieceKind::Alone,
+                    base: None,
+                    context: None,
+                    frame: hoover_chunk::compress(p.chunk_bytes(ci)),
+                }
+            };
+            out.push(Encoded {
+                chunks: vec![chunk.chunk_ref()],
+                piece: Some(piece),
+                group: Vec::new(),
+            });
         }
+        flush(&mut group, &mut out);
+        out
     };
     if wanted.len() < 4 || threads == 1 {
-        return wanted.iter().map(one).collect();
+        return one(wanted);
     }
     let per = wanted.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let handles: Vec<_> = wanted
             .chunks(per)
-            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .map(|part| scope.spawn(move || one(part)))
             .collect();
         handles
             .into_iter()

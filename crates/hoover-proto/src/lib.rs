@@ -141,6 +141,14 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// Chunks as a group (protocol 1.3): one zstd frame of their bytes back to back, at most
+    /// `hoover_types::MAX_GROUP_BYTES` and `MAX_GROUP_CHUNKS` of them. No answer unless it is
+    /// refused.
+    Group {
+        chunks: Vec<ChunkRef>,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 /// One message found by `Search`. Its text is redacted unless the server turned redaction off.
@@ -227,6 +235,20 @@ pub enum Response {
         len: u32,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+    },
+    /// A group of chunks as stored, in a restore (protocol 1.3, to clients of minor version 3
+    /// or later): one zstd frame that decodes to `len` bytes (at most
+    /// `hoover_types::MAX_GROUP_BYTES`), the chunks the next `FromGroup`s take.
+    GroupData {
+        len: u32,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// A restored chunk (protocol 1.3): bytes `at..at + len` of the last `GroupData`.
+    FromGroup {
+        id: ChunkId,
+        len: u32,
+        at: u32,
     },
 }
 

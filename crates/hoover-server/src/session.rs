@@ -160,6 +160,11 @@ enum IngestCmd {
         base: Option<PieceOf>,
         data: Vec<u8>,
     },
+    /// A group of chunks: one frame of their bytes back to back.
+    Group {
+        chunks: Vec<hoover_types::ChunkRef>,
+        data: Vec<u8>,
+    },
     Version(Box<NewVersion>, oneshot::Sender<Result<(), StoreError>>),
     Commit(oneshot::Sender<Result<Vec<Committed>, StoreError>>),
 }
@@ -208,19 +213,16 @@ impl Ingest {
                             None => b.add_chunk(id, len, &data),
                         };
                         if let Err(e) = added {
-                            if e.is_disk_full() {
-                                // The server's trouble, not the client's: the batch's versions
-                                // and commit are refused with the reason; the connection stays.
-                                failed = Some(disk_full_message(&e));
-                            } else if let StoreError::BatchTooLarge(_) = e {
-                                // Too much at once, not a lie: refused the same way.
-                                failed = Some(e.to_string());
-                            } else {
-                                failed = Some(e.to_string());
-                                if let Some(tx) = err_tx.take() {
-                                    let _ = tx.send(e);
-                                }
-                            }
+                            failed = Some(refusal(e, &mut err_tx));
+                        }
+                    }
+                    IngestCmd::Group { chunks, data } => {
+                        if failed.is_some() {
+                            continue;
+                        }
+                        let b = batch.get_or_insert_with(new_batch);
+                        if let Err(e) = b.add_group(&chunks, &data) {
+                            failed = Some(refusal(e, &mut err_tx));
                         }
                     }
                     IngestCmd::Version(version, reply) => {
@@ -251,6 +253,26 @@ impl Ingest {
             tx,
             chunk_error: Some(chunk_error),
         }
+    }
+}
+
+/// Why a chunk was not staged, as the batch's versions and commit are then refused; a chunk
+/// that lies (not disk trouble, not a batch past its limit) is also reported at once, and
+/// closes the connection.
+fn refusal(e: StoreError, err_tx: &mut Option<oneshot::Sender<StoreError>>) -> String {
+    if e.is_disk_full() {
+        // The server's trouble, not the client's: the batch's versions and commit are refused
+        // with the reason; the connection stays.
+        disk_full_message(&e)
+    } else if let StoreError::BatchTooLarge(_) = e {
+        // Too much at once, not a lie: refused the same way.
+        e.to_string()
+    } else {
+        let message = e.to_string();
+        if let Some(tx) = err_tx.take() {
+            let _ = tx.send(e);
+        }
+        message
     }
 }
 
@@ -441,6 +463,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Ok(Ok(()))
     }
 
+    /// A group of chunks: checked for size here, verified and staged by the ingest thread.
+    async fn group(
+        &mut self,
+        chunks: Vec<hoover_types::ChunkRef>,
+        data: Vec<u8>,
+    ) -> Result<Result<(), Failure>, ProtoError> {
+        use hoover_types::{MAX_GROUP_BYTES, MAX_GROUP_CHUNKS};
+        let total: u64 = chunks.iter().map(|c| c.len as u64).sum();
+        let bound = MAX_GROUP_BYTES + MAX_GROUP_BYTES / 128 + 1024;
+        if chunks.is_empty()
+            || chunks.len() > MAX_GROUP_CHUNKS
+            || total > MAX_GROUP_BYTES as u64
+            || data.len() > bound
+        {
+            return Ok(Err(Failure {
+                code: ErrorCode::BadChunk,
+                message: format!(
+                    "a group of {} chunks, {total} bytes, {} compressed; a group holds 1 to {MAX_GROUP_CHUNKS} chunks of at most {MAX_GROUP_BYTES} bytes in all, at most {bound} compressed",
+                    chunks.len(),
+                    data.len()
+                ),
+            }));
+        }
+        hoover_store::fault::crash_point("ingest-chunk");
+        self.batch_open = true;
+        for c in &chunks {
+            // Past the batch's limit the batch is refused anyway; the set stays bounded.
+            if self.sent.len() < self.limits.batch_items {
+                self.sent.insert(c.id);
+            }
+        }
+        self.stats.chunks_received += chunks.len() as u64;
+        if !self.batch_lost {
+            self.send_ingest(IngestCmd::Group { chunks, data }).await;
+        }
+        Ok(Ok(()))
+    }
+
     async fn handle(&mut self, request: Request) -> Result<Result<(), Failure>, ProtoError> {
         match request {
             Request::Have { ids } => {
@@ -479,6 +539,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
                 self.chunk(id, len, Some(of), data).await
             }
+            Request::Group { chunks, data } => self.group(chunks, data).await,
             Request::Appends {
                 id,
                 len,
@@ -713,9 +774,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let mut r = reader
                 .take()
                 .expect("the reader comes back with each chunk");
-            let follows_ok = self.client_minor >= 2;
+            let minor = self.client_minor;
             let read = self
-                .blocking(move |_| r.frame(&chunk, follows_ok).map(|frame| (r, frame)))
+                .blocking(move |_| r.frame(&chunk, minor).map(|frame| (r, frame)))
                 .await;
             let frame = match read {
                 Ok((r, frame)) => {
@@ -725,11 +786,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Err(f) => return Ok(Err(f)),
             };
             let (id, len) = (chunk.id, chunk.len);
-            self.send_part(&match frame {
+            let response = match frame {
                 hoover_store::Frame::Alone(data) => Response::ChunkData { id, len, data },
                 hoover_store::Frame::FollowsPrevious(data) => Response::PieceData { id, len, data },
-            })
-            .await?;
+                hoover_store::Frame::FromGroup { group, at } => {
+                    if let Some((len, data)) = group {
+                        self.send_part(&Response::GroupData { len, data }).await?;
+                    }
+                    Response::FromGroup { id, len, at }
+                }
+            };
+            self.send_part(&response).await?;
         }
         self.reply(Response::RestoreEnd).await
     }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use hoover_types::{ChunkId, ChunkRef, Key, MAX_CHUNK_SIZE};
+use hoover_types::{ChunkId, ChunkRef, Key, MAX_CHUNK_SIZE, MAX_GROUP_BYTES, MAX_GROUP_CHUNKS};
 use rusqlite::params;
 
 use crate::pack::{Bases, PackWriter};
@@ -61,6 +61,8 @@ struct Staged {
     bases: Bases,
     cost: Cost,
     raw: Option<Arc<Vec<u8>>>,
+    /// For a grouped chunk: where it starts in its group's bytes, and the chunk before it there.
+    in_group: Option<(u64, Option<ChunkId>)>,
 }
 
 struct Prepared {
@@ -248,6 +250,7 @@ impl Batch {
             Some(s) => Ok(match s.kind {
                 Kind::Follows => s.bases.base,
                 Kind::Appends => s.bases.context,
+                Kind::Grouped => s.in_group.and_then(|(_, before)| before),
                 Kind::Alone | Kind::Extends => None,
             }),
             None => self.store.decoded_after(id),
@@ -264,6 +267,24 @@ impl Batch {
         frame: &[u8],
     ) -> Result<()> {
         let len = raw.len() as u32;
+        let offset = self.pack()?.append(&id, len, kind, bases, frame)?;
+        crate::fault::crash_point("store-chunk-staged");
+        let staged = Staged {
+            offset,
+            len,
+            stored_len: frame.len() as u64,
+            kind,
+            bases,
+            cost,
+            raw: None,
+            in_group: None,
+        };
+        self.keep(id, staged, raw);
+        Ok(())
+    }
+
+    /// The batch's pack in `tmp/`, created by the first chunk.
+    fn pack(&mut self) -> Result<&mut PackWriter> {
         if self.pack.is_none() {
             let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
             let seed = format!(
@@ -275,10 +296,12 @@ impl Batch {
             let name = blake3::hash(seed.as_bytes()).to_hex()[..32].to_string();
             self.pack = Some(PackWriter::create(&self.store.root().join("tmp"), name)?);
         }
-        let pack = self.pack.as_mut().expect("pack was just created");
-        let offset = pack.append(&id, len, kind, bases, frame)?;
-        crate::fault::crash_point("store-chunk-staged");
-        let raw = if self.raw_cached + raw.len() <= RAW_CACHE_LIMIT {
+        Ok(self.pack.as_mut().expect("pack was just created"))
+    }
+
+    /// Records a staged chunk, keeping its bytes in memory while the cache has room.
+    fn keep(&mut self, id: ChunkId, mut staged: Staged, raw: Vec<u8>) {
+        staged.raw = if self.raw_cached + raw.len() <= RAW_CACHE_LIMIT {
             self.raw_cached += raw.len();
             Some(Arc::new(raw))
         } else {
@@ -286,18 +309,72 @@ impl Batch {
             self.reread.put(id, Arc::new(raw));
             None
         };
-        self.staged.insert(
-            id,
-            Staged {
+        self.staged.insert(id, staged);
+    }
+
+    /// Checks a group (one zstd frame of `chunks` back to back, at most
+    /// [`hoover_types::MAX_GROUP_BYTES`]) against the chunks' names and lengths and stages it
+    /// in `tmp/`: one record, and each chunk a slice of it.
+    pub fn add_group(&mut self, chunks: &[ChunkRef], frame: &[u8]) -> Result<()> {
+        let total: u64 = chunks.iter().map(|c| c.len as u64).sum();
+        if chunks.is_empty()
+            || chunks.len() > MAX_GROUP_CHUNKS
+            || total > MAX_GROUP_BYTES as u64
+            || chunks
+                .iter()
+                .any(|c| c.len == 0 || c.len as usize > MAX_CHUNK_SIZE)
+        {
+            return Err(StoreError::Refused(format!(
+                "a group of {} chunks and {total} bytes; a group holds 1 to {MAX_GROUP_CHUNKS} chunks of 1 to {MAX_CHUNK_SIZE} bytes, at most {MAX_GROUP_BYTES} in all",
+                chunks.len()
+            )));
+        }
+        self.take_items(chunks.len())?;
+        let raw = hoover_chunk::decompress_against(&[], frame, total as usize)
+            .map_err(|e| StoreError::Refused(format!("a group of {} chunks: {e}", chunks.len())))?;
+        if raw.len() as u64 != total {
+            return Err(StoreError::Refused(format!(
+                "a group of chunks adding up to {total} bytes decodes to {}",
+                raw.len()
+            )));
+        }
+        let mut at = 0usize;
+        for c in chunks {
+            let bytes = &raw[at..at + c.len as usize];
+            let actual = ChunkId::of(bytes);
+            if actual != c.id {
+                return Err(StoreError::Refused(format!(
+                    "chunk {}: its bytes in a group hash to {actual}, not to their name",
+                    c.id
+                )));
+            }
+            at += c.len as usize;
+        }
+        let list: Vec<(ChunkId, u32)> = chunks.iter().map(|c| (c.id, c.len)).collect();
+        let offset = self.pack()?.append_group(&list, frame)?;
+        crate::fault::crash_point("store-chunk-staged");
+        let mut at = 0u64;
+        let mut before = None;
+        for c in chunks {
+            let start = at as usize;
+            at += c.len as u64;
+            let in_group = Some((start as u64, before));
+            before = Some(c.id);
+            if self.staged.contains_key(&c.id) {
+                continue;
+            }
+            let staged = Staged {
                 offset,
-                len,
+                len: c.len,
                 stored_len: frame.len() as u64,
-                kind,
-                bases,
-                cost,
-                raw,
-            },
-        );
+                kind: Kind::Grouped,
+                bases: Bases::default(),
+                cost: Cost::grouped(total),
+                raw: None,
+                in_group,
+            };
+            self.keep(c.id, staged, raw[start..start + c.len as usize].to_vec());
+        }
         Ok(())
     }
 
@@ -314,12 +391,31 @@ impl Batch {
         }
         // Past the memory cache: read the frame back from the staged pack and decode it (its
         // base first, which the bounds on chains keep short).
-        let (offset, stored_len, kind, bases) =
-            (staged.offset, staged.stored_len, staged.kind, staged.bases);
+        let (offset, stored_len, kind, bases, cost, in_group) = (
+            staged.offset,
+            staged.stored_len,
+            staged.kind,
+            staged.bases,
+            staged.cost,
+            staged.in_group,
+        );
         let pack = self.pack.as_mut().expect("a staged chunk has a pack");
         pack.flush()?;
         let tmp = pack.tmp.clone();
         let frame = crate::pack::read_at(&tmp, offset, stored_len)?;
+        if let Some((at, _)) = in_group {
+            // Its group, decoded again: the bytes were checked when it arrived.
+            let group = hoover_chunk::decompress_against(&[], &frame, cost.bytes as usize)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", tmp.display())))?;
+            let raw = group
+                .get(at as usize..(at + len) as usize)
+                .map(|b| Arc::new(b.to_vec()))
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("{}: a group reads back short", tmp.display()))
+                })?;
+            self.reread.put(*id, raw.clone());
+            return Ok(raw);
+        }
         let mut read = |b: Option<ChunkId>| -> Result<Option<Arc<Vec<u8>>>> {
             let Some(b) = b else {
                 return Ok(None);

@@ -74,8 +74,8 @@ ALTER TABLE chunks ADD COLUMN cost INTEGER;
 UPDATE meta SET value = '2' WHERE name = 'format';
 ";
 
-/// Format 3 adds a piece kind (appends, code 3) and changes no table: old rows mean what they
-/// meant.
+/// Format 3 adds two piece kinds (appends, code 3; grouped, code 4, whose rows name their
+/// group's frame) and changes no table: old rows mean what they meant.
 const MIGRATE_2_TO_3: &str = "
 UPDATE meta SET value = '3' WHERE name = 'format';
 ";

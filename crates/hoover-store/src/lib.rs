@@ -30,8 +30,8 @@ pub use piece::{Kind, MAX_DECODE_BYTES, MAX_HOPS};
 pub use verify::{VerifyProblem, VerifyReport};
 
 /// The on-disk format this code writes. Older stores (format 1: every chunk a frame of its
-/// own; format 2: no appending pieces) are migrated to it when a writer opens them; see
-/// `docs/store.md`.
+/// own; format 2: no appending pieces and no groups) are migrated to it when a writer opens
+/// them; see `docs/store.md`.
 pub const STORE_FORMAT_VERSION: u32 = 3;
 /// The oldest on-disk format this code reads.
 pub const OLDEST_SUPPORTED_FORMAT: u32 = 1;
@@ -440,12 +440,18 @@ impl Store {
     }
 
     /// The chunk whose bytes a committed chunk's chain decodes just before its own pieces: the
-    /// base of a piece that follows, the context of one that appends; `None` otherwise. An
+    /// base of a piece that follows, the context of one that appends, the chunk before it in
+    /// its group; `None` otherwise. An
     /// appending piece may name a chunk as context only if its base has that one here.
     pub(crate) fn decoded_after(&self, id: &ChunkId) -> Result<Option<ChunkId>> {
         let Some(row) = self.piece_row(id)? else {
             return Ok(None);
         };
+        if row.kind == piece::Kind::Grouped {
+            // Reading it decodes its group, the chunk listed before it included.
+            let group = pack::read_group(&row.path, row.offset)?;
+            return Ok(group.find(id).and_then(|(_, _, before)| before));
+        }
         if !matches!(row.kind, piece::Kind::Follows | piece::Kind::Appends) {
             return Ok(None);
         }
@@ -468,6 +474,7 @@ impl Store {
         FrameReader {
             decoder: piece::Decoder::new(self),
             previous: None,
+            group: None,
         }
     }
 
@@ -766,6 +773,8 @@ pub struct FrameReader {
     decoder: piece::Decoder,
     /// The chunk read before, in this stream.
     previous: Option<ChunkId>,
+    /// The group sent last in this stream (its pack, frame offset and list).
+    group: Option<(std::path::PathBuf, u64, pack::Group)>,
 }
 
 /// A chunk as a restore sends it.
@@ -774,12 +783,20 @@ pub enum Frame {
     Alone(Vec<u8>),
     /// A zstd frame compressed with the previous chunk of the stream as its prefix.
     FollowsPrevious(Vec<u8>),
+    /// A slice of a group: of this group's frame (whose bytes are `len` long), sent first when
+    /// the chunk is not in the group sent before in this stream.
+    FromGroup {
+        group: Option<(u32, Vec<u8>)>,
+        at: u32,
+    },
 }
 
 impl FrameReader {
-    /// The next chunk of a stream: as stored when its piece stands alone, or (when
-    /// `follows_ok`) when it follows the chunk read before; else decoded and compressed anew.
-    pub fn frame(&mut self, chunk: &ChunkRef, follows_ok: bool) -> Result<Frame> {
+    /// The next chunk of a stream for a client of protocol 1.`minor`: as stored when its piece
+    /// stands alone, or (from 1.2) when it follows the chunk read before, or (from 1.3) as a
+    /// slice of its group, sent as stored; else decoded and compressed anew.
+    pub fn frame(&mut self, chunk: &ChunkRef, minor: u16) -> Result<Frame> {
+        let follows_ok = minor >= 2;
         let previous = self.previous.replace(chunk.id);
         let store = self.decoder.store().clone();
         let row = store.piece_row(&chunk.id)?.ok_or_else(|| {
@@ -788,6 +805,44 @@ impl FrameReader {
                 chunk.id
             ))
         })?;
+        if row.kind == piece::Kind::Grouped && minor >= 3 {
+            let same = self
+                .group
+                .as_ref()
+                .filter(|(path, offset, _)| *path == row.path && *offset == row.offset);
+            let (group, frame) = match same {
+                Some((_, _, group)) => (group.clone(), None),
+                None => {
+                    let group = pack::read_group(&row.path, row.offset)?;
+                    let (_, frame) = store.read_piece(&chunk.id, &row)?;
+                    let len = group.len as u32;
+                    (group, Some((len, frame)))
+                }
+            };
+            let (at, len, _) = group.find(&chunk.id).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "chunk {}: its group in {} does not list it",
+                    chunk.id,
+                    row.path.display()
+                ))
+            })?;
+            if len != chunk.len {
+                return Err(StoreError::Corrupt(format!(
+                    "chunk {} is {len} bytes in its group, named as {}",
+                    chunk.id, chunk.len
+                )));
+            }
+            self.group = Some((row.path.clone(), row.offset, group));
+            return Ok(Frame::FromGroup {
+                group: frame,
+                at: at as u32,
+            });
+        }
+        if !matches!(row.kind, piece::Kind::Alone | piece::Kind::Follows) {
+            // Decoded (a grouped chunk from its group, read once for a run of its chunks).
+            let data = self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?;
+            return Ok(Frame::Alone(hoover_chunk::compress(&data)));
+        }
         let (bases, frame) = store.read_piece(&chunk.id, &row)?;
         match row.kind {
             piece::Kind::Alone => Ok(Frame::Alone(frame)),

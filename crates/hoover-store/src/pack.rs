@@ -4,7 +4,9 @@
 //! uncompressed and stored lengths (u32, little-endian), its piece kind (one byte), for a piece
 //! that appends in a context (format 3) the context chunk's 32-byte id, and, unless the piece
 //! stands alone, its base's 32-byte id; then its zstd frame. The base's id is always the 32
-//! bytes just before the frame. Format-1 packs
+//! bytes just before the frame. A group of chunks (format 4) is one record: the id and length
+//! (u32) of each chunk in it, their count, their total length, the frame's length (u32 each),
+//! the kind, then the one frame that decodes to the chunks back to back. Format-1 packs
 //! ([`PACK_MAGIC_V1`]) have no kind and no base: every chunk stands alone. The version log
 //! records each chunk's pack and the offset of its frame; the record headers make a pack
 //! self-describing, so the chunk index could be rebuilt from the packs alone.
@@ -36,10 +38,86 @@ pub(crate) fn record_header_len(kind: Kind) -> u64 {
 /// [`Kind::Appends`]) and the base's.
 pub(crate) fn ids_before_frame(kind: Kind) -> u64 {
     match kind {
-        Kind::Alone => 0,
+        Kind::Alone | Kind::Grouped => 0,
         Kind::Extends | Kind::Follows => 1,
         Kind::Appends => 2,
     }
+}
+
+/// Bytes just before a group's frame: the count of its chunks, their total length and the
+/// frame's length (u32 each), and the kind.
+pub(crate) const GROUP_TAIL: u64 = 4 + 4 + 4 + 1;
+/// Bytes of one chunk in a group's list: its id and its length.
+const GROUP_ENTRY: u64 = 32 + 4;
+
+/// The chunks of a group as its record lists them: each chunk's id and length, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Group {
+    pub chunks: Vec<(ChunkId, u32)>,
+    /// Their total length: what the frame decodes to.
+    pub len: u64,
+    pub stored_len: u64,
+}
+
+impl Group {
+    /// Where chunk `id` lies in the group's bytes, and the chunk listed before it.
+    pub(crate) fn find(&self, id: &ChunkId) -> Option<(u64, u32, Option<ChunkId>)> {
+        let mut at = 0u64;
+        let mut before = None;
+        for (c, len) in &self.chunks {
+            if c == id {
+                return Some((at, *len, before));
+            }
+            at += *len as u64;
+            before = Some(*c);
+        }
+        None
+    }
+}
+
+/// Reads the list of the group whose frame starts at `offset`.
+pub(crate) fn read_group(path: &Path, offset: u64) -> Result<Group> {
+    let bad = |what: &str| {
+        StoreError::Corrupt(format!(
+            "{}: the group record before offset {offset} {what}",
+            path.display()
+        ))
+    };
+    if offset < PACK_MAGIC.len() as u64 + GROUP_TAIL {
+        return Err(bad("does not fit in the pack"));
+    }
+    let start = offset - GROUP_TAIL;
+    let tail = read_at(path, start, GROUP_TAIL)?;
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+    let (count, len, stored) = (u32_at(&tail, 0) as u64, u32_at(&tail, 4), u32_at(&tail, 8));
+    if tail[12] != Kind::Grouped as u8 {
+        return Err(bad("is not a group"));
+    }
+    if count == 0 || count > hoover_types::MAX_GROUP_CHUNKS as u64 {
+        return Err(bad("lists no chunks or too many"));
+    }
+    let list_at = start
+        .checked_sub(count * GROUP_ENTRY)
+        .filter(|at| *at >= PACK_MAGIC.len() as u64)
+        .ok_or_else(|| bad("lists more chunks than fit in the pack"))?;
+    let list = read_at(path, list_at, count * GROUP_ENTRY)?;
+    let chunks: Vec<(ChunkId, u32)> = list
+        .chunks(GROUP_ENTRY as usize)
+        .map(|e| {
+            (
+                ChunkId(e[..32].try_into().expect("32 bytes")),
+                u32_at(e, 32),
+            )
+        })
+        .collect();
+    if chunks.iter().map(|(_, l)| *l as u64).sum::<u64>() != len as u64 {
+        return Err(bad("has lengths that do not add up"));
+    }
+    Ok(Group {
+        chunks,
+        len: len as u64,
+        stored_len: stored as u64,
+    })
 }
 
 /// The chunks a piece decodes against, as its record names them.
@@ -129,6 +207,27 @@ impl PackWriter {
         Ok(offset)
     }
 
+    /// Appends a group: its list of chunks, then the one frame of their bytes back to back;
+    /// returns the offset of the frame.
+    pub(crate) fn append_group(&mut self, chunks: &[(ChunkId, u32)], frame: &[u8]) -> Result<u64> {
+        let mut header =
+            Vec::with_capacity(chunks.len() * GROUP_ENTRY as usize + GROUP_TAIL as usize);
+        let mut total = 0u32;
+        for (id, len) in chunks {
+            header.extend_from_slice(&id.0);
+            header.extend_from_slice(&len.to_le_bytes());
+            total += len;
+        }
+        header.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
+        header.extend_from_slice(&total.to_le_bytes());
+        header.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        header.push(Kind::Grouped as u8);
+        self.write(&header)?;
+        let offset = self.len;
+        self.write(frame)?;
+        Ok(offset)
+    }
+
     /// Pushes buffered bytes to the file, so they can be read back.
     pub(crate) fn flush(&mut self) -> Result<()> {
         self.file.flush().map_err(|e| StoreError::io(&self.tmp, e))
@@ -177,6 +276,21 @@ pub(crate) fn check_header(
     kind: Kind,
 ) -> std::result::Result<Bases, String> {
     let magic = read_at(path, 0, PACK_MAGIC.len() as u64).map_err(|e| e.to_string())?;
+    if kind == Kind::Grouped {
+        if magic != PACK_MAGIC {
+            return Err(format!("{} holds no groups", path.display()));
+        }
+        let group = read_group(path, offset).map_err(|e| e.to_string())?;
+        return match group.find(id) {
+            Some((_, len, _)) if len as u64 == raw_len && group.stored_len == stored_len => {
+                Ok(Bases::default())
+            }
+            _ => Err(format!(
+                "the group record before offset {offset} of {} does not list the chunk as the chunk index does",
+                path.display()
+            )),
+        };
+    }
     let header_len = if magic == PACK_MAGIC_V1 {
         if kind != Kind::Alone {
             return Err(format!(

@@ -13,6 +13,9 @@
 //!   to a short last chunk (one just cut) is compressed knowing the text before it. The store
 //!   takes one only when its base already decodes through the context (the base follows the
 //!   context, or appends in it), so reading it decodes nothing more than an extension would.
+//! - [`Kind::Grouped`] (format 4): the chunk is a slice of a group, one frame of several chunks
+//!   back to back (at most [`hoover_types::MAX_GROUP_BYTES`]), which a first sync sends so that
+//!   its chunks share one compression context. Reading it decodes the group.
 //!
 //! Reading a chunk walks back to a piece that stands alone (or to a chunk already decoded) and
 //! decodes forward. Every piece's chain is bounded when it is stored: at most [`MAX_HOPS`]
@@ -22,7 +25,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use hoover_types::{ChunkId, MAX_CHUNK_SIZE};
+use hoover_types::{ChunkId, MAX_CHUNK_SIZE, MAX_GROUP_BYTES};
 
 use crate::{Result, Store, StoreError};
 
@@ -30,8 +33,9 @@ pub use hoover_types::PieceKind as Kind;
 
 /// The most pieces read to decode one chunk.
 pub const MAX_HOPS: u32 = 256;
-/// The most bytes decoded to read one chunk (its own and its bases').
-pub const MAX_DECODE_BYTES: u64 = 1 << 20;
+/// The most bytes decoded to read one chunk (its own and its bases'): room for a group and a
+/// chain of pieces after it.
+pub const MAX_DECODE_BYTES: u64 = 2 << 20;
 
 /// What reading a stored piece costs: pieces read and bytes decoded, its own included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,11 +52,17 @@ impl Cost {
         }
     }
 
+    /// A chunk of a group of `len` bytes: reading it decodes the whole group.
+    pub(crate) fn grouped(len: u64) -> Cost {
+        Cost::alone(len)
+    }
+
     /// The cost of a piece of `kind` and length `len` on a base of length `base_len` that
     /// costs `self`.
     pub(crate) fn on(self, kind: Kind, len: u64, base_len: u64) -> Cost {
         match kind {
             Kind::Alone => Cost::alone(len),
+            Kind::Grouped => Cost::grouped(len),
             // The base's bytes are the start of this chunk: only the rest is decoded anew (an
             // appending piece's context is decoded on the way to its base).
             Kind::Extends | Kind::Appends => Cost {
@@ -111,6 +121,7 @@ pub(crate) fn apply(
         }
         (Kind::Follows, Some(base)) => hoover_chunk::decompress_against(base, frame, len as usize)
             .map_err(|e| e.to_string())?,
+        (Kind::Grouped, _) => return Err("a chunk of a group is read from its group".into()),
         (_, None) => return Err("a piece with a base was decoded without it".into()),
     };
     if out.len() as u64 != len {
@@ -179,6 +190,17 @@ pub(crate) struct Decoder {
     /// Ingest may use the store's lately committed chunks (verified when they arrived);
     /// reads and `verify` always go to the disk.
     committed: bool,
+    /// The group decoded last (its pack and frame offset, list and bytes): a file's grouped
+    /// chunks are read one after another.
+    group: Option<DecodedGroup>,
+}
+
+/// A group a [`Decoder`] decoded: where its frame lies, its list and its bytes.
+struct DecodedGroup {
+    path: std::path::PathBuf,
+    offset: u64,
+    group: Arc<crate::pack::Group>,
+    bytes: Arc<Vec<u8>>,
 }
 
 /// One piece of a chain being decoded: its record, its frame and its context's bytes.
@@ -198,6 +220,7 @@ impl Decoder {
             store: store.clone(),
             recent: Recent::new(RECENT_BYTES),
             committed: false,
+            group: None,
         }
     }
 
@@ -259,6 +282,10 @@ impl Decoder {
                     StoreError::Corrupt(format!("chunk {id}: its base {at} is not recorded"))
                 }
             })?;
+            if row.kind == Kind::Grouped {
+                start = Some(self.grouped(&at, &row)?);
+                break;
+            }
             let (bases, frame) = self.store.read_piece(&at, &row)?;
             // The context first: once remembered, the walk down the base's chain stops there.
             let context = match bases.context {
@@ -298,7 +325,7 @@ impl Decoder {
             .map_err(|e| StoreError::Corrupt(format!("chunk {piece_id}: {e}")))?;
             data = Some(Arc::new(out));
         }
-        let data = data.expect("a chain has at least one piece");
+        let data = data.expect("a chain ends in a piece or a group");
         if let Some(len) = len {
             if data.len() as u64 != len {
                 return Err(StoreError::Corrupt(format!(
@@ -315,5 +342,53 @@ impl Decoder {
         }
         self.remember(*id, data.clone());
         Ok(data)
+    }
+
+    /// A grouped chunk's bytes: its slice of its group, decoded (once for a run of reads).
+    fn grouped(&mut self, id: &ChunkId, row: &PieceRow) -> Result<Arc<Vec<u8>>> {
+        let cached = self
+            .group
+            .as_ref()
+            .filter(|g| g.path == row.path && g.offset == row.offset);
+        let (group, bytes) = match cached {
+            Some(g) => (g.group.clone(), g.bytes.clone()),
+            None => {
+                let group = Arc::new(crate::pack::read_group(&row.path, row.offset)?);
+                let corrupt = |what: String| {
+                    StoreError::Corrupt(format!(
+                        "chunk {id}: its group at {} of {} {what}",
+                        row.offset,
+                        row.path.display()
+                    ))
+                };
+                if group.stored_len != row.stored_len || group.len > MAX_GROUP_BYTES as u64 {
+                    return Err(corrupt("is not what the chunk index says".into()));
+                }
+                let (_, frame) = self.store.read_piece(id, row)?;
+                let bytes = hoover_chunk::decompress_against(&[], &frame, group.len as usize)
+                    .map_err(|e| corrupt(e.to_string()))?;
+                if bytes.len() as u64 != group.len {
+                    return Err(corrupt(format!("decodes to {} bytes", bytes.len())));
+                }
+                let bytes = Arc::new(bytes);
+                self.group = Some(DecodedGroup {
+                    path: row.path.clone(),
+                    offset: row.offset,
+                    group: group.clone(),
+                    bytes: bytes.clone(),
+                });
+                (group, bytes)
+            }
+        };
+        match group.find(id) {
+            Some((at, len, _)) if len as u64 == row.raw_len => {
+                let at = at as usize;
+                Ok(Arc::new(bytes[at..at + len as usize].to_vec()))
+            }
+            _ => Err(StoreError::Corrupt(format!(
+                "chunk {id}: its group in {} does not list it",
+                row.path.display()
+            ))),
+        }
     }
 }

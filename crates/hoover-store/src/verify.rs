@@ -215,6 +215,8 @@ impl Store {
             progress("chunks", i as u64 + 1, total);
         }
         let total = listed.len() as u64;
+        // One decoder for every version: files synced together share groups, and it keeps the
+        // group it decoded last.
         for (i, (file_id, key, versions)) in listed.into_iter().enumerate() {
             report.files_checked += 1;
             // Decompressed chunks of the previous version, reused by the next one.
@@ -226,7 +228,8 @@ impl Store {
                     db::chunks_in_range(&conn, file_id, v.seq, 0, v.chunk_count)
                 };
                 let result = chunks.map_err(|e| e.to_string()).and_then(|chunks| {
-                    self.check_version(&chunks, &good, &mut cache, v.size, &v.blake3)
+                    let (size, blake3) = (v.size, &v.blake3);
+                    self.check_version(&chunks, &good, &mut cache, &mut decoder, size, blake3)
                 });
                 match result {
                     Ok(bytes) => report.bytes_checked += bytes,
@@ -247,12 +250,12 @@ impl Store {
         chunks: &[(u64, ChunkRef)],
         good: &HashMap<ChunkId, bool>,
         cache: &mut HashMap<ChunkId, Arc<Vec<u8>>>,
+        decoder: &mut crate::piece::Decoder,
         size: u64,
         blake3: &[u8; 32],
     ) -> std::result::Result<u64, String> {
         let mut hasher = blake3::Hasher::new();
         let mut next_cache = HashMap::new();
-        let mut decoder = crate::piece::Decoder::new(self);
         let mut at = 0u64;
         for (offset, chunk) in chunks {
             if *offset != at {

@@ -847,3 +847,135 @@ fn appending_pieces_decode_through_their_context() {
     );
     assert!(store.verify(|_, _, _| {}).unwrap().is_clean());
 }
+
+/// Format 3: a first sync's chunks of several files arrive as one group, one frame of their
+/// bytes back to back. Each reads back on its own, pieces go on top of them (an append in the
+/// context of the chunk before it in the group), and a group that lies about its chunks is
+/// refused with nothing of it kept.
+#[test]
+fn a_group_of_chunks_of_several_files_reads_back_and_takes_pieces_on_top() {
+    use hoover_store::Kind;
+    use hoover_types::{ChunkId, MAX_GROUP_BYTES};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut rng = Rng(17);
+    let a = rng.bytes(150_000);
+    let b = rng.bytes(60_000);
+    let (ka, kb) = (
+        Key::new("lap/c/a.jsonl").unwrap(),
+        Key::new("lap/c/b.jsonl").unwrap(),
+    );
+    let refs = |data: &[u8]| -> Vec<ChunkRef> {
+        hoover_chunk::cut(data, 0)
+            .iter()
+            .map(|c| c.chunk_ref())
+            .collect()
+    };
+    let (ra, rb) = (refs(&a), refs(&b));
+    assert!(ra.len() >= 3 && rb.len() >= 2, "{} {}", ra.len(), rb.len());
+    let all: Vec<ChunkRef> = ra.iter().chain(&rb).copied().collect();
+    let bytes = [&a[..], &b[..]].concat();
+    let frame = hoover_chunk::compress_against(&[], &bytes, hoover_chunk::PIECE_LEVEL);
+
+    // Refused, and nothing of it kept: a chunk named wrongly, lengths that do not add up to
+    // what the frame decodes to, and more than a group may hold.
+    let mut batch = store.batch();
+    let mut lying = all.clone();
+    lying[1].id = ChunkId::of(b"a lie");
+    let e = batch.add_group(&lying, &frame).unwrap_err();
+    assert!(e.to_string().contains("hash"), "{e}");
+    let mut short = all.clone();
+    short.pop();
+    let e = batch.add_group(&short, &frame).unwrap_err();
+    assert!(matches!(e, StoreError::Refused(_)), "{e}");
+    let big = vec![
+        ChunkRef {
+            id: ChunkId::of(b"x"),
+            len: 200_000
+        };
+        MAX_GROUP_BYTES / 200_000 + 1
+    ];
+    let e = batch.add_group(&big, &frame).unwrap_err();
+    assert!(e.to_string().contains("a group holds"), "{e}");
+    drop(batch);
+    assert!(!store.has_chunks(&[all[0].id]).unwrap()[0]);
+
+    let mut batch = store.batch();
+    batch.add_group(&all, &frame).unwrap();
+    batch.commit().unwrap();
+    assert!(
+        (frame.len() as f64) < 0.6 * bytes.len() as f64,
+        "one frame for all"
+    );
+    let va = commit_version(&store, &ka, &a, None, 0, ra.clone());
+    let vb = commit_version(&store, &kb, &b, None, 0, rb.clone());
+    assert_eq!(read(&store, &ka, va), a);
+    assert_eq!(read(&store, &kb, vb), b);
+    for c in &all {
+        assert_eq!(store.chunk_piece(&c.id).unwrap().unwrap().0, Kind::Grouped);
+    }
+
+    // An append to b's last chunk, in the context of the chunk before it in the group: stored
+    // as an appending piece, since reading the base decodes its group anyway.
+    let last = *rb.last().unwrap();
+    let before = rb[rb.len() - 2];
+    let last_at = (b.len() - last.len as usize, b.len());
+    let before_at = last_at.0 - before.len as usize;
+    let grown = [&b[last_at.0..], &b[before_at..before_at + 3000]].concat();
+    let p = hoover_chunk::piece(
+        &grown,
+        Some((last.id, &b[last_at.0..])),
+        Some((before.id, &b[before_at..last_at.0])),
+        true,
+    );
+    assert_eq!(p.kind, Kind::Appends);
+    let mut batch = store.batch();
+    let grown_id = ChunkId::of(&grown);
+    batch
+        .add_piece(
+            grown_id,
+            grown.len() as u32,
+            p.kind,
+            last.id,
+            p.context,
+            &p.frame,
+        )
+        .unwrap();
+    batch.commit().unwrap();
+    assert_eq!(
+        store.chunk_piece(&grown_id).unwrap().unwrap().0,
+        Kind::Appends
+    );
+    let b2 = [&b[..], &b[before_at..before_at + 3000]].concat();
+    let kept = rb.len() as u64 - 1;
+    let grown_ref = ChunkRef {
+        id: grown_id,
+        len: grown.len() as u32,
+    };
+    let vb2 = commit_version(&store, &kb, &b2, Some(vb), kept, vec![grown_ref]);
+
+    // Read cold, through a restore's frames, and by verify.
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(read(&store, &kb, vb2), b2);
+    assert_eq!(read(&store, &ka, va), a);
+    let mut frames = store.frame_reader();
+    let mut sent_groups = 0;
+    for c in &ra {
+        if let hoover_store::Frame::FromGroup { group, .. } = frames.frame(c, 3).unwrap() {
+            sent_groups += group.is_some() as usize;
+        } else {
+            panic!("a grouped chunk goes to a 1.3 client as a slice of its group");
+        }
+    }
+    assert_eq!(
+        sent_groups, 1,
+        "the group goes once for a run of its chunks"
+    );
+    assert!(matches!(
+        store.frame_reader().frame(&ra[0], 2).unwrap(),
+        hoover_store::Frame::Alone(_)
+    ));
+    let report = store.verify(|_, _, _| {}).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}

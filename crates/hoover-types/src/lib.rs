@@ -16,6 +16,11 @@ pub const CHUNK_MIN: u32 = 8 * 1024;
 pub const CHUNK_AVG: u32 = 32 * 1024;
 /// Hard upper bound the chunker cuts at.
 pub const CHUNK_MAX: u32 = 128 * 1024;
+/// The most uncompressed bytes in one group of chunks (a first sync's chunks, back to back in
+/// one zstd frame), that the client sends and the server accepts.
+pub const MAX_GROUP_BYTES: usize = 1024 * 1024;
+/// The most chunks in one group.
+pub const MAX_GROUP_CHUNKS: usize = 1024;
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 4096;
 
@@ -211,6 +216,10 @@ pub enum PieceKind {
     /// an append just after a cut, whose base is short, still costs what the text before it
     /// does not already say.
     Appends = 3,
+    /// The chunk is a slice of a *group*: one zstd frame of several chunks back to back (store
+    /// format 4), which a first sync sends so that its chunks, of one file or several, share
+    /// one compression context instead of each paying for its own.
+    Grouped = 4,
 }
 
 impl PieceKind {
@@ -220,6 +229,7 @@ impl PieceKind {
             1 => Some(PieceKind::Extends),
             2 => Some(PieceKind::Follows),
             3 => Some(PieceKind::Appends),
+            4 => Some(PieceKind::Grouped),
             _ => None,
         }
     }
