@@ -477,3 +477,51 @@ fn a_big_file_after_a_batch_of_small_ones_does_not_stall_the_sync_and_batches_pi
     assert_eq!(world.check_restored_tree(&root, "laptop/claude"), 641);
     world.verify();
 }
+
+/// A chunk two files share is sent once, for the first file of the batch. When that file is
+/// new, the chunk goes in a group (protocol 1.3), and the other file's next chunk is a piece
+/// compressed against it: the group must reach the server before that piece does.
+#[test]
+fn a_piece_whose_base_is_in_a_group_of_the_same_batch_arrives_after_the_group() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(root.join("p")).unwrap();
+    // Runs of one byte have no content-defined cut: chunks end at the 128 KiB maximum, so the
+    // chunks below are known. b.jsonl first holds q; then a.jsonl (new) is q + r, and b.jsonl
+    // grows to q + r + s.
+    let (q, r, s) = (
+        vec![b'a'; 130 << 10],
+        vec![b'b'; 200 << 10],
+        vec![b'c'; 10 << 10],
+    );
+    let a = [&q[..], &r[..]].concat();
+    let b = [&a[..], &s[..]].concat();
+    let (cq, ca, cb) = (
+        hoover_chunk::cut(&q, 0),
+        hoover_chunk::cut(&a, 0),
+        hoover_chunk::cut(&b, 0),
+    );
+    // a: q's first chunk (stored), then two new ones; b: a's chunks but its last, then one
+    // that follows a's second new chunk. Three chunks to send: encoded on one thread, in order.
+    assert_eq!((cq.len(), ca.len(), cb.len()), (2, 3, 3));
+    assert_eq!(ca[0].id, cq[0].id);
+    assert_eq!(cb[1].id, ca[1].id);
+    assert_ne!(cb[2].id, ca[2].id);
+    std::fs::write(root.join("p/b.jsonl"), &q).unwrap();
+    sync(&world, &root);
+    std::fs::write(root.join("p/a.jsonl"), &a).unwrap();
+    std::fs::write(root.join("p/b.jsonl"), &b).unwrap();
+    let report = sync(&world, &root);
+    assert_eq!(report["versions_new"], 2, "{report}");
+    assert_eq!(report["chunks_sent"], 3, "{report}");
+    for (name, content) in [("p/a.jsonl", &a), ("p/b.jsonl", &b)] {
+        let out = world.path().join(name.replace('/', "_"));
+        world.ok(&[
+            "restore",
+            &format!("laptop/claude/{name}"),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(std::fs::read(&out).unwrap() == **content, "{name}");
+    }
+}

@@ -747,15 +747,16 @@ async fn send_wanted<S: AsyncRead + AsyncWrite + Unpin>(
         let encoded = task.await?;
         next = parts.next().map(start);
         for e in encoded {
-            report.chunks_sent += e.chunks.len() as u64;
-            report.bytes_new += e.chunks.iter().map(|c| c.len as u64).sum::<u64>();
-            report.bytes_compressed += e.frame_len() as u64;
-            match e.piece {
-                Some(piece) => {
-                    let c = e.chunks[0];
-                    remote.send_piece(c.id, c.len, piece).await?
-                }
-                None => remote.send_group(e.chunks, e.group).await?,
+            let (chunks, compressed) = match &e {
+                Encoded::Piece(c, piece) => (std::slice::from_ref(c), piece.frame.len()),
+                Encoded::Group(chunks, frame) => (&chunks[..], frame.len()),
+            };
+            report.chunks_sent += chunks.len() as u64;
+            report.bytes_new += chunks.iter().map(|c| c.len as u64).sum::<u64>();
+            report.bytes_compressed += compressed as u64;
+            match e {
+                Encoded::Piece(c, piece) => remote.send_piece(c.id, c.len, piece).await?,
+                Encoded::Group(chunks, frame) => remote.send_group(chunks, frame).await?,
             }
         }
     }
@@ -830,20 +831,12 @@ fn settle(
     Ok(tracks)
 }
 
-/// Wanted chunks, encoded: one as a piece, or several as a group.
-struct Encoded {
-    chunks: Vec<ChunkRef>,
-    piece: Option<hoover_chunk::Piece>,
-    /// A group's frame (when `piece` is `None`).
-    group: Vec<u8>,
-}
-
-impl Encoded {
-    fn frame_len(&self) -> usize {
-        self.piece
-            .as_ref()
-            .map_or(self.group.len(), |p| p.frame.len())
-    }
+/// Wanted chunks, encoded.
+enum Encoded {
+    /// One chunk as a piece.
+    Piece(ChunkRef, hoover_chunk::Piece),
+    /// Several chunks as a group: one zstd frame of their bytes back to back.
+    Group(Vec<ChunkRef>, Vec<u8>),
 }
 
 /// Encodes the wanted chunks (file, chunk) of a batch, on all cores when there are several,
@@ -860,22 +853,20 @@ fn encode(batch: &[Pending], wanted: &[(usize, usize)], minor: u16) -> Vec<Encod
         let mut out = Vec::new();
         let mut group: Vec<(usize, usize)> = Vec::new();
         let mut group_bytes = 0usize;
-        let flush = |group: &mut Vec<(usize, usize)>, out: &mut Vec<Encoded>| {
+        let flush = |group: &mut Vec<(usize, usize)>, bytes: &mut usize, out: &mut Vec<Encoded>| {
             if group.is_empty() {
                 return;
             }
-            let mut bytes = Vec::new();
+            let mut raw = Vec::with_capacity(*bytes);
             let mut chunks = Vec::with_capacity(group.len());
             for &(fi, ci) in group.iter() {
-                bytes.extend_from_slice(batch[fi].chunk_bytes(ci));
+                raw.extend_from_slice(batch[fi].chunk_bytes(ci));
                 chunks.push(batch[fi].new_cuts()[ci].chunk_ref());
             }
-            out.push(Encoded {
-                chunks,
-                piece: None,
-                group: hoover_chunk::compress_against(&[], &bytes, hoover_chunk::PIECE_LEVEL),
-            });
+            let frame = hoover_chunk::compress_against(&[], &raw, hoover_chunk::PIECE_LEVEL);
+            out.push(Encoded::Group(chunks, frame));
             group.clear();
+            *bytes = 0;
         };
         for &(fi, ci) in part {
             let p = &batch[fi];
@@ -884,13 +875,15 @@ fn encode(batch: &[Pending], wanted: &[(usize, usize)], minor: u16) -> Vec<Encod
                 if group_bytes + chunk.len as usize > GROUP_BYTES
                     || group.len() == hoover_types::MAX_GROUP_CHUNKS
                 {
-                    flush(&mut group, &mut out);
-                    group_bytes = 0;
+                    flush(&mut group, &mut group_bytes, &mut out);
                 }
                 group.push((fi, ci));
                 group_bytes += chunk.len as usize;
                 continue;
             }
+            // A piece's base may be in the group so far (a chunk two files share is sent once,
+            // for the first): the group goes first.
+            flush(&mut group, &mut group_bytes, &mut out);
             let piece = if minor >= 2 {
                 p.piece(ci, minor >= 3)
             } else {
@@ -901,13 +894,9 @@ fn encode(batch: &[Pending], wanted: &[(usize, usize)], minor: u16) -> Vec<Encod
                     frame: hoover_chunk::compress(p.chunk_bytes(ci)),
                 }
             };
-            out.push(Encoded {
-                chunks: vec![chunk.chunk_ref()],
-                piece: Some(piece),
-                group: Vec::new(),
-            });
+            out.push(Encoded::Piece(chunk.chunk_ref(), piece));
         }
-        flush(&mut group, &mut out);
+        flush(&mut group, &mut group_bytes, &mut out);
         out
     };
     if wanted.len() < 4 || threads == 1 {

@@ -61,8 +61,19 @@ struct Staged {
     bases: Bases,
     cost: Cost,
     raw: Option<Arc<Vec<u8>>>,
-    /// For a grouped chunk: where it starts in its group's bytes, and the chunk before it there.
-    in_group: Option<(u64, Option<ChunkId>)>,
+    /// For a grouped chunk: where it lies in its group.
+    in_group: Option<InGroup>,
+}
+
+/// Where a staged chunk lies in its group.
+#[derive(Clone, Copy)]
+struct InGroup {
+    /// Where it starts in the group's bytes.
+    at: u64,
+    /// The chunk before it there.
+    before: Option<ChunkId>,
+    /// The length of the group's frame (the chunk's row records only its share).
+    frame_len: u64,
 }
 
 struct Prepared {
@@ -250,7 +261,7 @@ impl Batch {
             Some(s) => Ok(match s.kind {
                 Kind::Follows => s.bases.base,
                 Kind::Appends => s.bases.context,
-                Kind::Grouped => s.in_group.and_then(|(_, before)| before),
+                Kind::Grouped => s.in_group.and_then(|g| g.before),
                 Kind::Alone | Kind::Extends => None,
             }),
             None => self.store.decoded_after(id),
@@ -353,12 +364,17 @@ impl Batch {
         let list: Vec<(ChunkId, u32)> = chunks.iter().map(|c| (c.id, c.len)).collect();
         let offset = self.pack()?.append_group(&list, frame)?;
         crate::fault::crash_point("store-chunk-staged");
+        let shares = crate::pack::Group::shares(&list, frame.len() as u64);
         let mut at = 0u64;
         let mut before = None;
-        for c in chunks {
+        for (c, share) in chunks.iter().zip(shares) {
             let start = at as usize;
             at += c.len as u64;
-            let in_group = Some((start as u64, before));
+            let in_group = Some(InGroup {
+                at: start as u64,
+                before,
+                frame_len: frame.len() as u64,
+            });
             before = Some(c.id);
             if self.staged.contains_key(&c.id) {
                 continue;
@@ -366,7 +382,7 @@ impl Batch {
             let staged = Staged {
                 offset,
                 len: c.len,
-                stored_len: frame.len() as u64,
+                stored_len: share,
                 kind: Kind::Grouped,
                 bases: Bases::default(),
                 cost: Cost::grouped(total),
@@ -402,8 +418,9 @@ impl Batch {
         let pack = self.pack.as_mut().expect("a staged chunk has a pack");
         pack.flush()?;
         let tmp = pack.tmp.clone();
-        let frame = crate::pack::read_at(&tmp, offset, stored_len)?;
-        if let Some((at, _)) = in_group {
+        let frame_len = in_group.map_or(stored_len, |g| g.frame_len);
+        let frame = crate::pack::read_at(&tmp, offset, frame_len)?;
+        if let Some(InGroup { at, .. }) = in_group {
             // Its group, decoded again: the bytes were checked when it arrived.
             let group = hoover_chunk::decompress_against(&[], &frame, cost.bytes as usize)
                 .map_err(|e| StoreError::Corrupt(format!("{}: {e}", tmp.display())))?;

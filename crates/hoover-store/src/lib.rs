@@ -340,7 +340,8 @@ impl Store {
         self.inner.pieces
     }
 
-    /// Where a committed chunk's zstd frame lies: its pack file, offset and length.
+    /// Where a committed chunk's zstd frame lies: its pack file, offset and length (for a
+    /// grouped chunk, its share of its group's frame).
     pub fn chunk_location(&self, id: &ChunkId) -> Result<Option<(PathBuf, u64, u64)>> {
         Ok(self
             .piece_row(id)?
@@ -814,7 +815,11 @@ impl FrameReader {
                 Some((_, _, group)) => (group.clone(), None),
                 None => {
                     let group = pack::read_group(&row.path, row.offset)?;
-                    let (_, frame) = store.read_piece(&chunk.id, &row)?;
+                    let whole = piece::PieceRow {
+                        stored_len: group.stored_len,
+                        ..row.clone()
+                    };
+                    let (_, frame) = store.read_piece(&chunk.id, &whole)?;
                     let len = group.len as u32;
                     (group, Some((len, frame)))
                 }

@@ -60,6 +60,28 @@ pub(crate) struct Group {
 }
 
 impl Group {
+    /// What each listed chunk's row records as its stored length: its share of the frame, in
+    /// proportion to its length (the last takes the rest), so that the stored lengths of the
+    /// chunks add up to what the store holds.
+    pub(crate) fn shares(chunks: &[(ChunkId, u32)], frame_len: u64) -> Vec<u64> {
+        let total: u64 = chunks.iter().map(|(_, l)| *l as u64).sum::<u64>().max(1);
+        let mut shares: Vec<u64> = chunks
+            .iter()
+            .map(|(_, l)| (frame_len as u128 * *l as u128 / total as u128) as u64)
+            .collect();
+        let given: u64 = shares.iter().sum();
+        if let Some(last) = shares.last_mut() {
+            *last += frame_len - given;
+        }
+        shares
+    }
+
+    /// The stored length a row of chunk `id` records (see [`Group::shares`]).
+    pub(crate) fn share(&self, id: &ChunkId) -> Option<u64> {
+        let i = self.chunks.iter().position(|(c, _)| c == id)?;
+        Some(Group::shares(&self.chunks, self.stored_len)[i])
+    }
+
     /// Where chunk `id` lies in the group's bytes, and the chunk listed before it.
     pub(crate) fn find(&self, id: &ChunkId) -> Option<(u64, u32, Option<ChunkId>)> {
         let mut at = 0u64;
@@ -282,7 +304,7 @@ pub(crate) fn check_header(
         }
         let group = read_group(path, offset).map_err(|e| e.to_string())?;
         return match group.find(id) {
-            Some((_, len, _)) if len as u64 == raw_len && group.stored_len == stored_len => {
+            Some((_, len, _)) if len as u64 == raw_len && group.share(id) == Some(stored_len) => {
                 Ok(Bases::default())
             }
             _ => Err(format!(

@@ -361,10 +361,14 @@ impl Decoder {
                         row.path.display()
                     ))
                 };
-                if group.stored_len != row.stored_len || group.len > MAX_GROUP_BYTES as u64 {
+                if group.share(id) != Some(row.stored_len) || group.len > MAX_GROUP_BYTES as u64 {
                     return Err(corrupt("is not what the chunk index says".into()));
                 }
-                let (_, frame) = self.store.read_piece(id, row)?;
+                let whole = PieceRow {
+                    stored_len: group.stored_len,
+                    ..row.clone()
+                };
+                let (_, frame) = self.store.read_piece(id, &whole)?;
                 let bytes = hoover_chunk::decompress_against(&[], &frame, group.len as usize)
                     .map_err(|e| corrupt(e.to_string()))?;
                 if bytes.len() as u64 != group.len {

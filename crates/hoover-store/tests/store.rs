@@ -914,6 +914,11 @@ fn a_group_of_chunks_of_several_files_reads_back_and_takes_pieces_on_top() {
     for c in &all {
         assert_eq!(store.chunk_piece(&c.id).unwrap().unwrap().0, Kind::Grouped);
     }
+    // The counters see the group's frame once, not once per chunk, the same live and counted
+    // afresh from the log.
+    let counts = store.counts().unwrap();
+    assert_eq!(counts.chunk_stored_bytes, frame.len() as u64);
+    assert_eq!(counts.chunk_raw_bytes, bytes.len() as u64);
 
     // An append to b's last chunk, in the context of the chunk before it in the group: stored
     // as an appending piece, since reading the base decodes its group anyway.
@@ -957,6 +962,8 @@ fn a_group_of_chunks_of_several_files_reads_back_and_takes_pieces_on_top() {
     // Read cold, through a restore's frames, and by verify.
     drop(store);
     let store = Store::open(dir.path()).unwrap();
+    let stored = store.counts().unwrap().chunk_stored_bytes;
+    assert_eq!(stored, frame.len() as u64 + p.frame.len() as u64);
     assert_eq!(read(&store, &kb, vb2), b2);
     assert_eq!(read(&store, &ka, va), a);
     let mut frames = store.frame_reader();
