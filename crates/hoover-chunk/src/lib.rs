@@ -139,6 +139,19 @@ pub fn decompress_against(prefix: &[u8], frame: &[u8], max: usize) -> Result<Vec
     Ok(out)
 }
 
+/// Decompresses a frame that stands alone and must decode to exactly `len` bytes (a group of
+/// chunks); never produces more.
+pub fn decompress_exact(frame: &[u8], len: usize) -> Result<Vec<u8>, ChunkError> {
+    let out = decompress_against(&[], frame, len)?;
+    if out.len() != len {
+        return Err(ChunkError::Length {
+            claimed: len as u64,
+            actual: out.len() as u64,
+        });
+    }
+    Ok(out)
+}
+
 /// The prefix of a piece that [`PieceKind::Appends`] to `base` in `context`: the last
 /// [`PREFIX_WINDOW`] bytes of the context chunk's bytes followed by the base's (just the base's
 /// when it alone fills the window).

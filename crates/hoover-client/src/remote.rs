@@ -370,15 +370,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
                     if len as usize > hoover_types::MAX_GROUP_BYTES {
                         bail!("restoring {key} version {seq}: the server sent a group of {len} bytes, over the {} limit", hoover_types::MAX_GROUP_BYTES);
                     }
-                    group = hoover_chunk::decompress_against(&[], &data, len as usize)
-                        .map_err(anyhow::Error::from)
-                        .and_then(|g| {
-                            if g.len() != len as usize {
-                                bail!("a group decoded to {} bytes, not {len}", g.len());
-                            }
-                            Ok(g)
-                        })
-                        .with_context(|| format!("restoring {key} version {seq}"))?;
+                    group = hoover_chunk::decompress_exact(&data, len as usize)
+                        .with_context(|| format!("restoring {key} version {seq}: a group"))?;
                 }
                 Response::FromGroup { id, len, at } => {
                     let raw = group

@@ -444,23 +444,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 ),
             }));
         }
+        let cmd = IngestCmd::Chunk {
+            id,
+            len,
+            base,
+            data,
+        };
+        self.ingest(&[id], cmd).await;
+        Ok(Ok(()))
+    }
+
+    /// Queues chunks that passed the size checks for the ingest thread, counting them as sent
+    /// in this batch.
+    async fn ingest(&mut self, ids: &[ChunkId], cmd: IngestCmd) {
         hoover_store::fault::crash_point("ingest-chunk");
         self.batch_open = true;
-        // Past the batch's limit the batch is refused anyway; the set stays bounded.
-        if self.sent.len() < self.limits.batch_items {
-            self.sent.insert(id);
+        for id in ids {
+            // Past the batch's limit the batch is refused anyway; the set stays bounded.
+            if self.sent.len() < self.limits.batch_items {
+                self.sent.insert(*id);
+            }
         }
-        self.stats.chunks_received += 1;
+        self.stats.chunks_received += ids.len() as u64;
         if !self.batch_lost {
-            self.send_ingest(IngestCmd::Chunk {
-                id,
-                len,
-                base,
-                data,
-            })
-            .await;
+            self.send_ingest(cmd).await;
         }
-        Ok(Ok(()))
     }
 
     /// A group of chunks: checked for size here, verified and staged by the ingest thread.
@@ -471,7 +479,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     ) -> Result<Result<(), Failure>, ProtoError> {
         use hoover_types::{MAX_GROUP_BYTES, MAX_GROUP_CHUNKS};
         let total: u64 = chunks.iter().map(|c| c.len as u64).sum();
-        let bound = MAX_GROUP_BYTES + MAX_GROUP_BYTES / 128 + 1024;
+        let bound = most_compressed(MAX_GROUP_BYTES);
         if chunks.is_empty()
             || chunks.len() > MAX_GROUP_CHUNKS
             || total > MAX_GROUP_BYTES as u64
@@ -486,18 +494,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 ),
             }));
         }
-        hoover_store::fault::crash_point("ingest-chunk");
-        self.batch_open = true;
-        for c in &chunks {
-            // Past the batch's limit the batch is refused anyway; the set stays bounded.
-            if self.sent.len() < self.limits.batch_items {
-                self.sent.insert(c.id);
-            }
-        }
-        self.stats.chunks_received += chunks.len() as u64;
-        if !self.batch_lost {
-            self.send_ingest(IngestCmd::Group { chunks, data }).await;
-        }
+        let ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
+        self.ingest(&ids, IngestCmd::Group { chunks, data }).await;
         Ok(Ok(()))
     }
 
@@ -804,7 +802,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
 /// The most bytes a compressed chunk can take: zstd's worst case for [`MAX_CHUNK_SIZE`]
 /// bytes is a little over that; anything bigger is refused before it is queued.
-const MAX_COMPRESSED_CHUNK: usize = MAX_CHUNK_SIZE + MAX_CHUNK_SIZE / 128 + 1024;
+const MAX_COMPRESSED_CHUNK: usize = most_compressed(MAX_CHUNK_SIZE);
+
+/// More than zstd's worst case for `n` bytes (a little over `n`).
+const fn most_compressed(n: usize) -> usize {
+    n + n / 128 + 1024
+}
 
 /// What the ingest thread reports on its own.
 enum IngestEvent {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use hoover_types::{ChunkId, ChunkRef, Key, MAX_CHUNK_SIZE, MAX_GROUP_BYTES, MAX_GROUP_CHUNKS};
 use rusqlite::params;
 
-use crate::pack::{Bases, PackWriter};
+use crate::pack::{Bases, Group, PackWriter};
 use crate::piece::{self, Cost, Kind};
 use crate::{
     db, fsutil, now_ns, HasherState, Result, Store, StoreCounts, StoreError, HASHER_CACHE_MAX,
@@ -72,8 +72,6 @@ struct InGroup {
     at: u64,
     /// The chunk before it there.
     before: Option<ChunkId>,
-    /// The length of the group's frame (the chunk's row records only its share).
-    frame_len: u64,
 }
 
 struct Prepared {
@@ -341,14 +339,11 @@ impl Batch {
             )));
         }
         self.take_items(chunks.len())?;
-        let raw = hoover_chunk::decompress_against(&[], frame, total as usize)
+        let list = chunks.iter().map(|c| (c.id, c.len)).collect();
+        let group = Group::of(list, frame.len() as u64);
+        let raw = group
+            .decode(frame)
             .map_err(|e| StoreError::Refused(format!("a group of {} chunks: {e}", chunks.len())))?;
-        if raw.len() as u64 != total {
-            return Err(StoreError::Refused(format!(
-                "a group of chunks adding up to {total} bytes decodes to {}",
-                raw.len()
-            )));
-        }
         let mut at = 0usize;
         for c in chunks {
             let bytes = &raw[at..at + c.len as usize];
@@ -361,19 +356,16 @@ impl Batch {
             }
             at += c.len as usize;
         }
-        let list: Vec<(ChunkId, u32)> = chunks.iter().map(|c| (c.id, c.len)).collect();
-        let offset = self.pack()?.append_group(&list, frame)?;
+        let offset = self.pack()?.append_group(&group, frame)?;
         crate::fault::crash_point("store-chunk-staged");
-        let shares = crate::pack::Group::shares(&list, frame.len() as u64);
         let mut at = 0u64;
         let mut before = None;
-        for (c, share) in chunks.iter().zip(shares) {
+        for (c, share) in chunks.iter().zip(group.shares()) {
             let start = at as usize;
             at += c.len as u64;
             let in_group = Some(InGroup {
                 at: start as u64,
                 before,
-                frame_len: frame.len() as u64,
             });
             before = Some(c.id);
             if self.staged.contains_key(&c.id) {
@@ -407,24 +399,23 @@ impl Batch {
         }
         // Past the memory cache: read the frame back from the staged pack and decode it (its
         // base first, which the bounds on chains keep short).
-        let (offset, stored_len, kind, bases, cost, in_group) = (
+        let (offset, stored_len, kind, bases, in_group) = (
             staged.offset,
             staged.stored_len,
             staged.kind,
             staged.bases,
-            staged.cost,
             staged.in_group,
         );
         let pack = self.pack.as_mut().expect("a staged chunk has a pack");
         pack.flush()?;
         let tmp = pack.tmp.clone();
-        let frame_len = in_group.map_or(stored_len, |g| g.frame_len);
-        let frame = crate::pack::read_at(&tmp, offset, frame_len)?;
         if let Some(InGroup { at, .. }) = in_group {
             // Its group, decoded again: the bytes were checked when it arrived.
-            let group = hoover_chunk::decompress_against(&[], &frame, cost.bytes as usize)
+            let (group, frame) = crate::pack::read_group_frame(&tmp, offset)?;
+            let bytes = group
+                .decode(&frame)
                 .map_err(|e| StoreError::Corrupt(format!("{}: {e}", tmp.display())))?;
-            let raw = group
+            let raw = bytes
                 .get(at as usize..(at + len) as usize)
                 .map(|b| Arc::new(b.to_vec()))
                 .ok_or_else(|| {
@@ -433,6 +424,7 @@ impl Batch {
             self.reread.put(*id, raw.clone());
             return Ok(raw);
         }
+        let frame = crate::pack::read_at(&tmp, offset, stored_len)?;
         let mut read = |b: Option<ChunkId>| -> Result<Option<Arc<Vec<u8>>>> {
             let Some(b) = b else {
                 return Ok(None);

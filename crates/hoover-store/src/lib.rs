@@ -814,12 +814,7 @@ impl FrameReader {
             let (group, frame) = match same {
                 Some((_, _, group)) => (group.clone(), None),
                 None => {
-                    let group = pack::read_group(&row.path, row.offset)?;
-                    let whole = piece::PieceRow {
-                        stored_len: group.stored_len,
-                        ..row.clone()
-                    };
-                    let (_, frame) = store.read_piece(&chunk.id, &whole)?;
+                    let (group, frame) = pack::read_group_frame(&row.path, row.offset)?;
                     let len = group.len as u32;
                     (group, Some((len, frame)))
                 }
@@ -843,24 +838,20 @@ impl FrameReader {
                 at: at as u32,
             });
         }
-        if !matches!(row.kind, piece::Kind::Alone | piece::Kind::Follows) {
-            // Decoded (a grouped chunk from its group, read once for a run of its chunks).
-            let data = self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?;
-            return Ok(Frame::Alone(hoover_chunk::compress(&data)));
-        }
-        let (bases, frame) = store.read_piece(&chunk.id, &row)?;
-        match row.kind {
-            piece::Kind::Alone => Ok(Frame::Alone(frame)),
-            piece::Kind::Follows
-                if follows_ok && bases.base.is_some() && bases.base == previous =>
-            {
-                Ok(Frame::FollowsPrevious(frame))
+        let follows = row.kind == piece::Kind::Follows && follows_ok;
+        if row.kind == piece::Kind::Alone || follows {
+            let (bases, frame) = store.read_piece(&chunk.id, &row)?;
+            if row.kind == piece::Kind::Alone {
+                return Ok(Frame::Alone(frame));
             }
-            _ => {
-                let data = self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?;
-                Ok(Frame::Alone(hoover_chunk::compress(&data)))
+            if bases.base.is_some() && bases.base == previous {
+                return Ok(Frame::FollowsPrevious(frame));
             }
         }
+        // Any other piece (a grouped chunk, for an older client, from its group, decoded once
+        // for a run of its chunks): decoded and compressed anew.
+        let data = self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?;
+        Ok(Frame::Alone(hoover_chunk::compress(&data)))
     }
 }
 

@@ -4,7 +4,7 @@
 //! uncompressed and stored lengths (u32, little-endian), its piece kind (one byte), for a piece
 //! that appends in a context (format 3) the context chunk's 32-byte id, and, unless the piece
 //! stands alone, its base's 32-byte id; then its zstd frame. The base's id is always the 32
-//! bytes just before the frame. A group of chunks (format 4) is one record: the id and length
+//! bytes just before the frame. A group of chunks (format 3) is one record: the id and length
 //! (u32) of each chunk in it, their count, their total length, the frame's length (u32 each),
 //! the kind, then the one frame that decodes to the chunks back to back. Format-1 packs
 //! ([`PACK_MAGIC_V1`]) have no kind and no base: every chunk stands alone. The version log
@@ -60,18 +60,34 @@ pub(crate) struct Group {
 }
 
 impl Group {
+    /// The group of `chunks` (id and length each, in order) whose frame is `stored_len` long.
+    pub(crate) fn of(chunks: Vec<(ChunkId, u32)>, stored_len: u64) -> Group {
+        let len = chunks.iter().map(|(_, l)| *l as u64).sum();
+        Group {
+            chunks,
+            len,
+            stored_len,
+        }
+    }
+
+    /// The group's bytes: its frame decoded, exactly as long as its chunks add up to.
+    pub(crate) fn decode(&self, frame: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        hoover_chunk::decompress_exact(frame, self.len as usize).map_err(|e| e.to_string())
+    }
+
     /// What each listed chunk's row records as its stored length: its share of the frame, in
     /// proportion to its length (the last takes the rest), so that the stored lengths of the
     /// chunks add up to what the store holds.
-    pub(crate) fn shares(chunks: &[(ChunkId, u32)], frame_len: u64) -> Vec<u64> {
-        let total: u64 = chunks.iter().map(|(_, l)| *l as u64).sum::<u64>().max(1);
-        let mut shares: Vec<u64> = chunks
+    pub(crate) fn shares(&self) -> Vec<u64> {
+        let total = self.len.max(1);
+        let mut shares: Vec<u64> = self
+            .chunks
             .iter()
-            .map(|(_, l)| (frame_len as u128 * *l as u128 / total as u128) as u64)
+            .map(|(_, l)| (self.stored_len as u128 * *l as u128 / total as u128) as u64)
             .collect();
         let given: u64 = shares.iter().sum();
         if let Some(last) = shares.last_mut() {
-            *last += frame_len - given;
+            *last += self.stored_len - given;
         }
         shares
     }
@@ -79,7 +95,7 @@ impl Group {
     /// The stored length a row of chunk `id` records (see [`Group::shares`]).
     pub(crate) fn share(&self, id: &ChunkId) -> Option<u64> {
         let i = self.chunks.iter().position(|(c, _)| c == id)?;
-        Some(Group::shares(&self.chunks, self.stored_len)[i])
+        Some(self.shares()[i])
     }
 
     /// Where chunk `id` lies in the group's bytes, and the chunk listed before it.
@@ -132,14 +148,21 @@ pub(crate) fn read_group(path: &Path, offset: u64) -> Result<Group> {
             )
         })
         .collect();
-    if chunks.iter().map(|(_, l)| *l as u64).sum::<u64>() != len as u64 {
+    let group = Group::of(chunks, stored as u64);
+    if group.len != len as u64 {
         return Err(bad("has lengths that do not add up"));
     }
-    Ok(Group {
-        chunks,
-        len: len as u64,
-        stored_len: stored as u64,
-    })
+    if group.len > hoover_types::MAX_GROUP_BYTES as u64 {
+        return Err(bad("is longer than a group may be"));
+    }
+    Ok(group)
+}
+
+/// Reads the group whose frame starts at `offset`: its list, and its frame.
+pub(crate) fn read_group_frame(path: &Path, offset: u64) -> Result<(Group, Vec<u8>)> {
+    let group = read_group(path, offset)?;
+    let frame = read_at(path, offset, group.stored_len)?;
+    Ok((group, frame))
 }
 
 /// The chunks a piece decodes against, as its record names them.
@@ -229,20 +252,17 @@ impl PackWriter {
         Ok(offset)
     }
 
-    /// Appends a group: its list of chunks, then the one frame of their bytes back to back;
-    /// returns the offset of the frame.
-    pub(crate) fn append_group(&mut self, chunks: &[(ChunkId, u32)], frame: &[u8]) -> Result<u64> {
+    /// Appends a group: its list of chunks, then its frame; returns the offset of the frame.
+    pub(crate) fn append_group(&mut self, group: &Group, frame: &[u8]) -> Result<u64> {
         let mut header =
-            Vec::with_capacity(chunks.len() * GROUP_ENTRY as usize + GROUP_TAIL as usize);
-        let mut total = 0u32;
-        for (id, len) in chunks {
+            Vec::with_capacity(group.chunks.len() * GROUP_ENTRY as usize + GROUP_TAIL as usize);
+        for (id, len) in &group.chunks {
             header.extend_from_slice(&id.0);
             header.extend_from_slice(&len.to_le_bytes());
-            total += len;
         }
-        header.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
-        header.extend_from_slice(&total.to_le_bytes());
-        header.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        for n in [group.chunks.len() as u64, group.len, frame.len() as u64] {
+            header.extend_from_slice(&(n as u32).to_le_bytes());
+        }
         header.push(Kind::Grouped as u8);
         self.write(&header)?;
         let offset = self.len;

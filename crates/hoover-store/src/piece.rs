@@ -13,7 +13,7 @@
 //!   to a short last chunk (one just cut) is compressed knowing the text before it. The store
 //!   takes one only when its base already decodes through the context (the base follows the
 //!   context, or appends in it), so reading it decodes nothing more than an extension would.
-//! - [`Kind::Grouped`] (format 4): the chunk is a slice of a group, one frame of several chunks
+//! - [`Kind::Grouped`] (format 3): the chunk is a slice of a group, one frame of several chunks
 //!   back to back (at most [`hoover_types::MAX_GROUP_BYTES`]), which a first sync sends so that
 //!   its chunks share one compression context. Reading it decodes the group.
 //!
@@ -25,7 +25,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use hoover_types::{ChunkId, MAX_CHUNK_SIZE, MAX_GROUP_BYTES};
+use hoover_types::{ChunkId, MAX_CHUNK_SIZE};
 
 use crate::{Result, Store, StoreError};
 
@@ -353,7 +353,7 @@ impl Decoder {
         let (group, bytes) = match cached {
             Some(g) => (g.group.clone(), g.bytes.clone()),
             None => {
-                let group = Arc::new(crate::pack::read_group(&row.path, row.offset)?);
+                let (group, frame) = crate::pack::read_group_frame(&row.path, row.offset)?;
                 let corrupt = |what: String| {
                     StoreError::Corrupt(format!(
                         "chunk {id}: its group at {} of {} {what}",
@@ -361,20 +361,11 @@ impl Decoder {
                         row.path.display()
                     ))
                 };
-                if group.share(id) != Some(row.stored_len) || group.len > MAX_GROUP_BYTES as u64 {
+                if group.share(id) != Some(row.stored_len) {
                     return Err(corrupt("is not what the chunk index says".into()));
                 }
-                let whole = PieceRow {
-                    stored_len: group.stored_len,
-                    ..row.clone()
-                };
-                let (_, frame) = self.store.read_piece(id, &whole)?;
-                let bytes = hoover_chunk::decompress_against(&[], &frame, group.len as usize)
-                    .map_err(|e| corrupt(e.to_string()))?;
-                if bytes.len() as u64 != group.len {
-                    return Err(corrupt(format!("decodes to {} bytes", bytes.len())));
-                }
-                let bytes = Arc::new(bytes);
+                let bytes = Arc::new(group.decode(&frame).map_err(corrupt)?);
+                let group = Arc::new(group);
                 self.group = Some(DecodedGroup {
                     path: row.path.clone(),
                     offset: row.offset,

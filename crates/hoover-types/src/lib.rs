@@ -217,7 +217,7 @@ pub enum PieceKind {
     /// does not already say.
     Appends = 3,
     /// The chunk is a slice of a *group*: one zstd frame of several chunks back to back (store
-    /// format 4), which a first sync sends so that its chunks, of one file or several, share
+    /// format 3), which a first sync sends so that its chunks, of one file or several, share
     /// one compression context instead of each paying for its own.
     Grouped = 4,
 }
