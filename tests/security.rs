@@ -139,6 +139,16 @@ async fn expect_error(conn: &mut Conn<hoover_client::SshStream>, code: ErrorCode
     }
 }
 
+/// Sends `request` on a new connection and expects it refused as a bad chunk and the
+/// connection closed; returns the server's message.
+async fn refused_as_bad_chunk(world: &World, request: Request) -> String {
+    let mut c = raw(world).await;
+    c.send(&request).await.unwrap();
+    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    expect_closed(&mut c).await;
+    m
+}
+
 /// Commits on `conn` and expects an empty commit: the connection still serves.
 async fn expect_empty_commit(conn: &mut Conn<hoover_client::SshStream>) {
     conn.send(&Request::Commit).await.unwrap();
@@ -167,17 +177,16 @@ async fn hostile_client_is_refused_and_the_store_stays_clean() {
     };
 
     // A chunk whose bytes do not hash to its name.
-    let mut c = raw(&world).await;
-    c.send(&Request::Chunk {
-        id: ChunkId::of(b"something else"),
-        len: good.len() as u32,
-        data: hoover_chunk::compress(&good),
-    })
-    .await
-    .unwrap();
-    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    let m = refused_as_bad_chunk(
+        &world,
+        Request::Chunk {
+            id: ChunkId::of(b"something else"),
+            len: good.len() as u32,
+            data: hoover_chunk::compress(&good),
+        },
+    )
+    .await;
     assert!(m.contains("hash"), "{m}");
-    expect_closed(&mut c).await;
 
     // A frame over the size limit.
     let mut c = raw(&world).await;
@@ -190,31 +199,29 @@ async fn hostile_client_is_refused_and_the_store_stays_clean() {
 
     // A zstd bomb: 64 MiB of zeros in a few KB.
     let zeros = vec![0u8; 64 << 20];
-    let mut c = raw(&world).await;
-    c.send(&Request::Chunk {
-        id: ChunkId::of(&zeros[..1000]),
-        len: 1000,
-        data: zstd_bomb(&zeros),
-    })
-    .await
-    .unwrap();
-    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    let m = refused_as_bad_chunk(
+        &world,
+        Request::Chunk {
+            id: ChunkId::of(&zeros[..1000]),
+            len: 1000,
+            data: zstd_bomb(&zeros),
+        },
+    )
+    .await;
     assert!(m.contains("zstd bomb") || m.contains("decompress"), "{m}");
-    expect_closed(&mut c).await;
 
     // A "compressed" chunk bigger than any real chunk can compress to: refused before it is
     // queued, so a connection's queue holds at most a few MB.
-    let mut c = raw(&world).await;
-    c.send(&Request::Chunk {
-        id: ChunkId::of(&good),
-        len: good.len() as u32,
-        data: vec![0x55; 4 << 20],
-    })
-    .await
-    .unwrap();
-    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    let m = refused_as_bad_chunk(
+        &world,
+        Request::Chunk {
+            id: ChunkId::of(&good),
+            len: good.len() as u32,
+            data: vec![0x55; 4 << 20],
+        },
+    )
+    .await;
     assert!(m.contains("compressed"), "{m}");
-    expect_closed(&mut c).await;
 
     // Keys with path tricks are refused by name, and the connection goes on.
     let mut c = raw(&world).await;
@@ -417,110 +424,100 @@ async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
     assert_eq!(honest.kind, PieceKind::Extends);
 
     // A base the server has never seen.
-    let mut c = raw(&world).await;
-    c.send(&Request::Piece {
-        id: ChunkId::of(&grown),
-        len: grown.len() as u32,
-        kind: PieceKind::Extends,
-        base: ChunkId::of(b"never sent"),
-        data: honest.frame.clone(),
-    })
-    .await
-    .unwrap();
-    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    let m = refused_as_bad_chunk(
+        &world,
+        Request::Piece {
+            id: ChunkId::of(&grown),
+            len: grown.len() as u32,
+            kind: PieceKind::Extends,
+            base: ChunkId::of(b"never sent"),
+            data: honest.frame.clone(),
+        },
+    )
+    .await;
     assert!(m.contains("neither sent nor stored"), "{m}");
-    expect_closed(&mut c).await;
 
     // Bytes that are not what the piece is named.
-    let mut c = raw(&world).await;
-    c.send(&Request::Piece {
-        id: ChunkId::of(b"a lie"),
-        len: grown.len() as u32,
-        kind: PieceKind::Extends,
-        base: base_id,
-        data: honest.frame.clone(),
-    })
-    .await
-    .unwrap();
-    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    let m = refused_as_bad_chunk(
+        &world,
+        Request::Piece {
+            id: ChunkId::of(b"a lie"),
+            len: grown.len() as u32,
+            kind: PieceKind::Extends,
+            base: base_id,
+            data: honest.frame.clone(),
+        },
+    )
+    .await;
     assert!(m.contains("hash"), "{m}");
-    expect_closed(&mut c).await;
 
     // A bomb against a real base: decoding stops at the chunk's claimed length.
     let zeros = vec![0u8; 64 << 20];
-    let mut c = raw(&world).await;
-    c.send(&Request::Piece {
-        id: ChunkId::of(&zeros[..1000]),
-        len: 1000,
-        kind: PieceKind::Follows,
-        base: base_id,
-        data: hoover_chunk::compress_against(&base, &zeros, 1),
-    })
-    .await
-    .unwrap();
-    expect_error(&mut c, ErrorCode::BadChunk).await;
-    expect_closed(&mut c).await;
+    refused_as_bad_chunk(
+        &world,
+        Request::Piece {
+            id: ChunkId::of(&zeros[..1000]),
+            len: 1000,
+            kind: PieceKind::Follows,
+            base: base_id,
+            data: hoover_chunk::compress_against(&base, &zeros, 1),
+        },
+    )
+    .await;
 
     // An appending piece (protocol 1.3) whose context nobody sent, and one sent as a plain
     // `Piece`, which names no context.
-    let mut c = raw(&world).await;
-    c.send(&Request::Appends {
-        id: ChunkId::of(&grown),
-        len: grown.len() as u32,
-        base: base_id,
-        context: ChunkId::of(b"never sent"),
-        data: honest.frame.clone(),
-    })
-    .await
-    .unwrap();
-    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    let m = refused_as_bad_chunk(
+        &world,
+        Request::Appends {
+            id: ChunkId::of(&grown),
+            len: grown.len() as u32,
+            base: base_id,
+            context: ChunkId::of(b"never sent"),
+            data: honest.frame.clone(),
+        },
+    )
+    .await;
     assert!(
         m.contains("its context") && m.contains("neither sent nor stored"),
         "{m}"
     );
-    expect_closed(&mut c).await;
-    let mut c = raw(&world).await;
-    c.send(&Request::Piece {
-        id: ChunkId::of(&grown),
-        len: grown.len() as u32,
-        kind: PieceKind::Appends,
-        base: base_id,
-        data: honest.frame.clone(),
-    })
-    .await
-    .unwrap();
-    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    let m = refused_as_bad_chunk(
+        &world,
+        Request::Piece {
+            id: ChunkId::of(&grown),
+            len: grown.len() as u32,
+            kind: PieceKind::Appends,
+            base: base_id,
+            data: honest.frame.clone(),
+        },
+    )
+    .await;
     assert!(m.contains("context"), "{m}");
-    expect_closed(&mut c).await;
 
     // Groups (protocol 1.3): one whose chunk is not what it is named, and a bomb that decodes
     // past what its chunks add up to.
-    let mut c = raw(&world).await;
     let lie = ChunkRef {
         id: ChunkId::of(b"a lie"),
         len: grown.len() as u32,
     };
-    c.send(&Request::Group {
+    let group = Request::Group {
         chunks: vec![lie],
         data: hoover_chunk::compress(&grown),
-    })
-    .await
-    .unwrap();
-    let m = expect_error(&mut c, ErrorCode::BadChunk).await;
+    };
+    let m = refused_as_bad_chunk(&world, group).await;
     assert!(m.contains("hash"), "{m}");
-    expect_closed(&mut c).await;
-    let mut c = raw(&world).await;
-    c.send(&Request::Group {
-        chunks: vec![ChunkRef {
-            id: ChunkId::of(&zeros[..1000]),
-            len: 1000,
-        }],
-        data: zstd_bomb(&zeros),
-    })
-    .await
-    .unwrap();
-    expect_error(&mut c, ErrorCode::BadChunk).await;
-    expect_closed(&mut c).await;
+    refused_as_bad_chunk(
+        &world,
+        Request::Group {
+            chunks: vec![ChunkRef {
+                id: ChunkId::of(&zeros[..1000]),
+                len: 1000,
+            }],
+            data: zstd_bomb(&zeros),
+        },
+    )
+    .await;
 
     // The honest piece is taken, and everything checks out.
     let mut c = raw(&world).await;
