@@ -519,6 +519,25 @@ async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
     )
     .await;
 
+    // Groups the server names (protocol 1.4): a bomb, and lengths the frame does not add up to.
+    refused_as_bad_chunk(
+        &world,
+        Request::Grouped {
+            lens: vec![1000],
+            data: zstd_bomb(&zeros),
+        },
+    )
+    .await;
+    let m = refused_as_bad_chunk(
+        &world,
+        Request::Grouped {
+            lens: vec![grown.len() as u32 + 5],
+            data: hoover_chunk::compress(&grown),
+        },
+    )
+    .await;
+    assert!(m.contains("a group of 1 chunks"), "{m}");
+
     // The honest piece is taken, and everything checks out.
     let mut c = raw(&world).await;
     c.send(&Request::Piece {
@@ -534,6 +553,108 @@ async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
     let report = verify(&world);
     assert_eq!(report["clean"], true, "{report}");
     assert_eq!(report["chunks_checked"], 2, "{report}");
+}
+
+/// A version's runs (protocol 1.4) name only chunks its own batch received: past them, or from
+/// the batch before, the version is refused and the connection goes on; a few bytes of runs
+/// that would name millions of chunks are refused before anything is allocated; a `Have`
+/// after a group the server names counts its chunks as held; and the honest version restores
+/// byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_name_only_what_their_batch_received() {
+    use hoover_proto::Run;
+    let world = World::new(BIN);
+    let key = "lap/c/p/a.jsonl";
+    let lines: Vec<Vec<u8>> = (0..3)
+        .map(|i| format!("{{\"type\":\"user\",\"n\":{i}}}\n").into_bytes())
+        .collect();
+    let content = lines.concat();
+    let chunks: Vec<ChunkRef> = lines
+        .iter()
+        .map(|l| ChunkRef {
+            id: ChunkId::of(l),
+            len: l.len() as u32,
+        })
+        .collect();
+    let version = |runs: Vec<Run>| VersionPush {
+        key: key.into(),
+        size: content.len() as u64,
+        blake3: *blake3::hash(&content).as_bytes(),
+        mtime_ns: 0,
+        base: None,
+        kept: 0,
+        chunks: runs,
+    };
+    let mut c = raw(&world).await;
+    // Nothing received yet.
+    c.send(&Request::VersionRuns(version(vec![Run::Received {
+        first: 0,
+        count: 3,
+    }])))
+    .await
+    .unwrap();
+    let m = expect_error(&mut c, ErrorCode::Refused).await;
+    assert!(m.contains("which has received 0"), "{m}");
+    // The three lines as one group the server names; a Have then counts them as held.
+    c.send(&Request::Grouped {
+        lens: chunks.iter().map(|c| c.len).collect(),
+        data: hoover_chunk::compress(&content),
+    })
+    .await
+    .unwrap();
+    let mut ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
+    ids.push(ChunkId::of(b"not sent"));
+    c.send(&Request::Have { ids }).await.unwrap();
+    c.flush().await.unwrap();
+    assert_eq!(
+        c.recv::<Response>().await.unwrap(),
+        Response::Want { missing: vec![3] }
+    );
+    // One past what the batch received.
+    c.send(&Request::VersionRuns(version(vec![Run::Received {
+        first: 1,
+        count: 3,
+    }])))
+    .await
+    .unwrap();
+    let m = expect_error(&mut c, ErrorCode::Refused).await;
+    assert!(
+        m.contains("chunks 1..4 of this batch, which has received 3"),
+        "{m}"
+    );
+    // A million runs of the whole batch: 3 million chunk names from 5 MB of frame.
+    let bomb = vec![Run::Received { first: 0, count: 3 }; 1_000_000];
+    c.send(&Request::VersionRuns(version(bomb))).await.unwrap();
+    let m = expect_error(&mut c, ErrorCode::Refused).await;
+    assert!(m.contains("names 3000000 chunks"), "{m}");
+    // The honest version, one run and one chunk by name, is accepted and committed.
+    c.send(&Request::VersionRuns(version(vec![
+        Run::Received { first: 0, count: 2 },
+        Run::Chunk(chunks[2]),
+    ])))
+    .await
+    .unwrap();
+    c.send(&Request::Commit).await.unwrap();
+    c.flush().await.unwrap();
+    assert_eq!(c.recv::<Response>().await.unwrap(), Response::Accepted);
+    match c.recv::<Response>().await.unwrap() {
+        Response::Committed { versions } => assert_eq!(versions.len(), 1),
+        other => panic!("expected Committed, got {other:?}"),
+    }
+    // A new batch has received nothing: the runs of the last one mean nothing in it.
+    c.send(&Request::VersionRuns(VersionPush {
+        key: "lap/c/p/b.jsonl".into(),
+        ..version(vec![Run::Received { first: 0, count: 3 }])
+    }))
+    .await
+    .unwrap();
+    let m = expect_error(&mut c, ErrorCode::Refused).await;
+    assert!(m.contains("which has received 0"), "{m}");
+    expect_empty_commit(&mut c).await;
+    assert_eq!(world.ok(&["restore", key, "-o", "-"]), content);
+    let report = verify(&world);
+    assert_eq!(report["clean"], true, "{report}");
+    assert_eq!(report["chunks_checked"], 3, "{report}");
 }
 
 fn zstd_bomb(zeros: &[u8]) -> Vec<u8> {

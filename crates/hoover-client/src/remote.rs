@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use hoover_proto::{
     client_handshake, Access, CommittedVersion, Conn, ErrorCode, FileEntry, Request, Response,
-    SearchHit, VersionPush, MAX_HAVE, MAX_LIST,
+    SearchHit, MAX_HAVE, MAX_LIST,
 };
 use hoover_types::{ChunkId, Deletion, Key, VersionInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -116,13 +116,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
         Ok(())
     }
 
-    /// Sends chunks as a group (protocol 1.3): one zstd frame of their bytes back to back.
+    /// Sends chunks as a group (protocol 1.3): one zstd frame of their bytes back to back,
+    /// named by the server from 1.4 (only their lengths are sent).
     pub async fn send_group(
         &mut self,
         chunks: Vec<hoover_types::ChunkRef>,
         data: Vec<u8>,
     ) -> Result<()> {
-        self.conn.send(&Request::Group { chunks, data }).await?;
+        let request = if self.minor >= 4 {
+            let lens = chunks.iter().map(|c| c.len).collect();
+            Request::Grouped { lens, data }
+        } else {
+            Request::Group { chunks, data }
+        };
+        self.conn.send(&request).await?;
         Ok(())
     }
 
@@ -166,18 +173,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
     /// the commit's: one round trip for the whole batch.
     pub async fn versions_and_commit(
         &mut self,
-        pushes: Vec<VersionPush>,
+        pushes: Vec<Request>,
     ) -> Result<(Vec<Result<(), ServerError>>, Vec<CommittedVersion>)> {
         let n = self.send_versions_and_commit(pushes).await?;
         self.recv_commit(n).await
     }
 
-    /// Sends versions and a commit; [`Remote::recv_commit`] reads the answers. Returns how many
-    /// versions were sent.
-    pub async fn send_versions_and_commit(&mut self, pushes: Vec<VersionPush>) -> Result<usize> {
+    /// Sends versions (`Version` or `VersionRuns` requests) and a commit;
+    /// [`Remote::recv_commit`] reads the answers. Returns how many versions were sent.
+    pub async fn send_versions_and_commit(&mut self, pushes: Vec<Request>) -> Result<usize> {
         let n = pushes.len();
         for p in pushes {
-            self.conn.send(&Request::Version(p)).await?;
+            self.conn.send(&p).await?;
         }
         self.conn.send(&Request::Commit).await?;
         self.conn.flush().await?;

@@ -6,13 +6,13 @@
 //! server, and only those the server lacks are sent. Files are pushed in batches that the server
 //! commits together.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
 use hoover_chunk::Cut;
-use hoover_proto::{CommittedVersion, ErrorCode, VersionPush};
+use hoover_proto::{CommittedVersion, ErrorCode, Request, VersionPush};
 use hoover_types::{ChunkId, ChunkRef, Key};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -570,7 +570,7 @@ async fn push_again<S: AsyncRead + AsyncWrite + Unpin>(
 #[derive(Default)]
 struct Pipeline {
     /// Chunks sent, versions not yet.
-    open: Option<Vec<Pending>>,
+    open: Option<Sent>,
     /// Versions and commit sent, answers not read yet.
     committing: Option<(Vec<Pending>, usize)>,
     /// Files whose base went stale: pushed again at the end.
@@ -621,8 +621,10 @@ impl Pipeline {
     ) -> Result<()> {
         self.settle_committing(remote, state, report).await?;
         if let Some(open) = self.open.take() {
-            let n = remote.send_versions_and_commit(pushes(&open)).await?;
-            self.committing = Some((open, n));
+            let n = remote
+                .send_versions_and_commit(pushes(&open, remote.minor))
+                .await?;
+            self.committing = Some((open.batch, n));
         }
         Ok(())
     }
@@ -704,6 +706,13 @@ impl Offer {
     }
 }
 
+/// A batch whose chunks are sent: its files, and the place of each chunk sent in the order
+/// the server received them, which its versions' runs name (protocol 1.4).
+struct Sent {
+    batch: Vec<Pending>,
+    order: HashMap<ChunkId, u32>,
+}
+
 /// Compresses and sends the wanted chunks of a batch (only what the server lacks), a group at
 /// a time while the group before is on the wire; then lets go of the batch's file bytes and
 /// read-ahead budget, which the versions and their commit do not need.
@@ -713,7 +722,7 @@ async fn send_wanted<S: AsyncRead + AsyncWrite + Unpin>(
     offer: &Offer,
     wanted: &[bool],
     report: &mut SyncReport,
-) -> Result<Vec<Pending>> {
+) -> Result<Sent> {
     let wanted: Vec<(usize, usize)> = offer
         .at
         .iter()
@@ -743,6 +752,8 @@ async fn send_wanted<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut parts = parts.into_iter();
     let mut next = parts.next().map(start);
+    let mut order = HashMap::new();
+    let mut received = 0u32;
     while let Some(task) = next.take() {
         let encoded = task.await?;
         next = parts.next().map(start);
@@ -751,6 +762,10 @@ async fn send_wanted<S: AsyncRead + AsyncWrite + Unpin>(
                 Encoded::Piece(c, piece) => (std::slice::from_ref(c), piece.frame.len()),
                 Encoded::Group(chunks, frame) => (&chunks[..], frame.len()),
             };
+            for c in chunks {
+                order.entry(c.id).or_insert(received);
+                received += 1;
+            }
             report.chunks_sent += chunks.len() as u64;
             report.bytes_new += chunks.iter().map(|c| c.len as u64).sum::<u64>();
             report.bytes_compressed += compressed as u64;
@@ -765,20 +780,29 @@ async fn send_wanted<S: AsyncRead + AsyncWrite + Unpin>(
     for p in &mut batch {
         p.sent();
     }
-    Ok(batch)
+    Ok(Sent { batch, order })
 }
 
-fn pushes(batch: &[Pending]) -> Vec<VersionPush> {
-    batch
+/// The versions of a batch whose chunks are sent, for a server of protocol 1.`minor`: from
+/// 1.4 the chunks sent in this batch are named as runs of what it received.
+fn pushes(sent: &Sent, minor: u16) -> Vec<Request> {
+    sent.batch
         .iter()
-        .map(|p| VersionPush {
-            key: p.key.to_string(),
-            size: p.size,
-            blake3: p.blake3,
-            mtime_ns: p.stat.mtime_ns,
-            base: p.base,
-            kept: p.kept,
-            chunks: p.new_cuts().iter().map(Cut::chunk_ref).collect(),
+        .map(|p| {
+            let push = VersionPush {
+                key: p.key.to_string(),
+                size: p.size,
+                blake3: p.blake3,
+                mtime_ns: p.stat.mtime_ns,
+                base: p.base,
+                kept: p.kept,
+                chunks: p.new_cuts().iter().map(Cut::chunk_ref).collect(),
+            };
+            if minor >= 4 {
+                Request::VersionRuns(push.runs(|id| sent.order.get(id).copied()))
+            } else {
+                Request::Version(push)
+            }
         })
         .collect()
 }

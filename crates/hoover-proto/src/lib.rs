@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Major protocol version: a peer with another major is refused at the handshake.
 pub const PROTOCOL_MAJOR: u16 = 1;
 /// Minor protocol version: additions that older peers of the same major can ignore.
-pub const PROTOCOL_MINOR: u16 = 3;
+pub const PROTOCOL_MINOR: u16 = 4;
 /// The largest frame either side accepts, in bytes.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;
 /// The most chunk ids in one `Have`.
@@ -65,9 +65,11 @@ pub enum Access {
     PushOnly,
 }
 
-/// A version the client asks the server to record.
+/// A version the client asks the server to record. Its new chunks are named one by one
+/// (`Request::Version`), or from protocol 1.4 as runs of the chunks this batch received
+/// (`VersionPush<Run>`, `Request::VersionRuns`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionPush {
+pub struct VersionPush<C = ChunkRef> {
     /// The file's key. Sent as a plain string and validated by the server, so that a bad key
     /// gets an error that says what is wrong with it.
     pub key: String,
@@ -79,7 +81,19 @@ pub struct VersionPush {
     /// How many leading chunks of `base` this version keeps.
     pub kept: u64,
     /// The chunks after the kept ones, in order.
-    pub chunks: Vec<ChunkRef>,
+    pub chunks: Vec<C>,
+}
+
+/// Some of a version's chunks (protocol 1.4): one named, or a run of those the batch
+/// received, so that a new file's chunks, just sent, cost a few bytes instead of 36 each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Run {
+    /// One chunk, by name (one the server holds, or was sent before in this batch).
+    Chunk(ChunkRef),
+    /// `count` chunks in the order the batch received them, from its `first` on (counting
+    /// from 0 every chunk of every `Chunk`, `Piece`, `Appends`, `Group` and `Grouped` since the
+    /// last `Commit`, in order of arrival).
+    Received { first: u32, count: u32 },
 }
 
 /// Client to server, after the handshake.
@@ -149,6 +163,15 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// Chunks as a group the server names (protocol 1.4): like `Group`, with only each chunk's
+    /// length; each is named by the BLAKE3 of its bytes. No answer unless it is refused.
+    Grouped {
+        lens: Vec<u32>,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Check a version whose chunks are runs (protocol 1.4); answered like `Version`.
+    VersionRuns(VersionPush<Run>),
 }
 
 /// One message found by `Search`. Its text is redacted unless the server turned redaction off.
@@ -271,6 +294,90 @@ pub enum ErrorCode {
 }
 
 // END MESSAGES
+
+impl VersionPush<Run> {
+    /// The version with each run resolved against the chunks its batch `received`, in order;
+    /// refused when a run names chunks the batch did not receive, or when the version would
+    /// name more than `max` chunks (checked before anything is allocated).
+    pub fn resolve(self, received: &[ChunkRef], max: usize) -> Result<VersionPush, String> {
+        let mut total = 0usize;
+        for run in &self.chunks {
+            let n = match *run {
+                Run::Chunk(_) => 1,
+                Run::Received { first, count } => {
+                    let end = first as u64 + count as u64;
+                    if end > received.len() as u64 {
+                        return Err(format!(
+                            "{}: a run names chunks {first}..{end} of this batch, which has received {}",
+                            self.key,
+                            received.len()
+                        ));
+                    }
+                    count as usize
+                }
+            };
+            total = total.saturating_add(n);
+        }
+        if total > max {
+            return Err(format!(
+                "{}: the version names {total} chunks; at most {max} fit in a batch",
+                self.key
+            ));
+        }
+        let mut chunks = Vec::with_capacity(total);
+        for run in &self.chunks {
+            match *run {
+                Run::Chunk(c) => chunks.push(c),
+                Run::Received { first, count } => {
+                    chunks.extend_from_slice(&received[first as usize..][..count as usize])
+                }
+            }
+        }
+        Ok(VersionPush {
+            key: self.key,
+            size: self.size,
+            blake3: self.blake3,
+            mtime_ns: self.mtime_ns,
+            base: self.base,
+            kept: self.kept,
+            chunks,
+        })
+    }
+}
+
+impl VersionPush {
+    /// The same version with its chunks as runs: those whose name `received` maps to their
+    /// place in the batch's received chunks become runs of consecutive places, the rest stay
+    /// named.
+    pub fn runs(self, received: impl Fn(&ChunkId) -> Option<u32>) -> VersionPush<Run> {
+        let mut runs: Vec<Run> = Vec::new();
+        for c in &self.chunks {
+            let at = received(&c.id);
+            if let (Some(at), Some(Run::Received { first, count })) = (at, runs.last_mut()) {
+                if *first as u64 + *count as u64 == at as u64 {
+                    *count += 1;
+                    continue;
+                }
+            }
+            runs.push(match at {
+                Some(at) => Run::Received {
+                    first: at,
+                    count: 1,
+                },
+                None => Run::Chunk(*c),
+            });
+        }
+        VersionPush {
+            key: self.key,
+            size: self.size,
+            blake3: self.blake3,
+            mtime_ns: self.mtime_ns,
+            base: self.base,
+            kept: self.kept,
+            chunks: runs,
+        }
+    }
+}
 
 impl ErrorCode {
     /// Whether the server closes the connection after sending this error.
@@ -709,6 +816,87 @@ mod tests {
         })
         .await;
         assert!(message.contains("bad magic"), "{message}");
+    }
+
+    fn refs(n: u8) -> Vec<ChunkRef> {
+        (0..n)
+            .map(|i| ChunkRef {
+                id: ChunkId::of(&[i]),
+                len: 1,
+            })
+            .collect()
+    }
+
+    fn push(chunks: Vec<ChunkRef>) -> VersionPush {
+        VersionPush {
+            key: "s/a.jsonl".into(),
+            size: chunks.len() as u64,
+            blake3: [0; 32],
+            mtime_ns: 0,
+            base: None,
+            kept: 0,
+            chunks,
+        }
+    }
+
+    #[test]
+    fn runs_name_received_chunks_in_few_bytes_and_resolve_to_the_same_version() {
+        let received = refs(10);
+        let held = ChunkRef {
+            id: ChunkId::of(b"held"),
+            len: 4,
+        };
+        // Chunks 2..6 of the batch, one the server held, 6..8, then 1 (out of order).
+        let mut chunks = received[2..6].to_vec();
+        chunks.push(held);
+        chunks.extend_from_slice(&received[6..8]);
+        chunks.push(received[1]);
+        let version = push(chunks);
+        let place = |id: &ChunkId| received.iter().position(|c| c.id == *id).map(|i| i as u32);
+        let runs = version.clone().runs(place);
+        assert_eq!(
+            runs.chunks,
+            vec![
+                Run::Received { first: 2, count: 4 },
+                Run::Chunk(held),
+                Run::Received { first: 6, count: 2 },
+                Run::Received { first: 1, count: 1 },
+            ]
+        );
+        assert!(
+            encode(&Request::VersionRuns(runs.clone())).len()
+                < encode(&Request::Version(version.clone())).len() / 3
+        );
+        assert_eq!(runs.resolve(&received, 100), Ok(version));
+    }
+
+    #[test]
+    fn a_run_past_what_the_batch_received_or_past_the_bound_is_refused_before_allocating() {
+        let received = refs(4);
+        let runs = |chunks: Vec<Run>| VersionPush {
+            key: "s/a.jsonl".into(),
+            size: 0,
+            blake3: [0; 32],
+            mtime_ns: 0,
+            base: None,
+            kept: 0,
+            chunks,
+        };
+        let past = runs(vec![Run::Received { first: 3, count: 2 }]);
+        let e = past.resolve(&received, 100).unwrap_err();
+        assert!(
+            e.contains("chunks 3..5 of this batch, which has received 4"),
+            "{e}"
+        );
+        let wraps = runs(vec![Run::Received {
+            first: u32::MAX,
+            count: u32::MAX,
+        }]);
+        assert!(wraps.resolve(&received, 100).is_err());
+        // A few bytes that would expand to billions of chunk names.
+        let bomb = runs(vec![Run::Received { first: 0, count: 4 }; 1_000_000]);
+        let e = bomb.resolve(&received, 1 << 20).unwrap_err();
+        assert!(e.contains("names 4000000 chunks; at most 1048576"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use hoover_index::{SearchRequest, Sort};
 use hoover_proto::{
     server_handshake, Access, CommittedVersion, Conn, ErrorCode, FileEntry, ProtoError, Request,
-    Response, SearchHit, VersionPush, MAX_HAVE, MAX_LIST,
+    Response, Run, SearchHit, VersionPush, MAX_HAVE, MAX_LIST,
 };
 
 use crate::indexing::Indexer;
@@ -92,6 +92,7 @@ where
         peer,
         ingest: None,
         sent: HashSet::new(),
+        unnamed_sent: false,
         batch_open: false,
         batch_lost: false,
         limits,
@@ -141,6 +142,9 @@ struct Session<S> {
     ingest: Option<Ingest>,
     /// Chunks sent in the current batch, so `Have` does not ask for them twice.
     sent: HashSet<ChunkId>,
+    /// Groups the server names (`Grouped`) went to the ingest thread since the last `Have`:
+    /// their names are in `sent` only once it says them.
+    unnamed_sent: bool,
     /// Chunks or versions were sent since the last `Commit`.
     batch_open: bool,
     /// The ingest thread died in this batch: its versions and commit are refused, and the
@@ -160,12 +164,23 @@ enum IngestCmd {
         base: Option<PieceOf>,
         data: Vec<u8>,
     },
-    /// A group of chunks: one frame of their bytes back to back.
+    /// A group of chunks: one frame of their bytes back to back; `chunks` names them, or
+    /// `lens` gives their lengths and the ingest thread names them.
     Group {
         chunks: Vec<hoover_types::ChunkRef>,
         data: Vec<u8>,
     },
-    Version(Box<NewVersion>, oneshot::Sender<Result<(), StoreError>>),
+    Grouped {
+        lens: Vec<u32>,
+        data: Vec<u8>,
+    },
+    /// The names of the chunks of `Grouped` groups staged since the last ask.
+    Named(oneshot::Sender<Vec<ChunkId>>),
+    /// A version, its runs resolved against the chunks the batch received.
+    Version(
+        Box<VersionPush<Run>>,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
     Commit(oneshot::Sender<Result<Vec<Committed>, StoreError>>),
 }
 
@@ -195,6 +210,10 @@ impl Ingest {
             let mut err_tx = Some(err_tx);
             let mut batch: Option<Batch> = None;
             let mut failed: Option<String> = None;
+            // The chunks this batch received, in order, for the runs of its versions (bounded:
+            // a batch that received more is refused anyway).
+            let mut received: Vec<hoover_types::ChunkRef> = Vec::new();
+            let mut named: Vec<ChunkId> = Vec::new();
             let new_batch = || store.batch().with_limit(batch_items);
             while let Some(cmd) = rx.blocking_recv() {
                 match cmd {
@@ -206,6 +225,9 @@ impl Ingest {
                     } => {
                         if failed.is_some() {
                             continue;
+                        }
+                        if received.len() < batch_items {
+                            received.push(hoover_types::ChunkRef { id, len });
                         }
                         let b = batch.get_or_insert_with(new_batch);
                         let added = match base {
@@ -221,14 +243,37 @@ impl Ingest {
                             continue;
                         }
                         let b = batch.get_or_insert_with(new_batch);
-                        if let Err(e) = b.add_group(&chunks, &data) {
-                            failed = Some(refusal(e, &mut err_tx));
+                        match b.add_group(&chunks, &data) {
+                            Ok(()) => received.extend(chunks.iter().take(batch_items)),
+                            Err(e) => failed = Some(refusal(e, &mut err_tx)),
                         }
+                    }
+                    IngestCmd::Grouped { lens, data } => {
+                        if failed.is_some() {
+                            continue;
+                        }
+                        let b = batch.get_or_insert_with(new_batch);
+                        match b.add_unnamed_group(&lens, &data) {
+                            Ok(chunks) => {
+                                named.extend(chunks.iter().map(|c| c.id));
+                                received.extend(chunks.into_iter().take(batch_items));
+                            }
+                            Err(e) => failed = Some(refusal(e, &mut err_tx)),
+                        }
+                    }
+                    IngestCmd::Named(reply) => {
+                        let _ = reply.send(std::mem::take(&mut named));
                     }
                     IngestCmd::Version(version, reply) => {
                         let result = match &failed {
                             Some(f) => Err(StoreError::Refused(f.clone())),
-                            None => batch.get_or_insert_with(new_batch).add_version(*version),
+                            None => version
+                                .resolve(&received, batch_items)
+                                .map_err(StoreError::Refused)
+                                .and_then(|v| {
+                                    new_version(v).map_err(|f| StoreError::Refused(f.message))
+                                })
+                                .and_then(|v| batch.get_or_insert_with(new_batch).add_version(v)),
                         };
                         if let Err(e @ StoreError::BatchTooLarge(_)) = &result {
                             failed = Some(e.to_string());
@@ -239,6 +284,8 @@ impl Ingest {
                         hoover_store::fault::panic_point("ingest-commit");
                         hoover_store::fault::slow_point("ingest-commit");
                         // A failed batch ends here: the next one starts clean.
+                        received.clear();
+                        named.clear();
                         let result = match (failed.take(), batch.take()) {
                             (Some(f), _) => Err(StoreError::Refused(f)),
                             (None, Some(b)) => b.commit(),
@@ -471,17 +518,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// A group of chunks: checked for size here, verified and staged by the ingest thread.
+    /// A group of chunks, named (`Group`) or not (`Grouped`, only `lens`): checked for size
+    /// here, verified (or named) and staged by the ingest thread.
     async fn group(
         &mut self,
-        chunks: Vec<hoover_types::ChunkRef>,
+        chunks: Option<Vec<hoover_types::ChunkRef>>,
+        lens: Vec<u32>,
         data: Vec<u8>,
     ) -> Result<Result<(), Failure>, ProtoError> {
         use hoover_types::{MAX_GROUP_BYTES, MAX_GROUP_CHUNKS};
-        let total: u64 = chunks.iter().map(|c| c.len as u64).sum();
+        let total: u64 = lens.iter().map(|l| *l as u64).sum();
         let bound = most_compressed(MAX_GROUP_BYTES);
-        if chunks.is_empty()
-            || chunks.len() > MAX_GROUP_CHUNKS
+        if lens.is_empty()
+            || lens.len() > MAX_GROUP_CHUNKS
             || total > MAX_GROUP_BYTES as u64
             || data.len() > bound
         {
@@ -489,14 +538,67 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 code: ErrorCode::BadChunk,
                 message: format!(
                     "a group of {} chunks, {total} bytes, {} compressed; a group holds 1 to {MAX_GROUP_CHUNKS} chunks of at most {MAX_GROUP_BYTES} bytes in all, at most {bound} compressed",
-                    chunks.len(),
+                    lens.len(),
                     data.len()
                 ),
             }));
         }
-        let ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
-        self.ingest(&ids, IngestCmd::Group { chunks, data }).await;
+        match chunks {
+            Some(chunks) => {
+                let ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
+                self.ingest(&ids, IngestCmd::Group { chunks, data }).await;
+            }
+            None => {
+                self.unnamed_sent = true;
+                let count = lens.len() as u64;
+                self.ingest(&[], IngestCmd::Grouped { lens, data }).await;
+                self.stats.chunks_received += count;
+            }
+        }
         Ok(Ok(()))
+    }
+
+    /// The names of the chunks of `Grouped` groups sent since the last ask, once the ingest
+    /// thread has staged them, so that `Have` counts them as held.
+    async fn learn_named(&mut self) {
+        if !std::mem::take(&mut self.unnamed_sent) || self.batch_lost {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send_ingest(IngestCmd::Named(tx)).await;
+        // A thread that stopped loses the batch anyway (its versions are refused).
+        for id in rx.await.unwrap_or_default() {
+            if self.sent.len() < self.limits.batch_items {
+                self.sent.insert(id);
+            }
+        }
+    }
+
+    /// A version: checked for rights here, resolved, checked and staged by the ingest thread.
+    async fn version(&mut self, push: VersionPush<Run>) -> Result<Result<(), Failure>, ProtoError> {
+        let key = match parse_key(push.key.clone()) {
+            Ok(k) => k,
+            Err(f) => return Ok(Err(f)),
+        };
+        if let Err(f) = self.peer.may_write(&key) {
+            return Ok(Err(f));
+        }
+        self.batch_open = true;
+        if self.batch_lost {
+            return Ok(Err(ingest_gone()));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send_ingest(IngestCmd::Version(Box::new(push), tx))
+            .await;
+        match rx.await {
+            Ok(Ok(())) => self.reply(Response::Accepted).await,
+            Ok(Err(e)) => Ok(Err(e.into())),
+            Err(_) => {
+                self.ingest = None;
+                self.batch_lost = true;
+                Ok(Err(ingest_gone()))
+            }
+        }
     }
 
     async fn handle(&mut self, request: Request) -> Result<Result<(), Failure>, ProtoError> {
@@ -508,6 +610,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         message: format!("Have lists {} ids; the limit is {MAX_HAVE}", ids.len()),
                     }));
                 }
+                self.learn_named().await;
                 let staged: Vec<bool> = ids.iter().map(|id| self.sent.contains(id)).collect();
                 let have = match self.blocking(move |s| s.has_chunks(&ids)).await {
                     Ok(h) => h,
@@ -537,7 +640,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
                 self.chunk(id, len, Some(of), data).await
             }
-            Request::Group { chunks, data } => self.group(chunks, data).await,
+            Request::Group { chunks, data } => {
+                let lens = chunks.iter().map(|c| c.len).collect();
+                self.group(Some(chunks), lens, data).await
+            }
+            Request::Grouped { lens, data } => self.group(None, lens, data).await,
             Request::Appends {
                 id,
                 len,
@@ -552,31 +659,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
                 self.chunk(id, len, Some(of), data).await
             }
-            Request::Version(push) => {
-                let version = match new_version(push) {
-                    Ok(v) => v,
-                    Err(f) => return Ok(Err(f)),
-                };
-                if let Err(f) = self.peer.may_write(&version.key) {
-                    return Ok(Err(f));
-                }
-                self.batch_open = true;
-                if self.batch_lost {
-                    return Ok(Err(ingest_gone()));
-                }
-                let (tx, rx) = oneshot::channel();
-                self.send_ingest(IngestCmd::Version(Box::new(version), tx))
-                    .await;
-                match rx.await {
-                    Ok(Ok(())) => self.reply(Response::Accepted).await,
-                    Ok(Err(e)) => Ok(Err(e.into())),
-                    Err(_) => {
-                        self.ingest = None;
-                        self.batch_lost = true;
-                        Ok(Err(ingest_gone()))
-                    }
-                }
-            }
+            Request::Version(push) => self.version(push.runs(|_| None)).await,
+            Request::VersionRuns(push) => self.version(push).await,
             Request::Commit => {
                 self.sent.clear();
                 self.batch_open = false;

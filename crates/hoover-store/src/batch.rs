@@ -325,37 +325,57 @@ impl Batch {
     /// [`hoover_types::MAX_GROUP_BYTES`]) against the chunks' names and lengths and stages it
     /// in `tmp/`: one record, and each chunk a slice of it.
     pub fn add_group(&mut self, chunks: &[ChunkRef], frame: &[u8]) -> Result<()> {
-        let total: u64 = chunks.iter().map(|c| c.len as u64).sum();
-        if chunks.is_empty()
-            || chunks.len() > MAX_GROUP_CHUNKS
+        let lens: Vec<u32> = chunks.iter().map(|c| c.len).collect();
+        self.stage_group(&lens, Some(chunks), frame).map(|_| ())
+    }
+
+    /// Stages a group like [`Batch::add_group`] whose chunks are given by length only: each is
+    /// named by the BLAKE3 of its bytes. Returns the chunks, in order.
+    pub fn add_unnamed_group(&mut self, lens: &[u32], frame: &[u8]) -> Result<Vec<ChunkRef>> {
+        self.stage_group(lens, None, frame)
+    }
+
+    fn stage_group(
+        &mut self,
+        lens: &[u32],
+        names: Option<&[ChunkRef]>,
+        frame: &[u8],
+    ) -> Result<Vec<ChunkRef>> {
+        let total: u64 = lens.iter().map(|l| *l as u64).sum();
+        if lens.is_empty()
+            || lens.len() > MAX_GROUP_CHUNKS
             || total > MAX_GROUP_BYTES as u64
-            || chunks
-                .iter()
-                .any(|c| c.len == 0 || c.len as usize > MAX_CHUNK_SIZE)
+            || lens.iter().any(|l| *l == 0 || *l as usize > MAX_CHUNK_SIZE)
         {
             return Err(StoreError::Refused(format!(
                 "a group of {} chunks and {total} bytes; a group holds 1 to {MAX_GROUP_CHUNKS} chunks of 1 to {MAX_CHUNK_SIZE} bytes, at most {MAX_GROUP_BYTES} in all",
-                chunks.len()
+                lens.len()
             )));
         }
-        self.take_items(chunks.len())?;
+        self.take_items(lens.len())?;
+        let raw = hoover_chunk::decompress_exact(frame, total as usize)
+            .map_err(|e| StoreError::Refused(format!("a group of {} chunks: {e}", lens.len())))?;
+        let mut chunks = Vec::with_capacity(lens.len());
+        let mut at = 0usize;
+        for (i, len) in lens.iter().enumerate() {
+            let bytes = &raw[at..at + *len as usize];
+            let actual = ChunkId::of(bytes);
+            if let Some(named) = names {
+                if actual != named[i].id {
+                    return Err(StoreError::Refused(format!(
+                        "chunk {}: its bytes in a group hash to {actual}, not to their name",
+                        named[i].id
+                    )));
+                }
+            }
+            chunks.push(ChunkRef {
+                id: actual,
+                len: *len,
+            });
+            at += *len as usize;
+        }
         let list = chunks.iter().map(|c| (c.id, c.len)).collect();
         let group = Group::of(list, frame.len() as u64);
-        let raw = group
-            .decode(frame)
-            .map_err(|e| StoreError::Refused(format!("a group of {} chunks: {e}", chunks.len())))?;
-        let mut at = 0usize;
-        for c in chunks {
-            let bytes = &raw[at..at + c.len as usize];
-            let actual = ChunkId::of(bytes);
-            if actual != c.id {
-                return Err(StoreError::Refused(format!(
-                    "chunk {}: its bytes in a group hash to {actual}, not to their name",
-                    c.id
-                )));
-            }
-            at += c.len as usize;
-        }
         let offset = self.pack()?.append_group(&group, frame)?;
         crate::fault::crash_point("store-chunk-staged");
         let mut at = 0u64;
@@ -383,7 +403,7 @@ impl Batch {
             };
             self.keep(c.id, staged, raw[start..start + c.len as usize].to_vec());
         }
-        Ok(())
+        Ok(chunks)
     }
 
     /// The bytes of a chunk this batch staged or the store holds.
