@@ -557,9 +557,9 @@ async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
 
 /// A version's runs (protocol 1.4) name only chunks its own batch received: past them, or from
 /// the batch before, the version is refused and the connection goes on; a few bytes of runs
-/// that would name millions of chunks are refused before anything is allocated; a `Have`
-/// after a group the server names counts its chunks as held; and the honest version restores
-/// byte for byte.
+/// that would name millions of chunks are refused before anything is allocated; the chunks of
+/// a group the server names are held under the names of their bytes; and the honest version
+/// restores byte for byte.
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_name_only_what_their_batch_received() {
     use hoover_proto::Run;
@@ -595,21 +595,13 @@ async fn runs_name_only_what_their_batch_received() {
     .unwrap();
     let m = expect_error(&mut c, ErrorCode::Refused).await;
     assert!(m.contains("which has received 0"), "{m}");
-    // The three lines as one group the server names; a Have then counts them as held.
+    // The three lines as one group the server names.
     c.send(&Request::Grouped {
         lens: chunks.iter().map(|c| c.len).collect(),
         data: hoover_chunk::compress(&content),
     })
     .await
     .unwrap();
-    let mut ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
-    ids.push(ChunkId::of(b"not sent"));
-    c.send(&Request::Have { ids }).await.unwrap();
-    c.flush().await.unwrap();
-    assert_eq!(
-        c.recv::<Response>().await.unwrap(),
-        Response::Want { missing: vec![3] }
-    );
     // One past what the batch received.
     c.send(&Request::VersionRuns(version(vec![Run::Received {
         first: 1,
@@ -641,6 +633,15 @@ async fn runs_name_only_what_their_batch_received() {
         Response::Committed { versions } => assert_eq!(versions.len(), 1),
         other => panic!("expected Committed, got {other:?}"),
     }
+    // The server named the group's chunks as their bytes: it holds them under those names.
+    let mut ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
+    ids.push(ChunkId::of(b"not sent"));
+    c.send(&Request::Have { ids }).await.unwrap();
+    c.flush().await.unwrap();
+    assert_eq!(
+        c.recv::<Response>().await.unwrap(),
+        Response::Want { missing: vec![3] }
+    );
     // A new batch has received nothing: the runs of the last one mean nothing in it.
     c.send(&Request::VersionRuns(VersionPush {
         key: "lap/c/p/b.jsonl".into(),

@@ -525,3 +525,33 @@ fn a_piece_whose_base_is_in_a_group_of_the_same_batch_arrives_after_the_group() 
         assert!(std::fs::read(&out).unwrap() == **content, "{name}");
     }
 }
+
+/// A chunk that files of two batches share is sent once, though the first batch is still open
+/// (its versions and commit go once the next batch's have/want is answered) when the second
+/// asks: the server names the chunks of a group itself (protocol 1.4) and counts them as held
+/// only once committed, so the client does not ask about what it sent in the open batch.
+#[test]
+fn a_chunk_shared_by_files_of_pipelined_batches_is_sent_once() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(root.join("p")).unwrap();
+    // Each file: 128 KiB of one byte (no content-defined cut: one chunk at the maximum, the
+    // same in every file), then a short tail of its own. 300 files, 39 MB: two batches.
+    let shared = vec![b'a'; 128 << 10];
+    for i in 0..300 {
+        let tail = format!("{{\"file\":{i}}}\n");
+        std::fs::write(
+            root.join(format!("p/{i:03}.jsonl")),
+            [&shared[..], tail.as_bytes()].concat(),
+        )
+        .unwrap();
+    }
+    let first = hoover_chunk::cut(&std::fs::read(root.join("p/000.jsonl")).unwrap(), 0);
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].len as usize, shared.len());
+    let report = sync(&world, &root);
+    assert_eq!(report["versions_new"], 300, "{report}");
+    assert_eq!(report["chunks_sent"], 301, "{report}");
+    assert_eq!(world.check_restored_tree(&root, "laptop/claude"), 300);
+    world.verify();
+}

@@ -595,7 +595,7 @@ impl Pipeline {
         batch: Vec<Pending>,
         report: &mut SyncReport,
     ) -> Result<()> {
-        let offer = Offer::of(remote, &batch);
+        let offer = Offer::of(remote, &batch, self.open.as_ref());
         if offer.ask {
             // The server answers once it has the open batch's chunks, which count as held.
             remote.send_have(&offer.ids).await?;
@@ -680,12 +680,16 @@ struct Offer {
 }
 
 impl Offer {
-    fn of<S>(remote: &Remote<S>, batch: &[Pending]) -> Offer {
+    /// The chunks of `batch` to offer: each once, and none that `open`, the batch sent but not
+    /// committed yet, holds (its commit comes first; the server does not count the chunks of
+    /// a group it names as held before then).
+    fn of<S>(remote: &Remote<S>, batch: &[Pending], open: Option<&Sent>) -> Offer {
         let mut seen = HashSet::new();
         let (mut at, mut ids) = (Vec::new(), Vec::new());
         for (fi, p) in batch.iter().enumerate() {
             for (ci, cut) in p.new_cuts().iter().enumerate() {
-                if seen.insert(cut.id) {
+                let in_open = open.is_some_and(|o| o.order.contains_key(&cut.id));
+                if !in_open && seen.insert(cut.id) {
                     at.push((fi, ci));
                     ids.push(cut.id);
                 }

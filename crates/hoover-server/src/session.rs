@@ -92,7 +92,6 @@ where
         peer,
         ingest: None,
         sent: HashSet::new(),
-        unnamed_sent: false,
         batch_open: false,
         batch_lost: false,
         limits,
@@ -140,11 +139,9 @@ struct Session<S> {
     indexer: Option<Indexer>,
     peer: Peer,
     ingest: Option<Ingest>,
-    /// Chunks sent in the current batch, so `Have` does not ask for them twice.
+    /// Chunks sent by name in the current batch, so `Have` does not ask for them twice (those
+    /// of a `Grouped` group are named by the ingest thread and count once committed).
     sent: HashSet<ChunkId>,
-    /// Groups the server names (`Grouped`) went to the ingest thread since the last `Have`:
-    /// their names are in `sent` only once it says them.
-    unnamed_sent: bool,
     /// Chunks or versions were sent since the last `Commit`.
     batch_open: bool,
     /// The ingest thread died in this batch: its versions and commit are refused, and the
@@ -174,8 +171,6 @@ enum IngestCmd {
         lens: Vec<u32>,
         data: Vec<u8>,
     },
-    /// The names of the chunks of `Grouped` groups staged since the last ask.
-    Named(oneshot::Sender<Vec<ChunkId>>),
     /// A version, its runs resolved against the chunks the batch received.
     Version(
         Box<VersionPush<Run>>,
@@ -213,7 +208,6 @@ impl Ingest {
             // The chunks this batch received, in order, for the runs of its versions (bounded:
             // a batch that received more is refused anyway).
             let mut received: Vec<hoover_types::ChunkRef> = Vec::new();
-            let mut named: Vec<ChunkId> = Vec::new();
             let new_batch = || store.batch().with_limit(batch_items);
             while let Some(cmd) = rx.blocking_recv() {
                 match cmd {
@@ -254,15 +248,9 @@ impl Ingest {
                         }
                         let b = batch.get_or_insert_with(new_batch);
                         match b.add_unnamed_group(&lens, &data) {
-                            Ok(chunks) => {
-                                named.extend(chunks.iter().map(|c| c.id));
-                                received.extend(chunks.into_iter().take(batch_items));
-                            }
+                            Ok(chunks) => received.extend(chunks.into_iter().take(batch_items)),
                             Err(e) => failed = Some(refusal(e, &mut err_tx)),
                         }
-                    }
-                    IngestCmd::Named(reply) => {
-                        let _ = reply.send(std::mem::take(&mut named));
                     }
                     IngestCmd::Version(version, reply) => {
                         let result = match &failed {
@@ -285,7 +273,6 @@ impl Ingest {
                         hoover_store::fault::slow_point("ingest-commit");
                         // A failed batch ends here: the next one starts clean.
                         received.clear();
-                        named.clear();
                         let result = match (failed.take(), batch.take()) {
                             (Some(f), _) => Err(StoreError::Refused(f)),
                             (None, Some(b)) => b.commit(),
@@ -549,29 +536,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.ingest(&ids, IngestCmd::Group { chunks, data }).await;
             }
             None => {
-                self.unnamed_sent = true;
+                // Named by the ingest thread: `Have` counts them as held once committed.
                 let count = lens.len() as u64;
                 self.ingest(&[], IngestCmd::Grouped { lens, data }).await;
                 self.stats.chunks_received += count;
             }
         }
         Ok(Ok(()))
-    }
-
-    /// The names of the chunks of `Grouped` groups sent since the last ask, once the ingest
-    /// thread has staged them, so that `Have` counts them as held.
-    async fn learn_named(&mut self) {
-        if !std::mem::take(&mut self.unnamed_sent) || self.batch_lost {
-            return;
-        }
-        let (tx, rx) = oneshot::channel();
-        self.send_ingest(IngestCmd::Named(tx)).await;
-        // A thread that stopped loses the batch anyway (its versions are refused).
-        for id in rx.await.unwrap_or_default() {
-            if self.sent.len() < self.limits.batch_items {
-                self.sent.insert(id);
-            }
-        }
     }
 
     /// A version: checked for rights here, resolved, checked and staged by the ingest thread.
@@ -610,7 +581,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         message: format!("Have lists {} ids; the limit is {MAX_HAVE}", ids.len()),
                     }));
                 }
-                self.learn_named().await;
                 let staged: Vec<bool> = ids.iter().map(|id| self.sent.contains(id)).collect();
                 let have = match self.blocking(move |s| s.has_chunks(&ids)).await {
                     Ok(h) => h,
