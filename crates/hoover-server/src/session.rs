@@ -205,9 +205,13 @@ impl Ingest {
             let mut err_tx = Some(err_tx);
             let mut batch: Option<Batch> = None;
             let mut failed: Option<String> = None;
-            // The chunks this batch received, in order, for the runs of its versions (bounded:
-            // a batch that received more is refused anyway).
+            // The chunks this batch received, in order, for the runs of its versions: at most
+            // as many as a batch may hold (one that received more is refused anyway).
             let mut received: Vec<hoover_types::ChunkRef> = Vec::new();
+            let receive = |received: &mut Vec<hoover_types::ChunkRef>, chunks: &[_]| {
+                let room = batch_items.saturating_sub(received.len());
+                received.extend(chunks.iter().take(room));
+            };
             let new_batch = || store.batch().with_limit(batch_items);
             while let Some(cmd) = rx.blocking_recv() {
                 match cmd {
@@ -220,9 +224,7 @@ impl Ingest {
                         if failed.is_some() {
                             continue;
                         }
-                        if received.len() < batch_items {
-                            received.push(hoover_types::ChunkRef { id, len });
-                        }
+                        receive(&mut received, &[hoover_types::ChunkRef { id, len }]);
                         let b = batch.get_or_insert_with(new_batch);
                         let added = match base {
                             Some(p) => b.add_piece(id, len, p.kind, p.base, p.context, &data),
@@ -238,7 +240,7 @@ impl Ingest {
                         }
                         let b = batch.get_or_insert_with(new_batch);
                         match b.add_group(&chunks, &data) {
-                            Ok(()) => received.extend(chunks.iter().take(batch_items)),
+                            Ok(()) => receive(&mut received, &chunks),
                             Err(e) => failed = Some(refusal(e, &mut err_tx)),
                         }
                     }
@@ -248,7 +250,7 @@ impl Ingest {
                         }
                         let b = batch.get_or_insert_with(new_batch);
                         match b.add_unnamed_group(&lens, &data) {
-                            Ok(chunks) => received.extend(chunks.into_iter().take(batch_items)),
+                            Ok(chunks) => receive(&mut received, &chunks),
                             Err(e) => failed = Some(refusal(e, &mut err_tx)),
                         }
                     }
