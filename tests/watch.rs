@@ -395,3 +395,41 @@ fn files_written_into_freshly_made_directories_all_arrive() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A root that goes away as a whole (an unmounted disk, a moved folder) is no evidence that its
+/// files were deleted: the agent says so once and records no deletion (as `sync` does), and
+/// when the root returns its files are watched again.
+#[test]
+fn a_root_that_vanishes_as_a_whole_records_no_deletions() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(root.join("p")).unwrap();
+    let a = root.join("p/a.jsonl");
+    let key = "laptop/claude/p/a.jsonl";
+    let mut session = corpus::Session::new(3);
+    std::fs::write(&a, session.bytes(20_000)).unwrap();
+    let agent = Agent::start(&world, &root);
+    wait_for_content(&world, &agent, key, &a);
+
+    let away = world.path().join("unmounted");
+    std::fs::rename(&root, &away).unwrap();
+    hoover_testkit::wait_until("the agent to notice the root is gone", DEADLINE, || {
+        agent.log().contains("the root is not there")
+    });
+    assert!(!deleted(&world, key), "agent log:\n{}", agent.log());
+    assert!(
+        !agent.log().contains("deleted on this machine"),
+        "{}",
+        agent.log()
+    );
+
+    std::fs::rename(&away, &root).unwrap();
+    append(&a, session.next_line().as_bytes());
+    wait_for_content(&world, &agent, key, &a);
+    let versions = versions(&world, key);
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert!(
+        versions.iter().all(|v| v["deleted_at"].is_null()),
+        "{versions:?}"
+    );
+}

@@ -120,6 +120,8 @@ struct Agent {
     status_stale: bool,
     /// The status last written (without its timestamp), to skip writing the same again.
     status_last: Option<Vec<u8>>,
+    /// Roots found missing (and said so in the log) and not seen back since.
+    missing_roots: std::collections::BTreeSet<String>,
 }
 
 /// Runs the agent until `shutdown`; the push in flight is finished first.
@@ -153,6 +155,7 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
         status_written: None,
         status_stale: false,
         status_last: None,
+        missing_roots: Default::default(),
     };
     agent.watch_roots(&mut watcher);
     let mut backoff = BACKOFF_START;
@@ -408,18 +411,18 @@ impl Agent {
         }
     }
 
-    /// Marks every file as possibly changed, and every recorded file that is gone as deleted.
+    /// Marks every file as possibly changed, and every recorded file that is gone as deleted,
+    /// except under a root that is not there at all (as `sync` does).
     fn scan_all(&mut self) -> Result<()> {
         self.full_scan = false;
         let present = self.mark_found();
+        let (roots, source) = (self.opts.sync.roots.clone(), self.opts.sync.source.clone());
+        let prefixes: Vec<String> = roots
+            .iter()
+            .filter(|r| self.root_is_there(r))
+            .map(|r| format!("{source}/{}/", r.name))
+            .collect();
         if let Some(state) = &self.state {
-            let prefixes: Vec<String> = self
-                .opts
-                .sync
-                .roots
-                .iter()
-                .map(|r| format!("{}/{}/", self.opts.sync.source, r.name))
-                .collect();
             for key in state.keys()? {
                 if !prefixes.iter().any(|p| key.starts_with(p)) {
                     continue;
@@ -454,6 +457,25 @@ impl Agent {
         present
     }
 
+    /// Whether `root` is a directory. One that is not (an unmounted disk, a moved folder) is
+    /// no evidence that its files were deleted: they are left as they are on the server until
+    /// it returns, and the log says so once.
+    fn root_is_there(&mut self, root: &Root) -> bool {
+        if root.dir.is_dir() {
+            if self.missing_roots.remove(&root.name) {
+                tracing::info!(root = %root.dir.display(), "the root is back");
+            }
+            return true;
+        }
+        if self.missing_roots.insert(root.name.clone()) {
+            tracing::warn!(
+                root = %root.dir.display(),
+                "the root is not there (an unmounted disk, a moved folder?); its files are not recorded as deleted, and are watched again when it returns"
+            );
+        }
+        false
+    }
+
     fn path_of(&self, key: &Key) -> PathBuf {
         let mut parts = key.as_str().splitn(3, '/');
         let (_, root, rel) = (
@@ -483,6 +505,16 @@ impl Agent {
     }
 
     async fn push_items(&mut self, items: &BTreeMap<Key, PathBuf>) -> Result<()> {
+        // A file under a root that is gone as a whole is not deleted: it is left alone.
+        let root_name = |key: &Key| key.as_str().split('/').nth(1).unwrap_or("").to_string();
+        let names: std::collections::BTreeSet<String> = items.keys().map(root_name).collect();
+        let mut roots_there = std::collections::HashMap::new();
+        for root in self.opts.sync.roots.clone() {
+            if names.contains(&root.name) {
+                let there = self.root_is_there(&root);
+                roots_there.insert(root.name, there);
+            }
+        }
         let (Some(conn), Some(state)) = (self.conn.as_mut(), self.state.as_mut()) else {
             anyhow::bail!("not connected");
         };
@@ -495,7 +527,7 @@ impl Agent {
             }
             match std::fs::symlink_metadata(path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    if prior.is_some() {
+                    if prior.is_some() && roots_there.get(&root_name(key)) != Some(&false) {
                         let at = SystemTime::now()
                             .duration_since(SystemTime::UNIX_EPOCH)
                             .map(|d| d.as_nanos() as i64)
