@@ -295,6 +295,21 @@ pub enum ErrorCode {
 
 // END MESSAGES
 
+impl<C> VersionPush<C> {
+    /// The same version with its chunks given another way.
+    fn with_chunks<D>(self, chunks: Vec<D>) -> VersionPush<D> {
+        VersionPush {
+            key: self.key,
+            size: self.size,
+            blake3: self.blake3,
+            mtime_ns: self.mtime_ns,
+            base: self.base,
+            kept: self.kept,
+            chunks,
+        }
+    }
+}
+
 impl VersionPush<Run> {
     /// The version with each run resolved against the chunks its batch `received`, in order;
     /// refused when a run names chunks the batch did not receive, or when the version would
@@ -333,15 +348,7 @@ impl VersionPush<Run> {
                 }
             }
         }
-        Ok(VersionPush {
-            key: self.key,
-            size: self.size,
-            blake3: self.blake3,
-            mtime_ns: self.mtime_ns,
-            base: self.base,
-            kept: self.kept,
-            chunks,
-        })
+        Ok(self.with_chunks(chunks))
     }
 }
 
@@ -367,15 +374,7 @@ impl VersionPush {
                 None => Run::Chunk(*c),
             });
         }
-        VersionPush {
-            key: self.key,
-            size: self.size,
-            blake3: self.blake3,
-            mtime_ns: self.mtime_ns,
-            base: self.base,
-            kept: self.kept,
-            chunks: runs,
-        }
+        self.with_chunks(runs)
     }
 }
 

@@ -161,13 +161,10 @@ enum IngestCmd {
         base: Option<PieceOf>,
         data: Vec<u8>,
     },
-    /// A group of chunks: one frame of their bytes back to back; `chunks` names them, or
-    /// `lens` gives their lengths and the ingest thread names them.
+    /// A group of chunks: one frame of their bytes back to back, of `lens`; `names` when the
+    /// client named them (`Group`), else the ingest thread names them (`Grouped`).
     Group {
-        chunks: Vec<hoover_types::ChunkRef>,
-        data: Vec<u8>,
-    },
-    Grouped {
+        names: Option<Vec<hoover_types::ChunkRef>>,
         lens: Vec<u32>,
         data: Vec<u8>,
     },
@@ -234,22 +231,16 @@ impl Ingest {
                             failed = Some(refusal(e, &mut err_tx));
                         }
                     }
-                    IngestCmd::Group { chunks, data } => {
+                    IngestCmd::Group { names, lens, data } => {
                         if failed.is_some() {
                             continue;
                         }
                         let b = batch.get_or_insert_with(new_batch);
-                        match b.add_group(&chunks, &data) {
-                            Ok(()) => receive(&mut received, &chunks),
-                            Err(e) => failed = Some(refusal(e, &mut err_tx)),
-                        }
-                    }
-                    IngestCmd::Grouped { lens, data } => {
-                        if failed.is_some() {
-                            continue;
-                        }
-                        let b = batch.get_or_insert_with(new_batch);
-                        match b.add_unnamed_group(&lens, &data) {
+                        let staged = match names {
+                            Some(names) => b.add_group(&names, &data).map(|()| names),
+                            None => b.add_unnamed_group(&lens, &data),
+                        };
+                        match staged {
                             Ok(chunks) => receive(&mut received, &chunks),
                             Err(e) => failed = Some(refusal(e, &mut err_tx)),
                         }
@@ -532,18 +523,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 ),
             }));
         }
-        match chunks {
-            Some(chunks) => {
-                let ids: Vec<ChunkId> = chunks.iter().map(|c| c.id).collect();
-                self.ingest(&ids, IngestCmd::Group { chunks, data }).await;
-            }
-            None => {
-                // Named by the ingest thread: `Have` counts them as held once committed.
-                let count = lens.len() as u64;
-                self.ingest(&[], IngestCmd::Grouped { lens, data }).await;
-                self.stats.chunks_received += count;
-            }
-        }
+        // Unnamed chunks are named by the ingest thread: `Have` counts them as held once
+        // committed.
+        let ids: Vec<ChunkId> = chunks.iter().flatten().map(|c| c.id).collect();
+        let unnamed = if chunks.is_none() { lens.len() } else { 0 };
+        let cmd = IngestCmd::Group {
+            names: chunks,
+            lens,
+            data,
+        };
+        self.ingest(&ids, cmd).await;
+        self.stats.chunks_received += unnamed as u64;
         Ok(Ok(()))
     }
 
