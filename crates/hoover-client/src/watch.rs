@@ -416,11 +416,13 @@ impl Agent {
     fn scan_all(&mut self) -> Result<()> {
         self.full_scan = false;
         let present = self.mark_found();
-        let (roots, source) = (self.opts.sync.roots.clone(), self.opts.sync.source.clone());
-        let prefixes: Vec<String> = roots
+        let prefixes: Vec<String> = self
+            .opts
+            .sync
+            .roots
             .iter()
-            .filter(|r| self.root_is_there(r))
-            .map(|r| format!("{source}/{}/", r.name))
+            .filter(|r| root_is_there(&mut self.missing_roots, r))
+            .map(|r| format!("{}/{}/", self.opts.sync.source, r.name))
             .collect();
         if let Some(state) = &self.state {
             for key in state.keys()? {
@@ -457,25 +459,6 @@ impl Agent {
         present
     }
 
-    /// Whether `root` is a directory. One that is not (an unmounted disk, a moved folder) is
-    /// no evidence that its files were deleted: they are left as they are on the server until
-    /// it returns, and the log says so once.
-    fn root_is_there(&mut self, root: &Root) -> bool {
-        if root.dir.is_dir() {
-            if self.missing_roots.remove(&root.name) {
-                tracing::info!(root = %root.dir.display(), "the root is back");
-            }
-            return true;
-        }
-        if self.missing_roots.insert(root.name.clone()) {
-            tracing::warn!(
-                root = %root.dir.display(),
-                "the root is not there (an unmounted disk, a moved folder?); its files are not recorded as deleted, and are watched again when it returns"
-            );
-        }
-        false
-    }
-
     fn path_of(&self, key: &Key) -> PathBuf {
         let mut parts = key.as_str().splitn(3, '/');
         let (_, root, rel) = (
@@ -505,16 +488,6 @@ impl Agent {
     }
 
     async fn push_items(&mut self, items: &BTreeMap<Key, PathBuf>) -> Result<()> {
-        // A file under a root that is gone as a whole is not deleted: it is left alone.
-        let root_name = |key: &Key| key.as_str().split('/').nth(1).unwrap_or("").to_string();
-        let names: std::collections::BTreeSet<String> = items.keys().map(root_name).collect();
-        let mut roots_there = std::collections::HashMap::new();
-        for root in self.opts.sync.roots.clone() {
-            if names.contains(&root.name) {
-                let there = self.root_is_there(&root);
-                roots_there.insert(root.name, there);
-            }
-        }
         let (Some(conn), Some(state)) = (self.conn.as_mut(), self.state.as_mut()) else {
             anyhow::bail!("not connected");
         };
@@ -527,7 +500,16 @@ impl Agent {
             }
             match std::fs::symlink_metadata(path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    if prior.is_some() && roots_there.get(&root_name(key)) != Some(&false) {
+                    // A file under a root that is gone as a whole is left alone.
+                    let root_name = key.as_str().split('/').nth(1);
+                    let root = self
+                        .opts
+                        .sync
+                        .roots
+                        .iter()
+                        .find(|r| Some(r.name.as_str()) == root_name);
+                    let root_there = root.is_none_or(|r| root_is_there(&mut self.missing_roots, r));
+                    if prior.is_some() && root_there {
                         let at = SystemTime::now()
                             .duration_since(SystemTime::UNIX_EPOCH)
                             .map(|d| d.as_nanos() as i64)
@@ -739,6 +721,26 @@ fn now_rfc3339() -> String {
 
 fn today() -> String {
     jiff::Timestamp::now().to_string()[..10].to_string()
+}
+
+/// Whether `root` is a directory, keeping `missing` (the roots found missing and not seen back
+/// since). One that is not (an unmounted disk, a moved folder) is no evidence that its files
+/// were deleted: they are left as they are on the server until it returns, and the log says so
+/// once.
+fn root_is_there(missing: &mut std::collections::BTreeSet<String>, root: &Root) -> bool {
+    if root.dir.is_dir() {
+        if missing.remove(&root.name) {
+            tracing::info!(root = %root.dir.display(), "the root is back");
+        }
+        return true;
+    }
+    if missing.insert(root.name.clone()) {
+        tracing::warn!(
+            root = %root.dir.display(),
+            "the root is not there (an unmounted disk, a moved folder?); its files are not recorded as deleted, and are watched again when it returns"
+        );
+    }
+    false
 }
 
 /// Whether `path` is reached from its root through real directories only.
