@@ -585,15 +585,15 @@ async fn runs_name_only_what_their_batch_received() {
         kept: 0,
         chunks: runs,
     };
+    // Sends a version of `runs` on `c` and returns the refusal.
+    async fn refused(c: &mut Conn<hoover_client::SshStream>, v: VersionPush<Run>) -> String {
+        c.send(&Request::VersionRuns(v)).await.unwrap();
+        expect_error(c, ErrorCode::Refused).await
+    }
+    let whole = |first| vec![Run::Received { first, count: 3 }];
     let mut c = raw(&world).await;
     // Nothing received yet.
-    c.send(&Request::VersionRuns(version(vec![Run::Received {
-        first: 0,
-        count: 3,
-    }])))
-    .await
-    .unwrap();
-    let m = expect_error(&mut c, ErrorCode::Refused).await;
+    let m = refused(&mut c, version(whole(0))).await;
     assert!(m.contains("which has received 0"), "{m}");
     // The three lines as one group the server names.
     c.send(&Request::Grouped {
@@ -603,21 +603,13 @@ async fn runs_name_only_what_their_batch_received() {
     .await
     .unwrap();
     // One past what the batch received.
-    c.send(&Request::VersionRuns(version(vec![Run::Received {
-        first: 1,
-        count: 3,
-    }])))
-    .await
-    .unwrap();
-    let m = expect_error(&mut c, ErrorCode::Refused).await;
+    let m = refused(&mut c, version(whole(1))).await;
     assert!(
         m.contains("chunks 1..4 of this batch, which has received 3"),
         "{m}"
     );
-    // A million runs of the whole batch: 3 million chunk names from 5 MB of frame.
-    let bomb = vec![Run::Received { first: 0, count: 3 }; 1_000_000];
-    c.send(&Request::VersionRuns(version(bomb))).await.unwrap();
-    let m = expect_error(&mut c, ErrorCode::Refused).await;
+    // A million runs of the whole batch: 3 million chunk names from 3 MB of frame.
+    let m = refused(&mut c, version(whole(0).repeat(1_000_000))).await;
     assert!(m.contains("names 3000000 chunks"), "{m}");
     // The honest version, one run and one chunk by name, is accepted and committed.
     c.send(&Request::VersionRuns(version(vec![
@@ -643,13 +635,11 @@ async fn runs_name_only_what_their_batch_received() {
         Response::Want { missing: vec![3] }
     );
     // A new batch has received nothing: the runs of the last one mean nothing in it.
-    c.send(&Request::VersionRuns(VersionPush {
+    let other = VersionPush {
         key: "lap/c/p/b.jsonl".into(),
-        ..version(vec![Run::Received { first: 0, count: 3 }])
-    }))
-    .await
-    .unwrap();
-    let m = expect_error(&mut c, ErrorCode::Refused).await;
+        ..version(whole(0))
+    };
+    let m = refused(&mut c, other).await;
     assert!(m.contains("which has received 0"), "{m}");
     expect_empty_commit(&mut c).await;
     assert_eq!(world.ok(&["restore", key, "-o", "-"]), content);
