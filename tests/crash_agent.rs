@@ -104,13 +104,19 @@ fn an_agent_killed_at_random_moments_loses_nothing_and_resends_nothing() {
     wait_caught_up(&world, &root);
     agent.kill().unwrap();
     agent.wait().unwrap();
-    add_work(KILLS);
-    let started = Instant::now();
-    let mut agent = start_agent(&world, &root, 1001);
-    wait_caught_up(&world, &root);
-    let span_ms = (started.elapsed().as_millis() as u64).max(50);
-    agent.kill().unwrap();
-    agent.wait().unwrap();
+    // The fastest of three rounds: each is measured by polling the server with CLI calls, which
+    // a loaded machine slows, and a window stretched by that lets most kills land too late.
+    let mut span_ms = u64::MAX;
+    for i in 0..3 {
+        add_work(KILLS + i);
+        let started = Instant::now();
+        let mut agent = start_agent(&world, &root, 1001 + i);
+        wait_caught_up(&world, &root);
+        span_ms = span_ms.min(started.elapsed().as_millis() as u64);
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+    }
+    let span_ms = span_ms.max(50);
     println!("a fresh agent ships a round in {span_ms} ms");
 
     let mut delays = corpus::Rng::new(99);
