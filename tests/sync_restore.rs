@@ -555,3 +555,112 @@ fn a_chunk_shared_by_files_of_pipelined_batches_is_sent_once() {
     assert_eq!(world.check_restored_tree(&root, "laptop/claude"), 300);
     world.verify();
 }
+
+/// One version restored over a raw protocol session that said it speaks 1.`minor`: its bytes,
+/// each chunk checked against its name, and the lengths of the groups the server sent as
+/// stored.
+async fn restore_as<S>(conn: &mut hoover_proto::Conn<S>, key: &str) -> (Vec<u8>, Vec<u32>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use hoover_proto::{Request, Response};
+    use hoover_types::ChunkId;
+    conn.send(&Request::Restore {
+        key: key.to_string(),
+        seq: 1,
+    })
+    .await
+    .unwrap();
+    conn.flush().await.unwrap();
+    match conn.recv::<Response>().await.unwrap() {
+        Response::RestoreBegin { .. } => {}
+        other => panic!("{key}: expected RestoreBegin, got {other:?}"),
+    }
+    let (mut out, mut groups) = (Vec::new(), Vec::new());
+    let (mut previous, mut group) = (Vec::new(), Vec::new());
+    loop {
+        let chunk = match conn.recv::<Response>().await.unwrap() {
+            Response::ChunkData { id, len, data } => {
+                hoover_chunk::open_verified(&id, len as u64, &data).unwrap()
+            }
+            Response::PieceData { id, len, data } => {
+                let raw = hoover_chunk::decompress_against(&previous, &data, len as usize).unwrap();
+                assert_eq!(ChunkId::of(&raw), id, "{key}: a piece");
+                raw
+            }
+            Response::GroupData { len, data } => {
+                group = hoover_chunk::decompress_exact(&data, len as usize).unwrap();
+                groups.push(len);
+                continue;
+            }
+            Response::FromGroup { id, len, at } => {
+                let raw = group[at as usize..(at + len) as usize].to_vec();
+                assert_eq!(ChunkId::of(&raw), id, "{key}: a slice of a group");
+                raw
+            }
+            Response::RestoreEnd => return (out, groups),
+            other => panic!("{key}: unexpected {other:?}"),
+        };
+        out.extend_from_slice(&chunk);
+        previous = chunk;
+    }
+}
+
+/// Protocol 1.5 and store format 4: a first sync of many small sessions goes in groups of up
+/// to 8 MiB. A restore sends such a group as stored to a client of 1.5, and to a client of
+/// 1.4 (which takes groups of at most 1 MiB) each of its chunks on its own; every file comes
+/// back byte for byte either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_over_1_mib_restore_to_clients_old_and_new() {
+    let world = World::new(BIN);
+    let root = world.path().join("claude");
+    let files = make_tree(&root);
+    let raw_total: u64 = files.iter().map(|f| f.metadata().unwrap().len()).sum();
+    assert!(raw_total > 8 << 20, "the tree fills a group of 8 MiB");
+    let sync = sync(&world, &root);
+    assert_eq!(sync["versions_new"], files.len());
+
+    let addr = hoover_client::ServerAddr::parse(&world.server_addr()).unwrap();
+    let mut biggest = [0u32; 2];
+    for (i, minor) in [4u16, hoover_proto::PROTOCOL_MINOR].into_iter().enumerate() {
+        let known = world.path().join(format!("known_hosts_{minor}"));
+        let ssh = hoover_client::SshSession::connect(&addr, &world.identity, &known)
+            .await
+            .unwrap();
+        let mut conn = hoover_proto::Conn::new(ssh.open_stream().await.unwrap());
+        conn.send(&hoover_proto::Hello {
+            magic: hoover_proto::MAGIC,
+            major: hoover_proto::PROTOCOL_MAJOR,
+            minor,
+            agent: format!("a client of 1.{minor}"),
+        })
+        .await
+        .unwrap();
+        conn.flush().await.unwrap();
+        match conn.recv::<hoover_proto::HelloReply>().await.unwrap() {
+            hoover_proto::HelloReply::Welcome { .. } => {}
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+        for f in &files {
+            let key = key_of(&root, f);
+            let (bytes, groups) = restore_as(&mut conn, &key).await;
+            assert!(
+                bytes == std::fs::read(f).unwrap(),
+                "{key} restores byte for byte to a client of 1.{minor}"
+            );
+            biggest[i] = biggest[i].max(groups.into_iter().max().unwrap_or(0));
+        }
+    }
+    let one_mib = hoover_types::MAX_GROUP_BYTES_1_4 as u32;
+    assert!(
+        biggest[0] <= one_mib,
+        "a client of 1.4 got a group of {} bytes",
+        biggest[0]
+    );
+    assert!(
+        biggest[1] > one_mib && biggest[1] as usize <= hoover_types::MAX_GROUP_BYTES,
+        "the first sync's groups are over 1 MiB and within 8 MiB: the largest sent was {} bytes",
+        biggest[1]
+    );
+    world.verify();
+}

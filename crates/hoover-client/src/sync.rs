@@ -53,15 +53,14 @@ pub struct SyncReport {
 }
 
 /// Consecutive new chunks compressed one against the other before one goes alone: under the
-/// store's bound on what reading a chunk decodes (2 MiB), with room for the chain (or the
-/// group, up to 1 MiB) the first new chunk continues.
+/// store's bound on what reading a chunk decodes (2 MiB in store format 3, with groups of up
+/// to 1 MiB; 10 MiB from format 4, with groups of up to 8 MiB), with room for the chain (or
+/// the group) the first new chunk continues.
 const CLIENT_CHAIN_BYTES: u64 = 768 << 10;
 
-/// Raw bytes compressed at a time while the part before is sent (see `send_wanted`).
-const ENCODE_PART_BYTES: u64 = 4 << 20;
-
-/// Raw bytes in one group of chunks (protocol 1.3; see `encode`).
-const GROUP_BYTES: usize = hoover_types::MAX_GROUP_BYTES;
+/// Raw bytes compressed at a time, per core, while the part before is sent (see
+/// `send_wanted`): a group each.
+const ENCODE_PART_BYTES: u64 = hoover_types::MAX_GROUP_BYTES as u64;
 
 /// At most this many new chunks are sent without a have/want exchange (see `Offer`).
 const SPECULATIVE_CHUNKS: usize = 4;
@@ -737,20 +736,18 @@ async fn send_wanted<S: AsyncRead + AsyncWrite + Unpin>(
     let minor = remote.minor;
     let shared = Arc::new(batch);
     // The server verifies and stages what arrives meanwhile, so the two sides work at once.
-    let mut parts: Vec<Vec<(usize, usize)>> = Vec::new();
+    let per_part = ENCODE_PART_BYTES * encode_threads() as u64;
+    let mut parts: Vec<Vec<Unit>> = Vec::new();
     let mut part_bytes = 0u64;
-    for (fi, ci) in wanted {
-        if parts.is_empty() || part_bytes >= ENCODE_PART_BYTES {
+    for unit in plan(&shared, &wanted, minor) {
+        if parts.is_empty() || part_bytes >= per_part {
             parts.push(Vec::new());
             part_bytes = 0;
         }
-        part_bytes += shared[fi].new_cuts()[ci].len as u64;
-        parts
-            .last_mut()
-            .expect("a part was just pushed")
-            .push((fi, ci));
+        part_bytes += unit.bytes(&shared);
+        parts.last_mut().expect("a part was just pushed").push(unit);
     }
-    let start = |list: Vec<(usize, usize)>| {
+    let start = |list: Vec<Unit>| {
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || encode(&shared, &list, minor))
     };
@@ -867,51 +864,84 @@ enum Encoded {
     Group(Vec<ChunkRef>, Vec<u8>),
 }
 
-/// Encodes the wanted chunks (file, chunk) of a batch, on all cores when there are several,
-/// for a server of protocol 1.`minor`. From 1.3 the chunks of files the server holds nothing
-/// of go in groups of up to [`GROUP_BYTES`], one zstd frame each, so that they share one
-/// context across chunks and files; the others go as pieces, against the chunks before them
-/// (appending ones from 1.3); to a 1.1 server each chunk goes alone.
-fn encode(batch: &[Pending], wanted: &[(usize, usize)], minor: u16) -> Vec<Encoded> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 8);
-    let one = |part: &[(usize, usize)]| -> Vec<Encoded> {
-        let mut out = Vec::new();
-        let mut group: Vec<(usize, usize)> = Vec::new();
-        let mut group_bytes = 0usize;
-        let flush = |group: &mut Vec<(usize, usize)>, bytes: &mut usize, out: &mut Vec<Encoded>| {
-            if group.is_empty() {
-                return;
+/// Wanted chunks, to encode: (file, chunk) of a batch.
+enum Unit {
+    /// Chunks of files the server holds nothing of, back to back in one frame.
+    Group(Vec<(usize, usize)>),
+    /// One chunk, against the chunks before it.
+    Piece(usize, usize),
+}
+
+impl Unit {
+    fn bytes(&self, batch: &[Pending]) -> u64 {
+        let len = |&(fi, ci): &(usize, usize)| batch[fi].new_cuts()[ci].len as u64;
+        match self {
+            Unit::Group(chunks) => chunks.iter().map(len).sum(),
+            Unit::Piece(fi, ci) => len(&(*fi, *ci)),
+        }
+    }
+}
+
+/// The largest group for a server of protocol 1.`minor` (none before 1.3).
+fn group_limit(minor: u16) -> usize {
+    match minor {
+        0..=2 => 0,
+        3 | 4 => hoover_types::MAX_GROUP_BYTES_1_4,
+        _ => hoover_types::MAX_GROUP_BYTES,
+    }
+}
+
+/// How the wanted chunks of a batch go, in order, to a server of protocol 1.`minor`: from 1.3
+/// the chunks of files the server holds nothing of go in groups (up to 1 MiB, from 1.5 up to
+/// 8 MiB: a group's chunks share one compression context across chunks and files, and a
+/// larger one compresses a first sync of many small sessions about 3% smaller; see
+/// `docs/store.md`); the others go as pieces.
+fn plan(batch: &[Pending], wanted: &[(usize, usize)], minor: u16) -> Vec<Unit> {
+    let limit = group_limit(minor);
+    let mut out = Vec::new();
+    let mut group: Vec<(usize, usize)> = Vec::new();
+    let mut group_bytes = 0usize;
+    for &(fi, ci) in wanted {
+        let len = batch[fi].new_cuts()[ci].len as usize;
+        if limit > 0 && batch[fi].groups() {
+            if group_bytes + len > limit || group.len() == hoover_types::MAX_GROUP_CHUNKS {
+                out.push(Unit::Group(std::mem::take(&mut group)));
+                group_bytes = 0;
             }
-            let mut raw = Vec::with_capacity(*bytes);
+            group.push((fi, ci));
+            group_bytes += len;
+            continue;
+        }
+        // A piece's base may be in the group so far (a chunk two files share is sent once,
+        // for the first): the group goes first.
+        if !group.is_empty() {
+            out.push(Unit::Group(std::mem::take(&mut group)));
+            group_bytes = 0;
+        }
+        out.push(Unit::Piece(fi, ci));
+    }
+    if !group.is_empty() {
+        out.push(Unit::Group(group));
+    }
+    out
+}
+
+/// Encodes one unit for a server of protocol 1.`minor`: a group as one zstd frame; a piece
+/// against the chunks before it (appending ones from 1.3); to a 1.1 server each chunk alone.
+fn encode_unit(batch: &[Pending], unit: &Unit, minor: u16) -> Encoded {
+    match *unit {
+        Unit::Group(ref group) => {
+            let mut raw = Vec::with_capacity(unit.bytes(batch) as usize);
             let mut chunks = Vec::with_capacity(group.len());
-            for &(fi, ci) in group.iter() {
+            for &(fi, ci) in group {
                 raw.extend_from_slice(batch[fi].chunk_bytes(ci));
                 chunks.push(batch[fi].new_cuts()[ci].chunk_ref());
             }
             let frame = hoover_chunk::compress_against(&[], &raw, hoover_chunk::PIECE_LEVEL);
-            out.push(Encoded::Group(chunks, frame));
-            group.clear();
-            *bytes = 0;
-        };
-        for &(fi, ci) in part {
+            Encoded::Group(chunks, frame)
+        }
+        Unit::Piece(fi, ci) => {
             let p = &batch[fi];
-            let chunk = p.new_cuts()[ci];
-            if minor >= 3 && p.groups() {
-                if group_bytes + chunk.len as usize > GROUP_BYTES
-                    || group.len() == hoover_types::MAX_GROUP_CHUNKS
-                {
-                    flush(&mut group, &mut group_bytes, &mut out);
-                }
-                group.push((fi, ci));
-                group_bytes += chunk.len as usize;
-                continue;
-            }
-            // A piece's base may be in the group so far (a chunk two files share is sent once,
-            // for the first): the group goes first.
-            flush(&mut group, &mut group_bytes, &mut out);
             let piece = if minor >= 2 {
                 p.piece(ci, minor >= 3)
             } else {
@@ -922,23 +952,47 @@ fn encode(batch: &[Pending], wanted: &[(usize, usize)], minor: u16) -> Vec<Encod
                     frame: hoover_chunk::compress(p.chunk_bytes(ci)),
                 }
             };
-            out.push(Encoded::Piece(chunk.chunk_ref(), piece));
+            Encoded::Piece(p.new_cuts()[ci].chunk_ref(), piece)
         }
-        flush(&mut group, &mut group_bytes, &mut out);
-        out
-    };
-    if wanted.len() < 4 || threads == 1 {
-        return one(wanted);
     }
-    let per = wanted.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = wanted
-            .chunks(per)
-            .map(|part| scope.spawn(move || one(part)))
+}
+
+/// Threads that compress at once.
+fn encode_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8)
+}
+
+/// Encodes units on all cores when there are several (each thread takes the next unit), in
+/// their order.
+fn encode(batch: &[Pending], units: &[Unit], minor: u16) -> Vec<Encoded> {
+    let threads = encode_threads().min(units.len());
+    if threads <= 1 {
+        return units.iter().map(|u| encode_unit(batch, u, minor)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Encoded)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(unit) = units.get(i) else {
+                            return out;
+                        };
+                        out.push((i, encode_unit(batch, unit, minor)));
+                    }
+                })
+            })
             .collect();
         handles
             .into_iter()
             .flat_map(|h| h.join().expect("compression worker panicked"))
             .collect()
-    })
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, e)| e).collect()
 }

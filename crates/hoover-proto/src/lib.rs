@@ -17,9 +17,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Major protocol version: a peer with another major is refused at the handshake.
 pub const PROTOCOL_MAJOR: u16 = 1;
 /// Minor protocol version: additions that older peers of the same major can ignore.
-pub const PROTOCOL_MINOR: u16 = 4;
-/// The largest frame either side accepts, in bytes.
-pub const MAX_FRAME: usize = 8 * 1024 * 1024;
+pub const PROTOCOL_MINOR: u16 = 5;
+/// The largest frame either side accepts, in bytes: room for a group of
+/// `hoover_types::MAX_GROUP_BYTES` at zstd's worst case and its list of chunks (protocol 1.5;
+/// 8 MiB before, which a peer of 1.4 or older still enforces).
+pub const MAX_FRAME: usize = hoover_types::MAX_GROUP_BYTES + 1024 * 1024;
 /// The most chunk ids in one `Have`.
 pub const MAX_HAVE: usize = 65_536;
 /// The most files in one `List` reply.
@@ -156,8 +158,8 @@ pub enum Request {
         data: Vec<u8>,
     },
     /// Chunks as a group (protocol 1.3): one zstd frame of their bytes back to back, at most
-    /// `hoover_types::MAX_GROUP_BYTES` and `MAX_GROUP_CHUNKS` of them. No answer unless it is
-    /// refused.
+    /// `hoover_types::MAX_GROUP_BYTES` (to a server of 1.4 or older, `MAX_GROUP_BYTES_1_4`)
+    /// and `MAX_GROUP_CHUNKS` of them. No answer unless it is refused.
     Group {
         chunks: Vec<ChunkRef>,
         #[serde(with = "serde_bytes")]
@@ -261,7 +263,8 @@ pub enum Response {
     },
     /// A group of chunks as stored, in a restore (protocol 1.3, to clients of minor version 3
     /// or later): one zstd frame that decodes to `len` bytes (at most
-    /// `hoover_types::MAX_GROUP_BYTES`), the chunks the next `FromGroup`s take.
+    /// `hoover_types::MAX_GROUP_BYTES`; to a client of 1.4 or older, `MAX_GROUP_BYTES_1_4`),
+    /// the chunks the next `FromGroup`s take.
     GroupData {
         len: u32,
         #[serde(with = "serde_bytes")]

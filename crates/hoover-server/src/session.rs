@@ -177,14 +177,22 @@ enum IngestCmd {
 }
 
 /// A connection's ingest thread: chunks are verified and staged there, off the async runtime,
-/// while the connection goes on reading. A bounded queue caps the memory a connection can hold.
+/// while the connection goes on reading. A queue bounded in commands and in bytes caps the
+/// memory a connection can hold.
 struct Ingest {
-    tx: mpsc::Sender<IngestCmd>,
+    tx: mpsc::Sender<(IngestCmd, Option<tokio::sync::OwnedSemaphorePermit>)>,
+    /// Frame bytes the queue may hold: a command's permit is let go once the thread is done
+    /// with it.
+    budget: std::sync::Arc<tokio::sync::Semaphore>,
     /// The first refused chunk, reported as soon as it is found; `None` once reported.
     chunk_error: Option<oneshot::Receiver<StoreError>>,
 }
 
 const INGEST_QUEUE: usize = 32;
+/// The most frame bytes queued for a connection's ingest thread (a group's frame is up to
+/// about 9 MiB).
+const INGEST_QUEUE_BYTES: usize = 32 << 20;
+const _: () = assert!(hoover_proto::MAX_FRAME <= INGEST_QUEUE_BYTES);
 
 /// How a piece decodes: its kind, its base, and for one that appends, its context.
 #[derive(Clone, Copy, Debug)]
@@ -196,7 +204,7 @@ pub(crate) struct PieceOf {
 
 impl Ingest {
     fn start(store: Store, batch_items: usize) -> Ingest {
-        let (tx, mut rx) = mpsc::channel::<IngestCmd>(INGEST_QUEUE);
+        let (tx, mut rx) = mpsc::channel(INGEST_QUEUE);
         let (err_tx, chunk_error) = oneshot::channel();
         tokio::task::spawn_blocking(move || {
             let mut err_tx = Some(err_tx);
@@ -210,7 +218,7 @@ impl Ingest {
                 received.extend(chunks.iter().take(room));
             };
             let new_batch = || store.batch().with_limit(batch_items);
-            while let Some(cmd) = rx.blocking_recv() {
+            while let Some((cmd, _permit)) = rx.blocking_recv() {
                 match cmd {
                     IngestCmd::Chunk {
                         id,
@@ -278,6 +286,7 @@ impl Ingest {
         });
         Ingest {
             tx,
+            budget: std::sync::Arc::new(tokio::sync::Semaphore::new(INGEST_QUEUE_BYTES)),
             chunk_error: Some(chunk_error),
         }
     }
@@ -430,8 +439,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let ingest = self
             .ingest
             .get_or_insert_with(|| Ingest::start(store, items));
+        let bytes = match &cmd {
+            IngestCmd::Chunk { data, .. } | IngestCmd::Group { data, .. } => data.len(),
+            IngestCmd::Version(..) | IngestCmd::Commit(..) => 0,
+        };
+        // At most a frame's bytes, under the budget; the semaphore is never closed.
+        let permit = match bytes {
+            0 => None,
+            n => ingest
+                .budget
+                .clone()
+                .acquire_many_owned(n.min(INGEST_QUEUE_BYTES) as u32)
+                .await
+                .ok(),
+        };
         // The thread only stops when this sender is dropped, so this cannot fail.
-        let _ = ingest.tx.send(cmd).await;
+        let _ = ingest.tx.send((cmd, permit)).await;
     }
 
     async fn blocking<T: Send + 'static>(

@@ -80,6 +80,13 @@ const MIGRATE_2_TO_3: &str = "
 UPDATE meta SET value = '3' WHERE name = 'format';
 ";
 
+/// Format 4 lets a group hold up to 8 MiB (`hoover_types::MAX_GROUP_BYTES`, 1 MiB before) and
+/// a chunk's read decode up to 10 MiB (`crate::MAX_DECODE_BYTES`, 2 MiB before). No table
+/// changes: every format-3 piece is within the new bounds.
+const MIGRATE_3_TO_4: &str = "
+UPDATE meta SET value = '4' WHERE name = 'format';
+";
+
 /// The format the version log says it has.
 pub(crate) fn format(conn: &Connection) -> Result<u32> {
     let value: Option<String> = conn
@@ -100,10 +107,13 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
     let from = format(conn)?;
     if from < crate::STORE_FORMAT_VERSION {
         let tx = conn.transaction()?;
-        if from == 1 {
+        if from < 2 {
             tx.execute_batch(MIGRATE_1_TO_2)?;
         }
-        tx.execute_batch(MIGRATE_2_TO_3)?;
+        if from < 3 {
+            tx.execute_batch(MIGRATE_2_TO_3)?;
+        }
+        tx.execute_batch(MIGRATE_3_TO_4)?;
         tx.commit()?;
     }
     Ok(from)

@@ -30,9 +30,9 @@ pub use piece::{Kind, MAX_DECODE_BYTES, MAX_HOPS};
 pub use verify::{VerifyProblem, VerifyReport};
 
 /// The on-disk format this code writes. Older stores (format 1: every chunk a frame of its
-/// own; format 2: no appending pieces and no groups) are migrated to it when a writer opens
-/// them; see `docs/store.md`.
-pub const STORE_FORMAT_VERSION: u32 = 3;
+/// own; format 2: no appending pieces and no groups; format 3: groups of at most 1 MiB) are
+/// migrated to it when a writer opens them; see `docs/store.md`.
+pub const STORE_FORMAT_VERSION: u32 = 4;
 /// The oldest on-disk format this code reads.
 pub const OLDEST_SUPPORTED_FORMAT: u32 = 1;
 
@@ -141,6 +141,8 @@ struct StoreInner {
     /// Chunks committed lately, decoded: the next append's piece is decoded against one of
     /// them without walking its chain of bases.
     recent: Mutex<piece::Recent>,
+    /// Groups the store's readers decoded lately.
+    decoded_groups: Mutex<piece::DecodedGroups>,
     /// The totals, counted once from the version log and then kept up to date by each commit.
     counts: Mutex<Option<StoreCounts>>,
     /// The open `LOCK` file whose exclusive lock makes this the store's one writer (`None`
@@ -306,6 +308,7 @@ impl Store {
                 hashers: Mutex::new(HashMap::new()),
                 pieces,
                 recent: Mutex::new(piece::Recent::new(RECENT_COMMITTED_BYTES)),
+                decoded_groups: Mutex::new(piece::DecodedGroups::new()),
                 counts: Mutex::new(None),
                 _lock: lock,
             }),
@@ -492,6 +495,13 @@ impl Store {
 
     pub(crate) fn recent(&self) -> MutexGuard<'_, piece::Recent> {
         self.inner.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn decoded_groups(&self) -> MutexGuard<'_, piece::DecodedGroups> {
+        self.inner
+            .decoded_groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn hashers(&self) -> MutexGuard<'_, HashMap<i64, HasherState>> {
@@ -795,7 +805,8 @@ pub enum Frame {
 impl FrameReader {
     /// The next chunk of a stream for a client of protocol 1.`minor`: as stored when its piece
     /// stands alone, or (from 1.2) when it follows the chunk read before, or (from 1.3) as a
-    /// slice of its group, sent as stored; else decoded and compressed anew.
+    /// slice of its group, sent as stored when the client takes a group that long (a group
+    /// over 1 MiB only from 1.5); else decoded and compressed anew.
     pub fn frame(&mut self, chunk: &ChunkRef, minor: u16) -> Result<Frame> {
         let follows_ok = minor >= 2;
         let previous = self.previous.replace(chunk.id);
@@ -806,19 +817,33 @@ impl FrameReader {
                 chunk.id
             ))
         })?;
-        if row.kind == piece::Kind::Grouped && minor >= 3 {
+        let group_limit = match minor {
+            0..=2 => 0,
+            3 | 4 => hoover_types::MAX_GROUP_BYTES_1_4,
+            _ => hoover_types::MAX_GROUP_BYTES,
+        } as u64;
+        let group = if row.kind == piece::Kind::Grouped && minor >= 3 {
             let same = self
                 .group
                 .as_ref()
                 .filter(|(path, offset, _)| *path == row.path && *offset == row.offset);
-            let (group, frame) = match same {
-                Some((_, _, group)) => (group.clone(), None),
+            match same {
+                Some((_, _, group)) => Some((group.clone(), None)),
                 None => {
-                    let (group, frame) = pack::read_group_frame(&row.path, row.offset)?;
-                    let len = group.len as u32;
-                    (group, Some((len, frame)))
+                    let group = pack::read_group(&row.path, row.offset)?;
+                    if group.len <= group_limit {
+                        let frame = pack::read_at(&row.path, row.offset, group.stored_len)?;
+                        let len = group.len as u32;
+                        Some((group, Some((len, frame))))
+                    } else {
+                        None
+                    }
                 }
-            };
+            }
+        } else {
+            None
+        };
+        if let Some((group, frame)) = group {
             let (at, len, _) = group.find(&chunk.id).ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "chunk {}: its group in {} does not list it",
@@ -848,8 +873,9 @@ impl FrameReader {
                 return Ok(Frame::FollowsPrevious(frame));
             }
         }
-        // Any other piece (a grouped chunk, for an older client, from its group, decoded once
-        // for a run of its chunks): decoded and compressed anew.
+        // Any other piece (a grouped chunk, for an older client or one whose limit the group
+        // is over, from its group, decoded once for a run of its chunks): decoded and
+        // compressed anew.
         let data = self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?;
         Ok(Frame::Alone(hoover_chunk::compress(&data)))
     }

@@ -33,9 +33,10 @@ pub use hoover_types::PieceKind as Kind;
 
 /// The most pieces read to decode one chunk.
 pub const MAX_HOPS: u32 = 256;
-/// The most bytes decoded to read one chunk (its own and its bases'): room for a group and a
-/// chain of pieces after it.
-pub const MAX_DECODE_BYTES: u64 = 2 << 20;
+/// The most bytes decoded to read one chunk (its own and its bases'): room for a group (up to
+/// [`hoover_types::MAX_GROUP_BYTES`]) and a chain of pieces after it (2 MiB; format 3 allowed
+/// 2 MiB in all, with groups of 1 MiB).
+pub const MAX_DECODE_BYTES: u64 = hoover_types::MAX_GROUP_BYTES as u64 + (2 << 20);
 
 /// What reading a stored piece costs: pieces read and bytes decoded, its own included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,17 +191,48 @@ pub(crate) struct Decoder {
     /// Ingest may use the store's lately committed chunks (verified when they arrived);
     /// reads and `verify` always go to the disk.
     committed: bool,
+    /// Reads share the groups the store's readers decoded lately ([`DecodedGroups`]);
+    /// `verify` decodes each group from the disk itself.
+    shared: bool,
     /// The group decoded last (its pack and frame offset, list and bytes): a file's grouped
     /// chunks are read one after another.
-    group: Option<DecodedGroup>,
+    group: Option<Arc<DecodedGroup>>,
 }
 
 /// A group a [`Decoder`] decoded: where its frame lies, its list and its bytes.
-struct DecodedGroup {
+pub(crate) struct DecodedGroup {
     path: std::path::PathBuf,
     offset: u64,
-    group: Arc<crate::pack::Group>,
-    bytes: Arc<Vec<u8>>,
+    group: crate::pack::Group,
+    bytes: Vec<u8>,
+}
+
+/// The groups the store's readers decoded last, shared: a group holds the chunks of many small
+/// files (up to [`hoover_types::MAX_GROUP_BYTES`]), and each file is read on its own (by the
+/// indexer, a page, a restore), so without this each would decode the whole group again.
+pub(crate) struct DecodedGroups(VecDeque<Arc<DecodedGroup>>);
+
+/// How many decoded groups the store keeps for its readers (at most 8 MiB each).
+const SHARED_GROUPS: usize = 2;
+
+impl DecodedGroups {
+    pub(crate) fn new() -> DecodedGroups {
+        DecodedGroups(VecDeque::with_capacity(SHARED_GROUPS))
+    }
+
+    fn get(&self, path: &std::path::Path, offset: u64) -> Option<Arc<DecodedGroup>> {
+        self.0
+            .iter()
+            .find(|g| g.path == path && g.offset == offset)
+            .cloned()
+    }
+
+    fn put(&mut self, group: Arc<DecodedGroup>) {
+        if self.0.len() == SHARED_GROUPS {
+            self.0.pop_front();
+        }
+        self.0.push_back(group);
+    }
 }
 
 /// One piece of a chain being decoded: its record, its frame and its context's bytes.
@@ -220,7 +252,16 @@ impl Decoder {
             store: store.clone(),
             recent: Recent::new(RECENT_BYTES),
             committed: false,
+            shared: true,
             group: None,
+        }
+    }
+
+    /// A decoder for `verify`, which decodes every group from the disk.
+    pub(crate) fn for_verify(store: &Store) -> Decoder {
+        Decoder {
+            shared: false,
+            ..Decoder::new(store)
         }
     }
 
@@ -344,14 +385,21 @@ impl Decoder {
         Ok(data)
     }
 
-    /// A grouped chunk's bytes: its slice of its group, decoded (once for a run of reads).
+    /// A grouped chunk's bytes: its slice of its group, decoded (once for a run of reads, and
+    /// once for the store's readers of one group's files one after another).
     fn grouped(&mut self, id: &ChunkId, row: &PieceRow) -> Result<Arc<Vec<u8>>> {
         let cached = self
             .group
             .as_ref()
-            .filter(|g| g.path == row.path && g.offset == row.offset);
-        let (group, bytes) = match cached {
-            Some(g) => (g.group.clone(), g.bytes.clone()),
+            .filter(|g| g.path == row.path && g.offset == row.offset)
+            .cloned()
+            .or_else(|| {
+                self.shared
+                    .then(|| self.store.decoded_groups().get(&row.path, row.offset))
+                    .flatten()
+            });
+        let decoded = match cached {
+            Some(g) => g,
             None => {
                 let (group, frame) = crate::pack::read_group_frame(&row.path, row.offset)?;
                 let corrupt = |what: String| {
@@ -364,21 +412,24 @@ impl Decoder {
                 if group.share(id) != Some(row.stored_len) {
                     return Err(corrupt("is not what the chunk index says".into()));
                 }
-                let bytes = Arc::new(group.decode(&frame).map_err(corrupt)?);
-                let group = Arc::new(group);
-                self.group = Some(DecodedGroup {
+                let bytes = group.decode(&frame).map_err(corrupt)?;
+                let decoded = Arc::new(DecodedGroup {
                     path: row.path.clone(),
                     offset: row.offset,
-                    group: group.clone(),
-                    bytes: bytes.clone(),
+                    group,
+                    bytes,
                 });
-                (group, bytes)
+                if self.shared {
+                    self.store.decoded_groups().put(decoded.clone());
+                }
+                decoded
             }
         };
-        match group.find(id) {
+        self.group = Some(decoded.clone());
+        match decoded.group.find(id) {
             Some((at, len, _)) if len as u64 == row.raw_len => {
                 let at = at as usize;
-                Ok(Arc::new(bytes[at..at + len as usize].to_vec()))
+                Ok(Arc::new(decoded.bytes[at..at + len as usize].to_vec()))
             }
             _ => Err(StoreError::Corrupt(format!(
                 "chunk {id}: its group in {} does not list it",

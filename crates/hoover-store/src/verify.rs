@@ -167,7 +167,7 @@ impl Store {
         let total = chunk_rows.len() as u64;
         let mut good: HashMap<ChunkId, bool> = HashMap::new();
         // In pack order a piece's base was usually checked just before: the decoder keeps it.
-        let mut decoder = crate::piece::Decoder::new(self);
+        let mut decoder = crate::piece::Decoder::for_verify(self);
         for (i, row) in chunk_rows.into_iter().enumerate() {
             let Ok(id) = <[u8; 32]>::try_from(row.id) else {
                 continue;

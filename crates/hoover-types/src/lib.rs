@@ -17,8 +17,11 @@ pub const CHUNK_AVG: u32 = 32 * 1024;
 /// Hard upper bound the chunker cuts at.
 pub const CHUNK_MAX: u32 = 128 * 1024;
 /// The most uncompressed bytes in one group of chunks (a first sync's chunks, back to back in
-/// one zstd frame), that the client sends and the server accepts.
-pub const MAX_GROUP_BYTES: usize = 1024 * 1024;
+/// one zstd frame), that the client sends and the server accepts (protocol 1.5, store format
+/// 4; see `docs/store.md` for how it was chosen).
+pub const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
+/// The most a group held in protocol 1.3 and 1.4: what a peer of those versions accepts.
+pub const MAX_GROUP_BYTES_1_4: usize = 1024 * 1024;
 /// The most chunks in one group.
 pub const MAX_GROUP_CHUNKS: usize = 1024;
 /// The longest key accepted, in bytes.
