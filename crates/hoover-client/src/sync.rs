@@ -931,13 +931,15 @@ fn plan(batch: &[Pending], wanted: &[(usize, usize)], minor: u16) -> Vec<Unit> {
 fn encode_unit(batch: &[Pending], unit: &Unit, minor: u16) -> Encoded {
     match *unit {
         Unit::Group(ref group) => {
-            let mut raw = Vec::with_capacity(unit.bytes(batch) as usize);
-            let mut chunks = Vec::with_capacity(group.len());
-            for &(fi, ci) in group {
-                raw.extend_from_slice(batch[fi].chunk_bytes(ci));
-                chunks.push(batch[fi].new_cuts()[ci].chunk_ref());
-            }
-            let frame = hoover_chunk::compress_against(&[], &raw, hoover_chunk::PIECE_LEVEL);
+            let parts: Vec<&[u8]> = group
+                .iter()
+                .map(|&(fi, ci)| batch[fi].chunk_bytes(ci))
+                .collect();
+            let chunks = group
+                .iter()
+                .map(|&(fi, ci)| batch[fi].new_cuts()[ci].chunk_ref())
+                .collect();
+            let frame = hoover_chunk::compress_parts(&parts, hoover_chunk::PIECE_LEVEL);
             Encoded::Group(chunks, frame)
         }
         Unit::Piece(fi, ci) => {

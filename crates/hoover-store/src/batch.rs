@@ -106,6 +106,9 @@ pub struct Batch {
     /// The same for chunks staged past [`RAW_CACHE_LIMIT`]: the last few staged or read back,
     /// so that reading a chain of them in order decodes each piece once, not its whole chain.
     reread: piece::Recent,
+    /// The staged group read back last (its frame's offset and its bytes): a file's grouped
+    /// chunks are read in order, so each group is decoded once, not once per chunk.
+    reread_group: Option<(u64, Arc<Vec<u8>>)>,
 }
 
 impl Batch {
@@ -121,6 +124,7 @@ impl Batch {
             items: 0,
             limit: MAX_BATCH_ITEMS,
             reread: piece::Recent::new(REREAD_CACHE_LIMIT),
+            reread_group: None,
         }
     }
 
@@ -430,11 +434,21 @@ impl Batch {
         pack.flush()?;
         let tmp = pack.tmp.clone();
         if let Some(InGroup { at, .. }) = in_group {
-            // Its group, decoded again: the bytes were checked when it arrived.
-            let (group, frame) = crate::pack::read_group_frame(&tmp, offset)?;
-            let bytes = group
-                .decode(&frame)
-                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", tmp.display())))?;
+            // Its group, decoded again (once for a run of its chunks): the bytes were checked
+            // when it arrived.
+            let bytes = match &self.reread_group {
+                Some((o, bytes)) if *o == offset => bytes.clone(),
+                _ => {
+                    let (group, frame) = crate::pack::read_group_frame(&tmp, offset)?;
+                    let bytes = Arc::new(
+                        group
+                            .decode(&frame)
+                            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", tmp.display())))?,
+                    );
+                    self.reread_group = Some((offset, bytes.clone()));
+                    bytes
+                }
+            };
             let raw = bytes
                 .get(at as usize..(at + len) as usize)
                 .map(|b| Arc::new(b.to_vec()))
