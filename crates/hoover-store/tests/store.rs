@@ -986,3 +986,54 @@ fn a_group_of_chunks_of_several_files_reads_back_and_takes_pieces_on_top() {
     let report = store.verify(|_, _, _| {}).unwrap();
     assert!(report.is_clean(), "{report:?}");
 }
+
+/// A file of many groups in one batch, more than the batch keeps in memory (64 MiB, and the
+/// last 20 MiB of what it staged past that): checking
+/// its version reads the chunks past that back from the batch's pack, a group decoded once
+/// for a run of its chunks; every chunk reads back right, there and after the commit.
+#[test]
+fn a_file_of_many_groups_past_the_batch_memory_checks_and_reads_back() {
+    use hoover_types::{MAX_GROUP_BYTES, MAX_GROUP_CHUNKS};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Key::new("lap/c/big.jsonl").unwrap();
+    let data = Rng(29).bytes(110 << 20);
+    let cuts = cut(&data, 0);
+    let mut batch = store.batch();
+    let mut groups = 0;
+    let mut rest = &cuts[..];
+    while !rest.is_empty() {
+        let mut bytes = 0usize;
+        let n = rest
+            .iter()
+            .take(MAX_GROUP_CHUNKS)
+            .take_while(|c| {
+                bytes += c.len as usize;
+                bytes <= MAX_GROUP_BYTES
+            })
+            .count();
+        let (group, after) = rest.split_at(n);
+        let parts: Vec<&[u8]> = group.iter().map(|c| c.slice(&data)).collect();
+        let refs: Vec<ChunkRef> = group.iter().map(Cut::chunk_ref).collect();
+        let frame = hoover_chunk::compress_parts(&parts, hoover_chunk::PIECE_LEVEL);
+        batch.add_group(&refs, &frame).unwrap();
+        groups += 1;
+        rest = after;
+    }
+    assert!(groups >= 10, "{groups} groups");
+    batch
+        .add_version(NewVersion {
+            key: key.clone(),
+            size: data.len() as u64,
+            blake3: *blake3::hash(&data).as_bytes(),
+            mtime_ns: 1,
+            base: None,
+            kept: 0,
+            chunks: cuts.iter().map(Cut::chunk_ref).collect(),
+        })
+        .unwrap();
+    assert_eq!(batch.commit().unwrap()[0].seq, 1);
+    let mut out = Vec::new();
+    store.read_version(&key, 1, &mut out).unwrap();
+    assert!(out == data, "the version reads back byte for byte");
+}
