@@ -164,14 +164,36 @@ pub fn decompress_against(prefix: &[u8], frame: &[u8], max: usize) -> Result<Vec
 /// Decompresses a frame that stands alone and must decode to exactly `len` bytes (a group of
 /// chunks); never produces more.
 pub fn decompress_exact(frame: &[u8], len: usize) -> Result<Vec<u8>, ChunkError> {
-    let out = decompress_against(&[], frame, len)?;
+    let mut out = Vec::new();
+    decompress_exact_into(frame, len, &mut out)?;
+    Ok(out)
+}
+
+/// [`decompress_exact`] into `out` (cleared first), whose memory is reused: a group is up to
+/// 8 MiB, and a fresh buffer that size for each costs page faults (glibc gives the top of its
+/// heap back to the system and takes it again). Never produces more than `out`'s capacity
+/// once it holds `len` bytes.
+pub fn decompress_exact_into(
+    frame: &[u8],
+    len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), ChunkError> {
+    out.clear();
+    out.reserve_exact(len);
+    PIECE_DECOMPRESSOR.with(|d| {
+        d.borrow_mut()
+            .decompress_using_dict(out, frame, &[])
+            .map_err(|code| {
+                ChunkError::Decompress(zstd::zstd_safe::get_error_name(code).to_string())
+            })
+    })?;
     if out.len() != len {
         return Err(ChunkError::Length {
             claimed: len as u64,
             actual: out.len() as u64,
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The prefix of a piece that [`PieceKind::Appends`] to `base` in `context`: the last

@@ -357,8 +357,29 @@ impl Batch {
             )));
         }
         self.take_items(lens.len())?;
-        let raw = hoover_chunk::decompress_exact(frame, total as usize)
-            .map_err(|e| StoreError::Refused(format!("a group of {} chunks: {e}", lens.len())))?;
+        // The ingest thread decodes group after group: into memory it keeps (a fresh buffer of
+        // up to 8 MiB for each costs page faults).
+        thread_local! {
+            static RAW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        RAW.with(|raw| {
+            let mut raw = raw.borrow_mut();
+            hoover_chunk::decompress_exact_into(frame, total as usize, &mut raw).map_err(|e| {
+                StoreError::Refused(format!("a group of {} chunks: {e}", lens.len()))
+            })?;
+            self.stage_decoded_group(lens, names, frame, &raw)
+        })
+    }
+
+    /// [`Batch::stage_group`] once its frame decoded to `raw`.
+    fn stage_decoded_group(
+        &mut self,
+        lens: &[u32],
+        names: Option<&[ChunkRef]>,
+        frame: &[u8],
+        raw: &[u8],
+    ) -> Result<Vec<ChunkRef>> {
+        let total = raw.len() as u64;
         let mut chunks = Vec::with_capacity(lens.len());
         let mut at = 0usize;
         for (i, len) in lens.iter().enumerate() {

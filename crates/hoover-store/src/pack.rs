@@ -72,7 +72,19 @@ impl Group {
 
     /// The group's bytes: its frame decoded, exactly as long as its chunks add up to.
     pub(crate) fn decode(&self, frame: &[u8]) -> std::result::Result<Vec<u8>, String> {
-        hoover_chunk::decompress_exact(frame, self.len as usize).map_err(|e| e.to_string())
+        let mut out = Vec::new();
+        self.decode_into(frame, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Group::decode`] into `out`, reusing its memory.
+    pub(crate) fn decode_into(
+        &self,
+        frame: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), String> {
+        hoover_chunk::decompress_exact_into(frame, self.len as usize, out)
+            .map_err(|e| e.to_string())
     }
 
     /// What each listed chunk's row records as its stored length: its share of the frame, in

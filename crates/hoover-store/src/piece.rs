@@ -197,6 +197,8 @@ pub(crate) struct Decoder {
     /// The group decoded last (its pack and frame offset, list and bytes): a file's grouped
     /// chunks are read one after another.
     group: Option<Arc<DecodedGroup>>,
+    /// The memory of a group no one reads any more, for the next group to decode into.
+    spare: Vec<u8>,
 }
 
 /// A group a [`Decoder`] decoded: where its frame lies, its list and its bytes.
@@ -227,11 +229,13 @@ impl DecodedGroups {
             .cloned()
     }
 
-    fn put(&mut self, group: Arc<DecodedGroup>) {
-        if self.0.len() == SHARED_GROUPS {
-            self.0.pop_front();
-        }
+    /// Keeps `group`; returns the one it no longer keeps.
+    fn put(&mut self, group: Arc<DecodedGroup>) -> Option<Arc<DecodedGroup>> {
+        let evicted = (self.0.len() == SHARED_GROUPS)
+            .then(|| self.0.pop_front())
+            .flatten();
         self.0.push_back(group);
+        evicted
     }
 }
 
@@ -254,6 +258,7 @@ impl Decoder {
             committed: false,
             shared: true,
             group: None,
+            spare: Vec::new(),
         }
     }
 
@@ -385,6 +390,15 @@ impl Decoder {
         Ok(data)
     }
 
+    /// Keeps a group's memory for the next decode, when no one else reads the group.
+    fn recycle(&mut self, group: Option<Arc<DecodedGroup>>) {
+        if self.spare.capacity() == 0 {
+            if let Some(g) = group.and_then(|g| Arc::try_unwrap(g).ok()) {
+                self.spare = g.bytes;
+            }
+        }
+    }
+
     /// A grouped chunk's bytes: its slice of its group, decoded (once for a run of reads, and
     /// once for the store's readers of one group's files one after another).
     fn grouped(&mut self, id: &ChunkId, row: &PieceRow) -> Result<Arc<Vec<u8>>> {
@@ -412,7 +426,8 @@ impl Decoder {
                 if group.share(id) != Some(row.stored_len) {
                     return Err(corrupt("is not what the chunk index says".into()));
                 }
-                let bytes = group.decode(&frame).map_err(corrupt)?;
+                let mut bytes = std::mem::take(&mut self.spare);
+                group.decode_into(&frame, &mut bytes).map_err(corrupt)?;
                 let decoded = Arc::new(DecodedGroup {
                     path: row.path.clone(),
                     offset: row.offset,
@@ -420,12 +435,14 @@ impl Decoder {
                     bytes,
                 });
                 if self.shared {
-                    self.store.decoded_groups().put(decoded.clone());
+                    let evicted = self.store.decoded_groups().put(decoded.clone());
+                    self.recycle(evicted);
                 }
                 decoded
             }
         };
-        self.group = Some(decoded.clone());
+        let previous = self.group.replace(decoded.clone());
+        self.recycle(previous);
         match decoded.group.find(id) {
             Some((at, len, _)) if len as u64 == row.raw_len => {
                 let at = at as usize;
