@@ -192,8 +192,9 @@ pub(crate) struct Decoder {
     /// reads and `verify` always go to the disk.
     committed: bool,
     /// Reads share the groups the store's readers decoded lately ([`DecodedGroups`]);
-    /// `verify` decodes each group from the disk itself.
+    /// `verify` decodes each group from the disk itself, and remembers the last few in `own`.
     shared: bool,
+    own: DecodedGroups,
     /// The group decoded last (its pack and frame offset, list and bytes): a file's grouped
     /// chunks are read one after another.
     group: Option<Arc<DecodedGroup>>,
@@ -257,6 +258,7 @@ impl Decoder {
             recent: Recent::new(RECENT_BYTES),
             committed: false,
             shared: true,
+            own: DecodedGroups::new(),
             group: None,
             spare: Vec::new(),
         }
@@ -407,10 +409,9 @@ impl Decoder {
             .as_ref()
             .filter(|g| g.path == row.path && g.offset == row.offset)
             .cloned()
-            .or_else(|| {
-                self.shared
-                    .then(|| self.store.decoded_groups().get(&row.path, row.offset))
-                    .flatten()
+            .or_else(|| match self.shared {
+                true => self.store.decoded_groups().get(&row.path, row.offset),
+                false => self.own.get(&row.path, row.offset),
             });
         let decoded = match cached {
             Some(g) => g,
@@ -434,10 +435,11 @@ impl Decoder {
                     group,
                     bytes,
                 });
-                if self.shared {
-                    let evicted = self.store.decoded_groups().put(decoded.clone());
-                    self.recycle(evicted);
-                }
+                let evicted = match self.shared {
+                    true => self.store.decoded_groups().put(decoded.clone()),
+                    false => self.own.put(decoded.clone()),
+                };
+                self.recycle(evicted);
                 decoded
             }
         };
