@@ -577,6 +577,7 @@ struct Pipeline {
     /// The tracks of the versions committed, when the caller keeps them (`watch`, for its
     /// next appends; a whole `sync` pass would hold about 2 KB per file for nothing).
     tracks: Option<Vec<(Key, Track)>>,
+    scratch: Arc<Scratch>,
 }
 
 impl Pipeline {
@@ -606,7 +607,8 @@ impl Pipeline {
             vec![true; offer.ids.len()]
         };
         self.commit_open(remote, state, report).await?;
-        self.open = Some(send_wanted(remote, batch, &offer, &wanted, report).await?);
+        let scratch = self.scratch.clone();
+        self.open = Some(send_wanted(remote, batch, &offer, &wanted, &scratch, report).await?);
         Ok(())
     }
 
@@ -724,6 +726,7 @@ async fn send_wanted<S: AsyncRead + AsyncWrite + Unpin>(
     batch: Vec<Pending>,
     offer: &Offer,
     wanted: &[bool],
+    scratch: &Arc<Scratch>,
     report: &mut SyncReport,
 ) -> Result<Sent> {
     let wanted: Vec<(usize, usize)> = offer
@@ -748,8 +751,8 @@ async fn send_wanted<S: AsyncRead + AsyncWrite + Unpin>(
         parts.last_mut().expect("a part was just pushed").push(unit);
     }
     let start = |list: Vec<Unit>| {
-        let shared = shared.clone();
-        tokio::task::spawn_blocking(move || encode(&shared, &list, minor))
+        let (shared, scratch) = (shared.clone(), scratch.clone());
+        tokio::task::spawn_blocking(move || encode(&shared, &list, minor, &scratch))
     };
     let mut parts = parts.into_iter();
     let mut next = parts.next().map(start);
@@ -928,7 +931,7 @@ fn plan(batch: &[Pending], wanted: &[(usize, usize)], minor: u16) -> Vec<Unit> {
 
 /// Encodes one unit for a server of protocol 1.`minor`: a group as one zstd frame; a piece
 /// against the chunks before it (appending ones from 1.3); to a 1.1 server each chunk alone.
-fn encode_unit(batch: &[Pending], unit: &Unit, minor: u16) -> Encoded {
+fn encode_unit(batch: &[Pending], unit: &Unit, minor: u16, scratch: &Scratch) -> Encoded {
     match *unit {
         Unit::Group(ref group) => {
             let parts: Vec<&[u8]> = group
@@ -939,7 +942,9 @@ fn encode_unit(batch: &[Pending], unit: &Unit, minor: u16) -> Encoded {
                 .iter()
                 .map(|&(fi, ci)| batch[fi].new_cuts()[ci].chunk_ref())
                 .collect();
-            let frame = hoover_chunk::compress_parts(&parts, hoover_chunk::PIECE_LEVEL);
+            let mut buf = scratch.take();
+            let frame = hoover_chunk::compress_parts(&parts, hoover_chunk::PIECE_LEVEL, &mut buf);
+            scratch.give(buf);
             Encoded::Group(chunks, frame)
         }
         Unit::Piece(fi, ci) => {
@@ -959,6 +964,27 @@ fn encode_unit(batch: &[Pending], unit: &Unit, minor: u16) -> Encoded {
     }
 }
 
+/// Buffers a group's chunks are gathered in to be compressed, reused from group to group for
+/// the life of a pass and let go with it: a fresh 8 MiB buffer for each group cost page faults
+/// (110,000 more in a first sync of 1.1 GB), and buffers kept per thread stayed with an idle
+/// agent (27 MB).
+#[derive(Default)]
+struct Scratch(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl Scratch {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(buf);
+    }
+}
+
 /// Threads that compress at once.
 fn encode_threads() -> usize {
     std::thread::available_parallelism()
@@ -969,10 +995,13 @@ fn encode_threads() -> usize {
 
 /// Encodes units on all cores when there are several (each thread takes the next unit), in
 /// their order.
-fn encode(batch: &[Pending], units: &[Unit], minor: u16) -> Vec<Encoded> {
+fn encode(batch: &[Pending], units: &[Unit], minor: u16, scratch: &Scratch) -> Vec<Encoded> {
     let threads = encode_threads().min(units.len());
     if threads <= 1 {
-        return units.iter().map(|u| encode_unit(batch, u, minor)).collect();
+        return units
+            .iter()
+            .map(|u| encode_unit(batch, u, minor, scratch))
+            .collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut done: Vec<(usize, Encoded)> = std::thread::scope(|scope| {
@@ -985,7 +1014,7 @@ fn encode(batch: &[Pending], units: &[Unit], minor: u16) -> Vec<Encoded> {
                         let Some(unit) = units.get(i) else {
                             return out;
                         };
-                        out.push((i, encode_unit(batch, unit, minor)));
+                        out.push((i, encode_unit(batch, unit, minor, scratch)));
                     }
                 })
             })

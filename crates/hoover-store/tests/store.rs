@@ -1015,7 +1015,8 @@ fn a_file_of_many_groups_past_the_batch_memory_checks_and_reads_back() {
         let (group, after) = rest.split_at(n);
         let parts: Vec<&[u8]> = group.iter().map(|c| c.slice(&data)).collect();
         let refs: Vec<ChunkRef> = group.iter().map(Cut::chunk_ref).collect();
-        let frame = hoover_chunk::compress_parts(&parts, hoover_chunk::PIECE_LEVEL);
+        let frame =
+            hoover_chunk::compress_parts(&parts, hoover_chunk::PIECE_LEVEL, &mut Vec::new());
         batch.add_group(&refs, &frame).unwrap();
         groups += 1;
         rest = after;
