@@ -550,3 +550,57 @@ fn a_sync_that_loses_a_commit_race_pushes_again_on_the_new_base() {
     assert_eq!(versions.as_array().unwrap().len(), 2, "{versions}");
     world.check_restores(&root, "lap/c");
 }
+
+/// Reads do not wait for a commit. While a batch's commit holds the version log (its rows
+/// written, its transaction open, held for a minute by a test seam), another client lists the
+/// files and the page reads the counters: each answers from what was committed before, and the
+/// held sync is still waiting when they have. (With one connection for reads and writes, the
+/// list waited for the commit and then showed its version.)
+#[test]
+fn reads_answer_while_a_commit_holds_the_version_log() {
+    let mut world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(&root).unwrap();
+    let file = root.join("a.jsonl");
+    std::fs::write(&file, b"{\"n\":1}\n").unwrap();
+    world.sync_dir("lap", &root);
+    world.restart_server_with(|o| {
+        o.env = vec![("HOOVER_SLOW_AT".into(), "store-rows-written:60000".into())];
+    });
+    // The counters are counted once, under the writer's lock; from then on they come from memory.
+    assert_eq!(stats(&world)["versions"], 1);
+
+    std::fs::write(&file, b"{\"n\":1}\n{\"n\":2}\n").unwrap();
+    let mut held = world
+        .hoover(&[
+            "sync",
+            "--source",
+            "lap",
+            "--root",
+            &format!("c={}", root.display()),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    world
+        .server
+        .wait_for_log("slow point store-rows-written reached");
+
+    let listed = world.json(&["ls"]);
+    let files = listed.as_array().unwrap();
+    assert_eq!(files.len(), 1, "{listed}");
+    assert_eq!(
+        files[0]["versions"], 1,
+        "the list shows what was committed: {listed}"
+    );
+    let versions = world.json(&["versions", "lap/c/a.jsonl"]);
+    assert_eq!(versions.as_array().unwrap().len(), 1, "{versions}");
+    assert_eq!(stats(&world)["versions"], 1);
+    assert!(
+        held.try_wait().unwrap().is_none(),
+        "the reads answered while the commit was still held"
+    );
+    world.server.kill();
+    let _ = held.wait();
+}

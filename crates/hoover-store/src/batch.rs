@@ -546,7 +546,7 @@ impl Batch {
     fn check_version(&mut self, version: NewVersion) -> Result<Prepared> {
         let key = &version.key;
         let (file_id, latest) = {
-            let conn = self.store.conn();
+            let conn = self.store.reader();
             let file_id = db::file_id(&conn, key)?;
             let latest = match file_id {
                 Some(id) => db::latest_by_id(&conn, id)?,
@@ -641,7 +641,7 @@ impl Batch {
         let (prefix_bytes, hasher) = match (version.base, file_id) {
             (Some(base), Some(file_id)) => {
                 let prefix_bytes = {
-                    let conn = self.store.conn();
+                    let conn = self.store.reader();
                     db::prefix_bytes(&conn, file_id, base, version.kept)?
                 };
                 let hasher = match self.hash_append(file_id, base, prefix_bytes, &version)? {
@@ -686,7 +686,7 @@ impl Batch {
         let mut hasher = blake3::Hasher::new();
         if let Some((file_id, seq)) = base {
             let prefix = {
-                let conn = self.store.conn();
+                let conn = self.store.reader();
                 db::chunks_in_range(&conn, file_id, seq, 0, version.kept)?
             };
             for (_, chunk) in prefix {
@@ -720,7 +720,7 @@ impl Batch {
         }
         // The base's bytes after the kept chunks must reappear unchanged at the same offset.
         let old_tail = {
-            let conn = self.store.conn();
+            let conn = self.store.reader();
             let count = db::version(&conn, file_id, base)?
                 .map(|l| l.chunk_count)
                 .unwrap_or(0);
@@ -891,6 +891,7 @@ impl Batch {
         }
         sp.commit()?;
         crate::fault::crash_point("store-rows-written");
+        crate::fault::slow_point("store-rows-written");
         tx.commit()?;
         crate::fault::crash_point("store-committed");
         self.store.add_to_counts(&delta, latest_bytes);

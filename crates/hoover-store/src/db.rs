@@ -157,6 +157,16 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Opens a second connection to a version log [`open`] set up, for reads only: in WAL mode
+/// its reads see every committed transaction and never wait for the writer's commit (and its
+/// fsync).
+pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
 /// Opens a version log this process cannot write (a backup copy, a read-only mount), as an
 /// immutable database: nothing is locked or created beside it. Refused when a write-ahead log
 /// beside it holds changes, which an immutable reader would not see.

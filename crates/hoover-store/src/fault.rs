@@ -50,6 +50,7 @@ pub fn slow_point(name: &str) {
     });
     if let Some((point, ms)) = at {
         if point == name {
+            eprintln!("hoover: slow point {name} reached (HOOVER_SLOW_AT); waiting {ms} ms");
             std::thread::sleep(std::time::Duration::from_millis(*ms));
         }
     }

@@ -133,7 +133,12 @@ pub struct Store {
 struct StoreInner {
     root: PathBuf,
     id: String,
+    /// The writer's connection: commits, migrations.
     db: Mutex<Connection>,
+    /// Reads go through their own connection, so that a commit (and its fsync) does not stall
+    /// the pages, `Have` lookups and ingest's checks; `None` for a store opened to read, whose
+    /// one connection only reads.
+    reader: Option<Mutex<Connection>>,
     hashers: Mutex<HashMap<i64, HasherState>>,
     /// The version log has the piece columns (format 2); a format-1 log opened only to be
     /// read has not, and every chunk in it stands alone.
@@ -238,7 +243,8 @@ impl Store {
                 "upgraded the store's format; every version stays readable"
             );
         }
-        let store = Store::with_conn(root, conn, Some(lock))?;
+        let reader = db::open_reader(&db_path)?;
+        let store = Store::with_conn(root, conn, Some(lock), Some(reader))?;
         store.remove_unreferenced_packs()?;
         Ok(store)
     }
@@ -291,10 +297,15 @@ impl Store {
                 db::open_read_only(&db_path)?
             }
         };
-        Store::with_conn(root, conn, None)
+        Store::with_conn(root, conn, None, None)
     }
 
-    fn with_conn(root: PathBuf, conn: Connection, lock: Option<std::fs::File>) -> Result<Store> {
+    fn with_conn(
+        root: PathBuf,
+        conn: Connection,
+        lock: Option<std::fs::File>,
+        reader: Option<Connection>,
+    ) -> Result<Store> {
         let id: String =
             conn.query_row("SELECT value FROM meta WHERE name = 'store_id'", [], |r| {
                 r.get(0)
@@ -305,6 +316,7 @@ impl Store {
                 root,
                 id,
                 db: Mutex::new(conn),
+                reader: reader.map(Mutex::new),
                 hashers: Mutex::new(HashMap::new()),
                 pieces,
                 recent: Mutex::new(piece::Recent::new(RECENT_COMMITTED_BYTES)),
@@ -325,8 +337,19 @@ impl Store {
         &self.inner.root
     }
 
+    /// The writer's connection.
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.inner.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A connection for reads (see `StoreInner::reader`).
+    pub(crate) fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.inner
+            .reader
+            .as_ref()
+            .unwrap_or(&self.inner.db)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The path of a pack file, from its name.
@@ -353,7 +376,7 @@ impl Store {
 
     /// How a committed chunk is stored: where its frame lies, and its kind.
     pub(crate) fn piece_row(&self, id: &ChunkId) -> Result<Option<piece::PieceRow>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let sql = if self.inner.pieces {
             "SELECT p.name, c.offset, c.stored_len, c.raw_len, c.kind FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1"
         } else {
@@ -390,7 +413,7 @@ impl Store {
     /// What reading a committed chunk costs (pieces and bytes decoded), for a piece to be
     /// stored on it.
     pub(crate) fn piece_cost(&self, id: &ChunkId) -> Result<Option<(u64, piece::Cost)>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let sql = if self.inner.pieces {
             "SELECT raw_len, hops, COALESCE(cost, raw_len) FROM chunks WHERE id = ?1"
         } else {
@@ -510,14 +533,14 @@ impl Store {
 
     /// Which of `ids` the store holds (committed and durable).
     pub fn has_chunks(&self, ids: &[ChunkId]) -> Result<Vec<bool>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
         ids.iter().map(|id| Ok(stmt.exists([&id.0[..]])?)).collect()
     }
 
     /// The uncompressed length of a committed chunk.
     pub fn chunk_len(&self, id: &ChunkId) -> Result<Option<u64>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let len = conn
             .prepare_cached("SELECT raw_len FROM chunks WHERE id = ?1")?
             .query_row([&id.0[..]], |r| r.get::<_, i64>(0))
@@ -527,19 +550,19 @@ impl Store {
 
     /// The latest version of `key`, if any.
     pub fn latest(&self, key: &Key) -> Result<Option<VersionInfo>> {
-        let conn = self.conn();
+        let conn = self.reader();
         db::latest(&conn, key)
     }
 
     /// Every version of `key`, oldest first.
     pub fn versions(&self, key: &Key) -> Result<Vec<VersionInfo>> {
-        let conn = self.conn();
+        let conn = self.reader();
         db::versions(&conn, key)
     }
 
     /// The ordered chunk list of one version.
     pub fn version_chunks(&self, key: &Key, seq: u64) -> Result<Vec<ChunkRef>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let file_id = db::file_id(&conn, key)?
             .ok_or_else(|| StoreError::NotFound(format!("no file with key {key}")))?;
         let info = db::version(&conn, file_id, seq)?.ok_or_else(|| {
@@ -569,7 +592,7 @@ impl Store {
 
     /// Every recorded deletion of `key`, oldest first.
     pub fn deletions(&self, key: &Key) -> Result<Vec<hoover_types::Deletion>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let Some(file_id) = db::file_id(&conn, key)? else {
             return Ok(Vec::new());
         };
@@ -592,7 +615,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<FileSummary>> {
-        let conn = self.conn();
+        let conn = self.reader();
         db::list(&conn, prefix, after, limit)
     }
 
@@ -622,7 +645,7 @@ impl Store {
     /// Every source (the first part of the keys: one per laptop) with its totals, by name.
     /// One pass over the version log; the web page's `/sources`.
     pub fn sources(&self) -> Result<Vec<SourceSummary>> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT substr(f.key, 1, instr(f.key, '/') - 1) AS source,
                     COUNT(DISTINCT f.id), COUNT(*), SUM(v.size), MAX(v.received_at_ns)
@@ -644,7 +667,7 @@ impl Store {
 
     /// One version of `key`, if it exists.
     pub fn version(&self, key: &Key, seq: u64) -> Result<Option<VersionInfo>> {
-        let conn = self.conn();
+        let conn = self.reader();
         match db::file_id(&conn, key)? {
             Some(id) => db::version(&conn, id, seq),
             None => Ok(None),
@@ -653,7 +676,7 @@ impl Store {
 
     /// How many leading bytes version `seq` shares, chunk for chunk, with version `seq - 1`.
     pub fn kept_bytes(&self, key: &Key, seq: u64) -> Result<u64> {
-        let conn = self.conn();
+        let conn = self.reader();
         let file_id = db::file_id(&conn, key)?
             .ok_or_else(|| StoreError::NotFound(format!("no file with key {key}")))?;
         let kept: Option<i64> = conn
@@ -697,7 +720,7 @@ impl Store {
         from: u64,
         to: Option<u64>,
     ) -> Result<RangeReader> {
-        let conn = self.conn();
+        let conn = self.reader();
         let file_id = db::file_id(&conn, key)?
             .ok_or_else(|| StoreError::NotFound(format!("no file with key {key}")))?;
         let info = db::version(&conn, file_id, seq)?
@@ -754,7 +777,11 @@ impl Store {
     /// Totals over the store: files, versions, chunks, bytes. The first call counts them from
     /// the version log; later calls are answered from memory, kept current by every commit.
     pub fn counts(&self) -> Result<StoreCounts> {
-        // The version log's lock first, as commits take it: no commit runs while counting.
+        if let Some(c) = &*self.inner.counts.lock().expect("counts lock") {
+            return Ok(c.clone());
+        }
+        // Counted once, with the writer's lock first, as commits take it: no commit runs
+        // while counting, so none is missed or counted twice.
         let conn = self.conn();
         let mut cached = self.inner.counts.lock().expect("counts lock");
         if let Some(c) = &*cached {

@@ -105,7 +105,7 @@ impl Store {
                 files.push((name.to_string(), path));
             }
         }
-        let named = db::pack_names(&self.conn())?;
+        let named = db::pack_names(&self.reader())?;
         // Only the few unnamed ones are looked at further (this runs at every server start).
         files
             .into_iter()
@@ -132,18 +132,18 @@ impl Store {
             report.unreferenced_bytes += bytes;
         }
         let files: Vec<(i64, String)> = {
-            let conn = self.conn();
+            let conn = self.reader();
             let mut stmt = conn.prepare("SELECT id, key FROM files ORDER BY key")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         let mut listed = Vec::with_capacity(files.len());
         for (file_id, key) in files {
-            let versions = db::versions_by_id(&self.conn(), file_id)?;
+            let versions = db::versions_by_id(&self.reader(), file_id)?;
             listed.push((file_id, key, versions));
         }
         let chunk_rows: Vec<ChunkRow> = {
-            let conn = self.conn();
+            let conn = self.reader();
             let sql = if self.has_pieces() {
                 "SELECT c.id, p.name, c.offset, c.raw_len, c.stored_len, c.kind
                  FROM chunks c JOIN packs p ON p.id = c.pack ORDER BY c.pack, c.offset"
@@ -224,7 +224,7 @@ impl Store {
             for v in versions {
                 report.versions_checked += 1;
                 let chunks = {
-                    let conn = self.conn();
+                    let conn = self.reader();
                     db::chunks_in_range(&conn, file_id, v.seq, 0, v.chunk_count)
                 };
                 let result = chunks.map_err(|e| e.to_string()).and_then(|chunks| {
