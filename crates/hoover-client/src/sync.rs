@@ -885,22 +885,13 @@ impl Unit {
     }
 }
 
-/// The largest group for a server of protocol 1.`minor` (none before 1.3).
-fn group_limit(minor: u16) -> usize {
-    match minor {
-        0..=2 => 0,
-        3 | 4 => hoover_types::MAX_GROUP_BYTES_1_4,
-        _ => hoover_types::MAX_GROUP_BYTES,
-    }
-}
-
 /// How the wanted chunks of a batch go, in order, to a server of protocol 1.`minor`: from 1.3
 /// the chunks of files the server holds nothing of go in groups (up to 1 MiB, from 1.5 up to
 /// 8 MiB: a group's chunks share one compression context across chunks and files, and a
 /// larger one compresses a first sync of many small sessions about 3% smaller; see
 /// `docs/store.md`); the others go as pieces.
 fn plan(batch: &[Pending], wanted: &[(usize, usize)], minor: u16) -> Vec<Unit> {
-    let limit = group_limit(minor);
+    let limit = hoover_types::max_group_bytes(minor);
     let mut out = Vec::new();
     let mut group: Vec<(usize, usize)> = Vec::new();
     let mut group_bytes = 0usize;

@@ -844,11 +844,7 @@ impl FrameReader {
                 chunk.id
             ))
         })?;
-        let group_limit = match minor {
-            0..=2 => 0,
-            3 | 4 => hoover_types::MAX_GROUP_BYTES_1_4,
-            _ => hoover_types::MAX_GROUP_BYTES,
-        } as u64;
+        let group_limit = hoover_types::max_group_bytes(minor) as u64;
         let group = if row.kind == piece::Kind::Grouped && minor >= 3 {
             let same = self
                 .group

@@ -22,6 +22,15 @@ pub const CHUNK_MAX: u32 = 128 * 1024;
 pub const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
 /// The most a group held in protocol 1.3 and 1.4: what a peer of those versions accepts.
 pub const MAX_GROUP_BYTES_1_4: usize = 1024 * 1024;
+
+/// The largest group a peer of protocol 1.`minor` takes, in bytes (none before 1.3).
+pub fn max_group_bytes(minor: u16) -> usize {
+    match minor {
+        0..=2 => 0,
+        3 | 4 => MAX_GROUP_BYTES_1_4,
+        _ => MAX_GROUP_BYTES,
+    }
+}
 /// The most chunks in one group.
 pub const MAX_GROUP_CHUNKS: usize = 1024;
 /// The longest key accepted, in bytes.
