@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use hoover_proto::{
-    client_handshake, Access, CommittedVersion, Conn, ErrorCode, FileEntry, Request, Response,
+    client_handshake, Access, Committed, Conn, ErrorCode, FileSummary, Request, Response,
     SearchHit, MAX_HAVE, MAX_LIST,
 };
 use hoover_types::{ChunkId, Deletion, Key, VersionInfo};
@@ -174,7 +174,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
     pub async fn versions_and_commit(
         &mut self,
         pushes: Vec<Request>,
-    ) -> Result<(Vec<Result<(), ServerError>>, Vec<CommittedVersion>)> {
+    ) -> Result<(Vec<Result<(), ServerError>>, Vec<Committed>)> {
         let n = self.send_versions_and_commit(pushes).await?;
         self.recv_commit(n).await
     }
@@ -195,7 +195,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
     pub async fn recv_commit(
         &mut self,
         n: usize,
-    ) -> Result<(Vec<Result<(), ServerError>>, Vec<CommittedVersion>)> {
+    ) -> Result<(Vec<Result<(), ServerError>>, Vec<Committed>)> {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             match self.recv().await? {
@@ -234,8 +234,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Remote<S> {
     }
 
     /// Every file under `prefix`, in key order.
-    pub async fn list(&mut self, prefix: &str) -> Result<Vec<FileEntry>> {
-        let mut out: Vec<FileEntry> = Vec::new();
+    pub async fn list(&mut self, prefix: &str) -> Result<Vec<FileSummary>> {
+        let mut out: Vec<FileSummary> = Vec::new();
         loop {
             let after = out.last().map(|f| f.key.to_string());
             self.conn

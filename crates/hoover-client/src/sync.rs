@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use hoover_chunk::Cut;
-use hoover_proto::{CommittedVersion, ErrorCode, Request, VersionPush};
+use hoover_proto::{Committed, ErrorCode, Request, VersionPush};
 use hoover_types::{ChunkId, ChunkRef, Key};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -816,7 +816,7 @@ fn settle(
     state: &mut ClientState,
     batch: Vec<Pending>,
     checked: Vec<Result<(), ServerError>>,
-    committed: Vec<CommittedVersion>,
+    committed: Vec<Committed>,
     report: &mut SyncReport,
     retry: &mut Vec<Pending>,
 ) -> Result<Vec<(Key, Track)>> {

@@ -9,7 +9,8 @@
 //! [`Conn`] runs over any `AsyncRead + AsyncWrite`: an SSH channel in production, an in-memory
 //! duplex in tests. This crate must never know about SSH or the store.
 
-use hoover_types::{ChunkId, ChunkRef, Deletion, Key, VersionInfo};
+use hoover_types::{ChunkId, ChunkRef, Deletion, VersionInfo};
+pub use hoover_types::{Committed, FileSummary};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -197,23 +198,6 @@ pub struct SearchHit {
     pub highlights: Vec<[u32; 2]>,
 }
 
-/// One file in a `Listing`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
-    pub key: Key,
-    pub versions: u64,
-    pub latest: VersionInfo,
-}
-
-/// The result of one version at `Commit`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommittedVersion {
-    pub key: Key,
-    pub seq: u64,
-    /// False when the content equalled the latest version already stored.
-    pub new: bool,
-}
-
 /// Server to client, after the handshake.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Response {
@@ -223,10 +207,10 @@ pub enum Response {
     },
     Accepted,
     Committed {
-        versions: Vec<CommittedVersion>,
+        versions: Vec<Committed>,
     },
     Listing {
-        files: Vec<FileEntry>,
+        files: Vec<FileSummary>,
         more: bool,
     },
     VersionList {
@@ -903,7 +887,7 @@ mod tests {
 
     #[test]
     fn server_keys_in_responses_are_validated_on_decode() {
-        // Committed { versions: [CommittedVersion { key: "../x", seq: 1, new: true }] }
+        // Committed { versions: [Committed { key: "../x", seq: 1, new: true }] }
         let bad = postcard::to_allocvec(&(2u8, 1u8, "../x".to_string(), 1u64, true)).unwrap();
         assert!(decode::<Response>(&bad).is_err());
         let good = postcard::to_allocvec(&(2u8, 1u8, "a/x".to_string(), 1u64, true)).unwrap();

@@ -7,8 +7,8 @@
 
 use hoover_index::{SearchRequest, Sort};
 use hoover_proto::{
-    server_handshake, Access, CommittedVersion, Conn, ErrorCode, FileEntry, ProtoError, Request,
-    Response, Run, SearchHit, VersionPush, MAX_HAVE, MAX_LIST,
+    server_handshake, Access, Conn, ErrorCode, ProtoError, Request, Response, Run, SearchHit,
+    VersionPush, MAX_HAVE, MAX_LIST,
 };
 
 use crate::indexing::Indexer;
@@ -666,14 +666,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if let Some(indexer) = &self.indexer {
                     indexer.notify(&committed);
                 }
-                let versions: Vec<CommittedVersion> = committed
-                    .into_iter()
-                    .map(|c| CommittedVersion {
-                        key: c.key,
-                        seq: c.seq,
-                        new: c.new,
-                    })
-                    .collect();
+                let versions = committed;
                 let new = versions.iter().filter(|v| v.new).count();
                 self.stats.versions_committed += new as u64;
                 if new > 0 {
@@ -697,14 +690,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Ok(mut files) => {
                         let more = files.len() > limit;
                         files.truncate(limit);
-                        let files = files
-                            .into_iter()
-                            .map(|f| FileEntry {
-                                key: f.key,
-                                versions: f.versions,
-                                latest: f.latest,
-                            })
-                            .collect();
                         self.reply(Response::Listing { files, more }).await
                     }
                     Err(f) => Ok(Err(f)),

@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use hoover_types::{ChunkId, ChunkRef, Key, MAX_CHUNK_SIZE, MAX_GROUP_BYTES, MAX_GROUP_CHUNKS};
+use hoover_types::{
+    ChunkId, ChunkRef, Committed, Key, MAX_CHUNK_SIZE, MAX_GROUP_BYTES, MAX_GROUP_CHUNKS,
+};
 use rusqlite::params;
 
 use crate::pack::{Bases, Group, PackWriter};
@@ -41,15 +43,6 @@ pub struct NewVersion {
     pub kept: u64,
     /// The chunks after the kept ones.
     pub chunks: Vec<ChunkRef>,
-}
-
-/// The outcome of one version in a committed batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Committed {
-    pub key: Key,
-    pub seq: u64,
-    /// False when the content equalled the latest version, so no version was added.
-    pub new: bool,
 }
 
 struct Staged {

@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use hoover_types::{ChunkId, ChunkRef, Key, VersionInfo};
 use rusqlite::{Connection, OptionalExtension};
 
-pub use batch::{Batch, Committed, NewVersion, MAX_BATCH_ITEMS};
+pub use batch::{Batch, NewVersion, MAX_BATCH_ITEMS};
+pub use hoover_types::{Committed, FileSummary};
 pub use piece::{Kind, MAX_DECODE_BYTES, MAX_HOPS};
 pub use verify::{VerifyProblem, VerifyReport};
 
@@ -102,14 +103,6 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// A summary of one stored file: its latest version.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileSummary {
-    pub key: Key,
-    pub versions: u64,
-    pub latest: VersionInfo,
-}
 
 /// The hash state after a file's latest version, so that an append is verified by hashing only
 /// the new bytes.

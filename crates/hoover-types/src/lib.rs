@@ -23,6 +23,25 @@ pub const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
 /// The most a group held in protocol 1.3 and 1.4: what a peer of those versions accepts.
 pub const MAX_GROUP_BYTES_1_4: usize = 1024 * 1024;
 
+/// The outcome of one version in a committed batch: the store's answer to a commit and the
+/// wire's (`Response::Committed`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    pub key: Key,
+    pub seq: u64,
+    /// False when the content equalled the latest version, so no version was added.
+    pub new: bool,
+}
+
+/// One stored file and its latest version: a store listing and the wire's
+/// (`Response::Listing`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSummary {
+    pub key: Key,
+    pub versions: u64,
+    pub latest: VersionInfo,
+}
+
 /// The largest group a peer of protocol 1.`minor` takes, in bytes (none before 1.3).
 pub fn max_group_bytes(minor: u16) -> usize {
     match minor {
