@@ -28,7 +28,7 @@ use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 pub use query::{
-    Hit, SearchRequest, SearchResults, SessionBrief, Sort, StoredMessage, MAX_LIMIT,
+    SearchHit, SearchRequest, SearchResults, SessionBrief, Sort, StoredMessage, MAX_LIMIT,
     MAX_QUERY_BYTES, MAX_QUERY_TERMS, MAX_WINDOW,
 };
 pub use schema::SCHEMA_VERSION;

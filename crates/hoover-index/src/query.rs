@@ -5,6 +5,7 @@
 use std::ops::Bound;
 use std::time::Instant;
 
+pub use hoover_types::SearchHit;
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
@@ -50,33 +51,11 @@ pub struct SearchRequest {
     pub sort: Sort,
 }
 
-/// One message that matched.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Hit {
-    pub key: String,
-    pub session: Option<String>,
-    pub uuid: Option<String>,
-    pub role: String,
-    pub kind: String,
-    pub tool: Option<String>,
-    pub project: Option<String>,
-    /// RFC 3339, UTC.
-    pub timestamp: String,
-    /// The version where the message was first seen, and its line there.
-    pub seq: u64,
-    pub line: u64,
-    pub score: f32,
-    /// A piece of the (redacted) text around the matched words.
-    pub snippet: String,
-    /// Byte ranges of `snippet` to highlight.
-    pub highlights: Vec<[usize; 2]>,
-}
-
 /// A page of hits and the total number of matches.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SearchResults {
     pub total: u64,
-    pub hits: Vec<Hit>,
+    pub hits: Vec<SearchHit>,
     pub took_ms: f64,
 }
 
@@ -461,12 +440,12 @@ pub(crate) fn search(index: &Index, request: &SearchRequest) -> Result<SearchRes
                 snippet
                     .highlighted()
                     .iter()
-                    .map(|r| [r.start, r.end])
+                    .map(|r| [r.start as u32, r.end as u32])
                     .collect(),
             )
         };
         let ts = doc.get_first(f.ts).and_then(|v| v.as_i64()).unwrap_or(0);
-        hits.push(Hit {
+        hits.push(SearchHit {
             key: text_of(f.key).unwrap_or_default(),
             session: text_of(f.session),
             uuid: text_of(f.uuid),

@@ -10,7 +10,7 @@
 //! duplex in tests. This crate must never know about SSH or the store.
 
 use hoover_types::{ChunkId, ChunkRef, Deletion, VersionInfo};
-pub use hoover_types::{Committed, FileSummary};
+pub use hoover_types::{Committed, FileSummary, SearchHit};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -175,27 +175,6 @@ pub enum Request {
     },
     /// Check a version whose chunks are runs (protocol 1.4); answered like `Version`.
     VersionRuns(VersionPush<Run>),
-}
-
-/// One message found by `Search`. Its text is redacted unless the server turned redaction off.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SearchHit {
-    pub key: String,
-    pub session: Option<String>,
-    pub uuid: Option<String>,
-    pub role: String,
-    pub kind: String,
-    pub tool: Option<String>,
-    pub project: Option<String>,
-    /// RFC 3339, UTC.
-    pub timestamp: String,
-    /// The version where the message was first seen, and its line there.
-    pub seq: u64,
-    pub line: u64,
-    pub score: f32,
-    pub snippet: String,
-    /// Byte ranges of `snippet` that matched.
-    pub highlights: Vec<[u32; 2]>,
 }
 
 /// Server to client, after the handshake.

@@ -7,8 +7,8 @@
 
 use hoover_index::{SearchRequest, Sort};
 use hoover_proto::{
-    server_handshake, Access, Conn, ErrorCode, ProtoError, Request, Response, Run, SearchHit,
-    VersionPush, MAX_HAVE, MAX_LIST,
+    server_handshake, Access, Conn, ErrorCode, ProtoError, Request, Response, Run, VersionPush,
+    MAX_HAVE, MAX_LIST,
 };
 
 use crate::indexing::Indexer;
@@ -102,28 +102,6 @@ where
     match result {
         Ok(()) | Err(ProtoError::Closed) => Ok(stats),
         Err(e) => Err(e),
-    }
-}
-
-fn search_hit(h: hoover_index::Hit) -> SearchHit {
-    SearchHit {
-        key: h.key,
-        session: h.session,
-        uuid: h.uuid,
-        role: h.role,
-        kind: h.kind,
-        tool: h.tool,
-        project: h.project,
-        timestamp: h.timestamp,
-        seq: h.seq,
-        line: h.line,
-        score: h.score,
-        snippet: h.snippet,
-        highlights: h
-            .highlights
-            .into_iter()
-            .map(|[a, b]| [a as u32, b as u32])
-            .collect(),
     }
 }
 
@@ -791,7 +769,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             })?;
         Ok(Response::SearchResults {
             total: results.total,
-            hits: results.hits.into_iter().map(search_hit).collect(),
+            hits: results.hits,
         })
     }
 

@@ -673,10 +673,10 @@ pub(crate) struct SearchForm {
 const PAGE: usize = 20;
 
 /// The snippet cut into plain and highlighted pieces (the template escapes each).
-fn pieces(snippet: &str, ranges: &[[usize; 2]]) -> Vec<(String, bool)> {
+fn pieces(snippet: &str, ranges: &[[u32; 2]]) -> Vec<(String, bool)> {
     let mut out = Vec::new();
     let mut at = 0;
-    for &[a, b] in ranges {
+    for [a, b] in ranges.iter().map(|&[a, b]| [a as usize, b as usize]) {
         if a < at
             || b > snippet.len()
             || !snippet.is_char_boundary(a)

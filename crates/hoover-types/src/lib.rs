@@ -42,6 +42,29 @@ pub struct FileSummary {
     pub latest: VersionInfo,
 }
 
+/// One message a search found: the index's answer, the page's and the wire's
+/// (`Response::SearchResults`). Its text is redacted unless the server turned redaction off.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub key: String,
+    pub session: Option<String>,
+    pub uuid: Option<String>,
+    pub role: String,
+    pub kind: String,
+    pub tool: Option<String>,
+    pub project: Option<String>,
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+    /// The version where the message was first seen, and its line there.
+    pub seq: u64,
+    pub line: u64,
+    pub score: f32,
+    /// A piece of the (redacted) text around the matched words.
+    pub snippet: String,
+    /// Byte ranges of `snippet` that matched.
+    pub highlights: Vec<[u32; 2]>,
+}
+
 /// The largest group a peer of protocol 1.`minor` takes, in bytes (none before 1.3).
 pub fn max_group_bytes(minor: u16) -> usize {
     match minor {
