@@ -438,3 +438,143 @@ pub(crate) fn counts(conn: &Connection) -> Result<StoreCounts> {
         )?,
     })
 }
+
+/// The store's random name (see `Store::id`).
+pub(crate) fn store_id(conn: &Connection) -> Result<String> {
+    Ok(
+        conn.query_row("SELECT value FROM meta WHERE name = 'store_id'", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// A committed chunk's row: where its frame lies and how it is stored.
+pub(crate) struct ChunkRow {
+    pub pack: String,
+    pub offset: u64,
+    pub stored_len: u64,
+    pub raw_len: u64,
+    /// The piece kind's code.
+    pub kind: i64,
+}
+
+/// A committed chunk's row. A format-1 log (`pieces` false, opened only to read) has no
+/// kinds: every chunk in it stands alone.
+pub(crate) fn piece_row(conn: &Connection, id: &ChunkId, pieces: bool) -> Result<Option<ChunkRow>> {
+    let sql = if pieces {
+        "SELECT p.name, c.offset, c.stored_len, c.raw_len, c.kind FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1"
+    } else {
+        "SELECT p.name, c.offset, c.stored_len, c.raw_len, 0 FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1"
+    };
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row([&id.0[..]], |r| {
+            Ok(ChunkRow {
+                pack: r.get(0)?,
+                offset: r.get::<_, i64>(1)? as u64,
+                stored_len: r.get::<_, i64>(2)? as u64,
+                raw_len: r.get::<_, i64>(3)? as u64,
+                kind: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+/// A committed chunk's raw length and what reading it costs: pieces read and bytes decoded
+/// (a format-1 chunk stands alone).
+pub(crate) fn piece_cost(
+    conn: &Connection,
+    id: &ChunkId,
+    pieces: bool,
+) -> Result<Option<(u64, u32, u64)>> {
+    let sql = if pieces {
+        "SELECT raw_len, hops, COALESCE(cost, raw_len) FROM chunks WHERE id = ?1"
+    } else {
+        "SELECT raw_len, 1, raw_len FROM chunks WHERE id = ?1"
+    };
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row([&id.0[..]], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u32,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })
+        .optional()?)
+}
+
+/// Which of `ids` are committed.
+pub(crate) fn has_chunks(conn: &Connection, ids: &[ChunkId]) -> Result<Vec<bool>> {
+    let mut stmt = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
+    ids.iter().map(|id| Ok(stmt.exists([&id.0[..]])?)).collect()
+}
+
+/// A committed chunk's raw length.
+pub(crate) fn chunk_len(conn: &Connection, id: &ChunkId) -> Result<Option<u64>> {
+    let len = conn
+        .prepare_cached("SELECT raw_len FROM chunks WHERE id = ?1")?
+        .query_row([&id.0[..]], |r| r.get::<_, i64>(0))
+        .optional()?;
+    Ok(len.map(|n| n as u64))
+}
+
+/// Records a file's deletion after version `after_seq`; false when it is recorded already.
+pub(crate) fn record_deletion(
+    conn: &Connection,
+    file_id: i64,
+    after_seq: u64,
+    at_ns: i64,
+    received_at_ns: i64,
+) -> Result<bool> {
+    let added = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO deletions(file_id, after_seq, at_ns, received_at_ns) VALUES(?1, ?2, ?3, ?4)",
+        )?
+        .execute(rusqlite::params![file_id, after_seq as i64, at_ns, received_at_ns])?;
+    Ok(added > 0)
+}
+
+/// A file's recorded deletions, oldest first.
+pub(crate) fn deletions(conn: &Connection, file_id: i64) -> Result<Vec<hoover_types::Deletion>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT after_seq, at_ns FROM deletions WHERE file_id = ?1 ORDER BY after_seq",
+    )?;
+    let rows = stmt.query_map([file_id], |r| {
+        Ok(hoover_types::Deletion {
+            after_seq: r.get::<_, i64>(0)? as u64,
+            at_ns: r.get(1)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every source (the first part of the keys) with its totals, by name; doctor probes left out.
+pub(crate) fn sources(conn: &Connection) -> Result<Vec<crate::SourceSummary>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT substr(f.key, 1, instr(f.key, '/') - 1) AS source,
+                COUNT(DISTINCT f.id), COUNT(*), SUM(v.size), MAX(v.received_at_ns)
+         FROM files f JOIN versions v ON v.file_id = f.id
+         WHERE f.key NOT LIKE ?1
+         GROUP BY source ORDER BY source",
+    )?;
+    let rows = stmt.query_map([PROBE_PATTERN], |r| {
+        Ok(crate::SourceSummary {
+            name: r.get(0)?,
+            files: r.get::<_, i64>(1)? as u64,
+            versions: r.get::<_, i64>(2)? as u64,
+            version_bytes: r.get::<_, i64>(3)? as u64,
+            last_received_ns: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// How many leading chunks of the version before version `seq` it keeps.
+pub(crate) fn kept(conn: &Connection, file_id: i64, seq: u64) -> Result<Option<u64>> {
+    let kept: Option<i64> = conn
+        .prepare_cached("SELECT kept FROM versions WHERE file_id = ?1 AND seq = ?2")?
+        .query_row(rusqlite::params![file_id, seq as i64], |r| r.get(0))
+        .optional()?;
+    Ok(kept.map(|k| k as u64))
+}

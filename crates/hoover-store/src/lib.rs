@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hoover_types::{ChunkId, ChunkRef, Key, VersionInfo};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 pub use batch::{Batch, NewVersion, MAX_BATCH_ITEMS};
 pub use hoover_types::{Committed, FileSummary};
@@ -299,10 +299,7 @@ impl Store {
         lock: Option<std::fs::File>,
         reader: Option<Connection>,
     ) -> Result<Store> {
-        let id: String =
-            conn.query_row("SELECT value FROM meta WHERE name = 'store_id'", [], |r| {
-                r.get(0)
-            })?;
+        let id = db::store_id(&conn)?;
         let pieces = db::format(&conn)? >= 2;
         Ok(Store {
             inner: Arc::new(StoreInner {
@@ -369,36 +366,25 @@ impl Store {
 
     /// How a committed chunk is stored: where its frame lies, and its kind.
     pub(crate) fn piece_row(&self, id: &ChunkId) -> Result<Option<piece::PieceRow>> {
-        let conn = self.reader();
-        let sql = if self.inner.pieces {
-            "SELECT p.name, c.offset, c.stored_len, c.raw_len, c.kind FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1"
-        } else {
-            "SELECT p.name, c.offset, c.stored_len, c.raw_len, 0 FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1"
-        };
-        let found = conn
-            .prepare_cached(sql)?
-            .query_row([&id.0[..]], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            })
-            .optional()?;
-        drop(conn);
-        let Some((name, offset, stored_len, raw_len, kind)) = found else {
+        let found = db::piece_row(&self.reader(), id, self.inner.pieces)?;
+        let Some(db::ChunkRow {
+            pack,
+            offset,
+            stored_len,
+            raw_len,
+            kind,
+        }) = found
+        else {
             return Ok(None);
         };
         let kind = piece::Kind::from_code(kind).ok_or_else(|| {
             StoreError::Corrupt(format!("chunk {id} has an unknown piece kind {kind}"))
         })?;
         Ok(Some(piece::PieceRow {
-            path: self.pack_path(&name),
-            offset: offset as u64,
-            stored_len: stored_len as u64,
-            raw_len: raw_len as u64,
+            path: self.pack_path(&pack),
+            offset,
+            stored_len,
+            raw_len,
             kind,
         }))
     }
@@ -406,22 +392,7 @@ impl Store {
     /// What reading a committed chunk costs (pieces and bytes decoded), for a piece to be
     /// stored on it.
     pub(crate) fn piece_cost(&self, id: &ChunkId) -> Result<Option<(u64, piece::Cost)>> {
-        let conn = self.reader();
-        let sql = if self.inner.pieces {
-            "SELECT raw_len, hops, COALESCE(cost, raw_len) FROM chunks WHERE id = ?1"
-        } else {
-            "SELECT raw_len, 1, raw_len FROM chunks WHERE id = ?1"
-        };
-        let found = conn
-            .prepare_cached(sql)?
-            .query_row([&id.0[..]], |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, i64>(1)? as u32,
-                    r.get::<_, i64>(2)? as u64,
-                ))
-            })
-            .optional()?;
+        let found = db::piece_cost(&self.reader(), id, self.inner.pieces)?;
         Ok(found.map(|(len, hops, bytes)| (len, piece::Cost { hops, bytes })))
     }
 
@@ -526,19 +497,12 @@ impl Store {
 
     /// Which of `ids` the store holds (committed and durable).
     pub fn has_chunks(&self, ids: &[ChunkId]) -> Result<Vec<bool>> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
-        ids.iter().map(|id| Ok(stmt.exists([&id.0[..]])?)).collect()
+        db::has_chunks(&self.reader(), ids)
     }
 
     /// The uncompressed length of a committed chunk.
     pub fn chunk_len(&self, id: &ChunkId) -> Result<Option<u64>> {
-        let conn = self.reader();
-        let len = conn
-            .prepare_cached("SELECT raw_len FROM chunks WHERE id = ?1")?
-            .query_row([&id.0[..]], |r| r.get::<_, i64>(0))
-            .optional()?;
-        Ok(len.map(|n| n as u64))
+        db::chunk_len(&self.reader(), id)
     }
 
     /// The latest version of `key`, if any.
@@ -575,30 +539,16 @@ impl Store {
         let Some(latest) = db::latest_by_id(&conn, file_id)? else {
             return Ok(false);
         };
-        let added = conn
-            .prepare_cached(
-                "INSERT OR IGNORE INTO deletions(file_id, after_seq, at_ns, received_at_ns) VALUES(?1, ?2, ?3, ?4)",
-            )?
-            .execute(rusqlite::params![file_id, latest.seq as i64, at_ns, now_ns()])?;
-        Ok(added > 0)
+        db::record_deletion(&conn, file_id, latest.seq, at_ns, now_ns())
     }
 
     /// Every recorded deletion of `key`, oldest first.
     pub fn deletions(&self, key: &Key) -> Result<Vec<hoover_types::Deletion>> {
         let conn = self.reader();
-        let Some(file_id) = db::file_id(&conn, key)? else {
-            return Ok(Vec::new());
-        };
-        let mut stmt = conn.prepare_cached(
-            "SELECT after_seq, at_ns FROM deletions WHERE file_id = ?1 ORDER BY after_seq",
-        )?;
-        let rows = stmt.query_map([file_id], |r| {
-            Ok(hoover_types::Deletion {
-                after_seq: r.get::<_, i64>(0)? as u64,
-                at_ns: r.get(1)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        match db::file_id(&conn, key)? {
+            Some(file_id) => db::deletions(&conn, file_id),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Files whose key starts with `prefix`, in key order, after `after`, at most `limit`.
@@ -638,24 +588,7 @@ impl Store {
     /// Every source (the first part of the keys: one per laptop) with its totals, by name.
     /// One pass over the version log; the web page's `/sources`.
     pub fn sources(&self) -> Result<Vec<SourceSummary>> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
-            "SELECT substr(f.key, 1, instr(f.key, '/') - 1) AS source,
-                    COUNT(DISTINCT f.id), COUNT(*), SUM(v.size), MAX(v.received_at_ns)
-             FROM files f JOIN versions v ON v.file_id = f.id
-             WHERE f.key NOT LIKE ?1
-             GROUP BY source ORDER BY source",
-        )?;
-        let rows = stmt.query_map([db::PROBE_PATTERN], |r| {
-            Ok(SourceSummary {
-                name: r.get(0)?,
-                files: r.get::<_, i64>(1)? as u64,
-                versions: r.get::<_, i64>(2)? as u64,
-                version_bytes: r.get::<_, i64>(3)? as u64,
-                last_received_ns: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        db::sources(&self.reader())
     }
 
     /// One version of `key`, if it exists.
@@ -672,13 +605,9 @@ impl Store {
         let conn = self.reader();
         let file_id = db::file_id(&conn, key)?
             .ok_or_else(|| StoreError::NotFound(format!("no file with key {key}")))?;
-        let kept: Option<i64> = conn
-            .prepare_cached("SELECT kept FROM versions WHERE file_id = ?1 AND seq = ?2")?
-            .query_row(rusqlite::params![file_id, seq as i64], |r| r.get(0))
-            .optional()?;
-        let kept =
-            kept.ok_or_else(|| StoreError::NotFound(format!("{key} has no version {seq}")))?;
-        db::prefix_bytes(&conn, file_id, seq, kept as u64)
+        let kept = db::kept(&conn, file_id, seq)?
+            .ok_or_else(|| StoreError::NotFound(format!("{key} has no version {seq}")))?;
+        db::prefix_bytes(&conn, file_id, seq, kept)
     }
 
     /// Whether version `seq` begins with the first `len` bytes of version `seq - 1` (an
