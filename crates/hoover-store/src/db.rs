@@ -448,60 +448,64 @@ pub(crate) fn store_id(conn: &Connection) -> Result<String> {
     )
 }
 
-/// A committed chunk's row: where its frame lies and how it is stored.
+/// A committed chunk's row: its name, where its frame lies, how it is stored and what reading
+/// it costs.
 pub(crate) struct ChunkRow {
+    /// As stored (32 bytes in a sound log).
+    pub id: Vec<u8>,
     pub pack: String,
     pub offset: u64,
     pub stored_len: u64,
     pub raw_len: u64,
     /// The piece kind's code.
     pub kind: i64,
+    /// Pieces read and bytes decoded to read it.
+    pub hops: u32,
+    pub cost: u64,
 }
 
-/// A committed chunk's row. A format-1 log (`pieces` false, opened only to read) has no
-/// kinds: every chunk in it stands alone.
-pub(crate) fn piece_row(conn: &Connection, id: &ChunkId, pieces: bool) -> Result<Option<ChunkRow>> {
-    let sql = if pieces {
-        "SELECT p.name, c.offset, c.stored_len, c.raw_len, c.kind FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1"
+/// The columns of a [`ChunkRow`], from `chunks c JOIN packs p`. A format-1 log (`pieces`
+/// false, opened only to read) has no piece columns: every chunk in it stands alone.
+fn chunk_columns(pieces: bool) -> &'static str {
+    if pieces {
+        "c.id, p.name, c.offset, c.stored_len, c.raw_len, c.kind, c.hops, COALESCE(c.cost, c.raw_len)"
     } else {
-        "SELECT p.name, c.offset, c.stored_len, c.raw_len, 0 FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1"
-    };
+        "c.id, p.name, c.offset, c.stored_len, c.raw_len, 0, 1, c.raw_len"
+    }
+}
+
+fn chunk_from_row(r: &Row<'_>) -> rusqlite::Result<ChunkRow> {
+    Ok(ChunkRow {
+        id: r.get(0)?,
+        pack: r.get(1)?,
+        offset: r.get::<_, i64>(2)? as u64,
+        stored_len: r.get::<_, i64>(3)? as u64,
+        raw_len: r.get::<_, i64>(4)? as u64,
+        kind: r.get(5)?,
+        hops: r.get::<_, i64>(6)? as u32,
+        cost: r.get::<_, i64>(7)? as u64,
+    })
+}
+
+/// A committed chunk's row.
+pub(crate) fn chunk(conn: &Connection, id: &ChunkId, pieces: bool) -> Result<Option<ChunkRow>> {
     Ok(conn
-        .prepare_cached(sql)?
-        .query_row([&id.0[..]], |r| {
-            Ok(ChunkRow {
-                pack: r.get(0)?,
-                offset: r.get::<_, i64>(1)? as u64,
-                stored_len: r.get::<_, i64>(2)? as u64,
-                raw_len: r.get::<_, i64>(3)? as u64,
-                kind: r.get(4)?,
-            })
-        })
+        .prepare_cached(&format!(
+            "SELECT {} FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1",
+            chunk_columns(pieces)
+        ))?
+        .query_row([&id.0[..]], chunk_from_row)
         .optional()?)
 }
 
-/// A committed chunk's raw length and what reading it costs: pieces read and bytes decoded
-/// (a format-1 chunk stands alone).
-pub(crate) fn piece_cost(
-    conn: &Connection,
-    id: &ChunkId,
-    pieces: bool,
-) -> Result<Option<(u64, u32, u64)>> {
-    let sql = if pieces {
-        "SELECT raw_len, hops, COALESCE(cost, raw_len) FROM chunks WHERE id = ?1"
-    } else {
-        "SELECT raw_len, 1, raw_len FROM chunks WHERE id = ?1"
-    };
-    Ok(conn
-        .prepare_cached(sql)?
-        .query_row([&id.0[..]], |r| {
-            Ok((
-                r.get::<_, i64>(0)? as u64,
-                r.get::<_, i64>(1)? as u32,
-                r.get::<_, i64>(2)? as u64,
-            ))
-        })
-        .optional()?)
+/// Every committed chunk's row, in pack order.
+pub(crate) fn chunks_in_pack_order(conn: &Connection, pieces: bool) -> Result<Vec<ChunkRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {} FROM chunks c JOIN packs p ON p.id = c.pack ORDER BY c.pack, c.offset",
+        chunk_columns(pieces)
+    ))?;
+    let rows = stmt.query_map([], chunk_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Which of `ids` are committed.

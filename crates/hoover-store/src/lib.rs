@@ -366,42 +366,44 @@ impl Store {
 
     /// How a committed chunk is stored: where its frame lies, and its kind.
     pub(crate) fn piece_row(&self, id: &ChunkId) -> Result<Option<piece::PieceRow>> {
-        let found = db::piece_row(&self.reader(), id, self.inner.pieces)?;
-        let Some(db::ChunkRow {
-            pack,
-            offset,
-            stored_len,
-            raw_len,
-            kind,
-        }) = found
-        else {
+        let Some(row) = db::chunk(&self.reader(), id, self.inner.pieces)? else {
             return Ok(None);
         };
-        let kind = piece::Kind::from_code(kind).ok_or_else(|| {
-            StoreError::Corrupt(format!("chunk {id} has an unknown piece kind {kind}"))
-        })?;
         Ok(Some(piece::PieceRow {
-            path: self.pack_path(&pack),
-            offset,
-            stored_len,
-            raw_len,
-            kind,
+            path: self.pack_path(&row.pack),
+            offset: row.offset,
+            stored_len: row.stored_len,
+            raw_len: row.raw_len,
+            kind: Self::kind_of(id, row.kind)?,
         }))
+    }
+
+    fn kind_of(id: &ChunkId, code: i64) -> Result<Kind> {
+        Kind::from_code(code).ok_or_else(|| {
+            StoreError::Corrupt(format!("chunk {id} has an unknown piece kind {code}"))
+        })
     }
 
     /// What reading a committed chunk costs (pieces and bytes decoded), for a piece to be
     /// stored on it.
     pub(crate) fn piece_cost(&self, id: &ChunkId) -> Result<Option<(u64, piece::Cost)>> {
-        let found = db::piece_cost(&self.reader(), id, self.inner.pieces)?;
-        Ok(found.map(|(len, hops, bytes)| (len, piece::Cost { hops, bytes })))
+        let found = db::chunk(&self.reader(), id, self.inner.pieces)?;
+        Ok(found.map(|row| {
+            let cost = piece::Cost {
+                hops: row.hops,
+                bytes: row.cost,
+            };
+            (row.raw_len, cost)
+        }))
     }
 
     /// How a committed chunk is stored: its piece kind, and the pieces and bytes decoded to
     /// read it (at most [`MAX_HOPS`] and [`MAX_DECODE_BYTES`]).
     pub fn chunk_piece(&self, id: &ChunkId) -> Result<Option<(Kind, u32, u64)>> {
-        let kind = self.piece_row(id)?.map(|row| row.kind);
-        let cost = self.piece_cost(id)?;
-        Ok(kind.zip(cost).map(|(k, (_, c))| (k, c.hops, c.bytes)))
+        let Some(row) = db::chunk(&self.reader(), id, self.inner.pieces)? else {
+            return Ok(None);
+        };
+        Ok(Some((Self::kind_of(id, row.kind)?, row.hops, row.cost)))
     }
 
     /// Reads one stored piece in one read: the bases its pack record names (in the 32 or 64

@@ -8,16 +8,6 @@ use hoover_types::{ChunkId, ChunkRef};
 
 use crate::{db, pack, Kind, Result, Store, StoreError};
 
-/// One row of the chunk index, as `verify` reads it.
-struct ChunkRow {
-    id: Vec<u8>,
-    pack: String,
-    offset: u64,
-    raw_len: u64,
-    stored_len: u64,
-    kind: i64,
-}
-
 /// One thing found wrong, naming the place.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VerifyProblem {
@@ -142,28 +132,7 @@ impl Store {
             let versions = db::versions_by_id(&self.reader(), file_id)?;
             listed.push((file_id, key, versions));
         }
-        let chunk_rows: Vec<ChunkRow> = {
-            let conn = self.reader();
-            let sql = if self.has_pieces() {
-                "SELECT c.id, p.name, c.offset, c.raw_len, c.stored_len, c.kind
-                 FROM chunks c JOIN packs p ON p.id = c.pack ORDER BY c.pack, c.offset"
-            } else {
-                "SELECT c.id, p.name, c.offset, c.raw_len, c.stored_len, 0
-                 FROM chunks c JOIN packs p ON p.id = c.pack ORDER BY c.pack, c.offset"
-            };
-            let mut stmt = conn.prepare(sql)?;
-            let rows = stmt.query_map([], |r| {
-                Ok(ChunkRow {
-                    id: r.get(0)?,
-                    pack: r.get(1)?,
-                    offset: r.get::<_, i64>(2)? as u64,
-                    raw_len: r.get::<_, i64>(3)? as u64,
-                    stored_len: r.get::<_, i64>(4)? as u64,
-                    kind: r.get(5)?,
-                })
-            })?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
+        let chunk_rows = db::chunks_in_pack_order(&self.reader(), self.has_pieces())?;
         let total = chunk_rows.len() as u64;
         let mut good: HashMap<ChunkId, bool> = HashMap::new();
         // In pack order a piece's base was usually checked just before: the decoder keeps it.
