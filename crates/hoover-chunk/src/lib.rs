@@ -143,14 +143,21 @@ pub fn compress_against(prefix: &[u8], data: &[u8], level: i32) -> Vec<u8> {
 /// more than `max` bytes (a bomb or a frame that is not what it claims is an error).
 pub fn decompress_against(prefix: &[u8], frame: &[u8], max: usize) -> Result<Vec<u8>, ChunkError> {
     let mut out = Vec::with_capacity(max);
+    decompress_into(prefix, frame, &mut out)?;
+    Ok(out)
+}
+
+/// Decompresses `frame` (made with `prefix`) into `out`, which it fills from the start and
+/// never past its capacity: the caller's bound.
+fn decompress_into(prefix: &[u8], frame: &[u8], out: &mut Vec<u8>) -> Result<(), ChunkError> {
     PIECE_DECOMPRESSOR.with(|d| {
         d.borrow_mut()
-            .decompress_using_dict(&mut out, frame, window(prefix))
+            .decompress_using_dict(out, frame, window(prefix))
+            .map(drop)
             .map_err(|code| {
                 ChunkError::Decompress(zstd::zstd_safe::get_error_name(code).to_string())
             })
-    })?;
-    Ok(out)
+    })
 }
 
 /// Decompresses a frame that stands alone and must decode to exactly `len` bytes (a group of
@@ -172,13 +179,7 @@ pub fn decompress_exact_into(
 ) -> Result<(), ChunkError> {
     out.clear();
     out.reserve_exact(len);
-    PIECE_DECOMPRESSOR.with(|d| {
-        d.borrow_mut()
-            .decompress_using_dict(out, frame, &[])
-            .map_err(|code| {
-                ChunkError::Decompress(zstd::zstd_safe::get_error_name(code).to_string())
-            })
-    })?;
+    decompress_into(&[], frame, out)?;
     if out.len() != len {
         return Err(ChunkError::Length {
             claimed: len as u64,

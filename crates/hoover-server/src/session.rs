@@ -644,13 +644,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if let Some(indexer) = &self.indexer {
                     indexer.notify(&committed);
                 }
-                let versions = committed;
-                let new = versions.iter().filter(|v| v.new).count();
+                let new = committed.iter().filter(|v| v.new).count();
                 self.stats.versions_committed += new as u64;
                 if new > 0 {
                     tracing::info!(peer = %self.peer.name, new, "committed versions");
                 }
-                self.reply(Response::Committed { versions }).await
+                self.reply(Response::Committed {
+                    versions: committed,
+                })
+                .await
             }
             Request::List {
                 prefix,

@@ -191,10 +191,9 @@ pub(crate) struct Decoder {
     /// Ingest may use the store's lately committed chunks (verified when they arrived);
     /// reads and `verify` always go to the disk.
     committed: bool,
-    /// Reads share the groups the store's readers decoded lately ([`DecodedGroups`]);
-    /// `verify` decodes each group from the disk itself, and remembers the last few in `own`.
-    shared: bool,
-    own: DecodedGroups,
+    /// The groups `verify` decoded lately, from the disk itself; `None` for reads, which share
+    /// the groups the store's readers decoded lately ([`DecodedGroups`]).
+    own: Option<DecodedGroups>,
     /// The group decoded last (its pack and frame offset, list and bytes): a file's grouped
     /// chunks are read one after another.
     group: Option<Arc<DecodedGroup>>,
@@ -257,8 +256,7 @@ impl Decoder {
             store: store.clone(),
             recent: Recent::new(RECENT_BYTES),
             committed: false,
-            shared: true,
-            own: DecodedGroups::new(),
+            own: None,
             group: None,
             spare: Vec::new(),
         }
@@ -267,7 +265,7 @@ impl Decoder {
     /// A decoder for `verify`, which decodes every group from the disk.
     pub(crate) fn for_verify(store: &Store) -> Decoder {
         Decoder {
-            shared: false,
+            own: Some(DecodedGroups::new()),
             ..Decoder::new(store)
         }
     }
@@ -409,9 +407,9 @@ impl Decoder {
             .as_ref()
             .filter(|g| g.path == row.path && g.offset == row.offset)
             .cloned()
-            .or_else(|| match self.shared {
-                true => self.store.decoded_groups().get(&row.path, row.offset),
-                false => self.own.get(&row.path, row.offset),
+            .or_else(|| match &self.own {
+                Some(own) => own.get(&row.path, row.offset),
+                None => self.store.decoded_groups().get(&row.path, row.offset),
             });
         let decoded = match cached {
             Some(g) => g,
@@ -435,9 +433,9 @@ impl Decoder {
                     group,
                     bytes,
                 });
-                let evicted = match self.shared {
-                    true => self.store.decoded_groups().put(decoded.clone()),
-                    false => self.own.put(decoded.clone()),
+                let evicted = match &mut self.own {
+                    Some(own) => own.put(decoded.clone()),
+                    None => self.store.decoded_groups().put(decoded.clone()),
                 };
                 self.recycle(evicted);
                 decoded
