@@ -58,15 +58,19 @@ python3 - "$work" "$src" "$t0" "$t1" <<'PY'
 import json, os, subprocess, sys
 work, src, t0, t1 = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 syncs = [json.loads(l) for l in open(f"{work}/syncs.jsonl") if l.strip()]
-def size(path):
+def size(path, allocated=False):
     total = 0
     for root, dirs, files in os.walk(path):
         if root == os.path.join(work, "store") and "index" in dirs:
             dirs.remove("index")
-        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+        for f in files:
+            st = os.stat(os.path.join(root, f))
+            total += st.st_blocks * 512 if allocated else st.st_size
     return total
 store = size(f"{work}/store")
+disk = size(f"{work}/store", allocated=True)
 packs = size(f"{work}/store/packs")
+pack_files = sum(len(fs) for _, _, fs in os.walk(f"{work}/store/packs"))
 db = sum(os.path.getsize(f"{work}/store/{f}") for f in os.listdir(f"{work}/store") if f.startswith("versions.db"))
 finals = [os.path.join(f"{work}/tree", f) for f in sorted(os.listdir(f"{work}/tree"))]
 raw = sum(os.path.getsize(f) for f in finals)
@@ -80,9 +84,10 @@ rows = [
     ("versions stored (syncs)", f"{versions:,} ({len(syncs)})"),
     ("zstd -3 of the final files (each alone)", f"{z3:,} B"),
     ("store without index", f"{store:,} B = {store / z3:.2f}x zstd -3"),
-    ("  packs", f"{packs:,} B"),
+    ("  packs", f"{packs:,} B in {pack_files:,} files"),
     ("  version log (versions.db)", f"{db:,} B"),
     ("store per version", f"{store / max(versions, 1):,.0f} B"),
+    ("on disk (blocks allocated, without index)", f"{disk:,} B = {disk / z3:.2f}x zstd -3"),
     ("bytes on the wire (sent + received)", f"{wire:,} B = {wire / z3:.2f}x zstd -3; sent {sent:,} B"),
     ("replay time (s)", f"{t1 - t0:.1f}"),
     ("verify", "clean" if verify.get("clean") else "PROBLEMS"),

@@ -42,10 +42,12 @@ rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$agent/status")
 sleep 2
 c0=$(ticks $agent); sleep "$idle"; c1=$(ticks $agent)
 idle_cpu=$(echo "($c1 - $c0) / 100" | bc -l)
+packs_du0=$(du -sB1 "$work/store/packs" | cut -f1); packs_n0=$(find "$work/store/packs" -type f | wc -l)
 c0=$(ticks $agent)
 read -r p50 p99 appended < <("$gen" latency "$http_port" "$work/root/big/session.jsonl" "$appends" "$interval" 99)
 c1=$(ticks $agent)
 append_cpu=$(echo "($c1 - $c0) / 100" | bc -l)
+packs_du1=$(du -sB1 "$work/store/packs" | cut -f1); packs_n1=$(find "$work/store/packs" -type f | wc -l)
 read -r rehash _ < <("$gen" rehash "$work/root/big/session.jsonl")
 per_kb=$(echo "$append_cpu / ($appended / 1024)" | bc -l)
 rehash_per_append=$rehash
@@ -64,6 +66,7 @@ lines = [
  f"| full re-read + cut + hash of the 100 MB file (ms CPU) | {$rehash * 1000:.0f} | |",
  f"| full re-hash / agent CPU per appended KB | {($rehash / $per_kb) if $per_kb > 0 else float('inf'):.0f}x | >= 100x |",
  f"| full re-hash / agent CPU per append (~{$appended / appends / 1024:.1f} KB) | {($rehash / per_append) if per_append > 0 else float('inf'):.0f}x | |",
+ f"| packs on disk per append (bytes allocated; pack files added) | {($packs_du1 - $packs_du0) / appends:,.0f} ({$packs_n1 - $packs_n0}) | |",
  f"| idle agent CPU over ${idle} s (s) | {$idle_cpu:.2f} | < 0.1 |",
  f"| agent resident memory watching $total files (MB) | {$rss_kb / 1024:.1f} | < 60 |",
 ]

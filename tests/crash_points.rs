@@ -1,5 +1,6 @@
 //! Named crash points: the server aborts at each point of the ingest path in turn (reading a
-//! chunk off the wire, staging it in a pack, installing the pack, writing the version rows,
+//! chunk off the wire, staging it in a pack, installing the pack or appending it to the
+//! growing one, writing the version rows,
 //! after the commit, adding to the index, after the index commit; `hoover_store::fault`), is
 //! restarted, and must lose nothing: the store verifies clean, the next sync sends exactly the
 //! chunks the store lacks, every file restores byte for byte, and the index holds every message
@@ -11,11 +12,15 @@ use hoover_testkit::{corpus, count_lines, http_get, wait_until, World};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
 
-/// The points, and which hit of each to crash on (a later hit lands mid-batch).
-const POINTS: [(&str, u32); 7] = [
+/// The points, and which hit of each to crash on (a later hit lands mid-batch). The push is
+/// a new session of 2 MB and two appends, whose pack (~0.5 MB) is appended to the growing
+/// pack; for `store-pack-installed`, a session of 8 MB, whose pack is too big to be appended
+/// (`docs/store.md`) and is installed as a file of its own.
+const POINTS: [(&str, u32); 8] = [
     ("ingest-chunk", 5),
     ("store-chunk-staged", 5),
     ("store-pack-installed", 1),
+    ("store-pack-appended", 1),
     ("store-rows-written", 1),
     ("store-committed", 1),
     ("index-added", 1),
@@ -39,12 +44,17 @@ fn crash_at(point: &str, nth: u32, seed: u64) -> u64 {
     world.ok(&["sync", "--source", "lap", "--root", &spec]);
 
     // New work: a new session, and appends to two old ones.
+    let new_session = if point == "store-pack-installed" {
+        8_000_000
+    } else {
+        2_000_000
+    };
     corpus::grow(
         &root,
         &mut corpus::Rng::new(seed),
         0,
         seed,
-        2_000_000,
+        new_session,
         500_000,
     );
 
@@ -68,16 +78,29 @@ fn crash_at(point: &str, nth: u32, seed: u64) -> u64 {
         "{point}: {log}"
     );
 
-    // A pack installed but never recorded is left over, named by `verify`; the restarted
-    // server removes it.
-    let leftover = world.verify()["unreferenced_packs"].as_u64().unwrap();
-    let expected = matches!(point, "store-pack-installed" | "store-rows-written") as u64;
-    assert_eq!(leftover, expected, "{point}");
+    // A pack installed but never recorded is left over, named by `verify`, and so are the
+    // bytes of a batch appended to the growing pack but never recorded; the restarted server
+    // removes the one and cuts off the other.
+    let report = world.verify();
+    assert_eq!(report["clean"], true, "{point}: {report}");
+    let leftover = report["unreferenced_packs"].as_u64().unwrap();
+    assert_eq!(
+        leftover,
+        (point == "store-pack-installed") as u64,
+        "{point}"
+    );
+    let uncommitted = report["uncommitted_bytes"].as_u64().unwrap();
+    assert_eq!(
+        uncommitted > 0,
+        matches!(point, "store-pack-appended" | "store-rows-written"),
+        "{point}: {report}"
+    );
 
     // Restarted: nothing lost, nothing half-recorded, nothing confirmed sent again.
     world.restart_server();
     let before = world.verify();
     assert_eq!(before["unreferenced_packs"], 0, "{point}: {before}");
+    assert_eq!(before["uncommitted_bytes"], 0, "{point}: {before}");
     let before = before["chunks_checked"].as_u64().unwrap();
     let report = world.json(&["sync", "--source", "lap", "--root", &spec]);
     let after = world.verify();

@@ -37,6 +37,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
                 "bytes_checked": report.bytes_checked,
                 "unreferenced_packs": report.unreferenced_packs,
                 "unreferenced_bytes": report.unreferenced_bytes,
+                "uncommitted_bytes": report.uncommitted_bytes,
                 "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             })
         )?;
@@ -48,6 +49,12 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
             eprintln!(
                 "hoover: {} packs ({} bytes) are not named by the version log: batches whose server was stopped mid-commit; nothing refers to them, and the server removes them when it next starts",
                 report.unreferenced_packs, report.unreferenced_bytes
+            );
+        }
+        if report.uncommitted_bytes > 0 {
+            eprintln!(
+                "hoover: {} bytes at the end of packs are past what the version log records: a batch whose server was stopped mid-commit; nothing refers to them, and the server cuts them off when it next starts",
+                report.uncommitted_bytes
             );
         }
         eprintln!(

@@ -3,9 +3,11 @@
 //! Every chunk is checked against its name when it arrives and appended to the batch's pack in
 //! `tmp/`. Every version is checked before commit: its base is the latest version, its chunks
 //! are present, its size adds up, and its chunks reassemble to its claimed BLAKE3. On commit the
-//! pack is made durable (fsync, rename into `packs/`, fsync dir) before the single SQLite
-//! transaction that records its chunks and the versions, so a killed server leaves either a
-//! whole batch or none of it.
+//! pack is made durable before the single SQLite transaction that records its chunks and the
+//! versions: a small one appended to the growing pack past its committed length (fsync), a
+//! large one installed as a file of its own (fsync, rename into `packs/`, fsync dir). So a
+//! killed server leaves either a whole batch or none of it, plus bytes no row names (a pack, or
+//! a growing pack's tail), which the next writer removes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +18,7 @@ use hoover_types::{
 };
 use rusqlite::params;
 
-use crate::pack::{Bases, Group, PackWriter};
+use crate::pack::{self, Bases, Group, PackWriter, PACK_MAGIC};
 use crate::piece::{self, Cost, Kind};
 use crate::{
     db, fsutil, now_ns, HasherState, Result, Store, StoreCounts, StoreError, HASHER_CACHE_MAX,
@@ -747,15 +749,10 @@ impl Batch {
     /// transaction.
     pub fn commit(mut self) -> Result<Vec<Committed>> {
         let staged: Vec<(ChunkId, Staged)> = self.staged.drain().collect();
-        let pack_name = match self.pack.take() {
-            Some(pack) if !staged.is_empty() => {
-                let name = pack.name.clone();
-                let tmp = pack.finish()?;
-                let dest = self.store.pack_path(&name);
-                install(&self.store, &tmp, &dest)?;
-                crate::fault::crash_point("store-pack-installed");
-                Some(name)
-            }
+        let pack = self.pack.take();
+        let mut conn = self.store.conn();
+        let placed = match pack {
+            Some(pack) if !staged.is_empty() => Some(place(&self.store, pack)?),
             Some(pack) => {
                 let _ = std::fs::remove_file(&pack.tmp);
                 None
@@ -763,24 +760,34 @@ impl Batch {
             None => None,
         };
         let received_at = now_ns();
-        let mut conn = self.store.conn();
         let mut tx = conn.transaction()?;
         // What this batch adds to the store's totals, applied once it is committed.
         let mut delta = StoreCounts::default();
         let mut latest_bytes: i64 = 0;
-        if let Some(name) = &pack_name {
-            tx.prepare_cached("INSERT INTO packs(name) VALUES(?1)")?
-                .execute([name])?;
-            let pack_id = tx.last_insert_rowid();
+        let mut pack_id = None;
+        if let Some(placed) = &placed {
+            let (id, shift) = match placed {
+                Placed::Appended { id, shift, size } => {
+                    tx.prepare_cached("UPDATE packs SET size = ?2 WHERE id = ?1")?
+                        .execute(params![id, *size as i64])?;
+                    (*id, *shift)
+                }
+                Placed::Installed { name, size } => {
+                    tx.prepare_cached("INSERT INTO packs(name, size) VALUES(?1, ?2)")?
+                        .execute(params![name, *size as i64])?;
+                    (tx.last_insert_rowid(), 0)
+                }
+            };
+            pack_id = Some(id);
             let mut insert_chunk = tx.prepare_cached(
                 "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len, kind, hops, cost)
                  VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
-            for (id, s) in &staged {
+            for (chunk, s) in &staged {
                 let added = insert_chunk.execute(params![
-                    &id.0[..],
-                    pack_id,
-                    s.offset as i64,
+                    &chunk.0[..],
+                    id,
+                    (s.offset + shift) as i64,
                     s.len as i64,
                     s.stored_len as i64,
                     s.kind as u8 as i64,
@@ -879,6 +886,7 @@ impl Batch {
             sp.rollback()?;
             drop(sp);
             tx.commit()?;
+            grown(&self.store, placed, pack_id);
             self.store.add_to_counts(&chunks_only, 0);
             return Err(StoreError::StaleBase(message));
         }
@@ -886,6 +894,7 @@ impl Batch {
         crate::fault::crash_point("store-rows-written");
         crate::fault::slow_point("store-rows-written");
         tx.commit()?;
+        grown(&self.store, placed, pack_id);
         crate::fault::crash_point("store-committed");
         self.store.add_to_counts(&delta, latest_bytes);
         {
@@ -916,6 +925,64 @@ impl Drop for Batch {
     fn drop(&mut self) {
         if let Some(pack) = self.pack.take() {
             let _ = std::fs::remove_file(&pack.tmp);
+        }
+    }
+}
+
+/// Where a batch's pack went: appended to the growing pack, or installed as a file of its own.
+enum Placed {
+    /// Appended to pack `id` (its records moved by `shift` bytes), which is now `size` long.
+    Appended { id: i64, shift: u64, size: u64 },
+    /// Installed as pack `name`, `size` bytes long.
+    Installed { name: String, size: u64 },
+}
+
+/// Makes a batch's pack durable where it goes: a small one at the end of the growing pack
+/// (format 5), a large one (or one that would take the growing pack past
+/// [`pack::PACK_TARGET`]) as a file of its own. Called under the writer's connection.
+fn place(store: &Store, mut pack: PackWriter) -> Result<Placed> {
+    let growing = store.growing();
+    let added = pack.len() - PACK_MAGIC.len() as u64;
+    if let Some(g) = growing.as_ref() {
+        if pack.len() <= pack::APPEND_MAX && g.size + added <= pack::PACK_TARGET {
+            let appended = pack.flush().and_then(|()| g.append(&pack.tmp));
+            let _ = std::fs::remove_file(&pack.tmp);
+            let shift = appended?;
+            crate::fault::crash_point("store-pack-appended");
+            return Ok(Placed::Appended {
+                id: g.id,
+                shift,
+                size: g.size + added,
+            });
+        }
+    }
+    let (name, size) = (pack.name.clone(), pack.len());
+    let tmp = pack.finish()?;
+    let dest = store.pack_path(&name);
+    install(store, &tmp, &dest)?;
+    crate::fault::crash_point("store-pack-installed");
+    Ok(Placed::Installed { name, size })
+}
+
+/// After the commit of a batch whose pack went to pack `id`: the growing pack is that one,
+/// now longer, or the one just installed when it is under [`pack::PACK_TARGET`].
+fn grown(store: &Store, placed: Option<Placed>, id: Option<i64>) {
+    let (Some(placed), Some(id)) = (placed, id) else {
+        return;
+    };
+    let mut growing = store.growing();
+    match placed {
+        Placed::Appended { size, .. } => {
+            if let Some(g) = growing.as_mut() {
+                g.size = size;
+            }
+        }
+        Placed::Installed { name, size } => {
+            *growing = (size < pack::PACK_TARGET).then(|| pack::GrowingPack {
+                id,
+                path: store.pack_path(&name),
+                size,
+            });
         }
     }
 }

@@ -3,8 +3,8 @@
 //! A version row records `kept`: how many leading chunks it shares with the previous version of
 //! the same file. Its own chunks are `entries` rows at positions `kept..chunk_count` tagged with
 //! its `seq`. The chunk at position `p` of version `s` is therefore the entry at `p` with the
-//! largest `seq <= s`, for `p < chunk_count(s)`: one indexed range scan, and no row is ever
-//! updated or deleted.
+//! largest `seq <= s`, for `p < chunk_count(s)`: one indexed range scan, and no version, entry
+//! or chunk row is ever updated or deleted (a growing pack's `size`, its committed length, is).
 
 use std::path::Path;
 
@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS deletions(
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS packs(
     id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE
+    name TEXT NOT NULL UNIQUE,
+    size INTEGER
 );
 CREATE TABLE IF NOT EXISTS chunks(
     id BLOB PRIMARY KEY,
@@ -87,6 +88,14 @@ const MIGRATE_3_TO_4: &str = "
 UPDATE meta SET value = '4' WHERE name = 'format';
 ";
 
+/// Format 5 lets small batches be appended to the newest pack instead of each taking a file:
+/// a pack's row records its committed length (`size`). Packs of older formats have none
+/// (NULL): each is its file's whole length, and no batch is appended to one.
+const MIGRATE_4_TO_5: &str = "
+ALTER TABLE packs ADD COLUMN size INTEGER;
+UPDATE meta SET value = '5' WHERE name = 'format';
+";
+
 /// The format the version log says it has.
 pub(crate) fn format(conn: &Connection) -> Result<u32> {
     let value: Option<String> = conn
@@ -113,7 +122,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
         if from < 3 {
             tx.execute_batch(MIGRATE_2_TO_3)?;
         }
-        tx.execute_batch(MIGRATE_3_TO_4)?;
+        if from < 4 {
+            tx.execute_batch(MIGRATE_3_TO_4)?;
+        }
+        tx.execute_batch(MIGRATE_4_TO_5)?;
         tx.commit()?;
     }
     Ok(from)
@@ -195,6 +207,30 @@ pub(crate) fn open_read_only(path: &Path) -> Result<Connection> {
             path.display()
         ))
     })
+}
+
+/// The pack batches are appended to: the newest, when it has a committed length (format 5)
+/// under `target`. Its id, name and committed length.
+pub(crate) fn growing_pack(conn: &Connection, target: u64) -> Result<Option<(i64, String, u64)>> {
+    let newest: Option<(i64, String, Option<i64>)> = conn
+        .query_row(
+            "SELECT id, name, size FROM packs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    Ok(newest.and_then(|(id, name, size)| {
+        let size = size? as u64;
+        (size < target).then_some((id, name, size))
+    }))
+}
+
+/// The packs that record a committed length (format 5), with it: their files may hold more
+/// (an append whose commit was interrupted), never less.
+pub(crate) fn pack_sizes(conn: &Connection) -> Result<Vec<(String, u64)>> {
+    let mut stmt = conn.prepare("SELECT name, size FROM packs WHERE size IS NOT NULL")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// The names of all recorded packs.

@@ -8,10 +8,12 @@
 //! The points, in the order a push meets them (`docs/reliability.md` lists what each shows):
 //! `ingest-chunk` (the server has read a chunk off the wire), `store-chunk-staged` (a chunk is
 //! written to the batch's pack in `tmp/`), `store-pack-installed` (the pack is renamed into
-//! `packs/`, no row names it yet), `store-rows-written` (the version rows are written inside
-//! the open transaction), `store-committed` (the transaction is committed, the client not yet
-//! told), `index-added` (messages added to the index writer, not committed),
-//! `index-committed` (the index commit is done).
+//! `packs/`, no row names it yet), `store-pack-appended` (instead, for a small batch: its pack
+//! is appended to the growing pack and made durable, no row names it yet),
+//! `store-rows-written` (the version rows are written inside the open transaction),
+//! `store-committed` (the transaction is committed, the client not yet told), `index-added`
+//! (messages added to the index writer, not committed), `index-committed` (the index commit is
+//! done).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

@@ -2,7 +2,8 @@
 //!
 //! Layout (see `docs/store.md`, format version [`STORE_FORMAT_VERSION`]):
 //! `FORMAT` names the format; `packs/<2 hex>/<32 hex>.pack` hold chunks, each a zstd frame named
-//! by the BLAKE3 of its uncompressed bytes, written one pack per committed batch; `tmp/` holds
+//! by the BLAKE3 of its uncompressed bytes, a large batch's pieces in a pack of their own and
+//! small batches appended to the newest pack, up to 16 MiB (format 5); `tmp/` holds
 //! the pack being received; `versions.db` (SQLite, WAL) is the version log and chunk index. A version is stored as its parent's first `kept` chunks plus
 //! the chunks it adds, so a version costs O(new chunks), never O(file size).
 //!
@@ -31,9 +32,10 @@ pub use piece::{Kind, MAX_DECODE_BYTES, MAX_HOPS};
 pub use verify::{VerifyProblem, VerifyReport};
 
 /// The on-disk format this code writes. Older stores (format 1: every chunk a frame of its
-/// own; format 2: no appending pieces and no groups; format 3: groups of at most 1 MiB) are
+/// own; format 2: no appending pieces and no groups; format 3: groups of at most 1 MiB;
+/// format 4: a pack per batch) are
 /// migrated to it when a writer opens them; see `docs/store.md`.
-pub const STORE_FORMAT_VERSION: u32 = 4;
+pub const STORE_FORMAT_VERSION: u32 = 5;
 /// The oldest on-disk format this code reads.
 pub const OLDEST_SUPPORTED_FORMAT: u32 = 1;
 
@@ -136,6 +138,9 @@ struct StoreInner {
     /// The version log has the piece columns (format 2); a format-1 log opened only to be
     /// read has not, and every chunk in it stands alone.
     pieces: bool,
+    /// The pack small batches are appended to (format 5), `None` until a batch starts one;
+    /// taken only under the writer's connection.
+    growing: Mutex<Option<pack::GrowingPack>>,
     /// Chunks committed lately, decoded: the next append's piece is decoded against one of
     /// them without walking its chain of bases.
     recent: Mutex<piece::Recent>,
@@ -239,6 +244,7 @@ impl Store {
         let reader = db::open_reader(&db_path)?;
         let store = Store::with_conn(root, conn, Some(lock), Some(reader))?;
         store.remove_unreferenced_packs()?;
+        store.resume_growing_pack()?;
         Ok(store)
     }
 
@@ -260,6 +266,44 @@ impl Store {
             );
         }
         Ok(())
+    }
+
+    /// Finds the pack the last writer appended batches to, and cuts off what an unfinished
+    /// append left past its committed end (the bytes of a batch whose rows never committed).
+    fn resume_growing_pack(&self) -> Result<()> {
+        let found = db::growing_pack(&self.conn(), pack::PACK_TARGET)?;
+        let Some((id, name, size)) = found else {
+            return Ok(());
+        };
+        let path = self.pack_path(&name);
+        let on_disk = std::fs::metadata(&path)
+            .map_err(|e| StoreError::io(&path, e))?
+            .len();
+        if on_disk < size {
+            // Damaged: `verify` names what is lost. New batches go to a new pack.
+            tracing::warn!(
+                pack = %path.display(),
+                on_disk,
+                size,
+                "the newest pack is shorter than the version log records; new batches go to a new pack"
+            );
+            return Ok(());
+        }
+        let growing = pack::GrowingPack { id, path, size };
+        let cut = growing.trim()?;
+        if cut > 0 {
+            tracing::info!(
+                pack = %growing.path.display(),
+                bytes = cut,
+                "cut off the bytes of a batch that never committed (a writer was stopped mid-commit)"
+            );
+        }
+        *self.growing() = Some(growing);
+        Ok(())
+    }
+
+    pub(crate) fn growing(&self) -> MutexGuard<'_, Option<pack::GrowingPack>> {
+        self.inner.growing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Opens an existing store to read it, also while a server writes to it (`hoover verify`,
@@ -309,6 +353,7 @@ impl Store {
                 reader: reader.map(Mutex::new),
                 hashers: Mutex::new(HashMap::new()),
                 pieces,
+                growing: Mutex::new(None),
                 recent: Mutex::new(piece::Recent::new(RECENT_COMMITTED_BYTES)),
                 decoded_groups: Mutex::new(piece::DecodedGroups::new()),
                 counts: Mutex::new(None),

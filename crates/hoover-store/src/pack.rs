@@ -282,6 +282,11 @@ impl PackWriter {
         Ok(offset)
     }
 
+    /// How long the pack is so far.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
     /// Pushes buffered bytes to the file, so they can be read back.
     pub(crate) fn flush(&mut self) -> Result<()> {
         self.file.flush().map_err(|e| StoreError::io(&self.tmp, e))
@@ -295,6 +300,78 @@ impl PackWriter {
             .sync_all()
             .map_err(|e| StoreError::io(&self.tmp, e))?;
         Ok(self.tmp.clone())
+    }
+}
+
+/// How long the pack that small batches are appended to may grow (format 5); past it, the
+/// next batch starts a new pack.
+pub(crate) const PACK_TARGET: u64 = 16 << 20;
+/// A batch whose pack in `tmp/` is at most this long is appended to the growing pack instead
+/// of being installed as a file of its own (format 5): most batches are a message or two, and
+/// a file each cost a disk block (4 KiB) and an inode, plus a directory fsync, per version.
+pub(crate) const APPEND_MAX: u64 = 1 << 20;
+
+/// The pack small batches are appended to (format 5): the newest, while under
+/// [`PACK_TARGET`].
+pub(crate) struct GrowingPack {
+    pub(crate) id: i64,
+    pub(crate) path: PathBuf,
+    /// Its committed length, as the version log records it. Bytes past it are an append
+    /// whose commit did not finish: no row names them, and the next append overwrites them.
+    pub(crate) size: u64,
+}
+
+impl GrowingPack {
+    /// Appends the records of a batch's pack in `tmp/` (its bytes after the magic) at the
+    /// committed end, cutting off what an unfinished append left there, and makes them
+    /// durable. Returns how far every offset of the batch's pack moves: the records start at
+    /// `size` here where they started after the magic there.
+    pub(crate) fn append(&self, batch_pack: &Path) -> Result<u64> {
+        use std::io::{Seek, SeekFrom};
+        let records = std::fs::read(batch_pack).map_err(|e| StoreError::io(batch_pack, e))?;
+        if !records.starts_with(PACK_MAGIC) {
+            return Err(StoreError::Corrupt(format!(
+                "{} does not start like a pack",
+                batch_pack.display()
+            )));
+        }
+        let io = |e| StoreError::io(&self.path, e);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        if size < self.size {
+            return Err(StoreError::Corrupt(format!(
+                "{} is {size} bytes long, shorter than the {} the version log records",
+                self.path.display(),
+                self.size
+            )));
+        }
+        file.set_len(self.size).map_err(io)?;
+        file.seek(SeekFrom::Start(self.size)).map_err(io)?;
+        crate::fsutil::injected_full_disk()
+            .and_then(|()| file.write_all(&records[PACK_MAGIC.len()..]))
+            .map_err(io)?;
+        file.sync_data().map_err(io)?;
+        Ok(self.size - PACK_MAGIC.len() as u64)
+    }
+
+    /// Cuts off what an unfinished append left past the committed end (at start-up, by the
+    /// store's one writer); returns how many bytes that was.
+    pub(crate) fn trim(&self) -> Result<u64> {
+        let io = |e| StoreError::io(&self.path, e);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        if size <= self.size {
+            return Ok(0);
+        }
+        file.set_len(self.size).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        Ok(size - self.size)
     }
 }
 

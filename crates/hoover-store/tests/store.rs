@@ -240,9 +240,10 @@ fn corruption_is_found_and_named() {
     let mut bytes = std::fs::read(&pack).unwrap();
     bytes[(offset + len / 2) as usize] ^= 0xff;
     std::fs::write(&pack, bytes).unwrap();
-    // A second batch in its own pack, which then goes missing.
+    // A second batch in its own pack (too big to be appended to the first), which then goes
+    // missing.
     let key2 = Key::new("m/r/y").unwrap();
-    let other = Rng(4).bytes(50_000);
+    let other = Rng(4).bytes(2_500_000);
     let (_, refs2) = push(&store, &key2, &other, None);
     let (pack2, _, _) = store.chunk_location(&refs2[0].id).unwrap().unwrap();
     assert_ne!(pack, pack2);
@@ -266,6 +267,88 @@ fn corruption_is_found_and_named() {
         store.read_version(&key, 1, &mut out),
         Err(StoreError::Corrupt(_))
     ));
+}
+
+/// The pack files under a store's `packs/`, with their lengths.
+fn pack_files(root: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    for shard in std::fs::read_dir(root.join("packs")).unwrap() {
+        for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let path = f.unwrap().path();
+            let len = std::fs::metadata(&path).unwrap().len();
+            out.push((path, len));
+        }
+    }
+    out
+}
+
+#[test]
+fn small_batches_share_a_pack_and_an_unfinished_append_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key::new("m/r/chat.jsonl").unwrap();
+    let mut data = Vec::new();
+    let mut prev: Option<(u64, Vec<ChunkRef>)> = None;
+    let mut rng = Rng(11);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        // A message per batch, as `hoover watch` sends them: one pack file, not one each.
+        for _ in 0..30 {
+            data.extend_from_slice(&rng.bytes(1_000));
+            let (seq, refs) = push(
+                &store,
+                &key,
+                &data,
+                prev.as_ref().map(|(s, r)| (*s, &r[..])),
+            );
+            prev = Some((seq, refs));
+        }
+        assert_eq!(pack_files(dir.path()).len(), 1);
+        // A batch too big to be appended gets a pack of its own.
+        let big = Rng(12).bytes(2_500_000);
+        push(&store, &Key::new("m/r/big").unwrap(), &big, None);
+        assert_eq!(pack_files(dir.path()).len(), 2);
+        // ... and the batches after it are appended to that one.
+        data.extend_from_slice(&rng.bytes(1_000));
+        let (seq, refs) = push(
+            &store,
+            &key,
+            &data,
+            prev.as_ref().map(|(s, r)| (*s, &r[..])),
+        );
+        prev = Some((seq, refs));
+        assert_eq!(pack_files(dir.path()).len(), 2);
+    }
+    // A writer killed between appending a batch and committing its rows leaves bytes past the
+    // growing pack's committed end: counted, not a problem, and cut off by the next writer.
+    let (growing, len) = pack_files(dir.path())
+        .into_iter()
+        .max_by_key(|(p, _)| std::fs::metadata(p).unwrap().modified().unwrap())
+        .unwrap();
+    let mut bytes = std::fs::read(&growing).unwrap();
+    bytes.extend_from_slice(&Rng(13).bytes(5_000));
+    std::fs::write(&growing, &bytes).unwrap();
+    let report = Store::open_to_read(dir.path())
+        .unwrap()
+        .verify(|_, _, _| {})
+        .unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.uncommitted_bytes, 5_000);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(std::fs::metadata(&growing).unwrap().len(), len);
+    data.extend_from_slice(&rng.bytes(1_000));
+    let (seq, _) = push(
+        &store,
+        &key,
+        &data,
+        prev.as_ref().map(|(s, r)| (*s, &r[..])),
+    );
+    assert_eq!(seq, 32);
+    assert!(std::fs::metadata(&growing).unwrap().len() > len);
+    assert_eq!(read(&store, &key, seq), data);
+    let report = store.verify(|_, _, _| {}).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.uncommitted_bytes, 0);
+    assert_eq!(report.versions_checked, 33);
 }
 
 #[test]
