@@ -387,8 +387,9 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The path of a pack file, from its name.
-    pub fn pack_path(&self, name: &str) -> PathBuf {
+    /// The path of a pack file, from its name. Nothing outside the store knows where packs
+    /// lie (they may not be files one day: issue 15).
+    pub(crate) fn pack_path(&self, name: &str) -> PathBuf {
         self.inner
             .root
             .join("packs")
@@ -399,14 +400,6 @@ impl Store {
     /// Whether the version log has format 2's piece columns.
     pub(crate) fn has_pieces(&self) -> bool {
         self.inner.pieces
-    }
-
-    /// Where a committed chunk's zstd frame lies: its pack file, offset and length (for a
-    /// grouped chunk, its share of its group's frame).
-    pub fn chunk_location(&self, id: &ChunkId) -> Result<Option<(PathBuf, u64, u64)>> {
-        Ok(self
-            .piece_row(id)?
-            .map(|row| (row.path, row.offset, row.stored_len)))
     }
 
     /// How a committed chunk is stored: where its frame lies, and its kind.

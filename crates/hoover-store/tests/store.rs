@@ -235,25 +235,29 @@ fn corruption_is_found_and_named() {
     let key = Key::new("m/r/x").unwrap();
     let data = Rng(3).bytes(200_000);
     let (_, refs) = push(&store, &key, &data, None);
-    // Flip a byte inside one chunk's frame in its pack.
-    let (pack, offset, len) = store.chunk_location(&refs[0].id).unwrap().unwrap();
-    let mut bytes = std::fs::read(&pack).unwrap();
-    bytes[(offset + len / 2) as usize] ^= 0xff;
-    std::fs::write(&pack, bytes).unwrap();
+    // Flip a byte near the end of the pack: inside the last chunk's frame, which ends it.
+    let [(pack, len)] = &pack_files(dir.path())[..] else {
+        panic!("one pack expected")
+    };
+    let mut bytes = std::fs::read(pack).unwrap();
+    bytes[*len as usize - 10] ^= 0xff;
+    std::fs::write(pack, bytes).unwrap();
     // A second batch in its own pack (too big to be appended to the first), which then goes
     // missing.
     let key2 = Key::new("m/r/y").unwrap();
     let other = Rng(4).bytes(2_500_000);
     let (_, refs2) = push(&store, &key2, &other, None);
-    let (pack2, _, _) = store.chunk_location(&refs2[0].id).unwrap().unwrap();
-    assert_ne!(pack, pack2);
-    std::fs::remove_file(&pack2).unwrap();
+    let packs = pack_files(dir.path());
+    assert_eq!(packs.len(), 2);
+    let (pack2, _) = packs.iter().find(|(p, _)| p != pack).unwrap();
+    std::fs::remove_file(pack2).unwrap();
     let report = store.verify(|_, _, _| {}).unwrap();
     assert!(!report.is_clean());
+    let last = refs.last().unwrap().id;
     assert!(report
         .problems
         .iter()
-        .any(|p| matches!(p, VerifyProblem::ChunkCorrupt { id, .. } if *id == refs[0].id)));
+        .any(|p| matches!(p, VerifyProblem::ChunkCorrupt { id, .. } if *id == last)));
     assert!(report
         .problems
         .iter()
