@@ -166,9 +166,16 @@ fn main() -> Result<()> {
             // alone), chain (extensions of the previous tail knowing the WINDOW bytes of the
             // file before them, as format 3's appending pieces do, else against the chunk
             // before) or chain-base (extensions knowing only their base chunk, as format 2's).
+            // With a fifth argument, each version is written there as a JSON line (file, seq,
+            // size, kept chunks, and its chunks after them: id, length, and for a newly stored
+            // piece its kind and frame length), for models of the version log.
             let policy = args[2].clone();
             let level = num(3)? as i32;
             let window = num(4)? as usize;
+            let mut events = match args.get(5) {
+                Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
+                None => None,
+            };
             let compress_window = |prefix: &[u8], data: &[u8], level: i32| {
                 use zstd::zstd_safe::{CCtx, CParameter};
                 let mut cctx = CCtx::create();
@@ -189,21 +196,32 @@ fn main() -> Result<()> {
             let started = std::time::Instant::now();
             let mut by_kind = [0usize; 3];
             let mut raw_kind = [0usize; 3];
-            for entry in std::fs::read_dir(&args[1])? {
-                let entry = entry?;
-                if !entry.file_type()?.is_file() {
-                    continue;
-                }
-                let all = std::fs::read(entry.path())?;
+            let mut names: Vec<_> = std::fs::read_dir(&args[1])?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.path())
+                .collect();
+            names.sort();
+            for (file_no, path) in names.iter().enumerate() {
+                let all = std::fs::read(path)?;
                 let mut prev_last: Option<(u64, [u8; 32], usize)> = None;
+                let mut prev_refs = Vec::new();
                 let mut end = 0;
+                let mut seq = 0;
                 for line in all.split_inclusive(|b| *b == b'\n') {
                     end += line.len();
                     let data = &all[..end];
                     versions += 1;
+                    seq += 1;
                     let cuts = hoover_chunk::cut(data, 0);
+                    let refs: Vec<_> = cuts.iter().map(|c| c.chunk_ref()).collect();
+                    let kept = hoover_chunk::common_prefix(&prev_refs, &refs);
+                    let mut listed: Vec<serde_json::Value> = Vec::new();
                     for (i, c) in cuts.iter().enumerate() {
                         if stored.contains_key(&c.id.0) {
+                            if i >= kept {
+                                listed.push(serde_json::json!([c.id.to_string(), c.len]));
+                            }
                             continue;
                         }
                         let bytes_of = c.slice(data);
@@ -236,6 +254,7 @@ fn main() -> Result<()> {
                             (hoover_chunk::compress_against(&[], bytes_of, level).len(), c.len as usize, 1, 2)
                         });
                         match kind { 0 => ext += 1, 1 => ctx += 1, _ => solo += 1 }
+                        listed.push(serde_json::json!([c.id.to_string(), c.len, kind, len]));
                         by_kind[kind] += len;
                         raw_kind[kind] += c.len as usize;
                         bytes += len;
@@ -243,7 +262,15 @@ fn main() -> Result<()> {
                         stored.insert(c.id.0, Piece { cost, hops, data: bytes_of.to_vec() });
                     }
                     prev_last = cuts.last().map(|c| (c.offset, c.id.0, c.len as usize));
+                    if let Some(out) = events.as_mut() {
+                        let event = serde_json::json!({"f": file_no, "s": seq, "size": end, "kept": kept, "count": refs.len(), "new": listed});
+                        writeln!(out, "{event}")?;
+                    }
+                    prev_refs = refs;
                 }
+            }
+            if let Some(mut out) = events {
+                out.flush()?;
             }
             println!("{policy} level {level}: {versions} versions, {pieces} pieces ({ext} extensions, {ctx} against the chunk before, {solo} alone), {bytes} bytes of frames, {:.1} s; frame bytes by kind {by_kind:?}, raw chunk bytes by kind {raw_kind:?}", started.elapsed().as_secs_f64());
         }
