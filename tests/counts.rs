@@ -70,3 +70,62 @@ fn transcripts_counters_equal_truth_py_on_the_whole_corpus() {
     });
     assert_eq!(stats(&world)["transcripts"], want, "after a restart");
 }
+
+/// The bytes of the files under `dir`, walked.
+fn bytes_under(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            bytes_under(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+#[test]
+fn the_store_size_on_the_page_is_what_its_files_take() {
+    let world = World::new(BIN);
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/files");
+    let mut sessions: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    sessions.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let tree = world.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    let root = format!("c={}", tree.display());
+    // A first sync of a few sessions, then one of them a message at a time, as `watch`
+    // sends them: batches appended to one pack.
+    for s in &sessions[..3] {
+        std::fs::copy(s, tree.join(s.file_name().unwrap())).unwrap();
+    }
+    world.ok(&["sync", "--source", "laptop", "--root", &root]);
+    // Counted now, the totals are then kept up to date by each commit.
+    assert_eq!(stats(&world)["versions"], 3);
+    let text = std::fs::read_to_string(sessions.last().unwrap()).unwrap();
+    assert!(text.lines().count() >= 12);
+    let mut grown = String::new();
+    for line in text.lines().take(12) {
+        grown.push_str(line);
+        grown.push('\n');
+        std::fs::write(tree.join("growing.jsonl"), &grown).unwrap();
+        world.ok(&["sync", "--source", "laptop", "--root", &root]);
+    }
+    let got = stats(&world);
+    let store = &world.server.store;
+    let packs = bytes_under(&store.join("packs"));
+    let log: u64 = ["versions.db", "versions.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(store.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    assert_eq!(got["pack_bytes"], packs, "{got}");
+    assert_eq!(got["log_bytes"], log, "{got}");
+    assert_eq!(got["store_bytes"], packs + log, "{got}");
+    assert_eq!(got["versions"], 3 + 12, "{got}");
+}

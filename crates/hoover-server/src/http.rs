@@ -178,18 +178,28 @@ async fn search(State(app): State<App>, Query(p): Query<SearchParams>) -> Respon
 
 async fn stats(State(app): State<App>) -> Response {
     let store = app.store.clone();
-    let counts = match tokio::task::spawn_blocking(move || store.counts()).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
+    let counts =
+        match tokio::task::spawn_blocking(move || store.counts().map(|c| (c, store.log_bytes())))
+            .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
     let index = app
         .indexer
         .as_ref()
         .and_then(|i| i.index().map(|x| x.counters()));
     let status = app.indexer.as_ref().map(|i| i.status());
+    let (counts, log_bytes) = counts;
     let dedup = if counts.chunk_stored_bytes > 0 {
         counts.version_bytes as f64 / counts.chunk_stored_bytes as f64
+    } else {
+        0.0
+    };
+    let store_bytes = counts.pack_bytes + log_bytes;
+    let kept_ratio = if store_bytes > 0 {
+        counts.version_bytes as f64 / store_bytes as f64
     } else {
         0.0
     };
@@ -202,6 +212,10 @@ async fn stats(State(app): State<App>) -> Response {
         "unique_bytes": counts.chunk_raw_bytes,
         "stored_bytes": counts.chunk_stored_bytes,
         "dedup_ratio": dedup,
+        "pack_bytes": counts.pack_bytes,
+        "log_bytes": log_bytes,
+        "store_bytes": store_bytes,
+        "kept_ratio": kept_ratio,
         "transcripts": index.as_ref().map(|c| &c.transcripts),
         "index": index,
         "indexer": status,
@@ -327,11 +341,15 @@ impl Drop for LiveSlot {
 /// `GET /metrics`: the store's and the index's counters in Prometheus text format.
 async fn metrics(State(app): State<App>) -> Response {
     let store = app.store.clone();
-    let counts = match tokio::task::spawn_blocking(move || store.counts()).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
+    let counts =
+        match tokio::task::spawn_blocking(move || store.counts().map(|c| (c, store.log_bytes())))
+            .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
+    let (counts, log_bytes) = counts;
     let mut out = String::new();
     let mut metric = |name: &str, help: &str, kind: &str, value: u64| {
         out.push_str(&format!(
@@ -357,6 +375,18 @@ async fn metrics(State(app): State<App>) -> Response {
         "Compressed bytes of the distinct chunks.",
         "gauge",
         counts.chunk_stored_bytes,
+    );
+    metric(
+        "pack_bytes",
+        "Bytes of the pack files: the chunks' frames and their records.",
+        "gauge",
+        counts.pack_bytes,
+    );
+    metric(
+        "log_bytes",
+        "Bytes of the version log (versions.db and its write-ahead log).",
+        "gauge",
+        log_bytes,
     );
     let c = &app.conns;
     for (name, help, kind, value) in [

@@ -29,8 +29,8 @@ function dashboard() {
       output_tokens: t.tokens && t.tokens.output_tokens,
       cost: stats.index ? dollars(cost) : undefined,
       messages_today: index.messages_today, files: stats.files, versions: stats.versions,
-      raw_bytes: humanBytes(stats.raw_bytes), stored_bytes: humanBytes(stats.stored_bytes),
-      dedup_ratio: stats.dedup_ratio && stats.dedup_ratio.toFixed(1) + "x",
+      raw_bytes: humanBytes(stats.raw_bytes), store_bytes: humanBytes(stats.store_bytes),
+      kept_ratio: stats.kept_ratio && stats.kept_ratio.toFixed(1) + "x",
     };
     return values[name];
   };

@@ -779,6 +779,10 @@ impl Batch {
                 }
             };
             pack_id = Some(id);
+            delta.pack_bytes += match placed {
+                Placed::Appended { size, shift, .. } => size - shift - PACK_MAGIC.len() as u64,
+                Placed::Installed { size, .. } => *size,
+            };
             let mut insert_chunk = tx.prepare_cached(
                 "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len, kind, hops, cost)
                  VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

@@ -233,6 +233,21 @@ pub(crate) fn pack_sizes(conn: &Connection) -> Result<Vec<(String, u64)>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Every recorded pack, with its committed length where the log records one (format 5); the
+/// others' lengths are their files'.
+pub(crate) fn packs(conn: &Connection) -> Result<Vec<(String, Option<u64>)>> {
+    let sql = if format(conn)? >= 5 {
+        "SELECT name, size FROM packs"
+    } else {
+        "SELECT name, NULL FROM packs"
+    };
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.map(|n| n as u64)))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// The names of all recorded packs.
 pub(crate) fn pack_names(conn: &Connection) -> Result<std::collections::HashSet<String>> {
     let mut stmt = conn.prepare("SELECT name FROM packs")?;
@@ -463,6 +478,8 @@ pub(crate) fn counts(conn: &Connection) -> Result<StoreCounts> {
         chunks: none("SELECT COUNT(*) FROM chunks")?,
         chunk_raw_bytes: none("SELECT COALESCE(SUM(raw_len), 0) FROM chunks")?,
         chunk_stored_bytes: none("SELECT COALESCE(SUM(stored_len), 0) FROM chunks")?,
+        // Counted by the store: older packs' lengths are their files'.
+        pack_bytes: 0,
         version_bytes: one(
             "SELECT COALESCE(SUM(v.size), 0) FROM versions v JOIN files f ON f.id = v.file_id
              WHERE f.key NOT LIKE ?1",

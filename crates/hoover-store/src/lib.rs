@@ -749,9 +749,33 @@ impl Store {
         if let Some(c) = &*cached {
             return Ok(c.clone());
         }
-        let c = db::counts(&conn)?;
+        let mut c = db::counts(&conn)?;
+        c.pack_bytes = self.pack_bytes(&conn)?;
         *cached = Some(c.clone());
         Ok(c)
+    }
+
+    /// The committed bytes of every pack: the log's record of each (format 5), or the pack
+    /// file's length (older packs, each written once; a missing one counts nothing). Stats
+    /// the old packs once, when the totals are first counted.
+    fn pack_bytes(&self, conn: &Connection) -> Result<u64> {
+        let mut total = 0;
+        for (name, size) in db::packs(conn)? {
+            total += match size {
+                Some(size) => size,
+                None => std::fs::metadata(self.pack_path(&name)).map_or(0, |m| m.len()),
+            };
+        }
+        Ok(total)
+    }
+
+    /// What the version log takes on disk: `versions.db` and its write-ahead log.
+    pub fn log_bytes(&self) -> u64 {
+        ["versions.db", "versions.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(self.root().join(f)).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Adds a committed batch to the cached totals. Called with the version log locked.
@@ -762,6 +786,7 @@ impl Store {
             c.chunks += delta.chunks;
             c.chunk_raw_bytes += delta.chunk_raw_bytes;
             c.chunk_stored_bytes += delta.chunk_stored_bytes;
+            c.pack_bytes += delta.pack_bytes;
             c.version_bytes += delta.version_bytes;
             c.latest_bytes = c.latest_bytes.saturating_add_signed(latest_bytes);
         }
@@ -912,7 +937,11 @@ pub struct StoreCounts {
     pub versions: u64,
     pub chunks: u64,
     pub chunk_raw_bytes: u64,
+    /// The chunks' frames: what the pieces take, without their pack records.
     pub chunk_stored_bytes: u64,
+    /// The packs' committed bytes: frames and pack records. With [`Store::log_bytes`], what
+    /// the store takes on disk (its search index aside).
+    pub pack_bytes: u64,
     /// The sizes of every version added up: what keeping each version whole would take.
     pub version_bytes: u64,
     /// The sizes of each file's latest version added up.

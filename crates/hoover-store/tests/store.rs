@@ -442,6 +442,9 @@ fn totals_kept_in_memory_match_a_recount() {
     let recounted = Store::open_to_read(dir.path()).unwrap().counts().unwrap();
     assert_eq!(cached, recounted);
     assert_eq!((cached.files, cached.versions), (2, 5));
+    // The packs' bytes are what their files hold, batches appended to one and all.
+    let on_disk: u64 = pack_files(dir.path()).iter().map(|(_, len)| len).sum();
+    assert_eq!(cached.pack_bytes, on_disk);
     assert_eq!(cached.latest_bytes, v2.len() as u64 + 500);
     let sources = store.sources().unwrap();
     assert_eq!(sources.len(), 1);
