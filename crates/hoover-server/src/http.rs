@@ -176,30 +176,29 @@ async fn search(State(app): State<App>, Query(p): Query<SearchParams>) -> Respon
     }
 }
 
-async fn stats(State(app): State<App>) -> Response {
+/// The store's totals and size, read off the async runtime; a failure as the response to send.
+async fn store_size(app: &App) -> Result<hoover_store::StoreSize, Response> {
     let store = app.store.clone();
-    let counts =
-        match tokio::task::spawn_blocking(move || store.counts().map(|c| (c, store.log_bytes())))
-            .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        };
+    match tokio::task::spawn_blocking(move || store.size()).await {
+        Ok(Ok(size)) => Ok(size),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+async fn stats(State(app): State<App>) -> Response {
+    let size = match store_size(&app).await {
+        Ok(size) => size,
+        Err(response) => return response,
+    };
     let index = app
         .indexer
         .as_ref()
         .and_then(|i| i.index().map(|x| x.counters()));
     let status = app.indexer.as_ref().map(|i| i.status());
-    let (counts, log_bytes) = counts;
+    let counts = &size.counts;
     let dedup = if counts.chunk_stored_bytes > 0 {
         counts.version_bytes as f64 / counts.chunk_stored_bytes as f64
-    } else {
-        0.0
-    };
-    let store_bytes = counts.pack_bytes + log_bytes;
-    let kept_ratio = if store_bytes > 0 {
-        counts.version_bytes as f64 / store_bytes as f64
     } else {
         0.0
     };
@@ -213,9 +212,9 @@ async fn stats(State(app): State<App>) -> Response {
         "stored_bytes": counts.chunk_stored_bytes,
         "dedup_ratio": dedup,
         "pack_bytes": counts.pack_bytes,
-        "log_bytes": log_bytes,
-        "store_bytes": store_bytes,
-        "kept_ratio": kept_ratio,
+        "log_bytes": size.log_bytes,
+        "store_bytes": size.store_bytes(),
+        "kept_ratio": size.kept_ratio().unwrap_or(0.0),
         "transcripts": index.as_ref().map(|c| &c.transcripts),
         "index": index,
         "indexer": status,
@@ -340,16 +339,11 @@ impl Drop for LiveSlot {
 
 /// `GET /metrics`: the store's and the index's counters in Prometheus text format.
 async fn metrics(State(app): State<App>) -> Response {
-    let store = app.store.clone();
-    let counts =
-        match tokio::task::spawn_blocking(move || store.counts().map(|c| (c, store.log_bytes())))
-            .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        };
-    let (counts, log_bytes) = counts;
+    let size = match store_size(&app).await {
+        Ok(size) => size,
+        Err(response) => return response,
+    };
+    let counts = &size.counts;
     let mut out = String::new();
     let mut metric = |name: &str, help: &str, kind: &str, value: u64| {
         out.push_str(&format!(
@@ -386,7 +380,7 @@ async fn metrics(State(app): State<App>) -> Response {
         "log_bytes",
         "Bytes of the version log (versions.db and its write-ahead log).",
         "gauge",
-        log_bytes,
+        size.log_bytes,
     );
     let c = &app.conns;
     for (name, help, kind, value) in [

@@ -225,14 +225,6 @@ pub(crate) fn growing_pack(conn: &Connection, target: u64) -> Result<Option<(i64
     }))
 }
 
-/// The packs that record a committed length (format 5), with it: their files may hold more
-/// (an append whose commit was interrupted), never less.
-pub(crate) fn pack_sizes(conn: &Connection) -> Result<Vec<(String, u64)>> {
-    let mut stmt = conn.prepare("SELECT name, size FROM packs WHERE size IS NOT NULL")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 /// Every recorded pack, with its committed length where the log records one (format 5); the
 /// others' lengths are their files'.
 pub(crate) fn packs(conn: &Connection) -> Result<Vec<(String, Option<u64>)>> {

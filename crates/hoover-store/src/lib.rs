@@ -769,13 +769,16 @@ impl Store {
         Ok(total)
     }
 
-    /// What the version log takes on disk: `versions.db` and its write-ahead log.
-    pub fn log_bytes(&self) -> u64 {
-        ["versions.db", "versions.db-wal"]
+    /// The totals, and what the store takes on disk.
+    pub fn size(&self) -> Result<StoreSize> {
+        let counts = self.counts()?;
+        // The version log: `versions.db` and its write-ahead log.
+        let log_bytes = ["versions.db", "versions.db-wal"]
             .iter()
             .filter_map(|f| std::fs::metadata(self.root().join(f)).ok())
             .map(|m| m.len())
-            .sum()
+            .sum();
+        Ok(StoreSize { counts, log_bytes })
     }
 
     /// Adds a committed batch to the cached totals. Called with the version log locked.
@@ -939,13 +942,34 @@ pub struct StoreCounts {
     pub chunk_raw_bytes: u64,
     /// The chunks' frames: what the pieces take, without their pack records.
     pub chunk_stored_bytes: u64,
-    /// The packs' committed bytes: frames and pack records. With [`Store::log_bytes`], what
-    /// the store takes on disk (its search index aside).
+    /// The packs' committed bytes: frames and pack records. With the version log's
+    /// ([`Store::size`]), what the store takes on disk (its search index aside).
     pub pack_bytes: u64,
     /// The sizes of every version added up: what keeping each version whole would take.
     pub version_bytes: u64,
     /// The sizes of each file's latest version added up.
     pub latest_bytes: u64,
+}
+
+/// The totals, and what the store takes on disk ([`Store::size`]).
+#[derive(Clone, Debug, Default)]
+pub struct StoreSize {
+    pub counts: StoreCounts,
+    /// The version log's bytes: `versions.db` and its write-ahead log.
+    pub log_bytes: u64,
+}
+
+impl StoreSize {
+    /// What the store takes on disk, its search index aside: packs and version log.
+    pub fn store_bytes(&self) -> u64 {
+        self.counts.pack_bytes + self.log_bytes
+    }
+
+    /// Every version whole over the store on disk, or `None` for an empty store.
+    pub fn kept_ratio(&self) -> Option<f64> {
+        let store = self.store_bytes();
+        (store > 0).then(|| self.counts.version_bytes as f64 / store as f64)
+    }
 }
 
 pub(crate) fn now_ns() -> i64 {

@@ -116,12 +116,9 @@ impl Store {
     /// Bytes past the committed length of packs that record one (format 5). A pack shorter
     /// than that is not counted here: its chunks past the end are found missing.
     fn uncommitted_bytes(&self) -> Result<u64> {
-        let conn = self.reader();
-        if db::format(&conn)? < 5 {
-            return Ok(0);
-        }
         let mut total = 0;
-        for (name, size) in db::pack_sizes(&conn)? {
+        for (name, size) in db::packs(&self.reader())? {
+            let Some(size) = size else { continue };
             let path = self.pack_path(&name);
             if let Ok(meta) = std::fs::metadata(&path) {
                 total += meta.len().saturating_sub(size);

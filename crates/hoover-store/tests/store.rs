@@ -286,6 +286,22 @@ fn pack_files(root: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
     out
 }
 
+/// Appends a message of 1,000 bytes to `m/r/chat.jsonl` and pushes it as the next version on
+/// `prev` (which it then becomes), in a batch of its own; returns its seq.
+fn message(
+    store: &Store,
+    rng: &mut Rng,
+    data: &mut Vec<u8>,
+    prev: &mut Option<(u64, Vec<ChunkRef>)>,
+) -> u64 {
+    data.extend_from_slice(&rng.bytes(1_000));
+    let key = Key::new("m/r/chat.jsonl").unwrap();
+    let base = prev.as_ref().map(|(s, r)| (*s, &r[..]));
+    let (seq, refs) = push(store, &key, data, base);
+    *prev = Some((seq, refs));
+    seq
+}
+
 #[test]
 fn small_batches_share_a_pack_and_an_unfinished_append_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
@@ -297,14 +313,7 @@ fn small_batches_share_a_pack_and_an_unfinished_append_is_cut_off() {
         let store = Store::open(dir.path()).unwrap();
         // A message per batch, as `hoover watch` sends them: one pack file, not one each.
         for _ in 0..30 {
-            data.extend_from_slice(&rng.bytes(1_000));
-            let (seq, refs) = push(
-                &store,
-                &key,
-                &data,
-                prev.as_ref().map(|(s, r)| (*s, &r[..])),
-            );
-            prev = Some((seq, refs));
+            message(&store, &mut rng, &mut data, &mut prev);
         }
         assert_eq!(pack_files(dir.path()).len(), 1);
         // A batch too big to be appended gets a pack of its own.
@@ -312,14 +321,7 @@ fn small_batches_share_a_pack_and_an_unfinished_append_is_cut_off() {
         push(&store, &Key::new("m/r/big").unwrap(), &big, None);
         assert_eq!(pack_files(dir.path()).len(), 2);
         // ... and the batches after it are appended to that one.
-        data.extend_from_slice(&rng.bytes(1_000));
-        let (seq, refs) = push(
-            &store,
-            &key,
-            &data,
-            prev.as_ref().map(|(s, r)| (*s, &r[..])),
-        );
-        prev = Some((seq, refs));
+        message(&store, &mut rng, &mut data, &mut prev);
         assert_eq!(pack_files(dir.path()).len(), 2);
     }
     // A writer killed between appending a batch and committing its rows leaves bytes past the
@@ -339,13 +341,7 @@ fn small_batches_share_a_pack_and_an_unfinished_append_is_cut_off() {
     assert_eq!(report.uncommitted_bytes, 5_000);
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(std::fs::metadata(&growing).unwrap().len(), len);
-    data.extend_from_slice(&rng.bytes(1_000));
-    let (seq, _) = push(
-        &store,
-        &key,
-        &data,
-        prev.as_ref().map(|(s, r)| (*s, &r[..])),
-    );
+    let seq = message(&store, &mut rng, &mut data, &mut prev);
     assert_eq!(seq, 32);
     assert!(std::fs::metadata(&growing).unwrap().len() > len);
     assert_eq!(read(&store, &key, seq), data);

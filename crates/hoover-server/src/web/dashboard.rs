@@ -200,9 +200,8 @@ struct TokenRow {
 pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageError> {
     let store = web.store.clone();
     let index = web.indexer.as_ref().and_then(|i| i.index().cloned());
-    let (counts, log_bytes, c, sessions) = blocking(move || {
-        let counts = store.counts().map_err(|e| e.to_string())?;
-        let log_bytes = store.log_bytes();
+    let (size, c, sessions) = blocking(move || {
+        let size = store.size().map_err(|e| e.to_string())?;
         let (counters, sessions) = match &index {
             Some(i) => (
                 i.counters(),
@@ -210,15 +209,13 @@ pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageEr
             ),
             None => Default::default(),
         };
-        Ok((counts, log_bytes, counters, sessions))
+        Ok((size, counters, sessions))
     })
     .await?;
-    // What the store takes on disk (the search index aside): packs and version log.
-    let store_bytes = counts.pack_bytes + log_bytes;
-    let kept = if store_bytes > 0 {
-        format!("{:.1}x", counts.version_bytes as f64 / store_bytes as f64)
-    } else {
-        "-".into()
+    let counts = &size.counts;
+    let kept = match size.kept_ratio() {
+        Some(ratio) => format!("{ratio:.1}x"),
+        None => "-".into(),
     };
     let counters = vec![
         Counter {
@@ -290,7 +287,7 @@ pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageEr
         Counter {
             name: "store_bytes",
             label: "store on disk (packs + version log)",
-            value: human_bytes(store_bytes),
+            value: human_bytes(size.store_bytes()),
         },
         Counter {
             name: "kept_ratio",
