@@ -73,9 +73,20 @@ for _ in $(seq 1 200); do grep -q 'hoover: listening' "$work/serve.log" && break
 port=$(grep -o 'ssh=127.0.0.1:[0-9]*' "$work/serve.log" | head -1 | cut -d: -f2)
 h() { HOME="$work/home" "${on_client[@]}" "$hoover" "$@" --server "127.0.0.1:$port" --identity "$work/keys/client" --known-hosts "$work/keys/known_hosts"; }
 
+# CPU seconds the server has used: all its threads (`/proc/PID/stat`), or those named $1.
+server_cpu() {
+  if [ -z "${1:-}" ]; then
+    awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$server/stat"
+  else
+    for task in /proc/"$server"/task/*; do
+      [ "$(cat "$task/comm" 2>/dev/null)" = "$1" ] && cat "$task/stat"
+    done | awk -v t="$(getconf CLK_TCK)" '{s += $14 + $15} END {printf "%.2f", s / t}'
+  fi
+}
 sync 2>/dev/null || true
 t0=$(now); h sync --json --source bench --root "src=$work/src" >"$work/h1.json"; t1=$(now)
 h_initial=$(elapsed "$t0" "$t1")
+cpu_total=$(server_cpu); cpu_live=$(server_cpu live); cpu_indexer=$(server_cpu indexer)
 t0=$(now); h sync --json --source bench --root "src=$work/src" >"$work/h2.json"; t1=$(now)
 h_nochange=$(elapsed "$t0" "$t1")
 # The same files again under another source (a reinstalled laptop): every chunk is on the
@@ -163,6 +174,7 @@ for name, h, r in rows:
     fmt = (lambda x: f"{x:,.0f}") if "bytes" in name else (lambda x: f"{x:.2f}")
     out.append(f"| {name} | {fmt(h)} | {fmt(r)} | {h / r:.2f} |")
 out.append("")
+out.append(f"hoover serve's CPU when the first sync was done: {$cpu_total:.2f} s, of which the live feed's thread {$cpu_live:.2f} s and the indexer's {$cpu_indexer:.2f} s.")
 out.append(f"hoover, the same files under another source (every chunk already stored): {$h_again:.2f} s.")
 out.append(f"hoover version metadata added by the 1 KB append: $h_meta bytes ($h_entries new chunk entries); pack bytes it added: $h_append_stored.")
 out.append(f"hoover restore of the {$big_bytes // 1000000} MB file: latest version {$h_restore_latest:.2f} s, first version {$h_restore_first:.2f} s; hoover verify: {$h_verify:.2f} s for {$h_verify_bytes / 1e6:,.0f} MB of versions ({$h_verify_bytes / 1e6 / $h_verify:,.0f} MB/s).")

@@ -211,3 +211,61 @@ fn live_events_arrive_and_a_reconnect_resumes_exactly() {
     assert_eq!(stats["versions"].as_u64().unwrap(), versions);
     assert_eq!(stats["files"], 1);
 }
+
+/// The feed's events after id 0 (all it keeps), once `text` is among them.
+fn kept_events(port: u16, text: &str) -> Vec<Value> {
+    wait_until(&format!("{text} is on the live page"), DEADLINE, || {
+        http_get(port, "/live").is_ok_and(|(_, page)| page.contains(text))
+    });
+    let rx = subscribe(port, "", Some(0));
+    let mut events = vec![next_event(&rx, "the kept events").1];
+    while let Ok((_, e)) = rx.recv_timeout(Duration::from_millis(300)) {
+        events.push(e);
+    }
+    events
+}
+
+#[test]
+fn the_feed_goes_on_without_an_index_and_does_not_wait_for_the_indexer() {
+    let mut world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(&root).unwrap();
+    let file = root.join("s2.jsonl");
+    append(
+        &file,
+        &(user_line("s2", "u1", "one") + &user_line("s2", "u2", "two")),
+    );
+    let root_arg = format!("c={}", root.display());
+    let sync = |world: &World| {
+        world.ok(&["sync", "--source", "l", "--root", &root_arg]);
+    };
+    sync(&world);
+
+    // A server without an index: its feed shows what arrives. It has not seen this file, so it
+    // reads it whole once, and shows only the new line, numbered as in the file.
+    world.restart_server_with(|o| o.extra_args = vec!["--no-index".into()]);
+    append(&file, &user_line("s2", "u3", "walrus without an index"));
+    sync(&world);
+    let events = kept_events(world.server.http_port, "walrus without an index");
+    let shown: Vec<(&str, u64)> = events
+        .iter()
+        .map(|e| (e["text"].as_str().unwrap(), e["line"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(shown, vec![("walrus without an index", 3)]);
+
+    // An indexer stuck on its first version (catching up with the one above) does not hold
+    // the feed back.
+    world.restart_server_with(|o| {
+        o.env = vec![("HOOVER_SLOW_AT".into(), "index-version:600000".into())]
+    });
+    append(&file, &user_line("s2", "u4", "narwhal ahead of the index"));
+    sync(&world);
+    let port = world.server.http_port;
+    let events = kept_events(port, "narwhal ahead of the index");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["line"], 4);
+    let (_, stats) = http_get(port, "/api/stats").unwrap();
+    let stats: Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["indexer"]["catching_up"], true, "{stats}");
+    assert_eq!(stats["indexer"]["versions_indexed"], 0, "{stats}");
+}

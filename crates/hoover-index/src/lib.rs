@@ -11,6 +11,7 @@
 //! again (the same `uuid` in a resumed session, a rewritten file) is indexed once, where it was
 //! first seen. This crate must never know the store, SSH or HTTP.
 
+pub mod live;
 mod query;
 pub mod redact;
 mod schema;
@@ -27,6 +28,7 @@ use tantivy::query::TermQuery;
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+pub use live::{Added, LiveReader, ADDED_TEXT_MAX};
 pub use query::{
     SearchHit, SearchRequest, SearchResults, SessionBrief, Sort, StoredMessage, MAX_LIMIT,
     MAX_QUERY_BYTES, MAX_QUERY_TERMS, MAX_WINDOW,
@@ -255,7 +257,6 @@ impl Index {
             tool_names: HashMap::new(),
             pending_since: None,
             logged_malformed: HashSet::new(),
-            added: None,
         };
         w.load()?;
         Ok((index, w))
@@ -291,24 +292,19 @@ pub struct Writer {
     tool_names: HashMap<u64, String>,
     pending_since: Option<Instant>,
     logged_malformed: HashSet<String>,
-    /// Messages added since the last [`Writer::take_added`], when capturing (the live feed).
-    added: Option<Vec<Added>>,
 }
-
-/// A message just added to the index, for a live feed: the message as a session page would
-/// show it, its text cut at [`ADDED_TEXT_MAX`] bytes.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Added {
-    #[serde(flatten)]
-    pub message: StoredMessage,
-    /// True when `message.text` was cut.
-    pub truncated: bool,
-}
-
-/// The most text an [`Added`] message carries.
-pub const ADDED_TEXT_MAX: usize = 4096;
 
 use hoover_transcript::tally::hash64;
+
+/// A record's identity: its `uuid`'s, or for a record without one its line's (JSONL) or its
+/// file's and line's (text), so that a record seen again is recognised.
+pub(crate) fn record_uid(r: &Record, source: Source, key: &str, line: &[u8]) -> u64 {
+    match (&r.uuid, source) {
+        (Some(uuid), _) => tally::message_id(uuid),
+        (None, Source::Jsonl) => hash64(&[b"line", line]),
+        (None, _) => hash64(&[b"text", key.as_bytes(), line]),
+    }
+}
 
 /// The first value of a text column at `doc`, read into `buf`.
 fn first_str<'b>(
@@ -436,16 +432,6 @@ impl Writer {
         }
         *self.index.inner.stats.lock().expect("stats lock") = stats;
         Ok(())
-    }
-
-    /// Starts (or stops) keeping the messages added, for [`Writer::take_added`].
-    pub fn capture_added(&mut self, on: bool) {
-        self.added = on.then(Vec::new);
-    }
-
-    /// The messages added since the last call, oldest first (empty unless capturing).
-    pub fn take_added(&mut self) -> Vec<Added> {
-        self.added.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// How far `key` has been indexed.
@@ -589,11 +575,7 @@ impl Writer {
         r: Record,
         out: &mut Indexed,
     ) -> Result<()> {
-        let uid = match (&r.uuid, source) {
-            (Some(uuid), _) => tally::message_id(uuid),
-            (None, Source::Jsonl) => hash64(&[b"line", line]),
-            (None, _) => hash64(&[b"text", v.key.as_bytes(), line]),
-        };
+        let uid = record_uid(&r, source, v.key, line);
         let f = self.index.inner.fields;
         let calls: Vec<(u64, &str)> = r
             .tool_calls
@@ -710,38 +692,6 @@ impl Writer {
         doc.add_text(f.rtype, &r.rtype);
         facts(&mut doc, false);
         self.writer.add_document(doc)?;
-        // The live feed shows conversation, not Claude Code's bookkeeping (as searches do).
-        let live = !query::HIDDEN_KINDS.contains(&r.rtype.as_str());
-        if let (Some(added), true) = (&mut self.added, live) {
-            let cut = if text.len() > ADDED_TEXT_MAX {
-                let mut end = ADDED_TEXT_MAX;
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                Some(end)
-            } else {
-                None
-            };
-            added.push(Added {
-                message: StoredMessage {
-                    key: v.key.to_string(),
-                    session: r.session.clone(),
-                    uuid: r.uuid.clone(),
-                    parent_uuid: r.parent_uuid.clone(),
-                    role: r.role.clone(),
-                    kind: r.kind.clone(),
-                    tool: tool.clone(),
-                    project: r.project.clone(),
-                    git_branch: r.git_branch.clone(),
-                    model: r.model.clone(),
-                    timestamp: stats::ms_to_rfc3339(ts),
-                    seq: v.seq,
-                    line: r.line,
-                    text: text[..cut.unwrap_or(text.len())].to_string(),
-                },
-                truncated: cut.is_some(),
-            });
-        }
         if let Some(line) = &counted {
             self.count(line);
         }

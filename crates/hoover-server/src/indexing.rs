@@ -1,7 +1,7 @@
 //! Feeding the index from the store: the indexer thread, and catching up after a restart.
 //!
-//! The store is the source of truth. The indexer thread learns of committed versions through a
-//! channel and indexes each file's versions in order, reading only what a version appended
+//! The store is the source of truth. The indexer thread learns of committed versions from the
+//! store's commit bus and indexes each file's versions in order, reading only what a version appended
 //! when it extends the indexed one. At start, and whenever it may have missed something, it
 //! compares each file's indexed progress with the store and indexes what is missing, oldest
 //! commit first, so a message copied into a later file points at its first occurrence.
@@ -18,8 +18,6 @@ use hoover_index::{
 };
 use hoover_store::{Committed, Store, StoreError};
 use hoover_types::{Key, VersionInfo};
-
-use crate::live::LiveFeed;
 
 /// Where a store keeps its index: a derived view, safe to delete.
 pub fn index_dir(store: &Path) -> PathBuf {
@@ -59,11 +57,13 @@ impl Indexer {
     /// up with the store and then indexes versions as they are committed. Blocks while the
     /// index opens (reading its counters); call it off the async runtime. When the index cannot
     /// be opened the server still runs: searches say why they are unavailable.
-    pub fn start(store: Store, dir: PathBuf, options: IndexOptions, live: LiveFeed) -> Indexer {
+    ///
+    /// `writer` is the store the server commits to: the indexer subscribes to its commits,
+    /// and reads through `store`, opened to read.
+    pub fn start(writer: &Store, store: Store, dir: PathBuf, options: IndexOptions) -> Indexer {
         let (tx, rx) = mpsc::channel();
-        // Versions received from now on reach the indexer as commit events (the channel exists
-        // before the server accepts anyone): the catch-up leaves them to those, so they reach
-        // the live feed too, however long the index takes to open.
+        // Versions received from now on reach the indexer as commit events (it subscribes
+        // before the server accepts anyone): the catch-up leaves them to those.
         let running_since = jiff::Timestamp::now().as_nanosecond() as i64;
         let index = Arc::new(OnceLock::new());
         let status = Arc::new(Mutex::new(IndexStatus {
@@ -80,7 +80,7 @@ impl Indexer {
         let thread = std::thread::Builder::new()
             .name("indexer".into())
             .spawn(move || {
-                lower_priority();
+                lower_priority(INDEX_NICE);
                 match Index::open(&open_dir, options) {
                     Ok((opened_index, writer, opened)) => {
                         let _ = opened_tx.send(Ok((opened_index, opened)));
@@ -89,7 +89,6 @@ impl Indexer {
                             writer,
                             rx,
                             thread_status,
-                            live,
                             &thread_stopping,
                             running_since,
                         );
@@ -128,25 +127,14 @@ impl Indexer {
             }
         }
         let thread = Some(thread);
+        let bus = tx.clone();
+        writer.on_commit(move |committed| notify(&bus, committed));
         Indexer {
             tx,
             index,
             status,
             thread: Arc::new(Mutex::new(thread)),
             stopping,
-        }
-    }
-
-    /// Tells the indexer about newly committed versions.
-    pub fn notify(&self, committed: &[Committed]) {
-        // Doctor probes are not chats: not indexed, not on the live page.
-        let new: Vec<(Key, u64)> = committed
-            .iter()
-            .filter(|c| c.new && !c.key.is_probe())
-            .map(|c| (c.key.clone(), c.seq))
-            .collect();
-        if !new.is_empty() {
-            let _ = self.tx.send(Event::Committed(new));
         }
     }
 
@@ -182,19 +170,30 @@ impl Indexer {
     }
 }
 
+/// Tells the indexer about newly committed versions; false once it has stopped listening.
+fn notify(tx: &mpsc::Sender<Event>, committed: &[Committed]) -> bool {
+    // Doctor probes are not chats: not indexed.
+    let new: Vec<(Key, u64)> = committed
+        .iter()
+        .filter(|c| c.new && !c.key.is_probe())
+        .map(|c| (c.key.clone(), c.seq))
+        .collect();
+    new.is_empty() || tx.send(Event::Committed(new)).is_ok()
+}
+
 /// The nice value of the indexer's threads. The index is derived and can wait; a sync on a
 /// busy machine should not. When the machine is idle the priority makes no difference.
-#[cfg(target_os = "linux")]
 const INDEX_NICE: i32 = 19;
 
-/// Lowers this thread's CPU priority, and so that of the threads it starts (Linux keeps a nice
-/// value per thread, inherited by new threads). Elsewhere it does nothing.
-fn lower_priority() {
+/// Lowers this thread's CPU priority to `nice`, and so that of the threads it starts (Linux
+/// keeps a nice value per thread, inherited by new threads). Elsewhere it does nothing.
+pub(crate) fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), INDEX_NICE)
-    {
-        tracing::debug!("cannot lower the indexer's priority: {e}");
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
+        tracing::debug!("cannot lower a thread's priority: {e}");
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 fn run(
@@ -202,7 +201,6 @@ fn run(
     mut writer: Writer,
     rx: mpsc::Receiver<Event>,
     status: Arc<Mutex<IndexStatus>>,
-    live: LiveFeed,
     stopping: &AtomicBool,
     running_since: i64,
 ) {
@@ -233,9 +231,6 @@ fn run(
         set_error(format!("cannot commit the index: {e}"));
     }
     status.lock().expect("status lock").catching_up = false;
-    // From here on, what is indexed has just arrived: it goes to the live feed at once, before
-    // the index commit that makes it searchable.
-    writer.capture_added(true);
     loop {
         let event = match writer.commit_due() {
             None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
@@ -251,7 +246,6 @@ fn run(
                         set_error(format!("cannot index {key} version {seq}: {e}"));
                     }
                     hoover_store::fault::crash_point("index-added");
-                    live.publish(writer.take_added());
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -278,7 +272,7 @@ fn run(
 /// when it answers `Break` (what is done is kept; the rest waits for the next catch-up).
 ///
 /// With `before_ns`, versions the store received at or after that time are left out: they
-/// arrived while the server runs, and its commit events index them (onto the live feed).
+/// arrived while the server runs, and its commit events index them.
 pub fn catch_up(
     store: &Store,
     writer: &mut Writer,

@@ -165,28 +165,34 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
         let live_feed = live::LiveFeed::new();
+        let options = hoover_index::IndexOptions {
+            redact: config.redact,
+        };
         let conns = Arc::new(ConnCounters::default());
         let indexer = if config.index {
             // The indexer reads the store through a connection of its own: at its lower
             // priority it must never hold a lock that ingest waits for.
             let root = config.store.clone();
-            let store = tokio::task::spawn_blocking(move || Store::open_to_read(&root))
+            let store_to_read = tokio::task::spawn_blocking(move || Store::open_to_read(&root))
                 .await?
                 .context("cannot open the store for the indexer")?;
             let dir = indexing::index_dir(&config.store);
-            let live = live_feed.clone();
-            let options = hoover_index::IndexOptions {
-                redact: config.redact,
-            };
+            let writer = store.clone();
             Some(
                 tokio::task::spawn_blocking(move || {
-                    indexing::Indexer::start(store, dir, options, live)
+                    indexing::Indexer::start(&writer, store_to_read, dir, options)
                 })
                 .await?,
             )
         } else {
             None
         };
+        // The live feed reads new versions through a connection of its own too.
+        let root = config.store.clone();
+        let to_read = tokio::task::spawn_blocking(move || Store::open_to_read(&root))
+            .await?
+            .context("cannot open the store for the live feed")?;
+        live::follow(&store, to_read, live_feed.clone(), options);
         Ok(Server {
             ssh,
             http,

@@ -1,5 +1,7 @@
-//! The live feed: messages as the indexer parses them from newly committed versions, before any
-//! index commit, to every subscriber (`GET /api/live`, Server-Sent Events).
+//! The live feed: the messages of each newly committed version, to every subscriber
+//! (`GET /api/live`, Server-Sent Events). A thread of its own hears of each commit from the
+//! store's commit bus and reads the new lines ([`follow`]), whether or not the server keeps an
+//! index, and without waiting for the indexer.
 //!
 //! Each event has an id that only grows (it starts from the server's start time, so ids also
 //! grow across restarts). The last [`RING`] events are kept, so a client that reconnects with
@@ -8,7 +10,10 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use hoover_index::Added;
+use hoover_index::live::ReadFrom;
+use hoover_index::{Added, IndexOptions, LiveReader, VersionMeta};
+use hoover_store::Store;
+use hoover_types::Key;
 use tokio::sync::broadcast;
 
 /// Events kept for clients that reconnect.
@@ -109,6 +114,98 @@ impl LiveFeed {
         let skip = state.0.len().saturating_sub(n);
         state.0.iter().skip(skip).cloned().collect()
     }
+}
+
+/// The nice value of the live feed's thread: below ingest, so that reading what a first sync
+/// sends does not slow it down much, and above the indexer's, so that the page does not wait
+/// behind indexing. An idle machine makes no difference.
+const LIVE_NICE: i32 = 10;
+
+/// Starts the thread that puts the new messages of every version `writer` commits from now on
+/// onto `feed`, reading them through `reader` (a store opened to read, so that its reads never
+/// hold a lock the writer waits for). The thread ends when `writer` is dropped.
+pub fn follow(writer: &Store, reader: Store, feed: LiveFeed, options: IndexOptions) {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<(Key, u64)>>();
+    writer.on_commit(move |committed| {
+        // Doctor probes are not chats: not on the live page.
+        let new: Vec<(Key, u64)> = committed
+            .iter()
+            .filter(|c| !c.key.is_probe())
+            .map(|c| (c.key.clone(), c.seq))
+            .collect();
+        new.is_empty() || tx.send(new).is_ok()
+    });
+    let spawned = std::thread::Builder::new()
+        .name("live".into())
+        .spawn(move || {
+            crate::indexing::lower_priority(LIVE_NICE);
+            let mut lines = LiveReader::new(options);
+            for versions in rx {
+                for (key, seq) in versions {
+                    match read_new(&reader, &mut lines, &key, seq) {
+                        Ok(messages) => feed.publish(messages),
+                        Err(e) => tracing::warn!(
+                            "the live feed cannot read {key} version {seq}: {e}; its messages are not shown live"
+                        ),
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the live feed's thread: {e}; the live page will not update");
+    }
+}
+
+/// The new messages of version `seq` of `key`: only its new bytes are read when it extends the
+/// version followed before; a file not followed yet is read from its start (its earlier lines
+/// counted, not parsed).
+fn read_new(
+    store: &Store,
+    lines: &mut LiveReader,
+    key: &Key,
+    seq: u64,
+) -> Result<Vec<Added>, Box<dyn std::error::Error>> {
+    let Some(info) = store.version(key, seq)? else {
+        return Ok(Vec::new());
+    };
+    let from = match lines.followed(key.as_str()) {
+        Some(f)
+            if f.seq + 1 == seq
+                && info.size >= f.size
+                && store.extends_previous(key, seq, f.done)? =>
+        {
+            ReadFrom {
+                offset: f.done,
+                lines: f.lines,
+                new_after: f.done,
+            }
+        }
+        _ => {
+            let previous = match seq {
+                1 => None,
+                _ => store.version(key, seq - 1)?,
+            };
+            let new_after = match previous {
+                Some(p) if info.size >= p.size && store.extends_previous(key, seq, p.size)? => {
+                    p.size
+                }
+                _ => 0,
+            };
+            ReadFrom {
+                offset: 0,
+                lines: 0,
+                new_after,
+            }
+        }
+    };
+    let meta = VersionMeta {
+        key: key.as_str(),
+        seq,
+        size: info.size,
+        mtime_ms: info.mtime_ns / 1_000_000,
+    };
+    let pieces = store.read_range(key, seq, from.offset, None)?;
+    Ok(lines.read_version(&meta, from, pieces)?)
 }
 
 #[cfg(test)]

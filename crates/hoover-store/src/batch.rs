@@ -910,6 +910,7 @@ impl Batch {
                 }
             }
         }
+        self.store.publish_commit(&out);
         drop(conn);
         let mut cache = self.store.hashers();
         for (file_id, seq, size, hasher) in new_states {

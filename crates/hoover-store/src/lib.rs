@@ -12,6 +12,7 @@
 //! name them. This crate must never know about SSH, HTTP or the terminal.
 
 mod batch;
+mod bus;
 mod db;
 pub mod fault;
 mod fsutil;
@@ -148,6 +149,8 @@ struct StoreInner {
     decoded_groups: Mutex<piece::DecodedGroups>,
     /// The totals, counted once from the version log and then kept up to date by each commit.
     counts: Mutex<Option<StoreCounts>>,
+    /// Who is told of each commit.
+    bus: bus::CommitBus,
     /// The open `LOCK` file whose exclusive lock makes this the store's one writer (`None`
     /// for a store opened to read beside a running server).
     _lock: Option<std::fs::File>,
@@ -357,6 +360,7 @@ impl Store {
                 recent: Mutex::new(piece::Recent::new(RECENT_COMMITTED_BYTES)),
                 decoded_groups: Mutex::new(piece::DecodedGroups::new()),
                 counts: Mutex::new(None),
+                bus: bus::CommitBus::default(),
                 _lock: lock,
             }),
         })
@@ -370,6 +374,17 @@ impl Store {
 
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// Calls `f` with the new versions of every batch this store commits from now on, in
+    /// commit order, until `f` answers `false`. `f` runs on the committing thread while the
+    /// writer's lock is held: it must only hand the news on (a channel send), never wait.
+    pub fn on_commit(&self, f: impl Fn(&[Committed]) -> bool + Send + Sync + 'static) {
+        self.inner.bus.subscribe(Box::new(f));
+    }
+
+    pub(crate) fn publish_commit(&self, committed: &[Committed]) {
+        self.inner.bus.publish(committed);
     }
 
     /// The writer's connection.

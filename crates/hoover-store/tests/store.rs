@@ -1124,3 +1124,38 @@ fn a_file_of_many_groups_past_the_batch_memory_checks_and_reads_back() {
     store.read_version(&key, 1, &mut out).unwrap();
     assert!(out == data, "the version reads back byte for byte");
 }
+
+#[test]
+fn subscribers_hear_each_new_version_in_commit_order_until_they_stop_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (a, b) = (Key::new("m/r/a").unwrap(), Key::new("m/r/b").unwrap());
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let all = heard.clone();
+    store.on_commit(move |c| {
+        all.lock()
+            .unwrap()
+            .extend(c.iter().map(|c| (c.key.clone(), c.seq, c.new)));
+        true
+    });
+    let once = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = once.clone();
+    store.on_commit(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        false
+    });
+    let (_, first) = push(&store, &a, b"one", None);
+    push(&store, &b, b"other", None);
+    // The same content again adds no version: nothing to tell.
+    push(&store, &a, b"one", Some((1, &first)));
+    push(&store, &a, b"one, two", Some((1, &first)));
+    assert_eq!(
+        *heard.lock().unwrap(),
+        vec![
+            (a.clone(), 1, true),
+            (b.clone(), 1, true),
+            (a.clone(), 2, true)
+        ]
+    );
+    assert_eq!(once.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -350,9 +350,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         return Ok(Err(ingest_gone()));
                     }
                 };
-                if let Some(indexer) = &self.indexer {
-                    indexer.notify(&committed);
-                }
                 let new = committed.iter().filter(|v| v.new).count();
                 self.stats.versions_committed += new as u64;
                 if new > 0 {
