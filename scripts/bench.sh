@@ -79,7 +79,7 @@ server_cpu() {
     awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$server/stat"
   else
     for task in /proc/"$server"/task/*; do
-      [ "$(cat "$task/comm" 2>/dev/null)" = "$1" ] && cat "$task/stat"
+      if [ "$(cat "$task/comm" 2>/dev/null)" = "$1" ]; then cat "$task/stat"; fi
     done | awk -v t="$(getconf CLK_TCK)" '{s += $14 + $15} END {printf "%.2f", s / t}'
   fi
 }

@@ -52,6 +52,10 @@ pub enum Command {
     /// server must be stopped; it also rebuilds by itself when the index is missing, damaged or
     /// of an older schema).
     Reindex(ReindexArgs),
+    /// Build a server's store again on this machine from its off-site copy
+    /// (`hoover serve --replicate-to`): the newest snapshot of its version log and every pack
+    /// it names, each chunk then checked as `hoover verify` does.
+    Recover(RecoverArgs),
 }
 
 /// Options every client command shares.
@@ -153,9 +157,42 @@ pub struct ServeArgs {
     /// and nothing of it recorded; the default allows a single new file of about 16 GB.
     #[arg(long, value_name = "N", default_value_t = hoover_store::MAX_BATCH_ITEMS)]
     pub max_batch_chunks: usize,
+    /// Keep an off-site copy of the store in an S3-compatible object store (AWS S3, Backblaze
+    /// B2, Cloudflare R2, MinIO, Garage), as s3://BUCKET/PREFIX: every committed pack is
+    /// uploaded, and a snapshot of the version log follows within --replicate-every seconds of
+    /// a commit and at shutdown. Credentials and region come from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY and AWS_REGION. An unreachable copy never stops ingest: it
+    /// catches up when it can, and /api/stats, /metrics and the dashboard show how far behind
+    /// it is. `hoover recover` builds a store from it.
+    #[arg(long, env = "HOOVER_REPLICATE_TO", value_name = "S3_URL")]
+    pub replicate_to: Option<String>,
+    /// The S3 endpoint for --replicate-to [default: $AWS_ENDPOINT_URL, else AWS]. A plain
+    /// http:// endpoint needs AWS_ALLOW_HTTP=true.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The longest the copy's snapshot of the version log trails a commit, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub replicate_every: u64,
     /// TOML config file [default: $HOOVER_CONFIG, else <config dir>/config.toml].
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    /// The copy, as s3://BUCKET/PREFIX (what the server had as --replicate-to).
+    #[arg(long, value_name = "S3_URL")]
+    pub from: String,
+    /// The directory to build the store in: new or empty (give it to `hoover serve --store`).
+    #[arg(long)]
+    pub store: PathBuf,
+    /// The S3 endpoint [default: $AWS_ENDPOINT_URL, else AWS]. A plain http:// endpoint needs
+    /// AWS_ALLOW_HTTP=true.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What to push: the machine's name and the roots, shared by sync, watch and doctor.

@@ -34,6 +34,10 @@ pub struct ServeSection {
     pub http_token: Option<String>,
     /// `false` indexes and shows secrets as they are.
     pub redact: Option<bool>,
+    /// Keep an off-site copy at this `s3://BUCKET/PREFIX` (see `hoover serve --help`).
+    pub replicate_to: Option<String>,
+    /// The S3 endpoint for it.
+    pub s3_endpoint: Option<String>,
 }
 
 /// Platform directories: config (~/.config/hoover) and data (~/.local/share/hoover) on Linux.

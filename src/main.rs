@@ -123,6 +123,7 @@ fn main() -> std::process::ExitCode {
             Command::Verify(args) => commands::verify::run(args).await,
             Command::Search(args) => commands::search::run(args).await,
             Command::Reindex(args) => commands::reindex::run(args).await,
+            Command::Recover(args) => commands::recover::run(args).await,
         }
     });
     match result {

@@ -142,7 +142,7 @@ fn every_command_and_flag_the_readme_names_exists() {
         }
         let known = [
             "up", "serve", "sync", "watch", "status", "doctor", "ls", "versions", "restore",
-            "verify", "search", "reindex",
+            "verify", "search", "reindex", "recover",
         ];
         if !known.contains(&sub.as_str()) {
             // Prose such as "hoover keeps"; a real subcommand the README misspells would be

@@ -2,6 +2,7 @@
 
 pub mod doctor;
 pub mod ls;
+pub mod recover;
 pub mod reindex;
 pub mod restore;
 pub mod search;

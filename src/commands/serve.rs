@@ -57,6 +57,13 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         max_batch_chunks: args.max_batch_chunks.max(1),
         max_http_connections: args.max_http_connections.max(2),
         http_header_timeout: std::time::Duration::from_secs(args.http_timeout.max(1)),
+        replicate: args.replicate_to.or(s.replicate_to.clone()).map(|url| {
+            hoover_server::ReplicateConfig {
+                url,
+                endpoint: args.s3_endpoint.or(s.s3_endpoint.clone()),
+                interval: std::time::Duration::from_secs(args.replicate_every.max(1)),
+            }
+        }),
     };
     let stop = stop_signal()?;
     let server = Server::bind(&config).await?;

@@ -63,6 +63,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         max_batch_chunks: hoover_store::MAX_BATCH_ITEMS,
         max_http_connections: ServerConfig::MAX_HTTP_CONNECTIONS,
         http_header_timeout: ServerConfig::HTTP_HEADER_TIMEOUT,
+        replicate: None,
     };
     let server = Server::bind(&config).await.with_context(|| {
         "hoover up could not start its server; if a port is taken, move it with --ssh-listen / --http-listen"

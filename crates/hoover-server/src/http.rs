@@ -10,7 +10,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{routing::get, Json, Router};
 use hoover_index::{SearchRequest, Sort};
-use hoover_store::Store;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -77,15 +76,7 @@ pub(crate) async fn serve(
 }
 
 /// Every route, behind the token check (when there is a token) and the security headers.
-pub(crate) fn router(
-    store: Store,
-    indexer: Option<Indexer>,
-    live: LiveFeed,
-    token: Option<std::sync::Arc<str>>,
-    redact: bool,
-    conns: std::sync::Arc<crate::ConnCounters>,
-    max_live_streams: usize,
-) -> Router {
+pub(crate) fn router(app: App, token: Option<std::sync::Arc<str>>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/search", get(search))
@@ -102,15 +93,7 @@ pub(crate) fn router(
         .route("/sources", get(web::sources))
         .route("/static/app.css", get(web::css))
         .route("/static/app.js", get(web::js))
-        .with_state(App {
-            store,
-            indexer,
-            live,
-            redact,
-            conns,
-            max_live_streams,
-            diffs: std::sync::Arc::new(tokio::sync::Semaphore::new(web::DIFFS_AT_ONCE)),
-        })
+        .with_state(app)
         .layer(axum::middleware::from_fn_with_state(
             token,
             web::require_token,
@@ -218,6 +201,7 @@ async fn stats(State(app): State<App>) -> Response {
         "transcripts": index.as_ref().map(|c| &c.transcripts),
         "index": index,
         "indexer": status,
+        "copy": app.copy.as_ref().map(|c| c.status()),
     }))
     .into_response()
 }
@@ -432,6 +416,40 @@ async fn metrics(State(app): State<App>) -> Response {
             help,
             kind,
             value.load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
+    if let Some(copy) = app.copy.as_ref().map(|c| c.status()) {
+        metric(
+            "copy_packs_behind",
+            "Packs with committed bytes the off-site copy does not hold yet.",
+            "gauge",
+            copy.packs_behind,
+        );
+        metric(
+            "copy_bytes_behind",
+            "Committed pack bytes the off-site copy does not hold yet.",
+            "gauge",
+            copy.bytes_behind,
+        );
+        metric(
+            "copy_bytes_total",
+            "Pack bytes uploaded to the off-site copy since the server started.",
+            "counter",
+            copy.bytes_copied,
+        );
+        let now = jiff::Timestamp::now().as_nanosecond() as i64;
+        metric(
+            "copy_snapshot_age_seconds",
+            "Seconds since the newest snapshot of the version log in the off-site copy was taken.",
+            "gauge",
+            copy.snapshot_ns
+                .map_or(u64::MAX, |ns| ((now - ns).max(0) / 1_000_000_000) as u64),
+        );
+        metric(
+            "copy_failing",
+            "1 while the off-site copy cannot be reached or written.",
+            "gauge",
+            copy.error.is_some() as u64,
         );
     }
     if let Some(index) = app.indexer.as_ref().and_then(|i| i.index()) {

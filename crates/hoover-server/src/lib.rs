@@ -55,6 +55,19 @@ pub struct ServerConfig {
     pub max_http_connections: usize,
     /// How long an HTTP client has to send a request's headers (idle keep-alive included).
     pub http_header_timeout: Duration,
+    /// Keep an off-site copy of the store there.
+    pub replicate: Option<ReplicateConfig>,
+}
+
+/// Where and how often the store is copied off-site.
+#[derive(Clone, Debug)]
+pub struct ReplicateConfig {
+    /// `s3://BUCKET/PREFIX`.
+    pub url: String,
+    /// The S3 endpoint (else `AWS_ENDPOINT_URL`, else AWS).
+    pub endpoint: Option<String>,
+    /// The longest the copy's snapshot of the version log may trail a commit.
+    pub interval: Duration,
 }
 
 impl ServerConfig {
@@ -125,6 +138,7 @@ pub struct Server {
     login_timeout: Duration,
     http_bounds: http::Bounds,
     conns: Arc<ConnCounters>,
+    copy: Option<(hoover_replica::Target, Duration)>,
 }
 
 impl Server {
@@ -153,6 +167,16 @@ impl Server {
                 config.authorized_keys.display()
             );
         }
+        // A copy's address that cannot be used stops the start; one that cannot be reached
+        // (down, wrong credentials, no bucket) is reported and retried while ingest goes on.
+        let copy = match &config.replicate {
+            Some(r) => Some((
+                hoover_replica::Target::s3(&r.url, r.endpoint.as_deref())
+                    .map_err(|e| anyhow::anyhow!("--replicate-to: {e}"))?,
+                r.interval,
+            )),
+            None => None,
+        };
         let store_dir = config.store.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
             .await?
@@ -217,6 +241,7 @@ impl Server {
                 header_timeout: config.http_header_timeout,
             },
             conns,
+            copy,
         })
     }
 
@@ -237,16 +262,31 @@ impl Server {
     }
 
     /// Serves until `shutdown` is cancelled, then drains connections for up to five seconds.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         let config = ssh::russh_config(self.settings.host_key.clone());
+        // The copy stops after the SSH and HTTP sides, with a last snapshot of the log.
+        let copy_stop = CancellationToken::new();
+        let copy = self.copy.take().map(|(target, interval)| {
+            tracing::info!(copy = %target.url(), "keeping an off-site copy of the store");
+            hoover_replica::Replicator::start(
+                self.settings.store.clone(),
+                target,
+                interval,
+                copy_stop.clone(),
+            )
+        });
         let app = http::router(
-            self.settings.store.clone(),
-            self.settings.indexer.clone(),
-            self.live.clone(),
+            web::Web {
+                store: self.settings.store.clone(),
+                indexer: self.settings.indexer.clone(),
+                live: self.live.clone(),
+                redact: self.redact,
+                conns: self.conns.clone(),
+                max_live_streams: self.http_bounds.connections / 2,
+                copy: copy.as_ref().map(|(c, _)| c.clone()),
+                diffs: Arc::new(Semaphore::new(web::DIFFS_AT_ONCE)),
+            },
             self.http_token.clone(),
-            self.redact,
-            self.conns.clone(),
-            self.http_bounds.connections / 2,
         );
         let http = tokio::spawn(http::serve(
             self.http,
@@ -297,6 +337,15 @@ impl Server {
         let _ = http.await;
         if let Some(indexer) = self.settings.indexer.clone() {
             let _ = tokio::task::spawn_blocking(move || indexer.stop()).await;
+        }
+        if let Some((_, task)) = copy {
+            copy_stop.cancel();
+            if tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("stopped without a last snapshot in the off-site copy (it took over 30 s); the copy is as of the one before");
+            }
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! The live feed: the messages of each newly committed version, to every subscriber
 //! (`GET /api/live`, Server-Sent Events). A thread of its own hears of each commit from the
 //! store's commit bus and reads the new lines ([`follow`]), whether or not the server keeps an
-//! index, and without waiting for the indexer.
+//! index, and without waiting for the indexer. What it reads is bounded: the end of what each
+//! version added, and [`BATCH_BUDGET`] bytes of each committed batch.
 //!
 //! Each event has an id that only grows (it starts from the server's start time, so ids also
 //! grow across restarts). The last [`RING`] events are kept, so a client that reconnects with
@@ -10,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use hoover_index::live::ReadFrom;
+use hoover_index::live::{ReadFrom, LIVE_WINDOW};
 use hoover_index::{Added, IndexOptions, LiveReader, VersionMeta};
 use hoover_store::Store;
 use hoover_types::Key;
@@ -116,10 +117,14 @@ impl LiveFeed {
     }
 }
 
-/// The nice value of the live feed's thread: below ingest, so that reading what a first sync
-/// sends does not slow it down much, and above the indexer's, so that the page does not wait
-/// behind indexing. An idle machine makes no difference.
+/// The nice value of the live feed's thread: below ingest, and above the indexer's, so that the
+/// page does not wait behind indexing. An idle machine makes no difference.
 const LIVE_NICE: i32 = 10;
+
+/// The most new bytes the feed reads of one committed batch: the newest versions' (a first
+/// sync commits batches of many MB, more than anyone reads live; `hoover watch` commits a
+/// message or a few at a time).
+pub const BATCH_BUDGET: u64 = LIVE_WINDOW;
 
 /// Starts the thread that puts the new messages of every version `writer` commits from now on
 /// onto `feed`, reading them through `reader` (a store opened to read, so that its reads never
@@ -140,14 +145,9 @@ pub fn follow(writer: &Store, reader: Store, feed: LiveFeed, options: IndexOptio
         .spawn(move || {
             crate::indexing::lower_priority(LIVE_NICE);
             let mut lines = LiveReader::new(options);
-            for versions in rx {
-                for (key, seq) in versions {
-                    match read_new(&reader, &mut lines, &key, seq) {
-                        Ok(messages) => feed.publish(messages),
-                        Err(e) => tracing::warn!(
-                            "the live feed cannot read {key} version {seq}: {e}; its messages are not shown live"
-                        ),
-                    }
+            for batch in rx {
+                if let Err(e) = read_batch(&reader, &mut lines, &feed, batch) {
+                    tracing::warn!("the live feed cannot read a committed batch: {e}; its messages are not shown live");
                 }
             }
         });
@@ -156,56 +156,113 @@ pub fn follow(writer: &Store, reader: Store, feed: LiveFeed, options: IndexOptio
     }
 }
 
-/// The new messages of version `seq` of `key`: only its new bytes are read when it extends the
-/// version followed before; a file not followed yet is read from its start (its earlier lines
-/// counted, not parsed).
-fn read_new(
+/// A version to read, and from where.
+struct Planned {
+    key: Key,
+    seq: u64,
+    size: u64,
+    mtime_ns: i64,
+    from: ReadFrom,
+}
+
+/// Publishes the new messages of one committed batch, its newest versions first in line for
+/// the [`BATCH_BUDGET`]; the versions left out are not followed (their files' next versions
+/// are read as files never seen).
+fn read_batch(
     store: &Store,
     lines: &mut LiveReader,
-    key: &Key,
+    feed: &LiveFeed,
+    batch: Vec<(Key, u64)>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut budget = BATCH_BUDGET;
+    let mut plans = Vec::new();
+    for (key, seq) in batch.into_iter().rev() {
+        if budget == 0 {
+            lines.forget(key.as_str());
+            continue;
+        }
+        let Some(plan) = plan(store, lines, key, seq)? else {
+            continue;
+        };
+        budget = budget.saturating_sub(plan.size - plan.from.offset);
+        plans.push(plan);
+    }
+    for p in plans.into_iter().rev() {
+        let meta = VersionMeta {
+            key: p.key.as_str(),
+            seq: p.seq,
+            size: p.size,
+            mtime_ms: p.mtime_ns / 1_000_000,
+        };
+        match store.read_range(&p.key, p.seq, p.from.offset, None) {
+            Ok(pieces) => feed.publish(lines.read_version(&meta, p.from, pieces)?),
+            Err(e) => {
+                lines.forget(p.key.as_str());
+                tracing::warn!("the live feed cannot read {} version {}: {e}", p.key, p.seq);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where to read version `seq` of `key`: after the lines of the version followed before when
+/// it extends that one; else, when it extends the previous version, from its start if it is
+/// small (its lines counted) or after the previous version's bytes; else from the start. Never
+/// more than the last [`LIVE_WINDOW`] bytes.
+fn plan(
+    store: &Store,
+    lines: &LiveReader,
+    key: Key,
     seq: u64,
-) -> Result<Vec<Added>, Box<dyn std::error::Error>> {
-    let Some(info) = store.version(key, seq)? else {
-        return Ok(Vec::new());
+) -> Result<Option<Planned>, Box<dyn std::error::Error>> {
+    let Some(info) = store.version(&key, seq)? else {
+        return Ok(None);
     };
     let from = match lines.followed(key.as_str()) {
         Some(f)
             if f.seq + 1 == seq
                 && info.size >= f.size
-                && store.extends_previous(key, seq, f.done)? =>
+                && store.extends_previous(&key, seq, f.done)? =>
         {
-            ReadFrom {
-                offset: f.done,
-                lines: f.lines,
-                new_after: f.done,
-            }
+            ReadFrom::new_bytes(f.done, f.lines, info.size)
         }
         _ => {
             let previous = match seq {
                 1 => None,
-                _ => store.version(key, seq - 1)?,
+                _ => store.version(&key, seq - 1)?,
             };
-            let new_after = match previous {
-                Some(p) if info.size >= p.size && store.extends_previous(key, seq, p.size)? => {
-                    p.size
+            match previous {
+                // Small enough to read whole: its lines counted, those after the previous
+                // version's bytes shown.
+                Some(p)
+                    if info.size <= LIVE_WINDOW
+                        && info.size >= p.size
+                        && store.extends_previous(&key, seq, p.size)? =>
+                {
+                    ReadFrom {
+                        show_after: p.size,
+                        ..ReadFrom::START
+                    }
                 }
-                _ => 0,
-            };
-            ReadFrom {
-                offset: 0,
-                lines: 0,
-                new_after,
+                Some(p) if info.size >= p.size && store.extends_previous(&key, seq, p.size)? => {
+                    // Lines start after the previous version's last newline: read from its
+                    // last byte, mid-line, so that a complete last line is skipped whole.
+                    let mut from = ReadFrom::new_bytes(p.size.saturating_sub(1), None, info.size);
+                    from.mid_line = from.offset > 0;
+                    from.lines = from.lines.filter(|_| from.offset == 0);
+                    from
+                }
+                _ => ReadFrom::new_bytes(0, Some(0), info.size),
             }
         }
     };
-    let meta = VersionMeta {
-        key: key.as_str(),
+    Ok(Some(Planned {
+        key,
         seq,
         size: info.size,
-        mtime_ms: info.mtime_ns / 1_000_000,
-    };
-    let pieces = store.read_range(key, seq, from.offset, None)?;
-    Ok(lines.read_version(&meta, from, pieces)?)
+        mtime_ns: info.mtime_ns,
+        from,
+    }))
 }
 
 #[cfg(test)]

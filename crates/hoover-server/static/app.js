@@ -31,6 +31,9 @@ function dashboard() {
       messages_today: index.messages_today, files: stats.files, versions: stats.versions,
       raw_bytes: humanBytes(stats.raw_bytes), store_bytes: humanBytes(stats.store_bytes),
       kept_ratio: stats.kept_ratio && stats.kept_ratio.toFixed(1) + "x",
+      copy: stats.copy && (stats.copy.error ? "failing: see /api/stats"
+        : stats.copy.bytes_behind === 0 && !stats.copy.log_behind ? "up to date"
+        : humanBytes(stats.copy.bytes_behind) + " to copy"),
     };
     return values[name];
   };

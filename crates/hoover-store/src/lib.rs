@@ -13,6 +13,7 @@
 
 mod batch;
 mod bus;
+mod copy;
 mod db;
 pub mod fault;
 mod fsutil;
@@ -28,6 +29,7 @@ use hoover_types::{ChunkId, ChunkRef, Key, VersionInfo};
 use rusqlite::Connection;
 
 pub use batch::{Batch, NewVersion, MAX_BATCH_ITEMS};
+pub use copy::{is_pack_name, PackExtent, Rebuild};
 pub use hoover_types::{Committed, FileSummary};
 pub use piece::{Kind, MAX_DECODE_BYTES, MAX_HOPS};
 pub use verify::{VerifyProblem, VerifyReport};

@@ -295,6 +295,18 @@ pub(crate) async fn dashboard(State(web): State<Web>) -> Result<Response, PageEr
             value: kept,
         },
     ];
+    let mut counters = counters;
+    if let Some(copy) = web.copy.as_ref().map(|c| c.status()) {
+        counters.push(Counter {
+            name: "copy",
+            label: "off-site copy",
+            value: match (&copy.error, copy.bytes_behind, copy.log_behind) {
+                (Some(_), _, _) => "failing: see /api/stats".into(),
+                (None, 0, false) => "up to date".into(),
+                (None, behind, _) => format!("{} to copy", human_bytes(behind)),
+            },
+        });
+    }
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let mut days: Vec<(String, u64)> = Vec::new();
     for t in &c.tokens_per_day {

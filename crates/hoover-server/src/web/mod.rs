@@ -52,6 +52,8 @@ pub(crate) struct Web {
     pub diffs: Arc<tokio::sync::Semaphore>,
     /// Most live streams open at once.
     pub max_live_streams: usize,
+    /// The off-site copy, when the server keeps one.
+    pub copy: Option<hoover_replica::Replicator>,
 }
 
 /// How many diff pages compute at once (each holds two versions in memory).

@@ -1,0 +1,612 @@
+//! An off-site copy of a store in an S3-compatible object store, kept up to date while the
+//! server runs ([`Replicator`]), and a store built again from it on a new machine ([`recover`]).
+//!
+//! The copy, under its prefix:
+//! - `HOOVER-COPY`: `hoover-copy 1` and the store's id, so that two stores never mix in one
+//!   prefix and a recovery knows it found a copy;
+//! - `packs/NAME/OFFSET` (OFFSET in 16 hex digits): the pack's committed bytes from OFFSET on.
+//!   Committed bytes never change, so each is uploaded once, in as many objects as the pack
+//!   grew in between uploads (a pack written whole is one object);
+//! - `log/TIME.db.zst` (TIME in nanoseconds, 20 digits): a consistent snapshot of the version
+//!   log (SQLite's `VACUUM INTO`), zstd-compressed, uploaded only after every pack byte it
+//!   names, so the newest snapshot always describes bytes the copy holds. The newest
+//!   [`KEEP_SNAPSHOTS`] are kept.
+//!
+//! Nothing is kept on the server about the copy: at start the replicator lists what the copy
+//! holds, so a restart (or a crash mid-upload: an object store's put is all or nothing)
+//! re-uploads nothing already there.
+
+use std::collections::HashMap;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use hoover_store::{PackExtent, Rebuild, Store};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjPath;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Snapshots of the version log kept in the copy (the newest).
+pub const KEEP_SNAPSHOTS: usize = 3;
+/// The most bytes of a pack in one object.
+const SEGMENT_MAX: u64 = 64 << 20;
+/// Pack bytes waiting for the copy that start an upload before the snapshot is due (a first
+/// sync, a big batch): the copy keeps up with them instead of taking them all at once.
+const EAGER_BYTES: u64 = 8 << 20;
+const MARKER: &str = "HOOVER-COPY";
+const MARKER_MAGIC: &str = "hoover-copy 1";
+
+/// Where a copy lives: an object store and a prefix in it.
+#[derive(Clone)]
+pub struct Target {
+    objects: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: String,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl Target {
+    /// The copy at `url` (`s3://BUCKET/PREFIX`), through `endpoint` (or `AWS_ENDPOINT_URL`,
+    /// else AWS itself), with the credentials and region of the standard `AWS_*` variables. A
+    /// plain `http://` endpoint is refused unless `AWS_ALLOW_HTTP=true`.
+    pub fn s3(url: &str, endpoint: Option<&str>) -> Result<Target, String> {
+        // One TLS provider for the process (ring, as request signing uses); already set is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let rest = url.strip_prefix("s3://").ok_or_else(|| {
+            format!("{url:?} is not an S3 address: give s3://BUCKET or s3://BUCKET/PREFIX")
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("{url:?} names no bucket: give s3://BUCKET/PREFIX"));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == "." || p == "..") {
+            return Err(format!("{url:?}: a prefix may not hold . or .. parts"));
+        }
+        let endpoint = endpoint
+            .map(str::to_string)
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .filter(|e| !e.is_empty());
+        let allow_http = std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true");
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(RetryConfig {
+                max_retries: 2,
+                retry_timeout: Duration::from_secs(30),
+                ..RetryConfig::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(10))
+                    .with_timeout(Duration::from_secs(300)),
+            );
+        if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+            builder = builder.with_region("us-east-1");
+        }
+        if let Some(endpoint) = &endpoint {
+            if endpoint.starts_with("http://") && !allow_http {
+                return Err(format!(
+                    "the endpoint {endpoint} is plain http: set AWS_ALLOW_HTTP=true to allow it (only for a test server on loopback), or use https"
+                ));
+            }
+            builder = builder.with_endpoint(endpoint).with_allow_http(allow_http);
+        }
+        let objects = builder
+            .build()
+            .map_err(|e| format!("cannot use {url}: {e}"))?;
+        Ok(Target {
+            objects: Arc::new(objects),
+            prefix: prefix.to_string(),
+            url: url.to_string(),
+        })
+    }
+
+    /// The address the copy was given by.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn path(&self, rel: &str) -> ObjPath {
+        match self.prefix.is_empty() {
+            true => ObjPath::from(rel),
+            false => ObjPath::from(format!("{}/{rel}", self.prefix)),
+        }
+    }
+
+    /// The part of `path` after the prefix and `dir/`.
+    fn under<'p>(&self, path: &'p str, dir: &str) -> Option<&'p str> {
+        let rest = match self.prefix.is_empty() {
+            true => path,
+            false => path.strip_prefix(&self.prefix)?.strip_prefix('/')?,
+        };
+        rest.strip_prefix(dir)?.strip_prefix('/')
+    }
+
+    /// The store id the copy's marker names, if it has one.
+    async fn marker(&self) -> Result<Option<String>, String> {
+        match self.objects.get(&self.path(MARKER)).await {
+            Ok(got) => {
+                let bytes = got.bytes().await.map_err(|e| self.says(e))?;
+                let text = String::from_utf8_lossy(&bytes);
+                let mut lines = text.lines();
+                if lines.next() != Some(MARKER_MAGIC) {
+                    return Err(format!(
+                        "{} holds a {MARKER} this hoover does not understand; give another prefix",
+                        self.url
+                    ));
+                }
+                Ok(lines
+                    .find_map(|l| l.strip_prefix("store "))
+                    .map(str::to_string))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.says(e)),
+        }
+    }
+
+    /// Makes the copy this store's: writes its marker, or checks the one there.
+    async fn claim(&self, store_id: &str) -> Result<(), String> {
+        match self.marker().await? {
+            Some(id) if id == store_id => Ok(()),
+            Some(id) => Err(format!(
+                "{} holds the copy of another store (store {id}; this one is {store_id}); give --replicate-to another prefix",
+                self.url
+            )),
+            None => {
+                let text = format!("{MARKER_MAGIC}\nstore {store_id}\n");
+                self.objects
+                    .put(&self.path(MARKER), PutPayload::from(text.into_bytes()))
+                    .await
+                    .map_err(|e| self.says(e))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Every object under `dir/`: its path after `dir/`, and its size.
+    async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>, String> {
+        let prefix = self.path(dir);
+        let metas: Vec<object_store::ObjectMeta> = self
+            .objects
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.says(e))?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let rel = self.under(m.location.as_ref(), dir)?.to_string();
+                Some((rel, m.size))
+            })
+            .collect())
+    }
+
+    /// Each pack's segments in the copy: (offset, size), by offset.
+    async fn segments(&self) -> Result<HashMap<String, Vec<(u64, u64)>>, String> {
+        let mut packs: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
+        for (rel, size) in self.list("packs").await? {
+            let Some((name, offset)) = rel.split_once('/') else {
+                continue;
+            };
+            let Ok(offset) = u64::from_str_radix(offset, 16) else {
+                continue;
+            };
+            if hoover_store::is_pack_name(name) {
+                packs
+                    .entry(name.to_string())
+                    .or_default()
+                    .push((offset, size));
+            }
+        }
+        for segs in packs.values_mut() {
+            segs.sort_unstable();
+        }
+        Ok(packs)
+    }
+
+    /// The log snapshots in the copy, oldest first: (name, time taken).
+    async fn snapshots(&self) -> Result<Vec<(String, i64)>, String> {
+        let mut found: Vec<(String, i64)> = self
+            .list("log")
+            .await?
+            .into_iter()
+            .filter_map(|(rel, _)| {
+                let ns = rel.strip_suffix(".db.zst")?.parse().ok()?;
+                Some((rel, ns))
+            })
+            .collect();
+        found.sort_by_key(|(_, ns)| *ns);
+        Ok(found)
+    }
+
+    fn says(&self, e: object_store::Error) -> String {
+        let bucket = self.url["s3://".len()..].split('/').next().unwrap_or("");
+        match e {
+            object_store::Error::NotFound { .. } => format!(
+                "{}: not found (does the bucket {bucket} exist?): {e}",
+                self.url
+            ),
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => format!(
+                "{}: the object store refused the credentials (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and the bucket's permissions): {e}",
+                self.url
+            ),
+            e if e.to_string().contains("NoSuchBucket") => {
+                format!("{}: there is no bucket {bucket}; create it first: {e}", self.url)
+            }
+            e => format!("{}: {e}", self.url),
+        }
+    }
+}
+
+/// How far the copy is behind, for `/api/stats`, `/metrics` and the dashboard.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CopyStatus {
+    /// The copy's address.
+    pub target: String,
+    /// Packs with committed bytes the copy does not hold yet, and those bytes.
+    pub packs_behind: u64,
+    pub bytes_behind: u64,
+    /// Pack bytes uploaded since the server started.
+    pub bytes_copied: u64,
+    /// When the newest snapshot of the version log in the copy was taken (ns since the epoch).
+    pub snapshot_ns: Option<i64>,
+    /// True while the version log has commits the copy's newest snapshot does not have.
+    pub log_behind: bool,
+    /// Why the copy is not keeping up, while it is not.
+    pub error: Option<String>,
+}
+
+/// Keeps the copy up to date. Cheap to clone.
+#[derive(Clone)]
+pub struct Replicator {
+    status: Arc<Mutex<CopyStatus>>,
+}
+
+impl Replicator {
+    /// Starts copying `store` to `target` on the current runtime: every commit's pack bytes
+    /// (at once when many are waiting), and a snapshot of the version log at most `interval`
+    /// after a commit, and at `shutdown`. The returned handle ends after the final snapshot.
+    pub fn start(
+        store: Store,
+        target: Target,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) -> (Replicator, tokio::task::JoinHandle<()>) {
+        let status = Arc::new(Mutex::new(CopyStatus {
+            target: target.url().to_string(),
+            log_behind: true,
+            ..CopyStatus::default()
+        }));
+        let wake = Arc::new(Notify::new());
+        let woken = wake.clone();
+        store.on_commit(move |_| {
+            woken.notify_one();
+            true
+        });
+        let worker = Worker {
+            store,
+            target,
+            status: status.clone(),
+            copied: None,
+            extents: Vec::new(),
+        };
+        let task = tokio::spawn(worker.run(interval, wake, shutdown));
+        (Replicator { status }, task)
+    }
+
+    pub fn status(&self) -> CopyStatus {
+        self.status.lock().expect("copy status lock").clone()
+    }
+}
+
+struct Worker {
+    store: Store,
+    target: Target,
+    status: Arc<Mutex<CopyStatus>>,
+    /// How many leading bytes of each pack the copy holds; `None` until it has been listed.
+    copied: Option<HashMap<String, u64>>,
+    /// The packs' committed lengths, as last read.
+    extents: Vec<PackExtent>,
+}
+
+impl Worker {
+    async fn run(mut self, interval: Duration, wake: Arc<Notify>, shutdown: CancellationToken) {
+        // A snapshot at start: the copy then has what this server starts from.
+        let mut log_dirty = true;
+        let mut due = tokio::time::Instant::now();
+        let mut backoff = Duration::from_secs(1);
+        let mut last_error: Option<String> = None;
+        loop {
+            let stopping = shutdown.is_cancelled();
+            let snapshot = log_dirty && (stopping || tokio::time::Instant::now() >= due);
+            match self.round(snapshot).await {
+                Ok(()) => {
+                    if snapshot {
+                        log_dirty = false;
+                    }
+                    backoff = Duration::from_secs(1);
+                    if last_error.take().is_some() {
+                        tracing::info!(copy = %self.target.url(), "the off-site copy is reachable again");
+                    }
+                    self.set(|s| s.error = None);
+                }
+                Err(e) => {
+                    if last_error.as_deref() != Some(e.as_str()) {
+                        tracing::error!("the off-site copy is not keeping up: {e}; ingest goes on, and the copy catches up when it can");
+                    }
+                    self.set(|s| s.error = Some(e.clone()));
+                    last_error = Some(e);
+                }
+            }
+            if stopping {
+                return;
+            }
+            let failed = last_error.is_some();
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(backoff), if failed => {
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+                _ = tokio::time::sleep_until(due), if log_dirty && !failed => {}
+                _ = wake.notified() => {
+                    if !log_dirty {
+                        log_dirty = true;
+                        due = tokio::time::Instant::now() + interval;
+                    }
+                    self.set(|s| s.log_behind = true);
+                    // Many bytes waiting (a first sync): copy them now, not all at the snapshot.
+                    if self.refresh().await.is_ok() && self.behind().1 < EAGER_BYTES {
+                        continue;
+                    }
+                }
+            }
+        }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut CopyStatus)) {
+        f(&mut self.status.lock().expect("copy status lock"));
+    }
+
+    /// Reads the packs' committed lengths and updates how far behind the copy is.
+    async fn refresh(&mut self) -> Result<(), String> {
+        let store = self.store.clone();
+        self.extents = tokio::task::spawn_blocking(move || store.pack_extents())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read the store's packs: {e}"))?;
+        self.show_lag();
+        Ok(())
+    }
+
+    /// (packs, bytes) committed that the copy lacks.
+    fn behind(&self) -> (u64, u64) {
+        let copied = self.copied.as_ref();
+        let (mut packs, mut bytes) = (0, 0);
+        for e in &self.extents {
+            let have = copied.and_then(|c| c.get(&e.name)).copied().unwrap_or(0);
+            if e.len > have {
+                packs += 1;
+                bytes += e.len - have;
+            }
+        }
+        (packs, bytes)
+    }
+
+    fn show_lag(&self) {
+        let (packs, bytes) = self.behind();
+        self.set(|s| {
+            s.packs_behind = packs;
+            s.bytes_behind = bytes;
+        });
+    }
+
+    /// One round: the pack bytes the copy lacks, then (with `snapshot`) a snapshot of the log.
+    async fn round(&mut self, snapshot: bool) -> Result<(), String> {
+        if self.copied.is_none() {
+            // Listing first: a bucket that does not exist is an error here, where a put might
+            // create it on some servers.
+            let segments = self.target.segments().await?;
+            self.target.claim(self.store.id()).await?;
+            let mut copied = HashMap::new();
+            for (name, segs) in segments {
+                // The bytes held from the start on, without a gap.
+                let mut end = 0;
+                for (offset, size) in segs {
+                    if offset <= end {
+                        end = end.max(offset + size);
+                    }
+                }
+                copied.insert(name, end);
+            }
+            let newest = self.target.snapshots().await?.last().map(|(_, ns)| *ns);
+            self.set(|s| s.snapshot_ns = newest);
+            self.copied = Some(copied);
+        }
+        let taken = if snapshot {
+            let store = self.store.clone();
+            let dest = self.store.root().join("tmp").join("copy-of-versions.db");
+            let at = jiff::Timestamp::now().as_nanosecond() as i64;
+            let (extents, compressed) = tokio::task::spawn_blocking(move || {
+                let extents = store.snapshot_log(&dest).map_err(|e| e.to_string())?;
+                let file = std::fs::File::open(&dest).map_err(|e| e.to_string())?;
+                let compressed = zstd::encode_all(file, 3).map_err(|e| e.to_string())?;
+                let _ = std::fs::remove_file(&dest);
+                Ok::<_, String>((extents, compressed))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot take a snapshot of the version log: {e}"))?;
+            self.extents = extents;
+            Some((at, compressed))
+        } else {
+            self.refresh().await?;
+            None
+        };
+        for extent in self.extents.clone() {
+            self.copy_pack(&extent).await?;
+        }
+        self.show_lag();
+        if let Some((at, compressed)) = taken {
+            let name = format!("log/{at:020}.db.zst");
+            self.target
+                .objects
+                .put(&self.target.path(&name), PutPayload::from(compressed))
+                .await
+                .map_err(|e| self.target.says(e))?;
+            self.set(|s| {
+                s.snapshot_ns = Some(at);
+                s.log_behind = false;
+            });
+            let snapshots = self.target.snapshots().await?;
+            let old = snapshots.len().saturating_sub(KEEP_SNAPSHOTS);
+            for (old, _) in &snapshots[..old] {
+                let _ = self
+                    .target
+                    .objects
+                    .delete(&self.target.path(&format!("log/{old}")))
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads the committed bytes of one pack that the copy lacks.
+    async fn copy_pack(&mut self, extent: &PackExtent) -> Result<(), String> {
+        let copied = self.copied.as_mut().expect("listed before copying");
+        let mut have = copied.get(&extent.name).copied().unwrap_or(0);
+        while have < extent.len {
+            let to = extent.len.min(have + SEGMENT_MAX);
+            let (store, name) = (self.store.clone(), extent.name.clone());
+            let bytes = tokio::task::spawn_blocking(move || store.read_pack(&name, have, to))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot read pack {}: {e}", extent.name))?;
+            let path = self
+                .target
+                .path(&format!("packs/{}/{have:016x}", extent.name));
+            self.target
+                .objects
+                .put(&path, PutPayload::from(bytes))
+                .await
+                .map_err(|e| self.target.says(e))?;
+            let copied = self.copied.as_mut().expect("listed before copying");
+            copied.insert(extent.name.clone(), to);
+            self.status.lock().expect("copy status lock").bytes_copied += to - have;
+            have = to;
+            self.show_lag();
+        }
+        Ok(())
+    }
+}
+
+/// What a recovery found in the copy and wrote.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Recovered {
+    pub store: PathBuf,
+    /// When the snapshot of the version log it used was taken (ns since the epoch).
+    pub snapshot_ns: i64,
+    pub packs: u64,
+    pub pack_bytes: u64,
+}
+
+/// Builds a store in `root` (missing or empty) from the copy at `target`: its newest snapshot
+/// of the version log and every pack byte that snapshot names. `progress` is told each pack as
+/// it is written (packs done, packs in all). Check the result with `Store::verify`.
+pub async fn recover(
+    target: &Target,
+    root: &Path,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Recovered, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if target.marker().await?.is_none() {
+        return Err(format!(
+            "{} holds no hoover copy (no {MARKER}); check the bucket and prefix",
+            target.url()
+        ));
+    }
+    let Some((name, snapshot_ns)) = target.snapshots().await?.pop() else {
+        return Err(format!(
+            "{} holds no snapshot of a version log yet (a server uploads one within a minute of its first commit)",
+            target.url()
+        ));
+    };
+    let got = target
+        .objects
+        .get(&target.path(&format!("log/{name}")))
+        .await
+        .map_err(|e| target.says(e))?;
+    let compressed = got.bytes().await.map_err(|e| target.says(e))?;
+    let parent = root
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let mut log = tempfile::NamedTempFile::new_in(parent)
+        .map_err(|e| format!("cannot write beside {}: {e}", root.display()))?;
+    zstd::stream::copy_decode(&compressed[..], &mut log)
+        .map_err(|e| format!("the copy's snapshot {name} does not decompress: {e}"))?;
+    log.flush().map_err(|e| e.to_string())?;
+    let rebuild = Rebuild::begin(root, log.path()).map_err(|e| e.to_string())?;
+    let segments = target.segments().await?;
+    let total = rebuild.packs().len() as u64;
+    let mut pack_bytes = 0;
+    for (n, pack) in rebuild.packs().to_vec().iter().enumerate() {
+        let (mut file, path) = rebuild.pack_file(&pack.name).map_err(|e| e.to_string())?;
+        let mut end = 0u64;
+        for &(offset, size) in segments.get(&pack.name).map(Vec::as_slice).unwrap_or(&[]) {
+            if end >= pack.len {
+                break;
+            }
+            if offset > end {
+                break;
+            }
+            if offset + size <= end {
+                continue;
+            }
+            if size > SEGMENT_MAX {
+                return Err(format!(
+                    "{}: pack {} has a piece of {size} bytes at {offset}, more than hoover writes ({SEGMENT_MAX}); this is not a copy hoover made",
+                    target.url(),
+                    pack.name
+                ));
+            }
+            let seg = target.path(&format!("packs/{}/{offset:016x}", pack.name));
+            let got = target.objects.get(&seg).await.map_err(|e| target.says(e))?;
+            let bytes = got.bytes().await.map_err(|e| target.says(e))?;
+            file.seek(SeekFrom::Start(offset))
+                .and_then(|_| file.write_all(&bytes))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            end = offset + bytes.len() as u64;
+        }
+        if pack.len != u64::MAX {
+            if end < pack.len {
+                return Err(format!(
+                    "the copy holds {end} of the {} committed bytes of pack {}: it is incomplete (was its server stopped before it caught up?)",
+                    pack.len, pack.name
+                ));
+            }
+            file.set_len(pack.len)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            end = pack.len;
+        }
+        pack_bytes += end;
+        progress(n as u64 + 1, total);
+    }
+    let store = rebuild.finish().map_err(|e| e.to_string())?;
+    Ok(Recovered {
+        store,
+        snapshot_ns,
+        packs: total,
+        pack_bytes,
+    })
+}

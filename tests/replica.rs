@@ -1,0 +1,279 @@
+//! The off-site copy against a real S3 server on loopback (`s3s-fs`, installed by `.ci/run`;
+//! `HOOVER_S3S_FS` names another binary): the disaster drill (sync, lose the store, recover,
+//! serve the recovered store: every version restores byte for byte, searches find what they
+//! found) and what goes wrong on the way (an unreachable copy, wrong credentials, no bucket).
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hoover_testkit::{corpus, files_under, http_get, wait_until, World};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hoover");
+const DEADLINE: Duration = Duration::from_secs(120);
+const ACCESS_KEY: &str = "hooverTestAccessKey";
+const SECRET_KEY: &str = "hooverTestSecretKey0123456789";
+
+/// An S3 server on a loopback port, serving the directory `root` (each subdirectory a bucket).
+struct S3 {
+    child: Child,
+    port: u16,
+    root: PathBuf,
+}
+
+impl S3 {
+    fn start(root: &Path, port: u16) -> S3 {
+        let bin = std::env::var("HOOVER_S3S_FS").unwrap_or_else(|_| "s3s-fs".into());
+        std::fs::create_dir_all(root).unwrap();
+        let port = if port == 0 {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        } else {
+            port
+        };
+        let child = Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start the S3 server {bin:?} ({e}): install it with `cargo install s3s-fs --version 0.14.1 --features binary --locked` (.ci/run does), or name it in HOOVER_S3S_FS")
+            });
+        wait_until("the S3 server listens", DEADLINE, || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        S3 {
+            child,
+            port,
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `hoover serve` arguments and environment for a copy at `url` through `s3`.
+fn replicate(s3: &S3, url: &str, secret: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let args = vec![
+        "--replicate-to".into(),
+        url.into(),
+        "--s3-endpoint".into(),
+        s3.endpoint(),
+        "--replicate-every".into(),
+        "1".into(),
+    ];
+    (args, s3_env(secret))
+}
+
+fn s3_env(secret: &str) -> Vec<(String, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), secret.into()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+        ("AWS_ALLOW_HTTP".into(), "true".into()),
+    ]
+}
+
+fn stats(world: &World) -> Value {
+    let (status, body) = http_get(world.server.http_port, "/api/stats").unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Waits until the copy holds every committed byte and a snapshot of the log as it is now.
+fn caught_up(world: &World) -> Value {
+    let mut last = Value::Null;
+    wait_until("the copy catches up", DEADLINE, || {
+        last = stats(world)["copy"].clone();
+        last["bytes_behind"] == 0 && last["log_behind"] == false && last["error"].is_null()
+    });
+    last
+}
+
+fn search_total(world: &World, query: &str) -> u64 {
+    world.json(&["search", query, "--limit", "1"])["total"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn the_disaster_drill_recovers_every_version_from_the_copy() {
+    let mut world = World::new(BIN);
+    let s3 = S3::start(&world.path().join("s3"), 0);
+    std::fs::create_dir_all(s3.root.join("offsite")).unwrap();
+    let url = "s3://offsite/laptops/hoover";
+    let (args, env) = replicate(&s3, url, SECRET_KEY);
+    world.restart_server_with(|o| {
+        o.extra_args = args.clone();
+        o.env = env.clone();
+    });
+
+    // Twenty sessions, then one of them growing a message at a time: versions that share
+    // packs, appended to the growing pack between uploads.
+    let root = world.path().join("projects");
+    let files = corpus::write_tree(&root, 41, 20, 3_000_000);
+    world.sync_dir("lap", &root);
+    let growing = &files[3];
+    let mut versions = vec![std::fs::read(growing).unwrap()];
+    let mut session = corpus::Session::new(99);
+    for _ in 0..5 {
+        let line = session.next_line();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(growing)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()))
+            .unwrap();
+        versions.push(std::fs::read(growing).unwrap());
+        world.sync_dir("lap", &root);
+    }
+    let copy = caught_up(&world);
+    assert!(copy["bytes_copied"].as_u64().unwrap() > 0, "{copy}");
+    // A clean restart commits the index, so the search below counts every message.
+    world.restart_server_with(|o| {
+        o.extra_args = args.clone();
+        o.env = env.clone();
+    });
+    caught_up(&world);
+    let indexed = |world: &World| stats(world)["indexer"]["catching_up"] == false;
+    wait_until("the index has caught up", DEADLINE, || indexed(&world));
+    let word = "tokio";
+    let found = search_total(&world, word);
+    let before = stats(&world);
+
+    // The disk dies.
+    world.server.kill();
+    std::fs::remove_dir_all(&world.server.store).unwrap();
+
+    let recovered = world.path().join("new-machine").join("store");
+    let out = world
+        .hoover(&[
+            "recover",
+            "--from",
+            url,
+            "--store",
+            recovered.to_str().unwrap(),
+            "--s3-endpoint",
+            &s3.endpoint(),
+            "--json",
+        ])
+        .envs(s3_env(SECRET_KEY))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "recover failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["clean"], true, "{report}");
+    assert_eq!(report["versions"], before["versions"], "{report}");
+    assert_eq!(report["files"], before["files"], "{report}");
+
+    // A server on the recovered store: every version of every file, byte for byte.
+    world.restart_server_with(|o| o.store = recovered.clone());
+    world.verify();
+    let rel = growing.strip_prefix(&root).unwrap().display().to_string();
+    let key = format!("lap/c/{rel}");
+    for (i, want) in versions.iter().enumerate() {
+        let seq = (i + 1).to_string();
+        let got = world.ok(&["restore", &key, "--version", &seq, "-o", "-"]);
+        assert!(&got == want, "{key} version {seq} restores byte for byte");
+    }
+    assert_eq!(files_under(&root).len(), 20);
+    world.check_restores(&root, "lap/c");
+    // The index is rebuilt from the recovered store: the same search finds the same.
+    wait_until("the index is rebuilt", DEADLINE, || indexed(&world));
+    assert!(found > 0);
+    assert_eq!(search_total(&world, word), found);
+}
+
+#[test]
+fn ingest_goes_on_while_the_copy_cannot_be_written_and_the_copy_catches_up() {
+    let mut world = World::new(BIN);
+    let mut s3 = S3::start(&world.path().join("s3"), 0);
+    std::fs::create_dir_all(s3.root.join("offsite")).unwrap();
+    let root = world.path().join("projects");
+    corpus::write_tree(&root, 42, 5, 400_000);
+
+    // Wrong credentials: the server starts, says why the copy fails, and takes pushes.
+    let url = "s3://offsite/hoover";
+    let (args, env) = replicate(&s3, url, "not-the-secret-key-at-all");
+    world.restart_server_with(|o| {
+        o.extra_args = args.clone();
+        o.env = env.clone();
+    });
+    world.sync_dir("lap", &root);
+    let mut copy = Value::Null;
+    wait_until("the copy reports its error", DEADLINE, || {
+        copy = stats(&world)["copy"].clone();
+        copy["error"].is_string()
+    });
+    assert!(copy["bytes_behind"].as_u64().unwrap() > 0, "{copy}");
+    let (_, metrics) = http_get(world.server.http_port, "/metrics").unwrap();
+    assert!(metrics.contains("hoover_copy_failing 1"), "{metrics}");
+
+    // A bucket that does not exist: named in the error.
+    let (args, env) = replicate(&s3, "s3://no-such-bucket/hoover", SECRET_KEY);
+    world.restart_server_with(|o| {
+        o.extra_args = args.clone();
+        o.env = env.clone();
+    });
+    wait_until("the missing bucket is reported", DEADLINE, || {
+        stats(&world)["copy"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no-such-bucket"))
+    });
+
+    // The right credentials: the copy catches up.
+    let (args, env) = replicate(&s3, url, SECRET_KEY);
+    world.restart_server_with(|o| {
+        o.extra_args = args.clone();
+        o.env = env.clone();
+    });
+    let copy = caught_up(&world);
+    let uploaded = copy["bytes_copied"].as_u64().unwrap();
+    assert!(uploaded > 0, "{copy}");
+
+    // A restart re-uploads nothing the copy already holds.
+    world.restart_server_with(|o| {
+        o.extra_args = args.clone();
+        o.env = env.clone();
+    });
+    let copy = caught_up(&world);
+    assert_eq!(copy["bytes_copied"], 0, "{copy}");
+
+    // The object store goes away: pushes still work, and the copy says it is behind.
+    let port = s3.port;
+    s3.stop();
+    corpus::write_tree(&root.join("more"), 43, 3, 200_000);
+    world.sync_dir("lap", &root);
+    wait_until("the copy reports it is behind", DEADLINE, || {
+        let copy = stats(&world)["copy"].clone();
+        copy["error"].is_string() && copy["bytes_behind"].as_u64().unwrap_or(0) > 0
+    });
+    // It comes back: the copy catches up by itself.
+    let _s3 = S3::start(&s3.root, port);
+    caught_up(&world);
+    let (_, page) = http_get(world.server.http_port, "/").unwrap();
+    assert!(
+        page.contains("off-site copy"),
+        "the dashboard shows the copy"
+    );
+}
