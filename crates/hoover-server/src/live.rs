@@ -2,7 +2,8 @@
 //! (`GET /api/live`, Server-Sent Events). A thread of its own hears of each commit from the
 //! store's commit bus and reads the new lines ([`follow`]), whether or not the server keeps an
 //! index, and without waiting for the indexer. What it reads is bounded: the end of what each
-//! version added, and [`BATCH_BUDGET`] bytes of each committed batch.
+//! version added, and [`BATCH_BUDGET`] bytes of each committed batch; a bulk copy (a first
+//! sync's batches, [`BULK_BYTES`]) is not read at all.
 //!
 //! Each event has an id that only grows (it starts from the server's start time, so ids also
 //! grow across restarts). The last [`RING`] events are kept, so a client that reconnects with
@@ -121,10 +122,13 @@ impl LiveFeed {
 /// page does not wait behind indexing. An idle machine makes no difference.
 const LIVE_NICE: i32 = 10;
 
-/// The most new bytes the feed reads of one committed batch: the newest versions' (a first
-/// sync commits batches of many MB, more than anyone reads live; `hoover watch` commits a
-/// message or a few at a time).
+/// The most new bytes the feed reads of one committed batch: the newest versions' (`hoover
+/// watch` commits a message or a few at a time).
 pub const BATCH_BUDGET: u64 = LIVE_WINDOW;
+/// A batch that adds more than this is a bulk copy (a first sync commits batches of many MB),
+/// history rather than conversation as it happens: the feed does not read it, as it does not
+/// replay what the store held when the server started.
+pub const BULK_BYTES: u64 = 8 << 20;
 
 /// Starts the thread that puts the new messages of every version `writer` commits from now on
 /// onto `feed`, reading them through `reader` (a store opened to read, so that its reads never
@@ -163,30 +167,46 @@ struct Planned {
     size: u64,
     mtime_ns: i64,
     from: ReadFrom,
+    /// The bytes it added.
+    new: u64,
 }
 
 /// Publishes the new messages of one committed batch, its newest versions first in line for
-/// the [`BATCH_BUDGET`]; the versions left out are not followed (their files' next versions
-/// are read as files never seen).
+/// the [`BATCH_BUDGET`], unless it is a bulk copy ([`BULK_BYTES`]); the versions left out are
+/// not followed (their files' next versions are read as files never seen).
 fn read_batch(
     store: &Store,
     lines: &mut LiveReader,
     feed: &LiveFeed,
     batch: Vec<(Key, u64)>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut budget = BATCH_BUDGET;
     let mut plans = Vec::new();
+    let mut added = 0u64;
     for (key, seq) in batch.into_iter().rev() {
-        if budget == 0 {
+        if added > BULK_BYTES {
             lines.forget(key.as_str());
             continue;
         }
-        let Some(plan) = plan(store, lines, key, seq)? else {
-            continue;
-        };
-        budget = budget.saturating_sub(plan.size - plan.from.offset);
-        plans.push(plan);
+        if let Some(plan) = plan(store, lines, key, seq)? {
+            added += plan.new;
+            plans.push(plan);
+        }
     }
+    if added > BULK_BYTES {
+        for p in &plans {
+            lines.forget(p.key.as_str());
+        }
+        return Ok(());
+    }
+    let mut budget = BATCH_BUDGET;
+    plans.retain(|p| {
+        let keep = budget > 0;
+        budget = budget.saturating_sub(p.size - p.from.offset);
+        if !keep {
+            lines.forget(p.key.as_str());
+        }
+        keep
+    });
     for p in plans.into_iter().rev() {
         let meta = VersionMeta {
             key: p.key.as_str(),
@@ -218,13 +238,16 @@ fn plan(
     let Some(info) = store.version(&key, seq)? else {
         return Ok(None);
     };
-    let from = match lines.followed(key.as_str()) {
+    let (from, new) = match lines.followed(key.as_str()) {
         Some(f)
             if f.seq + 1 == seq
                 && info.size >= f.size
                 && store.extends_previous(&key, seq, f.done)? =>
         {
-            ReadFrom::new_bytes(f.done, f.lines, info.size)
+            (
+                ReadFrom::new_bytes(f.done, f.lines, info.size),
+                info.size - f.done,
+            )
         }
         _ => {
             let previous = match seq {
@@ -239,10 +262,11 @@ fn plan(
                         && info.size >= p.size
                         && store.extends_previous(&key, seq, p.size)? =>
                 {
-                    ReadFrom {
+                    let from = ReadFrom {
                         show_after: p.size,
                         ..ReadFrom::START
-                    }
+                    };
+                    (from, info.size - p.size)
                 }
                 Some(p) if info.size >= p.size && store.extends_previous(&key, seq, p.size)? => {
                     // Lines start after the previous version's last newline: read from its
@@ -250,9 +274,9 @@ fn plan(
                     let mut from = ReadFrom::new_bytes(p.size.saturating_sub(1), None, info.size);
                     from.mid_line = from.offset > 0;
                     from.lines = from.lines.filter(|_| from.offset == 0);
-                    from
+                    (from, info.size - p.size)
                 }
-                _ => ReadFrom::new_bytes(0, Some(0), info.size),
+                _ => (ReadFrom::new_bytes(0, Some(0), info.size), info.size),
             }
         }
     };
@@ -262,6 +286,7 @@ fn plan(
         size: info.size,
         mtime_ns: info.mtime_ns,
         from,
+        new,
     }))
 }
 
