@@ -162,20 +162,7 @@ fn the_disaster_drill_recovers_every_version_from_the_copy() {
     std::fs::remove_dir_all(&world.server.store).unwrap();
 
     let recovered = world.path().join("new-machine").join("store");
-    let out = world
-        .hoover(&[
-            "recover",
-            "--from",
-            url,
-            "--store",
-            recovered.to_str().unwrap(),
-            "--s3-endpoint",
-            &s3.endpoint(),
-            "--json",
-        ])
-        .envs(s3_env(SECRET_KEY))
-        .output()
-        .unwrap();
+    let out = recover(&world, &s3, url, &recovered);
     assert!(
         out.status.success(),
         "recover failed: {}",
@@ -202,6 +189,52 @@ fn the_disaster_drill_recovers_every_version_from_the_copy() {
     wait_until("the index is rebuilt", DEADLINE, || indexed(&world));
     assert!(found > 0);
     assert_eq!(search_total(&world, word), found);
+
+    // A copy damaged where it is kept (one byte of a pack changed): recovery says so, names
+    // the chunk and fails, rather than handing over a store that looks whole.
+    let mut pieces = files_under(&s3.root.join("offsite/laptops/hoover/packs"));
+    pieces.retain(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.len() == 16)
+    });
+    let biggest = pieces
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .expect("the copy holds pack pieces");
+    let mut bytes = std::fs::read(biggest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(biggest, bytes).unwrap();
+    let out = recover(
+        &world,
+        &s3,
+        url,
+        &world.path().join("damaged").join("store"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["clean"], false, "{report}");
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("corrupt"), "{report}");
+}
+
+/// `hoover recover --json` from the copy at `url` into `store`.
+fn recover(world: &World, s3: &S3, url: &str, store: &Path) -> std::process::Output {
+    world
+        .hoover(&[
+            "recover",
+            "--from",
+            url,
+            "--store",
+            store.to_str().unwrap(),
+            "--s3-endpoint",
+            &s3.endpoint(),
+            "--json",
+        ])
+        .envs(s3_env(SECRET_KEY))
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -276,4 +309,85 @@ fn ingest_goes_on_while_the_copy_cannot_be_written_and_the_copy_catches_up() {
         page.contains("off-site copy"),
         "the dashboard shows the copy"
     );
+}
+
+#[test]
+fn a_server_killed_mid_copy_resumes_where_the_copy_stopped_and_loses_nothing() {
+    let mut world = World::new(BIN);
+    let s3 = S3::start(&world.path().join("s3"), 0);
+    std::fs::create_dir_all(s3.root.join("offsite")).unwrap();
+    let url = "s3://offsite/hoover";
+    // A store of three packs (one per sync), written before the copy is asked for.
+    let root = world.path().join("projects");
+    for (i, seed) in [51u64, 52, 53].into_iter().enumerate() {
+        corpus::write_tree(&root.join(format!("p{i}")), seed, 4, 12_000_000);
+        world.sync_dir("lap", &root);
+    }
+    let before = stats(&world);
+    let packs_dir = world.server.store.join("packs");
+    assert_eq!(files_under(&packs_dir).len(), 3);
+
+    // The server dies (SIGKILL) right after the object store confirmed the second piece.
+    let (args, mut env) = replicate(&s3, url, SECRET_KEY);
+    env.push(("HOOVER_CRASH_AT".into(), "copy-piece-uploaded:2".into()));
+    world.restart_server_with(|o| {
+        o.extra_args = args.clone();
+        o.env = env.clone();
+    });
+    world
+        .server
+        .wait_for_log("crash point copy-piece-uploaded reached");
+    let status = world.server.child.wait().unwrap();
+    assert!(!status.success(), "{status:?}");
+    let pieces_dir = s3.root.join("offsite/hoover/packs");
+    let confirmed: Vec<(PathBuf, Vec<u8>)> = files_under(&pieces_dir)
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    assert_eq!(confirmed.len(), 2, "{confirmed:?}");
+    assert!(
+        files_under(&s3.root.join("offsite/hoover/log")).is_empty(),
+        "no snapshot of the log before every byte it names"
+    );
+
+    // Restarted, the copy goes on from what the object store holds: the two pieces it
+    // confirmed are not sent again, the third is, and nothing is left out.
+    let (args, env) = replicate(&s3, url, SECRET_KEY);
+    world.restart_server_with(|o| {
+        o.extra_args = args.clone();
+        o.env = env.clone();
+    });
+    let copy = caught_up(&world);
+    let again: u64 = confirmed.iter().map(|(_, b)| b.len() as u64).sum();
+    let all: u64 = files_under(&packs_dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(
+        copy["bytes_copied"].as_u64().unwrap(),
+        all - again,
+        "{copy}"
+    );
+    for (path, bytes) in &confirmed {
+        assert_eq!(&std::fs::read(path).unwrap(), bytes, "{}", path.display());
+    }
+    // Each pack's pieces follow one another from its first byte to its last, once each.
+    for pack in files_under(&packs_dir) {
+        let name = pack.file_stem().unwrap().to_str().unwrap();
+        let mut end = 0;
+        for piece in files_under(&pieces_dir.join(name)) {
+            let offset = u64::from_str_radix(piece.file_name().unwrap().to_str().unwrap(), 16);
+            assert_eq!(offset.unwrap(), end, "{}", piece.display());
+            end += std::fs::metadata(&piece).unwrap().len();
+        }
+        assert_eq!(end, std::fs::metadata(&pack).unwrap().len(), "{name}");
+    }
+
+    // And the copy recovers the whole store.
+    let recovered = world.path().join("new-machine");
+    let out = recover(&world, &s3, url, &recovered);
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["clean"], true, "{report}");
+    assert_eq!(report["versions"], before["versions"], "{report}");
 }

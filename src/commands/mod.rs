@@ -129,6 +129,45 @@ pub fn terminal_safe(s: &str, lines: bool) -> String {
     out
 }
 
+/// What a store check found, as `verify` and `recover` report it.
+pub struct Checked<'a>(pub &'a hoover_store::VerifyReport);
+
+impl Checked<'_> {
+    /// Each problem, for `--json`.
+    pub fn problems(&self) -> Vec<String> {
+        self.0.problems.iter().map(|p| p.to_string()).collect()
+    }
+
+    /// Prints each problem on its own line of stdout, terminal-safe (a problem names a file
+    /// key, which a client chose).
+    pub fn print_problems(&self) -> Result<()> {
+        use std::io::Write;
+        let mut out = stdout();
+        for p in &self.0.problems {
+            writeln!(out, "{}", terminal_safe(&p.to_string(), false))?;
+        }
+        Ok(())
+    }
+
+    /// `clean` when nothing is wrong, else how many problems.
+    pub fn verdict(&self, clean: &str) -> String {
+        if self.0.is_clean() {
+            clean.to_string()
+        } else {
+            count(self.0.problems.len() as u64, "problem", "problems")
+        }
+    }
+
+    /// Success when nothing is wrong, 1 otherwise.
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        if self.0.is_clean() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 /// Prints an error as every command does: `hoover: error: ` and its whole cause chain,
 /// terminal-safe (server messages and file names are not the terminal's to act on).
 pub fn print_error(e: &anyhow::Error) {

@@ -29,6 +29,7 @@ pub async fn run(args: RecoverArgs) -> Result<ExitCode> {
     })
     .await??;
     let taken = super::rfc3339(recovered.snapshot_ns);
+    let checked = super::Checked(&report);
     if json {
         writeln!(
             super::stdout(),
@@ -42,13 +43,11 @@ pub async fn run(args: RecoverArgs) -> Result<ExitCode> {
                 "packs": recovered.packs,
                 "pack_bytes": recovered.pack_bytes,
                 "seconds": started.elapsed().as_secs_f64(),
-                "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                "problems": checked.problems(),
             })
         )?;
     } else {
-        for p in &report.problems {
-            writeln!(super::stdout(), "{p}")?;
-        }
+        checked.print_problems()?;
         eprintln!(
             "hoover: recovered {} files, {} versions ({} packs, {} bytes) as of {taken} into {}: {}",
             counts.files,
@@ -56,17 +55,10 @@ pub async fn run(args: RecoverArgs) -> Result<ExitCode> {
             recovered.packs,
             recovered.pack_bytes,
             recovered.store.display(),
-            if report.is_clean() {
+            checked.verdict(
                 "every chunk checked, clean; start a server on it with `hoover serve --store DIR`"
-                    .to_string()
-            } else {
-                format!("{} problems", report.problems.len())
-            }
+            )
         );
     }
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(checked.exit_code())
 }

@@ -25,6 +25,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
         Ok(store.verify(|_, _, _| {})?)
     })
     .await??;
+    let checked = super::Checked(&report);
     if args.json {
         writeln!(
             super::stdout(),
@@ -38,13 +39,11 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
                 "unreferenced_packs": report.unreferenced_packs,
                 "unreferenced_bytes": report.unreferenced_bytes,
                 "uncommitted_bytes": report.uncommitted_bytes,
-                "problems": report.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                "problems": checked.problems(),
             })
         )?;
     } else {
-        for p in &report.problems {
-            writeln!(super::stdout(), "{p}")?;
-        }
+        checked.print_problems()?;
         if report.unreferenced_packs > 0 {
             eprintln!(
                 "hoover: {} packs ({} bytes) are not named by the version log: batches whose server was stopped mid-commit; nothing refers to them, and the server removes them when it next starts",
@@ -63,16 +62,8 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
             report.files_checked,
             report.versions_checked,
             report.bytes_checked,
-            if report.is_clean() {
-                "clean".to_string()
-            } else {
-                format!("{} problems", report.problems.len())
-            }
+            checked.verdict("clean")
         );
     }
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(checked.exit_code())
 }

@@ -499,6 +499,7 @@ impl Worker {
                 .put(&path, PutPayload::from(bytes))
                 .await
                 .map_err(|e| self.target.says(e))?;
+            hoover_store::fault::crash_point("copy-piece-uploaded");
             let copied = self.copied.as_mut().expect("listed before copying");
             copied.insert(extent.name.clone(), to);
             self.status.lock().expect("copy status lock").bytes_copied += to - have;
@@ -540,21 +541,36 @@ pub async fn recover(
             target.url()
         ));
     };
-    let got = target
-        .objects
-        .get(&target.path(&format!("log/{name}")))
-        .await
-        .map_err(|e| target.says(e))?;
-    let compressed = got.bytes().await.map_err(|e| target.says(e))?;
     let parent = root
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    let mut log = tempfile::NamedTempFile::new_in(parent)
-        .map_err(|e| format!("cannot write beside {}: {e}", root.display()))?;
-    zstd::stream::copy_decode(&compressed[..], &mut log)
+    let temp = || {
+        tempfile::NamedTempFile::new_in(parent)
+            .map_err(|e| format!("cannot write beside {}: {e}", root.display()))
+    };
+    // The snapshot goes to disk as it arrives and is decompressed from there: memory stays
+    // bounded whatever size the copy says it is.
+    let mut compressed = temp()?;
+    let mut body = target
+        .objects
+        .get(&target.path(&format!("log/{name}")))
+        .await
+        .map_err(|e| target.says(e))?
+        .into_stream();
+    while let Some(part) = body.try_next().await.map_err(|e| target.says(e))? {
+        compressed
+            .write_all(&part)
+            .map_err(|e| format!("{}: {e}", compressed.path().display()))?;
+    }
+    compressed
+        .rewind()
+        .map_err(|e| format!("{}: {e}", compressed.path().display()))?;
+    let mut log = temp()?;
+    zstd::stream::copy_decode(std::io::BufReader::new(compressed.as_file()), &mut log)
         .map_err(|e| format!("the copy's snapshot {name} does not decompress: {e}"))?;
+    drop(compressed);
     log.flush().map_err(|e| e.to_string())?;
     let rebuild = Rebuild::begin(root, log.path()).map_err(|e| e.to_string())?;
     let segments = target.segments().await?;
@@ -581,8 +597,31 @@ pub async fn recover(
                 ));
             }
             let seg = target.path(&format!("packs/{}/{offset:016x}", pack.name));
-            let got = target.objects.get(&seg).await.map_err(|e| target.says(e))?;
-            let bytes = got.bytes().await.map_err(|e| target.says(e))?;
+            let damaged = |held: u64| {
+                format!(
+                    "{}: pack {} piece at {offset} was listed with {size} bytes but holds {held}; this copy is damaged",
+                    target.url(),
+                    pack.name,
+                )
+            };
+            // Read as it was listed, never more: a copy cannot make recovery hold more than
+            // one piece in memory.
+            let mut body = target
+                .objects
+                .get(&seg)
+                .await
+                .map_err(|e| target.says(e))?
+                .into_stream();
+            let mut bytes = Vec::with_capacity(size as usize);
+            while let Some(part) = body.try_next().await.map_err(|e| target.says(e))? {
+                if (bytes.len() + part.len()) as u64 > size {
+                    return Err(damaged((bytes.len() + part.len()) as u64));
+                }
+                bytes.extend_from_slice(&part);
+            }
+            if bytes.len() as u64 != size {
+                return Err(damaged(bytes.len() as u64));
+            }
             file.seek(SeekFrom::Start(offset))
                 .and_then(|_| file.write_all(&bytes))
                 .map_err(|e| format!("{}: {e}", path.display()))?;

@@ -128,7 +128,7 @@ impl Indexer {
         }
         let thread = Some(thread);
         let bus = tx.clone();
-        writer.on_commit(move |committed| notify(&bus, committed));
+        on_new_chats(writer, move |new| bus.send(Event::Committed(new)).is_ok());
         Indexer {
             tx,
             index,
@@ -171,14 +171,21 @@ impl Indexer {
 }
 
 /// Tells the indexer about newly committed versions; false once it has stopped listening.
-fn notify(tx: &mpsc::Sender<Event>, committed: &[Committed]) -> bool {
-    // Doctor probes are not chats: not indexed.
-    let new: Vec<(Key, u64)> = committed
-        .iter()
-        .filter(|c| c.new && !c.key.is_probe())
-        .map(|c| (c.key.clone(), c.seq))
-        .collect();
-    new.is_empty() || tx.send(Event::Committed(new)).is_ok()
+/// Tells `tell` each commit's new versions of chats, as `(key, seq)`, in commit order; the
+/// indexer and the live feed derive their views from these. Doctor probes are not chats: not
+/// indexed, not on the live page. `tell` answers `false` once its listener is gone.
+pub(crate) fn on_new_chats(
+    writer: &hoover_store::Store,
+    tell: impl Fn(Vec<(Key, u64)>) -> bool + Send + Sync + 'static,
+) {
+    writer.on_commit(move |committed: &[Committed]| {
+        let new: Vec<(Key, u64)> = committed
+            .iter()
+            .filter(|c| !c.key.is_probe())
+            .map(|c| (c.key.clone(), c.seq))
+            .collect();
+        new.is_empty() || tell(new)
+    });
 }
 
 /// The nice value of the indexer's threads. The index is derived and can wait; a sync on a

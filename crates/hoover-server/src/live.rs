@@ -135,15 +135,7 @@ pub const BULK_BYTES: u64 = 8 << 20;
 /// hold a lock the writer waits for). The thread ends when `writer` is dropped.
 pub fn follow(writer: &Store, reader: Store, feed: LiveFeed, options: IndexOptions) {
     let (tx, rx) = std::sync::mpsc::channel::<Vec<(Key, u64)>>();
-    writer.on_commit(move |committed| {
-        // Doctor probes are not chats: not on the live page.
-        let new: Vec<(Key, u64)> = committed
-            .iter()
-            .filter(|c| !c.key.is_probe())
-            .map(|c| (c.key.clone(), c.seq))
-            .collect();
-        new.is_empty() || tx.send(new).is_ok()
-    });
+    crate::indexing::on_new_chats(writer, move |new| tx.send(new).is_ok());
     let spawned = std::thread::Builder::new()
         .name("live".into())
         .spawn(move || {

@@ -38,16 +38,7 @@ impl Store {
         packs
             .into_iter()
             .map(|(name, size)| {
-                let len = match size {
-                    Some(len) => len,
-                    // A pack of format 4 or older: never appended to, all of its file.
-                    None => {
-                        let path = self.pack_path(&name);
-                        std::fs::metadata(&path)
-                            .map_err(|e| StoreError::io(&path, e))?
-                            .len()
-                    }
-                };
+                let len = self.committed_len(&name, size)?;
                 Ok(PackExtent { name, len })
             })
             .collect()

@@ -13,7 +13,8 @@
 //! `store-rows-written` (the version rows are written inside the open transaction),
 //! `store-committed` (the transaction is committed, the client not yet told), `index-added`
 //! (messages added to the index writer, not committed), `index-committed` (the index commit is
-//! done).
+//! done); and on the off-site copy's way, `copy-piece-uploaded` (the object store confirmed a
+//! piece of a pack, the replicator has not counted it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

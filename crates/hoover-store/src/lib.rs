@@ -153,6 +153,9 @@ struct StoreInner {
     counts: Mutex<Option<StoreCounts>>,
     /// Who is told of each commit.
     bus: bus::CommitBus,
+    /// The lengths of packs of format 4 and older (the log has no length for them; they never
+    /// change), read from their files once.
+    old_pack_lens: Mutex<HashMap<String, u64>>,
     /// The open `LOCK` file whose exclusive lock makes this the store's one writer (`None`
     /// for a store opened to read beside a running server).
     _lock: Option<std::fs::File>,
@@ -363,6 +366,7 @@ impl Store {
                 decoded_groups: Mutex::new(piece::DecodedGroups::new()),
                 counts: Mutex::new(None),
                 bus: bus::CommitBus::default(),
+                old_pack_lens: Mutex::new(HashMap::new()),
                 _lock: lock,
             }),
         })
@@ -778,12 +782,29 @@ impl Store {
     fn pack_bytes(&self, conn: &Connection) -> Result<u64> {
         let mut total = 0;
         for (name, size) in db::packs(conn)? {
-            total += match size {
-                Some(size) => size,
-                None => std::fs::metadata(self.pack_path(&name)).map_or(0, |m| m.len()),
-            };
+            // A missing pack file counts nothing here; `verify` is the one that reports it.
+            total += self.committed_len(&name, size).unwrap_or(0);
         }
         Ok(total)
+    }
+
+    /// How many bytes of pack `name` are committed, given its length in the log: that length,
+    /// or for a pack of format 4 or older (never appended to, no length in the log) all of its
+    /// file, read once and then remembered.
+    pub(crate) fn committed_len(&self, name: &str, logged: Option<u64>) -> Result<u64> {
+        if let Some(len) = logged {
+            return Ok(len);
+        }
+        let mut lens = self.inner.old_pack_lens.lock().expect("pack lengths lock");
+        if let Some(&len) = lens.get(name) {
+            return Ok(len);
+        }
+        let path = self.pack_path(name);
+        let len = std::fs::metadata(&path)
+            .map_err(|e| StoreError::io(&path, e))?
+            .len();
+        lens.insert(name.to_string(), len);
+        Ok(len)
     }
 
     /// The totals, and what the store takes on disk.
