@@ -259,10 +259,10 @@ async fn probe(conn: &mut hoover_client::Connection, source: &str) -> Result<()>
         }],
         includes: vec![name.clone()],
     };
-    let mut state = hoover_client::state::ClientState::open(&dir.path().join("state.db"))?;
+    let state = hoover_client::state::ClientState::open(&dir.path().join("state.db")).await?;
     let report = hoover_client::sync::sync(
         &mut conn.remote,
-        &mut state,
+        &state,
         &options,
         &hoover_client::NoProgress,
     )

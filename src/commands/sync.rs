@@ -67,9 +67,9 @@ pub async fn run(args: SyncArgs) -> Result<ExitCode> {
     let state_path = settings
         .state_dir
         .join(format!("{}.db", conn.remote.store_id));
-    let mut state = ClientState::open(&state_path)?;
+    let state = ClientState::open(&state_path).await?;
     let bar = Bar::new(!args.json);
-    let report = sync(&mut conn.remote, &mut state, &options, &bar).await;
+    let report = sync(&mut conn.remote, &state, &options, &bar).await;
     conn.close().await;
     let report = report.map_err(|e| {
         if e.chain().any(|c| c.is::<hoover_proto::ProtoError>()) {

@@ -50,12 +50,113 @@ pub struct FileState {
     pub chunk_count: u64,
 }
 
+/// The client state, served by a thread of its own: SQLite's reads, commits and waits for a
+/// lock (`hoover sync` beside `hoover watch` waits up to 10 s) never hold up the async tasks
+/// that keep the SSH connection and the watcher going. Each call is one trip to that thread;
+/// [`ClientState::call`] does several things in one trip.
 pub struct ClientState {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce(&mut StateDb) + Send>;
+
+impl ClientState {
+    /// Opens (creating it when missing) the state at `path`, on its own thread.
+    pub async fn open(path: &Path) -> Result<ClientState> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let (opened_tx, opened) = tokio::sync::oneshot::channel();
+        let path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("client-state".into())
+            .spawn(move || {
+                let mut db = match StateDb::open(&path) {
+                    Ok(db) => {
+                        let _ = opened_tx.send(Ok(()));
+                        db
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                        return;
+                    }
+                };
+                for job in rx {
+                    job(&mut db);
+                }
+            })
+            .context("cannot start the client state's thread")?;
+        opened
+            .await
+            .map_err(|_| anyhow::anyhow!("the client state's thread stopped while opening"))??;
+        Ok(ClientState { jobs })
+    }
+
+    /// Runs `f` on the state's thread and returns what it returns.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut StateDb) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let stopped = || anyhow::anyhow!("the client state's thread stopped");
+        self.jobs
+            .send(Box::new(move |db| {
+                let _ = tx.send(f(db));
+            }))
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<FileState>> {
+        let key = key.to_string();
+        self.call(move |db| db.get(&key)).await
+    }
+
+    pub async fn count(&self) -> Result<u64> {
+        self.call(|db| db.count()).await
+    }
+
+    pub async fn keys(&self) -> Result<Vec<String>> {
+        self.call(|db| db.keys()).await
+    }
+
+    pub async fn chunks(&self, key: &str) -> Result<Vec<ChunkRef>> {
+        let key = key.to_string();
+        self.call(move |db| db.chunks(&key)).await
+    }
+
+    /// Records pushed versions, all in one transaction.
+    pub async fn record(&self, records: Vec<Record>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.call(move |db| db.record(&records)).await
+    }
+
+    pub async fn touch(&self, key: &str, stat: Stat) -> Result<()> {
+        let key = key.to_string();
+        self.call(move |db| db.touch(&key, &stat)).await
+    }
+
+    pub async fn forget(&self, key: &str) -> Result<()> {
+        let key = key.to_string();
+        self.call(move |db| db.forget(&key)).await
+    }
+}
+
+/// A pushed version to record: the file's new state; keep its first `kept` chunks, then `new`.
+pub struct Record {
+    pub key: String,
+    pub state: FileState,
+    pub kept: u64,
+    pub new: Vec<ChunkRef>,
+}
+
+/// The state's SQLite database, used on the state's thread ([`ClientState::call`]).
+pub struct StateDb {
     conn: Connection,
 }
 
-impl ClientState {
-    pub fn open(path: &Path) -> Result<ClientState> {
+impl StateDb {
+    fn open(path: &Path) -> Result<StateDb> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the state dir {}", dir.display()))?;
@@ -93,7 +194,7 @@ impl ClientState {
         )
         .with_context(|| format!("cannot set up the client state {}", path.display()))?;
         drop(setup_lock);
-        Ok(ClientState { conn })
+        Ok(StateDb { conn })
     }
 
     pub fn get(&self, key: &str) -> Result<Option<FileState>> {
@@ -171,38 +272,33 @@ impl ClientState {
         Ok(out)
     }
 
-    /// Records a pushed version: keeps the first `kept` chunks, replaces the rest with `new`.
-    pub fn record(
-        &mut self,
-        key: &str,
-        state: &FileState,
-        kept: u64,
-        new: &[ChunkRef],
-    ) -> Result<()> {
+    /// Records pushed versions in one transaction: per file, keeps its first `kept` chunks
+    /// and replaces the rest with `new`.
+    pub fn record(&mut self, records: &[Record]) -> Result<()> {
         let tx = self.conn.transaction()?;
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO files(key, dev, ino, size, mtime_ns, blake3, seq, chunk_count)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            key,
-            state.stat.dev as i64,
-            state.stat.ino as i64,
-            state.stat.size as i64,
-            state.stat.mtime_ns,
-            &state.blake3[..],
-            state.seq as i64,
-            state.chunk_count as i64
-        ])?;
-        tx.prepare_cached("DELETE FROM chunks WHERE key = ?1 AND pos >= ?2")?
-            .execute(params![key, kept as i64])?;
-        {
+        for r in records {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO files(key, dev, ino, size, mtime_ns, blake3, seq, chunk_count)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                r.key,
+                r.state.stat.dev as i64,
+                r.state.stat.ino as i64,
+                r.state.stat.size as i64,
+                r.state.stat.mtime_ns,
+                &r.state.blake3[..],
+                r.state.seq as i64,
+                r.state.chunk_count as i64
+            ])?;
+            tx.prepare_cached("DELETE FROM chunks WHERE key = ?1 AND pos >= ?2")?
+                .execute(params![r.key, r.kept as i64])?;
             let mut insert =
                 tx.prepare_cached("INSERT INTO chunks(key, pos, id, len) VALUES(?1, ?2, ?3, ?4)")?;
-            for (i, c) in new.iter().enumerate() {
+            for (i, c) in r.new.iter().enumerate() {
                 insert.execute(params![
-                    key,
-                    (kept + i as u64) as i64,
+                    r.key,
+                    (r.kept + i as u64) as i64,
                     &c.id.0[..],
                     c.len as i64
                 ])?;
@@ -255,7 +351,7 @@ mod tests {
                     let (path, barrier) = (path.clone(), barrier.clone());
                     std::thread::spawn(move || {
                         barrier.wait();
-                        ClientState::open(&path).map(|_| ())
+                        StateDb::open(&path).map(|_| ())
                     })
                 })
                 .collect();

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::remote::Remote;
 use crate::scan::{scan, Includes, Root};
-use crate::state::{ClientState, FileState, Stat};
+use crate::state::{ClientState, FileState, Record, Stat};
 use crate::track::Track;
 use crate::{Progress, ServerError};
 
@@ -211,7 +211,7 @@ const _: () = assert!(BATCH_BYTES / 1024 + BATCH_FILES < PREPARE_AHEAD_KIB as us
 /// Runs one pass over the roots.
 pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
     remote: &mut Remote<S>,
-    state: &mut ClientState,
+    state: &ClientState,
     options: &SyncOptions,
     progress: &dyn Progress,
 ) -> Result<SyncReport> {
@@ -229,35 +229,40 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
     let present: HashSet<Key> = found.iter().map(|f| f.key.clone()).collect();
     record_deletions(remote, state, options, &includes, &present, &mut report).await?;
 
-    // Stat every file; only changed ones are read.
-    let mut changed = Vec::new();
-    for f in found {
-        let meta = match std::fs::metadata(&f.path) {
-            Ok(m) => m,
-            Err(e) => {
-                report
-                    .warnings
-                    .push(format!("{}: {e}; skipped (vanished?)", f.path.display()));
-                continue;
+    // Stat every file; only changed ones are read. One trip to the state's thread for all.
+    let (changed, vanished) = state
+        .call(move |db| {
+            let mut changed = Vec::new();
+            let mut vanished = Vec::new();
+            for f in found {
+                let meta = match std::fs::metadata(&f.path) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        vanished.push(format!("{}: {e}; skipped (vanished?)", f.path.display()));
+                        continue;
+                    }
+                };
+                let stat = Stat::of(&meta);
+                let prior = db.get(f.key.as_str())?;
+                if prior.as_ref().map(|p| p.stat) == Some(stat) {
+                    continue;
+                }
+                let old_chunks = match &prior {
+                    Some(_) => db.chunks(f.key.as_str())?,
+                    None => Vec::new(),
+                };
+                changed.push(Changed {
+                    key: f.key,
+                    path: f.path,
+                    prior,
+                    old_chunks,
+                    size: stat.size,
+                });
             }
-        };
-        let stat = Stat::of(&meta);
-        let prior = state.get(f.key.as_str())?;
-        if prior.as_ref().map(|p| p.stat) == Some(stat) {
-            continue;
-        }
-        let old_chunks = match &prior {
-            Some(_) => state.chunks(f.key.as_str())?,
-            None => Vec::new(),
-        };
-        changed.push(Changed {
-            key: f.key,
-            path: f.path,
-            prior,
-            old_chunks,
-            size: stat.size,
-        });
-    }
+            Ok((changed, vanished))
+        })
+        .await?;
+    report.warnings.extend(vanished);
     let total_bytes = changed.iter().map(|c| c.size).sum();
     progress.begin(changed.len() as u64, total_bytes);
 
@@ -323,7 +328,7 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some(p) = &prior {
             if p.blake3 == pending.blake3 && p.stat.size == pending.stat.size {
                 // Touched, not changed: remember the new stat so the next pass skips it.
-                state.touch(pending.key.as_str(), &pending.stat)?;
+                state.touch(pending.key.as_str(), pending.stat).await?;
                 continue;
             }
         }
@@ -355,7 +360,7 @@ pub async fn sync<S: AsyncRead + AsyncWrite + Unpin>(
 /// evidence of anything and is left alone; so is a file the include patterns no longer take.
 async fn record_deletions<S: AsyncRead + AsyncWrite + Unpin>(
     remote: &mut Remote<S>,
-    state: &mut ClientState,
+    state: &ClientState,
     options: &SyncOptions,
     includes: &Includes,
     present: &HashSet<Key>,
@@ -371,7 +376,7 @@ async fn record_deletions<S: AsyncRead + AsyncWrite + Unpin>(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
-    for key in state.keys()? {
+    for key in state.keys().await? {
         let Some((rel, root)) = roots
             .iter()
             .find_map(|(prefix, root)| Some((key.strip_prefix(prefix.as_str())?, *root)))
@@ -391,7 +396,7 @@ async fn record_deletions<S: AsyncRead + AsyncWrite + Unpin>(
             _ => continue,
         }
         remote.deleted(&parsed, now).await?;
-        state.forget(&key)?;
+        state.forget(&key).await?;
         report.files_deleted += 1;
     }
     Ok(())
@@ -503,7 +508,7 @@ fn read_stable(path: &std::path::Path) -> Result<Option<(Stat, Vec<u8>)>> {
 /// append.
 pub(crate) async fn push_batch<S: AsyncRead + AsyncWrite + Unpin>(
     remote: &mut Remote<S>,
-    state: &mut ClientState,
+    state: &ClientState,
     batch: Vec<Pending>,
     report: &mut SyncReport,
 ) -> Result<Vec<(Key, Track)>> {
@@ -517,7 +522,7 @@ pub(crate) async fn push_batch<S: AsyncRead + AsyncWrite + Unpin>(
 /// A file whose base is stale again is left for the next pass.
 async fn push_again<S: AsyncRead + AsyncWrite + Unpin>(
     remote: &mut Remote<S>,
-    state: &mut ClientState,
+    state: &ClientState,
     retry: Vec<Pending>,
     keep_tracks: bool,
     report: &mut SyncReport,
@@ -527,7 +532,7 @@ async fn push_again<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut again = Vec::new();
     for p in retry {
-        state.forget(p.key.as_str())?;
+        state.forget(p.key.as_str()).await?;
         let changed = Changed {
             key: p.key.clone(),
             path: p.path.clone(),
@@ -591,7 +596,7 @@ impl Pipeline {
     async fn push<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         remote: &mut Remote<S>,
-        state: &mut ClientState,
+        state: &ClientState,
         batch: Vec<Pending>,
         report: &mut SyncReport,
     ) -> Result<()> {
@@ -617,7 +622,7 @@ impl Pipeline {
     async fn commit_open<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         remote: &mut Remote<S>,
-        state: &mut ClientState,
+        state: &ClientState,
         report: &mut SyncReport,
     ) -> Result<()> {
         self.settle_committing(remote, state, report).await?;
@@ -633,12 +638,13 @@ impl Pipeline {
     async fn settle_committing<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         remote: &mut Remote<S>,
-        state: &mut ClientState,
+        state: &ClientState,
         report: &mut SyncReport,
     ) -> Result<()> {
         if let Some((batch, n)) = self.committing.take() {
             let (checked, committed) = remote.recv_commit(n).await?;
-            let tracks = settle(state, batch, checked, committed, report, &mut self.retry)?;
+            let (tracks, records) = settle(batch, checked, committed, report, &mut self.retry)?;
+            state.record(records).await?;
             if let Some(kept) = &mut self.tracks {
                 kept.extend(tracks);
             }
@@ -650,7 +656,7 @@ impl Pipeline {
     async fn drain<S: AsyncRead + AsyncWrite + Unpin>(
         mut self,
         remote: &mut Remote<S>,
-        state: &mut ClientState,
+        state: &ClientState,
         report: &mut SyncReport,
     ) -> Result<(Vec<(Key, Track)>, Vec<Pending>)> {
         self.commit_open(remote, state, report).await?;
@@ -662,7 +668,7 @@ impl Pipeline {
     async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
         self,
         remote: &mut Remote<S>,
-        state: &mut ClientState,
+        state: &ClientState,
         report: &mut SyncReport,
     ) -> Result<Vec<(Key, Track)>> {
         let keep_tracks = self.tracks.is_some();
@@ -811,17 +817,21 @@ fn pushes(sent: &Sent, minor: u16) -> Vec<Request> {
         .collect()
 }
 
-/// Records what the server committed of a batch; stale files go to `retry`.
+/// The tracks of committed versions, per file, for the next appends.
+type Tracks = Vec<(Key, Track)>;
+
+/// What the server committed of a batch: the tracks for the next appends and what to record
+/// in the client state; stale files go to `retry`.
 fn settle(
-    state: &mut ClientState,
     batch: Vec<Pending>,
     checked: Vec<Result<(), ServerError>>,
     committed: Vec<Committed>,
     report: &mut SyncReport,
     retry: &mut Vec<Pending>,
-) -> Result<Vec<(Key, Track)>> {
+) -> Result<(Tracks, Vec<Record>)> {
     tracing::debug!(files = batch.len(), "pushed a batch");
     let mut tracks = Vec::new();
+    let mut records = Vec::new();
     let mut committed = committed.into_iter();
     for (p, verdict) in batch.into_iter().zip(checked) {
         match verdict {
@@ -844,7 +854,12 @@ fn settle(
                     seq: c.seq,
                     chunk_count: p.chunk_count,
                 };
-                state.record(p.key.as_str(), &file_state, p.kept, &new)?;
+                records.push(Record {
+                    key: p.key.as_str().to_string(),
+                    state: file_state,
+                    kept: p.kept,
+                    new,
+                });
                 let mut track = p.track;
                 track.seq = Some(c.seq);
                 tracks.push((p.key, track));
@@ -856,7 +871,7 @@ fn settle(
             }
         }
     }
-    Ok(tracks)
+    Ok((tracks, records))
 }
 
 /// Wanted chunks, encoded.

@@ -190,7 +190,7 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
                         );
                     }
                     agent.status.last_error = Some(format!("{e:#}"));
-                    agent.write_status();
+                    agent.write_status().await;
                     let jitter = rand::rng().random_range(0.5..1.5);
                     let wait = backoff.mul_f64(jitter);
                     backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -210,7 +210,7 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
         }
         if agent.full_scan {
             agent.watch_roots(&mut watcher);
-            if let Err(e) = agent.scan_all() {
+            if let Err(e) = agent.scan_all().await {
                 tracing::warn!("scan failed: {e:#}");
             }
         }
@@ -223,7 +223,7 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
                 continue;
             }
         }
-        agent.write_status();
+        agent.write_status().await;
         // Idle until something happens.
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -234,7 +234,7 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
             _ = rescan.tick() => agent.full_scan = true,
             _ = tokio::time::sleep(Duration::from_secs(1)), if agent.status_stale => {
                 agent.status_written = None;
-                agent.write_status();
+                agent.write_status().await;
             }
             _ = wake.tick() => {
                 let now = SystemTime::now();
@@ -262,7 +262,7 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
     }
     agent.disconnect().await;
     agent.status.connected = false;
-    agent.write_status();
+    agent.write_status().await;
     Ok(())
 }
 
@@ -278,7 +278,7 @@ impl Agent {
             .opts
             .state_dir
             .join(format!("{}.db", conn.remote.store_id));
-        self.state = Some(ClientState::open(&path)?);
+        self.state = Some(ClientState::open(&path).await?);
         self.conn = Some(conn);
         self.status.connected = true;
         self.status.last_error = None;
@@ -413,7 +413,7 @@ impl Agent {
 
     /// Marks every file as possibly changed, and every recorded file that is gone as deleted,
     /// except under a root that is not there at all (as `sync` does).
-    fn scan_all(&mut self) -> Result<()> {
+    async fn scan_all(&mut self) -> Result<()> {
         self.full_scan = false;
         let present = self.mark_found();
         let prefixes: Vec<String> = self
@@ -425,7 +425,7 @@ impl Agent {
             .map(|r| format!("{}/{}/", self.opts.sync.source, r.name))
             .collect();
         if let Some(state) = &self.state {
-            for key in state.keys()? {
+            for key in state.keys().await? {
                 if !prefixes.iter().any(|p| key.starts_with(p)) {
                     continue;
                 }
@@ -488,12 +488,12 @@ impl Agent {
     }
 
     async fn push_items(&mut self, items: &BTreeMap<Key, PathBuf>) -> Result<()> {
-        let (Some(conn), Some(state)) = (self.conn.as_mut(), self.state.as_mut()) else {
+        let (Some(conn), Some(state)) = (self.conn.as_mut(), self.state.as_ref()) else {
             anyhow::bail!("not connected");
         };
         let mut changed = Vec::new();
         for (key, path) in items {
-            let prior = state.get(key.as_str())?;
+            let prior = state.get(key.as_str()).await?;
             if !under_root_without_links(&self.opts.sync.roots, path) {
                 tracing::debug!(path = %path.display(), "a symbolic link on the way; not followed");
                 continue;
@@ -515,7 +515,7 @@ impl Agent {
                             .map(|d| d.as_nanos() as i64)
                             .unwrap_or(0);
                         conn.remote.deleted(key, at).await?;
-                        state.forget(key.as_str())?;
+                        state.forget(key.as_str()).await?;
                         self.tracks.remove(key);
                         tracing::info!(%key, "deleted on this machine; the server keeps every version");
                     }
@@ -531,7 +531,7 @@ impl Agent {
                         Some(p) if self.tracks.get(key).and_then(|t| t.seq) == Some(p.seq) => {
                             Vec::new()
                         }
-                        Some(_) => state.chunks(key.as_str())?,
+                        Some(_) => state.chunks(key.as_str()).await?,
                         None => Vec::new(),
                     };
                     changed.push(Changed {
@@ -569,7 +569,7 @@ impl Agent {
         if changed.is_empty() {
             return Ok(());
         }
-        let (Some(conn), Some(state)) = (self.conn.as_mut(), self.state.as_mut()) else {
+        let (Some(conn), Some(state)) = (self.conn.as_mut(), self.state.as_ref()) else {
             anyhow::bail!("not connected");
         };
         let tracks = Arc::new(
@@ -613,7 +613,7 @@ impl Agent {
                 Ok(Some(p)) => {
                     if let Some(prior) = &prior {
                         if prior.blake3 == p.blake3 && prior.stat.size == p.size {
-                            state.touch(key.as_str(), &p.stat)?;
+                            state.touch(key.as_str(), p.stat).await?;
                             continue;
                         }
                     }
@@ -672,16 +672,16 @@ impl Agent {
         Ok(())
     }
 
-    fn write_status(&mut self) {
+    async fn write_status(&mut self) {
         let Some(path) = self.opts.status_file.clone() else {
             return;
         };
         self.status.pending = self.dirty.len() as u64;
-        self.status.files_known = self
-            .state
-            .as_ref()
-            .and_then(|s| s.count().ok())
-            .unwrap_or(self.status.files_known);
+        if let Some(state) = &self.state {
+            if let Ok(n) = state.count().await {
+                self.status.files_known = n;
+            }
+        }
         // Nothing to say when nothing changed: an idle agent writes nothing.
         self.status.updated.clear();
         let Ok(unchanged) = serde_json::to_vec(&self.status) else {
