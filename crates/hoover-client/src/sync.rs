@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use hoover_chunk::Cut;
-use hoover_proto::{Committed, ErrorCode, Request, VersionPush};
+use hoover_proto::{Committed, ErrorCode, IntoRuns, Request, VersionPush};
 use hoover_types::{ChunkId, ChunkRef, Key};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -40,24 +40,15 @@ pub enum Access {
     PushOnly,
 }
 
-/// A version the client asks the server to record. Its new chunks are named one by one
-/// (`Request::Version`), or from protocol 1.4 as runs of the chunks this batch received
-/// (`VersionPush<Run>`, `Request::VersionRuns`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionPush<C = ChunkRef> {
-    /// The file's key. Sent as a plain string and validated by the server, so that a bad key
-    /// gets an error that says what is wrong with it.
-    pub key: String,
-    pub size: u64,
-    pub blake3: [u8; 32],
-    pub mtime_ns: i64,
-    /// The latest version the client knows the server has, which this one extends.
-    pub base: Option<u64>,
-    /// How many leading chunks of `base` this version keeps.
-    pub kept: u64,
-    /// The chunks after the kept ones, in order.
-    pub chunks: Vec<C>,
-}
+/// A version the client asks the server to record: `hoover_types::NewVersion` with the key as
+/// the client sent it (a plain string, validated by the server, so that a bad key gets an error
+/// that says what is wrong with it). Its new chunks are named one by one (`Request::Version`),
+/// or from protocol 1.4 as runs of the chunks this batch received (`VersionPush<Run>`,
+/// `Request::VersionRuns`). Fields, in order: key, size, blake3 (of the whole content),
+/// mtime_ns, base (the latest version the client knows the server has, which this one
+/// extends), kept (how many leading chunks of `base` this version keeps), chunks (the chunks
+/// after the kept ones, in order).
+pub type VersionPush<C = ChunkRef> = hoover_types::NewVersion<String, C>;
 
 /// Some of a version's chunks (protocol 1.4): one named, or a run of those the batch
 /// received, so that a new file's chunks, just sent, cost a few bytes instead of 36 each.
@@ -233,26 +224,19 @@ pub enum ErrorCode {
 
 // END MESSAGES
 
-impl<C> VersionPush<C> {
-    /// The same version with its chunks given another way.
-    fn with_chunks<D>(self, chunks: Vec<D>) -> VersionPush<D> {
-        VersionPush {
-            key: self.key,
-            size: self.size,
-            blake3: self.blake3,
-            mtime_ns: self.mtime_ns,
-            base: self.base,
-            kept: self.kept,
-            chunks,
-        }
-    }
-}
-
-impl VersionPush<Run> {
+/// A version whose chunks are runs (protocol 1.4).
+pub trait ResolveRuns {
     /// The version with each run resolved against the chunks its batch `received`, in order;
     /// refused when a run names chunks the batch did not receive, or when the version would
     /// name more than `max` chunks (checked before anything is allocated).
-    pub fn resolve(self, received: &[ChunkRef], max: usize) -> Result<VersionPush, String> {
+    fn resolve(self, received: &[ChunkRef], max: usize) -> Result<VersionPush, String>;
+}
+
+impl ResolveRuns for VersionPush<Run> {
+    /// The version with each run resolved against the chunks its batch `received`, in order;
+    /// refused when a run names chunks the batch did not receive, or when the version would
+    /// name more than `max` chunks (checked before anything is allocated).
+    fn resolve(self, received: &[ChunkRef], max: usize) -> Result<VersionPush, String> {
         let mut total = 0usize;
         for run in &self.chunks {
             let n = match *run {
@@ -290,11 +274,16 @@ impl VersionPush<Run> {
     }
 }
 
-impl VersionPush {
+/// A version whose chunks are named.
+pub trait IntoRuns {
     /// The same version with its chunks as runs: those whose name `received` maps to their
     /// place in the batch's received chunks become runs of consecutive places, the rest stay
     /// named.
-    pub fn runs(self, received: impl Fn(&ChunkId) -> Option<u32>) -> VersionPush<Run> {
+    fn runs(self, received: impl Fn(&ChunkId) -> Option<u32>) -> VersionPush<Run>;
+}
+
+impl IntoRuns for VersionPush {
+    fn runs(self, received: impl Fn(&ChunkId) -> Option<u32>) -> VersionPush<Run> {
         let mut runs: Vec<Run> = Vec::new();
         for c in &self.chunks {
             let at = received(&c.id);

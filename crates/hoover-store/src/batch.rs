@@ -32,20 +32,7 @@ const REREAD_CACHE_LIMIT: usize = 2 * crate::MAX_DECODE_BYTES as usize;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A new version as the client describes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewVersion {
-    pub key: Key,
-    pub size: u64,
-    pub blake3: [u8; 32],
-    pub mtime_ns: i64,
-    /// The version this one extends (must be the latest), or `None` for a full chunk list.
-    pub base: Option<u64>,
-    /// How many leading chunks of `base` this version keeps.
-    pub kept: u64,
-    /// The chunks after the kept ones.
-    pub chunks: Vec<ChunkRef>,
-}
+pub use hoover_types::NewVersion;
 
 struct Staged {
     /// Offset of the chunk's frame in the batch's pack.

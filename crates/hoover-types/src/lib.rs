@@ -33,6 +33,55 @@ pub struct Committed {
     pub new: bool,
 }
 
+/// A new version of a file as a client describes it, which the store records at commit: the
+/// store's (`Batch::add_version`: a checked [`Key`], every chunk named) and the wire's
+/// (`Request::Version` and `VersionRuns`, `hoover_proto::VersionPush`: the key as the client
+/// sent it, so that the server can say what is wrong with a bad one, and from protocol 1.4 the
+/// chunks as runs of those the batch received).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewVersion<K = Key, C = ChunkRef> {
+    pub key: K,
+    pub size: u64,
+    /// Of the whole content.
+    pub blake3: [u8; 32],
+    pub mtime_ns: i64,
+    /// The latest version the client knows the server has, which this one extends (must be
+    /// the latest), or `None` for a full chunk list.
+    pub base: Option<u64>,
+    /// How many leading chunks of `base` this version keeps.
+    pub kept: u64,
+    /// The chunks after the kept ones, in order.
+    pub chunks: Vec<C>,
+}
+
+impl<K, C> NewVersion<K, C> {
+    /// The same version with its chunks given another way.
+    pub fn with_chunks<D>(self, chunks: Vec<D>) -> NewVersion<K, D> {
+        NewVersion {
+            key: self.key,
+            size: self.size,
+            blake3: self.blake3,
+            mtime_ns: self.mtime_ns,
+            base: self.base,
+            kept: self.kept,
+            chunks,
+        }
+    }
+
+    /// The same version with its key given another way (the wire's string, checked).
+    pub fn with_key<L>(self, key: L) -> NewVersion<L, C> {
+        NewVersion {
+            key,
+            size: self.size,
+            blake3: self.blake3,
+            mtime_ns: self.mtime_ns,
+            base: self.base,
+            kept: self.kept,
+            chunks: self.chunks,
+        }
+    }
+}
+
 /// One stored file and its latest version: a store listing and the wire's
 /// (`Response::Listing`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -204,16 +204,9 @@ pub(super) fn ingest_gone() -> Failure {
     }
 }
 
-pub(super) fn new_version(push: VersionPush) -> Result<NewVersion, Failure> {
-    Ok(NewVersion {
-        key: parse_key(push.key)?,
-        size: push.size,
-        blake3: push.blake3,
-        mtime_ns: push.mtime_ns,
-        base: push.base,
-        kept: push.kept,
-        chunks: push.chunks,
-    })
+pub(super) fn new_version(mut push: VersionPush) -> Result<NewVersion, Failure> {
+    let key = parse_key(std::mem::take(&mut push.key))?;
+    Ok(push.with_key(key))
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {

@@ -11,8 +11,8 @@
 
 use hoover_index::{SearchRequest, Sort};
 use hoover_proto::{
-    server_handshake, Access, Conn, ErrorCode, ProtoError, Request, Response, Run, VersionPush,
-    MAX_HAVE, MAX_LIST,
+    server_handshake, Access, Conn, ErrorCode, IntoRuns, ProtoError, Request, ResolveRuns,
+    Response, Run, VersionPush, MAX_HAVE, MAX_LIST,
 };
 
 use crate::indexing::Indexer;
