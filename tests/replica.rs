@@ -391,3 +391,41 @@ fn a_server_killed_mid_copy_resumes_where_the_copy_stopped_and_loses_nothing() {
     assert_eq!(report["clean"], true, "{report}");
     assert_eq!(report["versions"], before["versions"], "{report}");
 }
+
+/// The two places packs live answer alike through the store's seam: a pack put in two pieces
+/// reads back across them, lists at its full length, and a read past what is held fails.
+#[test]
+fn packs_in_the_object_store_behave_as_packs_on_disk() {
+    use hoover_store::{LocalPacks, PackStore};
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3::start(&dir.path().join("s3"), 0);
+    std::fs::create_dir_all(s3.root.join("offsite")).unwrap();
+    let env = s3_env(SECRET_KEY);
+    let settings: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let target =
+        hoover_replica::Target::s3_with("s3://offsite/seam", Some(&s3.endpoint()), &settings)
+            .unwrap();
+    let object = runtime.block_on(async { hoover_replica::ObjectPacks::new(target) });
+    let local = LocalPacks::of_store(&dir.path().join("store"));
+    let name = "0123456789abcdef0123456789abcdef";
+    let (a, b): (Vec<u8>, Vec<u8>) = ((0..5000).map(|i| i as u8).collect(), vec![7; 3000]);
+    for packs in [&local as &dyn PackStore, &object] {
+        assert!(packs.list().unwrap().is_empty());
+        packs.put(name, 0, &a).unwrap();
+        packs.put(name, a.len() as u64, &b).unwrap();
+        let listed = packs.list().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].name.as_str(), listed[0].len), (name, 8000));
+        let across = packs.get(name, 4990, 20).unwrap();
+        assert_eq!(&across[..10], &a[4990..]);
+        assert_eq!(&across[10..], &b[..10]);
+        assert_eq!(packs.get(name, 0, 8000).unwrap(), [&a[..], &b[..]].concat());
+        assert!(
+            packs.get(name, 7990, 20).is_err(),
+            "{}",
+            packs.describe(name)
+        );
+        assert!(packs.get("ffffffffffffffffffffffffffffffff", 0, 1).is_err());
+    }
+}

@@ -12,19 +12,22 @@
 //!   names, so the newest snapshot always describes bytes the copy holds. The newest
 //!   [`KEEP_SNAPSHOTS`] are kept.
 //!
+//! The packs are reached through the store's seam for where packs live: [`ObjectPacks`] is a
+//! [`PackStore`] as the store's own directory is.
+//!
 //! Nothing is kept on the server about the copy: at start the replicator lists what the copy
 //! holds, so a restart (or a crash mid-upload: an object store's put is all or nothing)
 //! re-uploads nothing already there.
 
 use std::collections::HashMap;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use hoover_store::{PackExtent, Rebuild, Store};
-use object_store::aws::AmazonS3Builder;
+use hoover_store::{PackExtent, PackStore, Rebuild, Store, StoreError};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use tokio::sync::Notify;
@@ -59,6 +62,23 @@ impl Target {
     /// else AWS itself), with the credentials and region of the standard `AWS_*` variables. A
     /// plain `http://` endpoint is refused unless `AWS_ALLOW_HTTP=true`.
     pub fn s3(url: &str, endpoint: Option<&str>) -> Result<Target, String> {
+        Target::s3_with(url, endpoint, &[])
+    }
+
+    /// As [`Target::s3`], with `settings` (`AWS_*` names and values) taking the place of the
+    /// environment's.
+    pub fn s3_with(
+        url: &str,
+        endpoint: Option<&str>,
+        settings: &[(&str, &str)],
+    ) -> Result<Target, String> {
+        let var = |name: &str| {
+            settings
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+                .or_else(|| std::env::var(name).ok())
+        };
         // One TLS provider for the process (ring, as request signing uses); already set is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let rest = url.strip_prefix("s3://").ok_or_else(|| {
@@ -74,10 +94,17 @@ impl Target {
         }
         let endpoint = endpoint
             .map(str::to_string)
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .or_else(|| var("AWS_ENDPOINT_URL"))
             .filter(|e| !e.is_empty());
-        let allow_http = std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true");
-        let mut builder = AmazonS3Builder::from_env()
+        let allow_http = var("AWS_ALLOW_HTTP").is_some_and(|v| v == "true");
+        let mut builder = AmazonS3Builder::from_env();
+        for (name, value) in settings {
+            let key = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>();
+            if let Ok(key) = key {
+                builder = builder.with_config(key, *value);
+            }
+        }
+        let mut builder = builder
             .with_bucket_name(bucket)
             .with_retry(RetryConfig {
                 max_retries: 2,
@@ -89,7 +116,7 @@ impl Target {
                     .with_connect_timeout(Duration::from_secs(10))
                     .with_timeout(Duration::from_secs(300)),
             );
-        if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+        if var("AWS_REGION").is_none() && var("AWS_DEFAULT_REGION").is_none() {
             builder = builder.with_region("us-east-1");
         }
         if let Some(endpoint) = &endpoint {
@@ -191,7 +218,7 @@ impl Target {
     }
 
     /// Each pack's segments in the copy: (offset, size), by offset.
-    async fn segments(&self) -> Result<HashMap<String, Vec<(u64, u64)>>, String> {
+    async fn segments(&self) -> Result<Pieces, String> {
         let mut packs: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
         for (rel, size) in self.list("packs").await? {
             let Some((name, offset)) = rel.split_once('/') else {
@@ -248,6 +275,144 @@ impl Target {
     }
 }
 
+/// Each pack's pieces in a copy: (offset, size), by offset.
+type Pieces = HashMap<String, Vec<(u64, u64)>>;
+
+/// A copy's packs, through the store's seam for where packs live ([`PackStore`]): pack NAME's
+/// bytes from OFFSET on are the object `packs/NAME/OFFSET`. A pack is read only from pieces as
+/// the listing gave them, each at most [`SEGMENT_MAX`] bytes, and a piece that holds more or
+/// less than listed is refused: a damaged or hostile copy cannot make a reader hold more
+/// than what it asked for. Its calls wait on the runtime it was made on: call them from a
+/// blocking thread (`spawn_blocking`), never from a task.
+#[derive(Clone)]
+pub struct ObjectPacks {
+    target: Target,
+    runtime: tokio::runtime::Handle,
+    /// Each pack's pieces, (offset, size) by offset: listed once, then kept up to date by
+    /// this handle's puts.
+    pieces: Arc<Mutex<Option<Pieces>>>,
+}
+
+impl ObjectPacks {
+    /// The packs of the copy at `target`, on the current runtime.
+    pub fn new(target: Target) -> ObjectPacks {
+        ObjectPacks {
+            target,
+            runtime: tokio::runtime::Handle::current(),
+            pieces: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn wait<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, String>>,
+    ) -> hoover_store::Result<T> {
+        self.runtime.block_on(f).map_err(StoreError::Packs)
+    }
+
+    /// The pieces of pack `name`, listing the copy if it was not yet.
+    fn pieces_of(&self, name: &str) -> hoover_store::Result<Vec<(u64, u64)>> {
+        let mut pieces = self.pieces.lock().expect("pieces lock");
+        if pieces.is_none() {
+            *pieces = Some(self.wait(self.target.segments())?);
+        }
+        let listed = pieces.as_ref().expect("listed");
+        Ok(listed.get(name).cloned().unwrap_or_default())
+    }
+}
+
+impl PackStore for ObjectPacks {
+    fn get(&self, name: &str, offset: u64, len: u64) -> hoover_store::Result<Vec<u8>> {
+        let end = offset.saturating_add(len);
+        let mut out = Vec::with_capacity(len.min(SEGMENT_MAX) as usize);
+        let mut at = offset;
+        for (start, size) in self.pieces_of(name)? {
+            if at >= end || start > at {
+                break;
+            }
+            if start + size <= at {
+                continue;
+            }
+            if size > SEGMENT_MAX {
+                return Err(StoreError::Corrupt(format!(
+                    "{}: pack {name} has a piece of {size} bytes at {start}, more than hoover writes ({SEGMENT_MAX}); this is not a copy hoover made",
+                    self.target.url()
+                )));
+            }
+            let to = end.min(start + size);
+            let path = self.target.path(&format!("packs/{name}/{start:016x}"));
+            let range = (at - start)..(to - start);
+            let bytes = self.wait(async {
+                self.target
+                    .objects
+                    .get_range(&path, range)
+                    .await
+                    .map_err(|e| self.target.says(e))
+            })?;
+            if bytes.len() as u64 != to - at {
+                return Err(StoreError::Corrupt(format!(
+                    "{}: pack {name} piece at {start} was listed with {size} bytes but gave {} of bytes {}..{}; this copy is damaged",
+                    self.target.url(),
+                    bytes.len(),
+                    at - start,
+                    to - start
+                )));
+            }
+            out.extend_from_slice(&bytes);
+            at = to;
+        }
+        if at < end {
+            return Err(StoreError::Corrupt(format!(
+                "the copy holds pack {name} only up to byte {at}, not {end}: it is incomplete (was its server stopped before it caught up?)"
+            )));
+        }
+        Ok(out)
+    }
+
+    fn put(&self, name: &str, offset: u64, bytes: &[u8]) -> hoover_store::Result<()> {
+        let path = self.target.path(&format!("packs/{name}/{offset:016x}"));
+        let payload = PutPayload::from(bytes.to_vec());
+        self.wait(async {
+            self.target
+                .objects
+                .put(&path, payload)
+                .await
+                .map_err(|e| self.target.says(e))
+        })?;
+        if let Some(listed) = self.pieces.lock().expect("pieces lock").as_mut() {
+            let pieces = listed.entry(name.to_string()).or_default();
+            pieces.retain(|&(o, _)| o != offset);
+            pieces.push((offset, bytes.len() as u64));
+            pieces.sort_unstable();
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> hoover_store::Result<Vec<PackExtent>> {
+        let listed = self.wait(self.target.segments())?;
+        *self.pieces.lock().expect("pieces lock") = Some(listed.clone());
+        let mut out: Vec<PackExtent> = listed
+            .into_iter()
+            .map(|(name, pieces)| {
+                // The bytes held from the start on, without a gap.
+                let mut len = 0;
+                for (offset, size) in pieces {
+                    if offset <= len {
+                        len = len.max(offset + size);
+                    }
+                }
+                PackExtent { name, len }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn describe(&self, name: &str) -> String {
+        format!("{}/packs/{name}", self.target.url().trim_end_matches('/'))
+    }
+}
+
 /// How far the copy is behind, for `/api/stats`, `/metrics` and the dashboard.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct CopyStatus {
@@ -295,6 +460,7 @@ impl Replicator {
         });
         let worker = Worker {
             store,
+            packs: ObjectPacks::new(target.clone()),
             target,
             status: status.clone(),
             copied: None,
@@ -312,6 +478,8 @@ impl Replicator {
 struct Worker {
     store: Store,
     target: Target,
+    /// The copy's packs.
+    packs: ObjectPacks,
     status: Arc<Mutex<CopyStatus>>,
     /// How many leading bytes of each pack the copy holds; `None` until it has been listed.
     copied: Option<HashMap<String, u64>>,
@@ -415,19 +583,13 @@ impl Worker {
         if self.copied.is_none() {
             // Listing first: a bucket that does not exist is an error here, where a put might
             // create it on some servers.
-            let segments = self.target.segments().await?;
+            let packs = self.packs.clone();
+            let held = tokio::task::spawn_blocking(move || packs.list())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
             self.target.claim(self.store.id()).await?;
-            let mut copied = HashMap::new();
-            for (name, segs) in segments {
-                // The bytes held from the start on, without a gap.
-                let mut end = 0;
-                for (offset, size) in segs {
-                    if offset <= end {
-                        end = end.max(offset + size);
-                    }
-                }
-                copied.insert(name, end);
-            }
+            let copied = held.into_iter().map(|e| (e.name, e.len)).collect();
             let newest = self.target.snapshots().await?.last().map(|(_, ns)| *ns);
             self.set(|s| s.snapshot_ns = newest);
             self.copied = Some(copied);
@@ -486,19 +648,16 @@ impl Worker {
         let mut have = copied.get(&extent.name).copied().unwrap_or(0);
         while have < extent.len {
             let to = extent.len.min(have + SEGMENT_MAX);
-            let (store, name) = (self.store.clone(), extent.name.clone());
-            let bytes = tokio::task::spawn_blocking(move || store.read_pack(&name, have, to))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("cannot read pack {}: {e}", extent.name))?;
-            let path = self
-                .target
-                .path(&format!("packs/{}/{have:016x}", extent.name));
-            self.target
-                .objects
-                .put(&path, PutPayload::from(bytes))
-                .await
-                .map_err(|e| self.target.says(e))?;
+            let (store, packs, name) =
+                (self.store.clone(), self.packs.clone(), extent.name.clone());
+            tokio::task::spawn_blocking(move || {
+                let bytes = store
+                    .read_pack(&name, have, to)
+                    .map_err(|e| format!("cannot read pack {name}: {e}"))?;
+                packs.put(&name, have, &bytes).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())??;
             hoover_store::fault::crash_point("copy-piece-uploaded");
             let copied = self.copied.as_mut().expect("listed before copying");
             copied.insert(extent.name.clone(), to);
@@ -572,75 +731,42 @@ pub async fn recover(
         .map_err(|e| format!("the copy's snapshot {name} does not decompress: {e}"))?;
     drop(compressed);
     log.flush().map_err(|e| e.to_string())?;
-    let rebuild = Rebuild::begin(root, log.path()).map_err(|e| e.to_string())?;
-    let segments = target.segments().await?;
+    let rebuild = Arc::new(Rebuild::begin(root, log.path()).map_err(|e| e.to_string())?);
+    let copy = ObjectPacks::new(target.clone());
+    let lister = copy.clone();
+    let held: HashMap<String, u64> = tokio::task::spawn_blocking(move || lister.list())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|e| (e.name, e.len))
+        .collect();
     let total = rebuild.packs().len() as u64;
     let mut pack_bytes = 0;
-    for (n, pack) in rebuild.packs().to_vec().iter().enumerate() {
-        let (mut file, path) = rebuild.pack_file(&pack.name).map_err(|e| e.to_string())?;
-        let mut end = 0u64;
-        for &(offset, size) in segments.get(&pack.name).map(Vec::as_slice).unwrap_or(&[]) {
-            if end >= pack.len {
-                break;
+    for (n, pack) in rebuild.packs().to_vec().into_iter().enumerate() {
+        // A pack of format 4 or older: the log gives no length; all the copy holds of it.
+        let len = match pack.len {
+            u64::MAX => held.get(&pack.name).copied().unwrap_or(0),
+            len => len,
+        };
+        let (copy, rebuild) = (copy.clone(), rebuild.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut at = 0;
+            while at < len {
+                let n = (len - at).min(SEGMENT_MAX);
+                let bytes = copy.get(&pack.name, at, n)?;
+                rebuild.put(&pack.name, at, &bytes)?;
+                at += n;
             }
-            if offset > end {
-                break;
-            }
-            if offset + size <= end {
-                continue;
-            }
-            if size > SEGMENT_MAX {
-                return Err(format!(
-                    "{}: pack {} has a piece of {size} bytes at {offset}, more than hoover writes ({SEGMENT_MAX}); this is not a copy hoover made",
-                    target.url(),
-                    pack.name
-                ));
-            }
-            let seg = target.path(&format!("packs/{}/{offset:016x}", pack.name));
-            let damaged = |held: u64| {
-                format!(
-                    "{}: pack {} piece at {offset} was listed with {size} bytes but holds {held}; this copy is damaged",
-                    target.url(),
-                    pack.name,
-                )
-            };
-            // Read as it was listed, never more: a copy cannot make recovery hold more than
-            // one piece in memory.
-            let mut body = target
-                .objects
-                .get(&seg)
-                .await
-                .map_err(|e| target.says(e))?
-                .into_stream();
-            let mut bytes = Vec::with_capacity(size as usize);
-            while let Some(part) = body.try_next().await.map_err(|e| target.says(e))? {
-                if (bytes.len() + part.len()) as u64 > size {
-                    return Err(damaged((bytes.len() + part.len()) as u64));
-                }
-                bytes.extend_from_slice(&part);
-            }
-            if bytes.len() as u64 != size {
-                return Err(damaged(bytes.len() as u64));
-            }
-            file.seek(SeekFrom::Start(offset))
-                .and_then(|_| file.write_all(&bytes))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            end = offset + bytes.len() as u64;
-        }
-        if pack.len != u64::MAX {
-            if end < pack.len {
-                return Err(format!(
-                    "the copy holds {end} of the {} committed bytes of pack {}: it is incomplete (was its server stopped before it caught up?)",
-                    pack.len, pack.name
-                ));
-            }
-            file.set_len(pack.len)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            end = pack.len;
-        }
-        pack_bytes += end;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        pack_bytes += len;
         progress(n as u64 + 1, total);
     }
+    let rebuild = Arc::into_inner(rebuild).expect("every copy of the rebuild is done");
     let store = rebuild.finish().map_err(|e| e.to_string())?;
     Ok(Recovered {
         store,

@@ -9,7 +9,10 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::{db, fsutil, Result, Store, StoreError, OLDEST_SUPPORTED_FORMAT, STORE_FORMAT_VERSION};
+use crate::{
+    db, fsutil, LocalPacks, PackStore, Result, Store, StoreError, OLDEST_SUPPORTED_FORMAT,
+    STORE_FORMAT_VERSION,
+};
 
 /// A pack and how many of its bytes are committed (what the version log may name).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,20 +66,12 @@ impl Store {
     /// Bytes `from..to` of pack `name`, which must be committed bytes (below its length in
     /// [`Store::pack_extents`]).
     pub fn read_pack(&self, name: &str, from: u64, to: u64) -> Result<Vec<u8>> {
-        use std::io::{Read, Seek, SeekFrom};
-        if !is_pack_name(name) || to < from {
+        if to < from {
             return Err(StoreError::NotFound(format!(
                 "no pack {name:?} bytes {from}..{to}"
             )));
         }
-        let path = self.pack_path(name);
-        let mut file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
-        file.seek(SeekFrom::Start(from))
-            .map_err(|e| StoreError::io(&path, e))?;
-        let mut out = vec![0; (to - from) as usize];
-        file.read_exact(&mut out)
-            .map_err(|e| StoreError::io(&path, e))?;
-        Ok(out)
+        self.packs().get(name, from, to - from)
     }
 }
 
@@ -147,34 +142,27 @@ impl Rebuild {
         &self.packs
     }
 
-    /// Creates the file of pack `name` (one the log names), to be written by the caller.
-    pub fn pack_file(&self, name: &str) -> Result<(File, PathBuf)> {
-        if !self.packs.iter().any(|p| p.name == name) {
+    /// Writes `bytes` at `offset` of pack `name` (one the log names, below the length it
+    /// gives), durably.
+    pub fn put(&self, name: &str, offset: u64, bytes: &[u8]) -> Result<()> {
+        let Some(pack) = self.packs.iter().find(|p| p.name == name) else {
             return Err(StoreError::NotFound(format!(
                 "the copy's log names no pack {name}"
             )));
+        };
+        if offset.saturating_add(bytes.len() as u64) > pack.len {
+            return Err(StoreError::Corrupt(format!(
+                "pack {name} bytes {offset}..{} are past the {} the copy's log commits",
+                offset + bytes.len() as u64,
+                pack.len
+            )));
         }
-        let dir = self.root.join("packs").join(&name[..2]);
-        fsutil::create_dir_all(&dir)?;
-        let path = dir.join(format!("{name}.pack"));
-        let file = File::create(&path).map_err(|e| StoreError::io(&path, e))?;
-        Ok((file, path))
+        LocalPacks::of_store(&self.root).put(name, offset, bytes)
     }
 
     /// Makes the packs durable and writes `FORMAT`: the directory is a store from here on.
     pub fn finish(self) -> Result<PathBuf> {
-        let packs = self.root.join("packs");
-        for dir in std::fs::read_dir(&packs).map_err(|e| StoreError::io(&packs, e))? {
-            let dir = dir.map_err(|e| StoreError::io(&packs, e))?.path();
-            for file in std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
-                let path = file.map_err(|e| StoreError::io(&dir, e))?.path();
-                File::open(&path)
-                    .and_then(|f| f.sync_all())
-                    .map_err(|e| StoreError::io(&path, e))?;
-            }
-            fsutil::sync_dir(&dir)?;
-        }
-        fsutil::sync_dir(&packs)?;
+        LocalPacks::of_store(&self.root).sync_all()?;
         fsutil::write_durable(
             &self.root,
             "FORMAT",

@@ -16,6 +16,8 @@ mod bus;
 mod copy;
 mod db;
 pub mod fault;
+mod packs;
+use packs::Source;
 mod fsutil;
 mod pack;
 mod piece;
@@ -31,6 +33,7 @@ use rusqlite::Connection;
 pub use batch::{Batch, NewVersion, MAX_BATCH_ITEMS};
 pub use copy::{is_pack_name, PackExtent, Rebuild};
 pub use hoover_types::{Committed, FileSummary};
+pub use packs::{LocalPacks, PackStore};
 pub use piece::{Kind, MAX_DECODE_BYTES, MAX_HOPS};
 pub use verify::{VerifyProblem, VerifyReport};
 
@@ -60,6 +63,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     NotFound(String),
+    /// Where the packs live (an object store) could not be reached or refused the request.
+    #[error("{0}")]
+    Packs(String),
     /// The client built its version on a base that is no longer the latest; it should push the
     /// whole chunk list again.
     #[error("{0}")]
@@ -153,6 +159,8 @@ struct StoreInner {
     counts: Mutex<Option<StoreCounts>>,
     /// Who is told of each commit.
     bus: bus::CommitBus,
+    /// Where the packs are.
+    packs: LocalPacks,
     /// The lengths of packs of format 4 and older (the log has no length for them; they never
     /// change), read from their files once.
     old_pack_lens: Mutex<HashMap<String, u64>>,
@@ -353,6 +361,7 @@ impl Store {
     ) -> Result<Store> {
         let id = db::store_id(&conn)?;
         let pieces = db::format(&conn)? >= 2;
+        let packs = LocalPacks::of_store(&root);
         Ok(Store {
             inner: Arc::new(StoreInner {
                 root,
@@ -366,6 +375,7 @@ impl Store {
                 decoded_groups: Mutex::new(piece::DecodedGroups::new()),
                 counts: Mutex::new(None),
                 bus: bus::CommitBus::default(),
+                packs,
                 old_pack_lens: Mutex::new(HashMap::new()),
                 _lock: lock,
             }),
@@ -408,14 +418,20 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The path of a pack file, from its name. Nothing outside the store knows where packs
-    /// lie (they may not be files one day: issue 15).
+    /// Where the store's packs live; every chunk is read through it.
+    pub fn packs(&self) -> &dyn PackStore {
+        &self.inner.packs
+    }
+
+    /// Pack `name`, to read its records.
+    pub(crate) fn pack<'a>(&'a self, name: &'a str) -> packs::InPack<'a> {
+        packs::InPack(&self.inner.packs, name)
+    }
+
+    /// The path of a pack file, for the writer (which stages, installs and appends packs as
+    /// files) and for `verify`'s walk of the directory.
     pub(crate) fn pack_path(&self, name: &str) -> PathBuf {
-        self.inner
-            .root
-            .join("packs")
-            .join(&name[..2.min(name.len())])
-            .join(format!("{name}.pack"))
+        self.inner.packs.path(name)
     }
 
     /// Whether the version log has format 2's piece columns.
@@ -429,7 +445,7 @@ impl Store {
             return Ok(None);
         };
         Ok(Some(piece::PieceRow {
-            path: self.pack_path(&row.pack),
+            pack: row.pack,
             offset: row.offset,
             stored_len: row.stored_len,
             raw_len: row.raw_len,
@@ -473,20 +489,22 @@ impl Store {
         row: &piece::PieceRow,
     ) -> Result<(pack::Bases, Vec<u8>)> {
         let ids_len = 32 * pack::ids_before_frame(row.kind);
-        let mut bytes = pack::read_at(
-            &row.path,
-            row.offset.saturating_sub(ids_len),
-            ids_len + row.stored_len,
-        )
-        .map_err(|e| match e {
-            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                StoreError::Corrupt(format!(
-                    "chunk {id}: its pack {} is missing",
-                    row.path.display()
-                ))
-            }
-            other => other,
-        })?;
+        let mut bytes = self
+            .packs()
+            .get(
+                &row.pack,
+                row.offset.saturating_sub(ids_len),
+                ids_len + row.stored_len,
+            )
+            .map_err(|e| match e {
+                StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                    StoreError::Corrupt(format!(
+                        "chunk {id}: its pack {} is missing",
+                        self.packs().describe(&row.pack)
+                    ))
+                }
+                other => other,
+            })?;
         let frame = bytes.split_off(ids_len as usize);
         Ok((pack::Bases::parse(&bytes), frame))
     }
@@ -501,7 +519,7 @@ impl Store {
         };
         if row.kind == piece::Kind::Grouped {
             // Reading it decodes its group, the chunk listed before it included.
-            let group = pack::read_group(&row.path, row.offset)?;
+            let group = pack::read_group(&self.pack(&row.pack), row.offset)?;
             return Ok(group.find(id).and_then(|(_, _, before)| before));
         }
         if !matches!(row.kind, piece::Kind::Follows | piece::Kind::Appends) {
@@ -840,7 +858,7 @@ pub struct FrameReader {
     /// The chunk read before, in this stream.
     previous: Option<ChunkId>,
     /// The group sent last in this stream (its pack, frame offset and list).
-    group: Option<(std::path::PathBuf, u64, pack::Group)>,
+    group: Option<(String, u64, pack::Group)>,
 }
 
 /// A chunk as a restore sends it.
@@ -877,13 +895,14 @@ impl FrameReader {
             let same = self
                 .group
                 .as_ref()
-                .filter(|(path, offset, _)| *path == row.path && *offset == row.offset);
+                .filter(|(pack, offset, _)| *pack == row.pack && *offset == row.offset);
             match same {
                 Some((_, _, group)) => Some((group.clone(), None)),
                 None => {
-                    let group = pack::read_group(&row.path, row.offset)?;
+                    let src = store.pack(&row.pack);
+                    let group = pack::read_group(&src, row.offset)?;
                     if group.len <= group_limit {
-                        let frame = pack::read_at(&row.path, row.offset, group.stored_len)?;
+                        let frame = src.read_at(row.offset, group.stored_len)?;
                         let len = group.len as u32;
                         Some((group, Some((len, frame))))
                     } else {
@@ -899,7 +918,7 @@ impl FrameReader {
                 StoreError::Corrupt(format!(
                     "chunk {}: its group in {} does not list it",
                     chunk.id,
-                    row.path.display()
+                    store.packs().describe(&row.pack)
                 ))
             })?;
             if len != chunk.len {
@@ -908,7 +927,7 @@ impl FrameReader {
                     chunk.id, chunk.len
                 )));
             }
-            self.group = Some((row.path.clone(), row.offset, group));
+            self.group = Some((row.pack.clone(), row.offset, group));
             return Ok(Frame::FromGroup {
                 group: frame,
                 at: at as u32,

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use hoover_types::ChunkId;
 
+use crate::packs::Source;
 use crate::piece::Kind;
 use crate::{Result, StoreError};
 
@@ -126,18 +127,18 @@ impl Group {
 }
 
 /// Reads the list of the group whose frame starts at `offset`.
-pub(crate) fn read_group(path: &Path, offset: u64) -> Result<Group> {
+pub(crate) fn read_group(src: &dyn Source, offset: u64) -> Result<Group> {
     let bad = |what: &str| {
         StoreError::Corrupt(format!(
             "{}: the group record before offset {offset} {what}",
-            path.display()
+            src.shown()
         ))
     };
     if offset < PACK_MAGIC.len() as u64 + GROUP_TAIL {
         return Err(bad("does not fit in the pack"));
     }
     let start = offset - GROUP_TAIL;
-    let tail = read_at(path, start, GROUP_TAIL)?;
+    let tail = src.read_at(start, GROUP_TAIL)?;
     let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
     let (count, len, stored) = (u32_at(&tail, 0) as u64, u32_at(&tail, 4), u32_at(&tail, 8));
     if tail[12] != Kind::Grouped as u8 {
@@ -150,7 +151,7 @@ pub(crate) fn read_group(path: &Path, offset: u64) -> Result<Group> {
         .checked_sub(count * GROUP_ENTRY)
         .filter(|at| *at >= PACK_MAGIC.len() as u64)
         .ok_or_else(|| bad("lists more chunks than fit in the pack"))?;
-    let list = read_at(path, list_at, count * GROUP_ENTRY)?;
+    let list = src.read_at(list_at, count * GROUP_ENTRY)?;
     let chunks: Vec<(ChunkId, u32)> = list
         .chunks(GROUP_ENTRY as usize)
         .map(|e| {
@@ -171,9 +172,9 @@ pub(crate) fn read_group(path: &Path, offset: u64) -> Result<Group> {
 }
 
 /// Reads the group whose frame starts at `offset`: its list, and its frame.
-pub(crate) fn read_group_frame(path: &Path, offset: u64) -> Result<(Group, Vec<u8>)> {
-    let group = read_group(path, offset)?;
-    let frame = read_at(path, offset, group.stored_len)?;
+pub(crate) fn read_group_frame(src: &dyn Source, offset: u64) -> Result<(Group, Vec<u8>)> {
+    let group = read_group(src, offset)?;
+    let frame = src.read_at(offset, group.stored_len)?;
     Ok((group, frame))
 }
 
@@ -399,26 +400,28 @@ pub(crate) fn read_at(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
 /// Checks the record header in front of a piece's frame against what the chunk index says;
 /// returns the bases it names.
 pub(crate) fn check_header(
-    path: &Path,
+    src: &dyn Source,
     id: &ChunkId,
     offset: u64,
     raw_len: u64,
     stored_len: u64,
     kind: Kind,
 ) -> std::result::Result<Bases, String> {
-    let magic = read_at(path, 0, PACK_MAGIC.len() as u64).map_err(|e| e.to_string())?;
+    let magic = src
+        .read_at(0, PACK_MAGIC.len() as u64)
+        .map_err(|e| e.to_string())?;
     if kind == Kind::Grouped {
         if magic != PACK_MAGIC {
-            return Err(format!("{} holds no groups", path.display()));
+            return Err(format!("{} holds no groups", src.shown()));
         }
-        let group = read_group(path, offset).map_err(|e| e.to_string())?;
+        let group = read_group(src, offset).map_err(|e| e.to_string())?;
         return match group.find(id) {
             Some((_, len, _)) if len as u64 == raw_len && group.share(id) == Some(stored_len) => {
                 Ok(Bases::default())
             }
             _ => Err(format!(
                 "the group record before offset {offset} of {} does not list the chunk as the chunk index does",
-                path.display()
+                src.shown()
             )),
         };
     }
@@ -426,19 +429,21 @@ pub(crate) fn check_header(
         if kind != Kind::Alone {
             return Err(format!(
                 "{} is a format-1 pack, which holds no pieces with a base",
-                path.display()
+                src.shown()
             ));
         }
         RECORD_HEADER_V1
     } else if magic == PACK_MAGIC {
         record_header_len(kind)
     } else {
-        return Err(format!("{} does not start like a pack", path.display()));
+        return Err(format!("{} does not start like a pack", src.shown()));
     };
     if offset < PACK_MAGIC.len() as u64 + header_len {
         return Err(format!("offset {offset} is inside the pack header"));
     }
-    let header = read_at(path, offset - header_len, header_len).map_err(|e| e.to_string())?;
+    let header = src
+        .read_at(offset - header_len, header_len)
+        .map_err(|e| e.to_string())?;
     let raw = u32::from_le_bytes(header[32..36].try_into().expect("4 bytes")) as u64;
     let stored = u32::from_le_bytes(header[36..40].try_into().expect("4 bytes")) as u64;
     let mut ok = header[..32] == id.0 && raw == raw_len && stored == stored_len;
@@ -451,7 +456,7 @@ pub(crate) fn check_header(
         return Err(format!(
             "the record header at {} of {} does not match the chunk index",
             offset - header_len,
-            path.display()
+            src.shown()
         ));
     }
     Ok(bases)

@@ -137,7 +137,8 @@ pub(crate) fn apply(
 /// Where one stored piece lies and how it decodes.
 #[derive(Clone, Debug)]
 pub(crate) struct PieceRow {
-    pub path: std::path::PathBuf,
+    /// The pack's name.
+    pub pack: String,
     pub offset: u64,
     pub stored_len: u64,
     pub raw_len: u64,
@@ -203,7 +204,7 @@ pub(crate) struct Decoder {
 
 /// A group a [`Decoder`] decoded: where its frame lies, its list and its bytes.
 pub(crate) struct DecodedGroup {
-    path: std::path::PathBuf,
+    pack: String,
     offset: u64,
     group: crate::pack::Group,
     bytes: Vec<u8>,
@@ -222,10 +223,10 @@ impl DecodedGroups {
         DecodedGroups(VecDeque::with_capacity(SHARED_GROUPS))
     }
 
-    fn get(&self, path: &std::path::Path, offset: u64) -> Option<Arc<DecodedGroup>> {
+    fn get(&self, pack: &str, offset: u64) -> Option<Arc<DecodedGroup>> {
         self.0
             .iter()
-            .find(|g| g.path == path && g.offset == offset)
+            .find(|g| g.pack == pack && g.offset == offset)
             .cloned()
     }
 
@@ -405,21 +406,22 @@ impl Decoder {
         let cached = self
             .group
             .as_ref()
-            .filter(|g| g.path == row.path && g.offset == row.offset)
+            .filter(|g| g.pack == row.pack && g.offset == row.offset)
             .cloned()
             .or_else(|| match &self.own {
-                Some(own) => own.get(&row.path, row.offset),
-                None => self.store.decoded_groups().get(&row.path, row.offset),
+                Some(own) => own.get(&row.pack, row.offset),
+                None => self.store.decoded_groups().get(&row.pack, row.offset),
             });
         let decoded = match cached {
             Some(g) => g,
             None => {
-                let (group, frame) = crate::pack::read_group_frame(&row.path, row.offset)?;
+                let (group, frame) =
+                    crate::pack::read_group_frame(&self.store.pack(&row.pack), row.offset)?;
                 let corrupt = |what: String| {
                     StoreError::Corrupt(format!(
                         "chunk {id}: its group at {} of {} {what}",
                         row.offset,
-                        row.path.display()
+                        self.store.packs().describe(&row.pack)
                     ))
                 };
                 if group.share(id) != Some(row.stored_len) {
@@ -428,7 +430,7 @@ impl Decoder {
                 let mut bytes = std::mem::take(&mut self.spare);
                 group.decode_into(&frame, &mut bytes).map_err(corrupt)?;
                 let decoded = Arc::new(DecodedGroup {
-                    path: row.path.clone(),
+                    pack: row.pack.clone(),
                     offset: row.offset,
                     group,
                     bytes,
@@ -450,7 +452,7 @@ impl Decoder {
             }
             _ => Err(StoreError::Corrupt(format!(
                 "chunk {id}: its group in {} does not list it",
-                row.path.display()
+                self.store.packs().describe(&row.pack)
             ))),
         }
     }
