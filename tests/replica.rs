@@ -156,6 +156,11 @@ fn the_disaster_drill_recovers_every_version_from_the_copy() {
     let word = "tokio";
     let found = search_total(&world, word);
     let before = stats(&world);
+    // The growing session was synced last: its newest version is the store's newest.
+    let rel = growing.strip_prefix(&root).unwrap().display().to_string();
+    let key = format!("lap/c/{rel}");
+    let listed = world.json(&["versions", &key]);
+    let newest = listed.as_array().unwrap().last().unwrap()["received_at"].clone();
 
     // The disk dies.
     world.server.kill();
@@ -172,12 +177,11 @@ fn the_disaster_drill_recovers_every_version_from_the_copy() {
     assert_eq!(report["clean"], true, "{report}");
     assert_eq!(report["versions"], before["versions"], "{report}");
     assert_eq!(report["files"], before["files"], "{report}");
+    assert_eq!(report["newest_version"], newest, "{report}");
 
     // A server on the recovered store: every version of every file, byte for byte.
     world.restart_server_with(|o| o.store = recovered.clone());
     world.verify();
-    let rel = growing.strip_prefix(&root).unwrap().display().to_string();
-    let key = format!("lap/c/{rel}");
     for (i, want) in versions.iter().enumerate() {
         let seq = (i + 1).to_string();
         let got = world.ok(&["restore", &key, "--version", &seq, "-o", "-"]);

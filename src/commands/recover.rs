@@ -22,13 +22,18 @@ pub async fn run(args: RecoverArgs) -> Result<ExitCode> {
     .await
     .map_err(|e| anyhow::anyhow!("cannot recover from {}: {e}", args.from))?;
     let dir = recovered.store.clone();
-    let (report, counts) = tokio::task::spawn_blocking(move || -> Result<_> {
+    let (report, counts, newest) = tokio::task::spawn_blocking(move || -> Result<_> {
         let store = Store::open_to_read(&dir)
             .with_context(|| format!("cannot open the recovered store {}", dir.display()))?;
-        Ok((store.verify(|_, _, _| {})?, store.counts()?))
+        Ok((
+            store.verify(|_, _, _| {})?,
+            store.counts()?,
+            store.newest_received()?,
+        ))
     })
     .await??;
     let taken = super::rfc3339(recovered.snapshot_ns);
+    let newest = newest.map(super::rfc3339);
     let checked = super::Checked(&report);
     if json {
         writeln!(
@@ -38,6 +43,7 @@ pub async fn run(args: RecoverArgs) -> Result<ExitCode> {
                 "store": recovered.store,
                 "clean": report.is_clean(),
                 "snapshot_taken": taken,
+                "newest_version": newest,
                 "files": counts.files,
                 "versions": counts.versions,
                 "packs": recovered.packs,
@@ -49,11 +55,12 @@ pub async fn run(args: RecoverArgs) -> Result<ExitCode> {
     } else {
         checked.print_problems()?;
         eprintln!(
-            "hoover: recovered {} files, {} versions ({} packs, {} bytes) as of {taken} into {}: {}",
+            "hoover: recovered {} files, {} versions ({} packs, {} bytes; the newest version received {}, the copy's log as of {taken}) into {}: {}",
             counts.files,
             counts.versions,
             recovered.packs,
             recovered.pack_bytes,
+            newest.as_deref().unwrap_or("never"),
             recovered.store.display(),
             checked.verdict(
                 "every chunk checked, clean; start a server on it with `hoover serve --store DIR`"

@@ -493,6 +493,11 @@ pub(crate) fn store_id(conn: &Connection) -> Result<String> {
     )
 }
 
+/// When the newest version was received (ns since the epoch), if there is one.
+pub(crate) fn newest_received(conn: &Connection) -> Result<Option<i64>> {
+    Ok(conn.query_row("SELECT MAX(received_at_ns) FROM versions", [], |r| r.get(0))?)
+}
+
 /// A committed chunk's row: its name, where its frame lies, how it is stored and what reading
 /// it costs.
 pub(crate) struct ChunkRow {

@@ -825,6 +825,11 @@ impl Store {
         Ok(len)
     }
 
+    /// When the newest version was received (ns since the epoch); `None` for an empty store.
+    pub fn newest_received(&self) -> Result<Option<i64>> {
+        db::newest_received(&self.reader())
+    }
+
     /// The totals, and what the store takes on disk.
     pub fn size(&self) -> Result<StoreSize> {
         let counts = self.counts()?;
