@@ -280,7 +280,7 @@ type Pieces = HashMap<String, Vec<(u64, u64)>>;
 
 /// A copy's packs, through the store's seam for where packs live ([`PackStore`]): pack NAME's
 /// bytes from OFFSET on are the object `packs/NAME/OFFSET`. A pack is read only from pieces as
-/// the listing gave them, each at most [`SEGMENT_MAX`] bytes, and a piece that holds more or
+/// the listing gave them, each at most 64 MiB, and a piece that holds more or
 /// less than listed is refused: a damaged or hostile copy cannot make a reader hold more
 /// than what it asked for. Its calls wait on the runtime it was made on: call them from a
 /// blocking thread (`spawn_blocking`), never from a task.
