@@ -432,4 +432,24 @@ fn packs_in_the_object_store_behave_as_packs_on_disk() {
         );
         assert!(packs.get("ffffffffffffffffffffffffffffffff", 0, 1).is_err());
     }
+    // A listing from a hostile copy: a piece placed where its end would pass 2^64, another
+    // that does not start at 0. Nothing wraps: the pack is held from nowhere, reads of what
+    // no piece holds fail, and what a piece holds reads as listed.
+    let odd = "fedcba9876543210fedcba9876543210";
+    let dir_of = s3.root.join("offsite/seam/packs").join(odd);
+    std::fs::create_dir_all(&dir_of).unwrap();
+    std::fs::write(dir_of.join("ffffffffffffff00"), vec![1u8; 4096]).unwrap();
+    std::fs::write(dir_of.join("0000000000000010"), vec![2u8; 16]).unwrap();
+    let listed = object.list().unwrap();
+    let held = listed.iter().find(|e| e.name == odd).expect("listed");
+    assert_eq!(held.len, 0, "nothing from byte 0 on");
+    assert!(object.get(odd, 0, 1).is_err());
+    assert_eq!(
+        object.get(odd, 0xffff_ffff_ffff_ff10, 16).unwrap(),
+        [1u8; 16]
+    );
+    assert!(
+        object.get(odd, u64::MAX - 8, 16).is_err(),
+        "past what any piece holds"
+    );
 }

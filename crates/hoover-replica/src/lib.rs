@@ -323,14 +323,20 @@ impl ObjectPacks {
 
 impl PackStore for ObjectPacks {
     fn get(&self, name: &str, offset: u64, len: u64) -> hoover_store::Result<Vec<u8>> {
-        let end = offset.saturating_add(len);
+        let Some(end) = offset.checked_add(len) else {
+            return Err(StoreError::NotFound(format!(
+                "pack {name} has no bytes {offset}..{offset}+{len}"
+            )));
+        };
         let mut out = Vec::with_capacity(len.min(SEGMENT_MAX) as usize);
         let mut at = offset;
         for (start, size) in self.pieces_of(name)? {
             if at >= end || start > at {
                 break;
             }
-            if start + size <= at {
+            // A listing is the copy's word: offsets near the top of u64 must not wrap.
+            let piece_end = start.saturating_add(size);
+            if piece_end <= at {
                 continue;
             }
             if size > SEGMENT_MAX {
@@ -339,7 +345,7 @@ impl PackStore for ObjectPacks {
                     self.target.url()
                 )));
             }
-            let to = end.min(start + size);
+            let to = end.min(piece_end);
             let path = self.target.path(&format!("packs/{name}/{start:016x}"));
             let range = (at - start)..(to - start);
             let bytes = self.wait(async {
@@ -398,7 +404,7 @@ impl PackStore for ObjectPacks {
                 let mut len = 0;
                 for (offset, size) in pieces {
                     if offset <= len {
-                        len = len.max(offset + size);
+                        len = len.max(offset.saturating_add(size));
                     }
                 }
                 PackExtent { name, len }

@@ -380,6 +380,14 @@ impl GrowingPack {
 pub(crate) fn read_at(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    // Nothing is allocated for bytes the file does not have (a damaged log's length).
+    let size = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
+    if offset.checked_add(len).is_none_or(|end| end > size) {
+        return Err(StoreError::Corrupt(format!(
+            "{}: ends before offset {offset} + {len}",
+            path.display()
+        )));
+    }
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| StoreError::io(path, e))?;
     let mut buf = vec![0u8; len as usize];
