@@ -197,9 +197,12 @@ fn every_page_escapes_redacts_and_downloads_exactly() {
     assert!(get(port, "/api/search?q=hunter2structured", &[])
         .text()
         .contains("\"total\":0"));
-    assert!(get(port, &format!("/files/{key}"), &[])
-        .text()
-        .contains(&format!("/download/2/{key}")));
+    let file_page = get(port, &format!("/files/{key}"), &[]).text();
+    assert!(file_page.contains(&format!("/download/2/{key}")));
+    assert!(
+        file_page.contains("2 versions. Every one is kept"),
+        "{file_page}"
+    );
     assert!(get(port, "/sources", &[]).text().contains("<td>lap</td>"));
 
     // Downloads are the stored bytes, exactly (secrets included: it is a restore).

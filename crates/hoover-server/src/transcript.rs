@@ -466,11 +466,11 @@ impl Renderer<'_> {
     }
 
     fn result(&mut self, r: &ToolResult) {
-        let lines = r.text.lines().count();
+        let lines = count_lines(&r.text);
         let what = if r.is_error { "error" } else { "result" };
         let _ = write!(
             self.out,
-            "<details class=\"result{}\"><summary>{what} · {lines} lines · {}</summary>",
+            "<details class=\"result{}\"><summary>{what} · {lines} · {}</summary>",
             if r.is_error { " error" } else { "" },
             esc(&first_line(&r.text, 100))
         );
@@ -525,9 +525,9 @@ impl Renderer<'_> {
                 let content = str_field(input, "content").unwrap_or("");
                 let _ = write!(
                     self.out,
-                    " <code>{}</code></div><details><summary>content · {} lines</summary>",
+                    " <code>{}</code></div><details><summary>content · {}</summary>",
                     esc(path),
-                    content.lines().count()
+                    count_lines(content)
                 );
                 pre(&mut self.out, "text", content);
                 self.out.push_str("</details>");
@@ -651,6 +651,14 @@ impl Renderer<'_> {
     }
 }
 
+/// `1 line`, `3 lines`: how many lines `text` has.
+fn count_lines(text: &str) -> String {
+    match text.lines().count() {
+        1 => "1 line".to_string(),
+        n => format!("{n} lines"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -679,6 +687,13 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("<div onclick"), "{out}");
+    }
+
+    #[test]
+    fn line_counts_read_in_the_right_number() {
+        assert_eq!(count_lines("one"), "1 line");
+        assert_eq!(count_lines("one\ntwo"), "2 lines");
+        assert_eq!(count_lines(""), "0 lines");
     }
 
     #[test]
