@@ -104,6 +104,7 @@ fn caught_up(world: &World) -> Value {
         last = stats(world)["copy"].clone();
         last["bytes_behind"] == 0 && last["log_behind"] == false && last["error"].is_null()
     });
+    assert!(last["snapshot_seconds"].as_f64().is_some(), "{last}");
     last
 }
 
@@ -265,6 +266,10 @@ fn ingest_goes_on_while_the_copy_cannot_be_written_and_the_copy_catches_up() {
     assert!(copy["bytes_behind"].as_u64().unwrap() > 0, "{copy}");
     let (_, metrics) = http_get(world.server.http_port, "/metrics").unwrap();
     assert!(metrics.contains("hoover_copy_failing 1"), "{metrics}");
+    assert!(
+        metrics.contains("hoover_copy_snapshot_milliseconds "),
+        "{metrics}"
+    );
 
     // A bucket that does not exist: named in the error.
     let (args, env) = replicate(&s3, "s3://no-such-bucket/hoover", SECRET_KEY);

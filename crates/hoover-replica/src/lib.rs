@@ -435,7 +435,21 @@ pub struct CopyStatus {
     pub log_behind: bool,
     /// Why the copy is not keeping up, while it is not.
     pub error: Option<String>,
+    /// How long the last snapshot of the version log took (taken, compressed, uploaded).
+    pub snapshot_seconds: Option<f64>,
 }
+
+/// How long after a snapshot that took `took` the next may start. A snapshot copies the
+/// whole log, whatever changed since the last, so its cost grows with the store's age: the
+/// gap keeps snapshots to at most a tenth of the time (a log of a few MB takes milliseconds,
+/// and `--replicate-every` rules; one that takes 30 s is copied at most every 5 minutes).
+/// Pack bytes are copied as they commit either way.
+fn snapshot_gap(took: Duration) -> Duration {
+    took * SNAPSHOT_DUTY
+}
+
+/// See [`snapshot_gap`].
+const SNAPSHOT_DUTY: u32 = 9;
 
 /// Keeps the copy up to date. Cheap to clone.
 #[derive(Clone)]
@@ -500,13 +514,16 @@ impl Worker {
         let mut due = tokio::time::Instant::now();
         let mut backoff = Duration::from_secs(1);
         let mut last_error: Option<String> = None;
+        // The next snapshot waits at least until then (see `snapshot_gap`).
+        let mut not_before = tokio::time::Instant::now();
         loop {
             let stopping = shutdown.is_cancelled();
             let snapshot = log_dirty && (stopping || tokio::time::Instant::now() >= due);
             match self.round(snapshot).await {
-                Ok(()) => {
-                    if snapshot {
+                Ok(took) => {
+                    if let Some(took) = took {
                         log_dirty = false;
+                        not_before = tokio::time::Instant::now() + snapshot_gap(took);
                     }
                     backoff = Duration::from_secs(1);
                     if last_error.take().is_some() {
@@ -535,7 +552,7 @@ impl Worker {
                 _ = wake.notified() => {
                     if !log_dirty {
                         log_dirty = true;
-                        due = tokio::time::Instant::now() + interval;
+                        due = (tokio::time::Instant::now() + interval).max(not_before);
                     }
                     self.set(|s| s.log_behind = true);
                     // Many bytes waiting (a first sync): copy them now, not all at the snapshot.
@@ -585,7 +602,9 @@ impl Worker {
     }
 
     /// One round: the pack bytes the copy lacks, then (with `snapshot`) a snapshot of the log.
-    async fn round(&mut self, snapshot: bool) -> Result<(), String> {
+    /// Returns how long the snapshot took (taking, compressing and uploading it), if one was
+    /// taken.
+    async fn round(&mut self, snapshot: bool) -> Result<Option<Duration>, String> {
         if self.copied.is_none() {
             // Listing first: a bucket that does not exist is an error here, where a put might
             // create it on some servers.
@@ -600,6 +619,7 @@ impl Worker {
             self.set(|s| s.snapshot_ns = newest);
             self.copied = Some(copied);
         }
+        let started = std::time::Instant::now();
         let taken = if snapshot {
             let store = self.store.clone();
             let dest = self.store.root().join("tmp").join("copy-of-versions.db");
@@ -615,7 +635,7 @@ impl Worker {
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot take a snapshot of the version log: {e}"))?;
             self.extents = extents;
-            Some((at, compressed))
+            Some((at, compressed, started.elapsed()))
         } else {
             self.refresh().await?;
             None
@@ -624,16 +644,22 @@ impl Worker {
             self.copy_pack(&extent).await?;
         }
         self.show_lag();
-        if let Some((at, compressed)) = taken {
+        let Some((at, compressed, took)) = taken else {
+            return Ok(None);
+        };
+        let uploading = std::time::Instant::now();
+        {
             let name = format!("log/{at:020}.db.zst");
             self.target
                 .objects
                 .put(&self.target.path(&name), PutPayload::from(compressed))
                 .await
                 .map_err(|e| self.target.says(e))?;
+            let took = took + uploading.elapsed();
             self.set(|s| {
                 s.snapshot_ns = Some(at);
                 s.log_behind = false;
+                s.snapshot_seconds = Some(took.as_secs_f64());
             });
             let snapshots = self.target.snapshots().await?;
             let old = snapshots.len().saturating_sub(KEEP_SNAPSHOTS);
@@ -645,7 +671,7 @@ impl Worker {
                     .await;
             }
         }
-        Ok(())
+        Ok(Some(took + uploading.elapsed()))
     }
 
     /// Uploads the committed bytes of one pack that the copy lacks.

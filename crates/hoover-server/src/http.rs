@@ -446,6 +446,12 @@ async fn metrics(State(app): State<App>) -> Response {
                 .map_or(u64::MAX, |ns| ((now - ns).max(0) / 1_000_000_000) as u64),
         );
         metric(
+            "copy_snapshot_milliseconds",
+            "How long the last snapshot of the version log took (taken, compressed, uploaded); the next waits at least nine times as long.",
+            "gauge",
+            copy.snapshot_seconds.map_or(0, |s| (s * 1000.0) as u64),
+        );
+        metric(
             "copy_failing",
             "1 while the off-site copy cannot be reached or written.",
             "gauge",
