@@ -457,4 +457,16 @@ fn packs_in_the_object_store_behave_as_packs_on_disk() {
         object.get(odd, u64::MAX - 8, 16).is_err(),
         "past what any piece holds"
     );
+
+    // A big file (a log snapshot of a big store) goes up in parts, and arrives whole.
+    let big = dir.path().join("big");
+    let body: Vec<u8> = (0..(2 * hoover_replica::PART_BYTES + 12345))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    std::fs::write(&big, &body).unwrap();
+    let target =
+        hoover_replica::Target::s3_with("s3://offsite/seam", Some(&s3.endpoint()), &settings)
+            .unwrap();
+    runtime.block_on(target.put_file("log/big", &big)).unwrap();
+    assert!(std::fs::read(s3.root.join("offsite/seam/log/big")).unwrap() == body);
 }

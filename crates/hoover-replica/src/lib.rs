@@ -37,6 +37,8 @@ use tokio_util::sync::CancellationToken;
 pub const KEEP_SNAPSHOTS: usize = 3;
 /// The most bytes of a pack in one object.
 const SEGMENT_MAX: u64 = 64 << 20;
+/// The parts a big object (a log snapshot) is uploaded in.
+pub const PART_BYTES: usize = 8 << 20;
 /// Pack bytes waiting for the copy that start an upload before the snapshot is due (a first
 /// sync, a big batch): the copy keeps up with them instead of taking them all at once.
 const EAGER_BYTES: u64 = 8 << 20;
@@ -156,6 +158,53 @@ impl Target {
             false => path.strip_prefix(&self.prefix)?.strip_prefix('/')?,
         };
         rest.strip_prefix(dir)?.strip_prefix('/')
+    }
+
+    /// Uploads the file at `file` as the object `rel` (under the prefix), in parts when it is
+    /// big: at most a few parts of [`PART_BYTES`] are held in memory, whatever its size. A
+    /// failed upload is aborted, so no half-written object or dangling parts are left.
+    pub async fn put_file(&self, rel: &str, file: &Path) -> Result<(), String> {
+        use std::io::Read;
+        use tokio::io::AsyncWriteExt;
+        let shown = file.display().to_string();
+        let mut reader = std::fs::File::open(file).map_err(|e| format!("{shown}: {e}"))?;
+        let mut writer = object_store::buffered::BufWriter::with_capacity(
+            self.objects.clone(),
+            self.path(rel),
+            PART_BYTES,
+        )
+        .with_max_concurrency(2);
+        let sent: Result<(), String> = async {
+            loop {
+                let (back, piece) = tokio::task::spawn_blocking(move || {
+                    let mut piece = Vec::with_capacity(PART_BYTES);
+                    let read = (&mut reader)
+                        .take(PART_BYTES as u64)
+                        .read_to_end(&mut piece);
+                    read.map(|_| (reader, piece))
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("{shown}: {e}"))?;
+                reader = back;
+                if piece.is_empty() {
+                    break;
+                }
+                writer
+                    .write_all(&piece)
+                    .await
+                    .map_err(|e| format!("{}: {e}", self.url))?;
+            }
+            writer
+                .shutdown()
+                .await
+                .map_err(|e| format!("{}: {e}", self.url))
+        }
+        .await;
+        if sent.is_err() {
+            let _ = writer.abort().await;
+        }
+        sent
     }
 
     /// The store id the copy's marker names, if it has one.
@@ -624,12 +673,19 @@ impl Worker {
             let store = self.store.clone();
             let dest = self.store.root().join("tmp").join("copy-of-versions.db");
             let at = jiff::Timestamp::now().as_nanosecond() as i64;
-            let (extents, compressed) = tokio::task::spawn_blocking(move || {
+            let compressed = dest.with_extension("db.zst");
+            let to = compressed.clone();
+            let extents = tokio::task::spawn_blocking(move || {
                 let extents = store.snapshot_log(&dest).map_err(|e| e.to_string())?;
-                let file = std::fs::File::open(&dest).map_err(|e| e.to_string())?;
-                let compressed = zstd::encode_all(file, 3).map_err(|e| e.to_string())?;
+                // Compressed to disk, not memory: a log may be large (`snapshot_gap`).
+                let compressed = std::fs::File::open(&dest).and_then(|from| {
+                    let out = std::fs::File::create(&to)?;
+                    zstd::stream::copy_encode(std::io::BufReader::new(from), &out, 3)?;
+                    out.sync_data()
+                });
                 let _ = std::fs::remove_file(&dest);
-                Ok::<_, String>((extents, compressed))
+                compressed.map_err(|e| format!("{}: {e}", to.display()))?;
+                Ok::<_, String>(extents)
             })
             .await
             .map_err(|e| e.to_string())?
@@ -650,11 +706,9 @@ impl Worker {
         let uploading = std::time::Instant::now();
         {
             let name = format!("log/{at:020}.db.zst");
-            self.target
-                .objects
-                .put(&self.target.path(&name), PutPayload::from(compressed))
-                .await
-                .map_err(|e| self.target.says(e))?;
+            let put = self.target.put_file(&name, &compressed).await;
+            let _ = std::fs::remove_file(&compressed);
+            put?;
             let took = took + uploading.elapsed();
             self.set(|s| {
                 s.snapshot_ns = Some(at);
