@@ -470,3 +470,72 @@ fn packs_in_the_object_store_behave_as_packs_on_disk() {
     runtime.block_on(target.put_file("log/big", &big)).unwrap();
     assert!(std::fs::read(s3.root.join("offsite/seam/log/big")).unwrap() == body);
 }
+
+/// A growing pack is copied a piece per upload round; once sealed (a newer pack started), the
+/// copy holds it as one object: the same bytes, read back whole by a recovery.
+#[test]
+fn a_sealed_pack_becomes_one_object_in_the_copy() {
+    let mut world = World::new(BIN);
+    let s3 = S3::start(&world.path().join("s3"), 0);
+    std::fs::create_dir_all(s3.root.join("offsite")).unwrap();
+    let url = "s3://offsite/hoover";
+    let (args, env) = replicate(&s3, url, SECRET_KEY);
+    world.restart_server_with(|o| {
+        o.extra_args = args.clone();
+        o.env = env.clone();
+    });
+    let pieces_dir = s3.root.join("offsite/hoover/packs");
+    let pieces_of = |name: &str| files_under(&pieces_dir.join(name));
+    let packs_dir = world.server.store.join("packs");
+
+    // A first sync (its own pack, which then grows), then small appends, each copied in a
+    // round of its own.
+    let root = world.path().join("projects");
+    let files = corpus::write_tree(&root, 61, 2, 2_000_000);
+    world.sync_dir("lap", &root);
+    caught_up(&world);
+    let mut session = corpus::Session::new(7);
+    for _ in 0..3 {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&files[0])
+            .and_then(|mut f| std::io::Write::write_all(&mut f, session.next_line().as_bytes()))
+            .unwrap();
+        world.sync_dir("lap", &root);
+        caught_up(&world);
+    }
+    let packs = files_under(&packs_dir);
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let first = packs[0].file_stem().unwrap().to_str().unwrap().to_string();
+    assert!(pieces_of(&first).len() >= 2, "{:?}", pieces_of(&first));
+
+    // A big batch starts a new pack: the first is sealed, and becomes one object.
+    corpus::write_tree(&root.join("more"), 62, 4, 12_000_000);
+    world.sync_dir("lap", &root);
+    let mut copy = Value::Null;
+    wait_until("the sealed pack is one object", DEADLINE, || {
+        copy = caught_up(&world);
+        pieces_of(&first).len() == 1
+    });
+    let whole = std::fs::read(&packs[0]).unwrap();
+    assert_eq!(
+        copy["bytes_compacted"].as_u64().unwrap(),
+        whole.len() as u64,
+        "{copy}"
+    );
+    let piece = &pieces_of(&first)[0];
+    assert!(piece.ends_with("0000000000000000"), "{}", piece.display());
+    assert!(
+        std::fs::read(piece).unwrap() == whole,
+        "the object is the pack, byte for byte"
+    );
+    assert_eq!(files_under(&packs_dir).len(), 2);
+
+    // And a recovery reads it back.
+    let before = stats(&world);
+    let out = recover(&world, &s3, url, &world.path().join("new-machine"));
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["clean"], true, "{report}");
+    assert_eq!(report["versions"], before["versions"], "{report}");
+}

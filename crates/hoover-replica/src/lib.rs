@@ -6,7 +6,8 @@
 //!   prefix and a recovery knows it found a copy;
 //! - `packs/NAME/OFFSET` (OFFSET in 16 hex digits): the pack's committed bytes from OFFSET on.
 //!   Committed bytes never change, so each is uploaded once, in as many objects as the pack
-//!   grew in between uploads (a pack written whole is one object);
+//!   grew in between uploads (a pack written whole is one object), and once more when the
+//!   pack is sealed, as one object that replaces its pieces;
 //! - `log/TIME.db.zst` (TIME in nanoseconds, 20 digits): a consistent snapshot of the version
 //!   log (SQLite's `VACUUM INTO`), zstd-compressed, uploaded only after every pack byte it
 //!   names, so the newest snapshot always describes bytes the copy holds. The newest
@@ -359,6 +360,57 @@ impl ObjectPacks {
         self.runtime.block_on(f).map_err(StoreError::Packs)
     }
 
+    /// Makes a sealed pack (one never appended to again) of `len` bytes one object: its
+    /// `bytes` (all of them, from byte 0) put over its first piece, then its other pieces
+    /// deleted, so that the copy holds the whole pack at every moment (a reader of the
+    /// listing in between finds pieces that overlap, which reads as the same bytes). When the
+    /// first piece already holds it all (a compaction cut short), only the deletes are left.
+    /// Returns how many bytes were uploaded.
+    pub fn compact(
+        &self,
+        name: &str,
+        len: u64,
+        bytes: impl FnOnce() -> hoover_store::Result<Vec<u8>>,
+    ) -> hoover_store::Result<u64> {
+        let pieces = self.pieces_of(name)?;
+        if pieces.len() <= 1 {
+            return Ok(0);
+        }
+        let mut uploaded = 0;
+        if pieces[0] != (0, len) {
+            let bytes = bytes()?;
+            if bytes.len() as u64 != len {
+                return Err(StoreError::Corrupt(format!(
+                    "pack {name}: {} bytes to compact, not its {len}",
+                    bytes.len()
+                )));
+            }
+            self.put(name, 0, &bytes)?;
+            uploaded = len;
+        }
+        for &(offset, _) in &pieces {
+            if offset == 0 {
+                continue;
+            }
+            let path = self.target.path(&format!("packs/{name}/{offset:016x}"));
+            self.wait(async {
+                match self.target.objects.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(self.target.says(e)),
+                }
+            })?;
+        }
+        if let Some(listed) = self.pieces.lock().expect("pieces lock").as_mut() {
+            listed.insert(name.to_string(), vec![(0, len)]);
+        }
+        Ok(uploaded)
+    }
+
+    /// How many pieces pack `name` is held in.
+    pub fn piece_count(&self, name: &str) -> hoover_store::Result<usize> {
+        Ok(self.pieces_of(name)?.len())
+    }
+
     /// The pieces of pack `name`, listing the copy if it was not yet.
     fn pieces_of(&self, name: &str) -> hoover_store::Result<Vec<(u64, u64)>> {
         let mut pieces = self.pieces.lock().expect("pieces lock");
@@ -478,6 +530,9 @@ pub struct CopyStatus {
     pub bytes_behind: u64,
     /// Pack bytes uploaded since the server started.
     pub bytes_copied: u64,
+    /// Bytes uploaded again to make a sealed pack's pieces one object, since the server
+    /// started.
+    pub bytes_compacted: u64,
     /// When the newest snapshot of the version log in the copy was taken (ns since the epoch).
     pub snapshot_ns: Option<i64>,
     /// True while the version log has commits the copy's newest snapshot does not have.
@@ -700,6 +755,7 @@ impl Worker {
             self.copy_pack(&extent).await?;
         }
         self.show_lag();
+        self.compact_sealed().await?;
         let Some((at, compressed, took)) = taken else {
             return Ok(None);
         };
@@ -726,6 +782,43 @@ impl Worker {
             }
         }
         Ok(Some(took + uploading.elapsed()))
+    }
+
+    /// Makes each sealed pack that the copy holds in several pieces one object (a growing
+    /// pack gets a piece per upload round, about one per active minute, and a recovery reads
+    /// one request per piece). Each byte is uploaded twice at most: as a piece, and in its
+    /// sealed pack.
+    async fn compact_sealed(&mut self) -> Result<(), String> {
+        let (store, packs) = (self.store.clone(), self.packs.clone());
+        let copied = self.copied.clone().unwrap_or_default();
+        let compacted = tokio::task::spawn_blocking(move || {
+            // Which pack is open, then the lengths: a pack sealed after the lengths were read
+            // would be taken for whole at a length it has outgrown.
+            let open = store.open_pack().map_err(|e| e.to_string())?;
+            let extents = store.pack_extents().map_err(|e| e.to_string())?;
+            let mut uploaded = 0;
+            for e in extents {
+                if Some(&e.name) == open.as_ref() || e.len > SEGMENT_MAX {
+                    continue;
+                }
+                // Only a pack the copy holds all of.
+                if copied.get(&e.name) != Some(&e.len)
+                    || packs.piece_count(&e.name).map_err(|e| e.to_string())? <= 1
+                {
+                    continue;
+                }
+                uploaded += packs
+                    .compact(&e.name, e.len, || store.read_pack(&e.name, 0, e.len))
+                    .map_err(|err| format!("cannot compact pack {}: {err}", e.name))?;
+            }
+            Ok::<_, String>(uploaded)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        if compacted > 0 {
+            self.set(|s| s.bytes_compacted += compacted);
+        }
+        Ok(())
     }
 
     /// Uploads the committed bytes of one pack that the copy lacks.

@@ -47,6 +47,13 @@ impl Store {
             .collect()
     }
 
+    /// The pack small batches may still be appended to (the newest, while under its target
+    /// length), if any. Every other pack is sealed: its committed length is final.
+    pub fn open_pack(&self) -> Result<Option<String>> {
+        let growing = db::growing_pack(&self.reader(), crate::pack::PACK_TARGET)?;
+        Ok(growing.map(|(_, name, _)| name))
+    }
+
     /// Writes a consistent copy of the version log to `dest` (SQLite's `VACUUM INTO`, on a
     /// connection of its own, so that no reader or writer waits for it) and returns the packs
     /// it names with their committed lengths as of that copy.
