@@ -423,6 +423,11 @@ impl Store {
         &self.inner.packs
     }
 
+    /// The store's packs as files, for the writer and `verify`.
+    pub(crate) fn local_packs(&self) -> &LocalPacks {
+        &self.inner.packs
+    }
+
     /// Pack `name`, to read its records.
     pub(crate) fn pack<'a>(&'a self, name: &'a str) -> packs::InPack<'a> {
         packs::InPack(&self.inner.packs, name)

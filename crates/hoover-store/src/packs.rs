@@ -7,7 +7,6 @@
 //! nothing is ever deleted through this seam (a server removes only the packs no committed row
 //! names, in its own directory, at start).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::{fsutil, PackExtent, Result, StoreError};
@@ -42,6 +41,35 @@ impl LocalPacks {
         self.dir
             .join(&name[..2.min(name.len())])
             .join(format!("{name}.pack"))
+    }
+
+    /// Every `.pack` file in the directory, by its name (the file name without `.pack`, which
+    /// need not be a pack name) and path; nothing is read or stat'ed but the directories.
+    pub(crate) fn files(&self) -> Result<Vec<(String, PathBuf)>> {
+        let mut files = Vec::new();
+        let shards = match std::fs::read_dir(&self.dir) {
+            Ok(shards) => shards,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+            Err(e) => return Err(StoreError::io(&self.dir, e)),
+        };
+        for shard in shards {
+            let shard = shard.map_err(|e| StoreError::io(&self.dir, e))?.path();
+            if !shard.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(&shard).map_err(|e| StoreError::io(&shard, e))? {
+                let path = entry.map_err(|e| StoreError::io(&shard, e))?.path();
+                let Some(name) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".pack"))
+                else {
+                    continue;
+                };
+                files.push((name.to_string(), path));
+            }
+        }
+        Ok(files)
     }
 
     /// Makes every pack and directory durable (after a run of [`PackStore::put`]s that each
@@ -94,35 +122,14 @@ impl PackStore for LocalPacks {
 
     fn list(&self) -> Result<Vec<PackExtent>> {
         let mut out = Vec::new();
-        let shards = match std::fs::read_dir(&self.dir) {
-            Ok(shards) => shards,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(StoreError::io(&self.dir, e)),
-        };
-        for shard in shards {
-            let shard = shard.map_err(|e| StoreError::io(&self.dir, e))?.path();
-            if !shard.is_dir() {
+        for (name, path) in self.files()? {
+            if !crate::is_pack_name(&name) {
                 continue;
             }
-            for entry in std::fs::read_dir(&shard).map_err(|e| StoreError::io(&shard, e))? {
-                let path = entry.map_err(|e| StoreError::io(&shard, e))?.path();
-                let Some(name) = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_suffix(".pack"))
-                    .filter(|n| crate::is_pack_name(n))
-                else {
-                    continue;
-                };
-                let len = File::open(&path)
-                    .and_then(|f| f.metadata())
-                    .map_err(|e| StoreError::io(&path, e))?
-                    .len();
-                out.push(PackExtent {
-                    name: name.to_string(),
-                    len,
-                });
-            }
+            let len = std::fs::metadata(&path)
+                .map_err(|e| StoreError::io(&path, e))?
+                .len();
+            out.push(PackExtent { name, len });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)

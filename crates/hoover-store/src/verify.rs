@@ -74,31 +74,7 @@ impl Store {
     /// are read, and a pack is installed before its rows are written, so a pack committed
     /// meanwhile is not among them (one whose commit is in progress may be, beside a server).
     pub(crate) fn unreferenced_packs(&self) -> Result<Vec<(PathBuf, u64)>> {
-        let packs = self.root().join("packs");
-        let mut files: Vec<(String, PathBuf)> = Vec::new();
-        let shards = match std::fs::read_dir(&packs) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::io(&packs, e)),
-        };
-        for shard in shards {
-            let shard = shard.map_err(|e| StoreError::io(&packs, e))?.path();
-            if !shard.is_dir() {
-                continue;
-            }
-            for entry in std::fs::read_dir(&shard).map_err(|e| StoreError::io(&shard, e))? {
-                let entry = entry.map_err(|e| StoreError::io(&shard, e))?;
-                let path = entry.path();
-                let Some(name) = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_suffix(".pack"))
-                else {
-                    continue;
-                };
-                files.push((name.to_string(), path));
-            }
-        }
+        let files = self.local_packs().files()?;
         let named = db::pack_names(&self.reader())?;
         // Only the few unnamed ones are looked at further (this runs at every server start).
         files
