@@ -69,7 +69,7 @@ impl ObjectPacks {
             if offset == 0 {
                 continue;
             }
-            let path = self.target.path(&format!("packs/{name}/{offset:016x}"));
+            let path = self.piece_path(name, offset);
             self.wait(async {
                 match self.target.objects.delete(&path).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -81,6 +81,19 @@ impl ObjectPacks {
             listed.insert(name.to_string(), vec![(0, len)]);
         }
         Ok(uploaded)
+    }
+
+    /// The object holding pack `name`'s bytes from `offset` on.
+    fn piece_path(&self, name: &str, offset: u64) -> ObjPath {
+        self.target.path(&format!("packs/{name}/{offset:016x}"))
+    }
+
+    /// How many bytes of pack `name` the copy holds from its start on, as last listed and
+    /// put through this handle; `None` until the copy has been listed ([`PackStore::list`]).
+    pub fn held(&self, name: &str) -> Option<u64> {
+        let pieces = self.pieces.lock().expect("pieces lock");
+        let listed = pieces.as_ref()?;
+        Some(listed.get(name).map_or(0, |p| held_len(p)))
     }
 
     /// How many pieces pack `name` is held in.
@@ -124,7 +137,7 @@ impl PackStore for ObjectPacks {
                 )));
             }
             let to = end.min(piece_end);
-            let path = self.target.path(&format!("packs/{name}/{start:016x}"));
+            let path = self.piece_path(name, start);
             let range = (at - start)..(to - start);
             let bytes = self.wait(async {
                 self.target
@@ -154,7 +167,7 @@ impl PackStore for ObjectPacks {
     }
 
     fn put(&self, name: &str, offset: u64, bytes: &[u8]) -> hoover_store::Result<()> {
-        let path = self.target.path(&format!("packs/{name}/{offset:016x}"));
+        let path = self.piece_path(name, offset);
         let payload = PutPayload::from(bytes.to_vec());
         self.wait(async {
             self.target
@@ -178,13 +191,7 @@ impl PackStore for ObjectPacks {
         let mut out: Vec<PackExtent> = listed
             .into_iter()
             .map(|(name, pieces)| {
-                // The bytes held from the start on, without a gap.
-                let mut len = 0;
-                for (offset, size) in pieces {
-                    if offset <= len {
-                        len = len.max(offset.saturating_add(size));
-                    }
-                }
+                let len = held_len(&pieces);
                 PackExtent { name, len }
             })
             .collect();
@@ -195,4 +202,15 @@ impl PackStore for ObjectPacks {
     fn describe(&self, name: &str) -> String {
         format!("{}/packs/{name}", self.target.url().trim_end_matches('/'))
     }
+}
+
+/// The bytes `pieces` (by offset) hold from the start on, without a gap.
+fn held_len(pieces: &[(u64, u64)]) -> u64 {
+    let mut len = 0;
+    for &(offset, size) in pieces {
+        if offset <= len {
+            len = len.max(offset.saturating_add(size));
+        }
+    }
+    len
 }

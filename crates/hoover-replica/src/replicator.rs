@@ -70,7 +70,7 @@ impl Replicator {
             packs: ObjectPacks::new(target.clone()),
             target,
             status: status.clone(),
-            copied: None,
+            claimed: false,
             extents: Vec::new(),
         };
         let task = tokio::spawn(worker.run(interval, wake, shutdown));
@@ -88,8 +88,9 @@ struct Worker {
     /// The copy's packs.
     packs: ObjectPacks,
     status: Arc<Mutex<CopyStatus>>,
-    /// How many leading bytes of each pack the copy holds; `None` until it has been listed.
-    copied: Option<HashMap<String, u64>>,
+    /// The copy has been listed and claimed for this store: what it holds is known (through
+    /// `packs`) and may be added to.
+    claimed: bool,
     /// The packs' committed lengths, as last read.
     extents: Vec<PackExtent>,
 }
@@ -168,10 +169,13 @@ impl Worker {
 
     /// (packs, bytes) committed that the copy lacks.
     fn behind(&self) -> (u64, u64) {
-        let copied = self.copied.as_ref();
         let (mut packs, mut bytes) = (0, 0);
         for e in &self.extents {
-            let have = copied.and_then(|c| c.get(&e.name)).copied().unwrap_or(0);
+            let have = if self.claimed {
+                self.packs.held(&e.name).unwrap_or(0)
+            } else {
+                0
+            };
             if e.len > have {
                 packs += 1;
                 bytes += e.len - have;
@@ -192,19 +196,18 @@ impl Worker {
     /// Returns how long the snapshot took (taking, compressing and uploading it), if one was
     /// taken.
     async fn round(&mut self, snapshot: bool) -> Result<Option<Duration>, String> {
-        if self.copied.is_none() {
+        if !self.claimed {
             // Listing first: a bucket that does not exist is an error here, where a put might
             // create it on some servers.
             let packs = self.packs.clone();
-            let held = tokio::task::spawn_blocking(move || packs.list())
+            tokio::task::spawn_blocking(move || packs.list())
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
             self.target.claim(self.store.id()).await?;
-            let copied = held.into_iter().map(|e| (e.name, e.len)).collect();
             let newest = self.target.snapshots().await?.last().map(|(_, ns)| *ns);
             self.set(|s| s.snapshot_ns = newest);
-            self.copied = Some(copied);
+            self.claimed = true;
         }
         let started = std::time::Instant::now();
         let taken = if snapshot {
@@ -273,7 +276,6 @@ impl Worker {
     /// sealed pack.
     async fn compact_sealed(&mut self) -> Result<(), String> {
         let (store, packs) = (self.store.clone(), self.packs.clone());
-        let copied = self.copied.clone().unwrap_or_default();
         let compacted = tokio::task::spawn_blocking(move || {
             // Which pack is open, then the lengths: a pack sealed after the lengths were read
             // would be taken for whole at a length it has outgrown.
@@ -285,7 +287,7 @@ impl Worker {
                     continue;
                 }
                 // Only a pack the copy holds all of.
-                if copied.get(&e.name) != Some(&e.len)
+                if packs.held(&e.name) != Some(e.len)
                     || packs.piece_count(&e.name).map_err(|e| e.to_string())? <= 1
                 {
                     continue;
@@ -306,8 +308,10 @@ impl Worker {
 
     /// Uploads the committed bytes of one pack that the copy lacks.
     async fn copy_pack(&mut self, extent: &PackExtent) -> Result<(), String> {
-        let copied = self.copied.as_mut().expect("listed before copying");
-        let mut have = copied.get(&extent.name).copied().unwrap_or(0);
+        let mut have = self
+            .packs
+            .held(&extent.name)
+            .expect("listed before copying");
         while have < extent.len {
             let to = extent.len.min(have + SEGMENT_MAX);
             let (store, packs, name) =
@@ -321,8 +325,6 @@ impl Worker {
             .await
             .map_err(|e| e.to_string())??;
             hoover_store::fault::crash_point("copy-piece-uploaded");
-            let copied = self.copied.as_mut().expect("listed before copying");
-            copied.insert(extent.name.clone(), to);
             self.status.lock().expect("copy status lock").bytes_copied += to - have;
             have = to;
             self.show_lag();
