@@ -82,6 +82,14 @@ fn replicate(s3: &S3, url: &str, secret: &str) -> (Vec<String>, Vec<(String, Str
     (args, s3_env(secret))
 }
 
+/// Restarts the server with the arguments and environment [`replicate`] gave.
+fn restart_copying(world: &mut World, args: &[String], env: &[(String, String)]) {
+    world.restart_server_with(|o| {
+        o.extra_args = args.to_vec();
+        o.env = env.to_vec();
+    });
+}
+
 fn s3_env(secret: &str) -> Vec<(String, String)> {
     vec![
         ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
@@ -121,10 +129,7 @@ fn the_disaster_drill_recovers_every_version_from_the_copy() {
     std::fs::create_dir_all(s3.root.join("offsite")).unwrap();
     let url = "s3://offsite/laptops/hoover";
     let (args, env) = replicate(&s3, url, SECRET_KEY);
-    world.restart_server_with(|o| {
-        o.extra_args = args.clone();
-        o.env = env.clone();
-    });
+    restart_copying(&mut world, &args, &env);
 
     // Twenty sessions, then one of them growing a message at a time: versions that share
     // packs, appended to the growing pack between uploads.
@@ -147,10 +152,7 @@ fn the_disaster_drill_recovers_every_version_from_the_copy() {
     let copy = caught_up(&world);
     assert!(copy["bytes_copied"].as_u64().unwrap() > 0, "{copy}");
     // A clean restart commits the index, so the search below counts every message.
-    world.restart_server_with(|o| {
-        o.extra_args = args.clone();
-        o.env = env.clone();
-    });
+    restart_copying(&mut world, &args, &env);
     caught_up(&world);
     let indexed = |world: &World| stats(world)["indexer"]["catching_up"] == false;
     wait_until("the index has caught up", DEADLINE, || indexed(&world));
@@ -253,10 +255,7 @@ fn ingest_goes_on_while_the_copy_cannot_be_written_and_the_copy_catches_up() {
     // Wrong credentials: the server starts, says why the copy fails, and takes pushes.
     let url = "s3://offsite/hoover";
     let (args, env) = replicate(&s3, url, "not-the-secret-key-at-all");
-    world.restart_server_with(|o| {
-        o.extra_args = args.clone();
-        o.env = env.clone();
-    });
+    restart_copying(&mut world, &args, &env);
     world.sync_dir("lap", &root);
     let mut copy = Value::Null;
     wait_until("the copy reports its error", DEADLINE, || {
@@ -273,10 +272,7 @@ fn ingest_goes_on_while_the_copy_cannot_be_written_and_the_copy_catches_up() {
 
     // A bucket that does not exist: named in the error.
     let (args, env) = replicate(&s3, "s3://no-such-bucket/hoover", SECRET_KEY);
-    world.restart_server_with(|o| {
-        o.extra_args = args.clone();
-        o.env = env.clone();
-    });
+    restart_copying(&mut world, &args, &env);
     wait_until("the missing bucket is reported", DEADLINE, || {
         stats(&world)["copy"]["error"]
             .as_str()
@@ -285,19 +281,13 @@ fn ingest_goes_on_while_the_copy_cannot_be_written_and_the_copy_catches_up() {
 
     // The right credentials: the copy catches up.
     let (args, env) = replicate(&s3, url, SECRET_KEY);
-    world.restart_server_with(|o| {
-        o.extra_args = args.clone();
-        o.env = env.clone();
-    });
+    restart_copying(&mut world, &args, &env);
     let copy = caught_up(&world);
     let uploaded = copy["bytes_copied"].as_u64().unwrap();
     assert!(uploaded > 0, "{copy}");
 
     // A restart re-uploads nothing the copy already holds.
-    world.restart_server_with(|o| {
-        o.extra_args = args.clone();
-        o.env = env.clone();
-    });
+    restart_copying(&mut world, &args, &env);
     let copy = caught_up(&world);
     assert_eq!(copy["bytes_copied"], 0, "{copy}");
 
@@ -339,10 +329,7 @@ fn a_server_killed_mid_copy_resumes_where_the_copy_stopped_and_loses_nothing() {
     // The server dies (SIGKILL) right after the object store confirmed the second piece.
     let (args, mut env) = replicate(&s3, url, SECRET_KEY);
     env.push(("HOOVER_CRASH_AT".into(), "copy-piece-uploaded:2".into()));
-    world.restart_server_with(|o| {
-        o.extra_args = args.clone();
-        o.env = env.clone();
-    });
+    restart_copying(&mut world, &args, &env);
     world
         .server
         .wait_for_log("crash point copy-piece-uploaded reached");
@@ -362,10 +349,7 @@ fn a_server_killed_mid_copy_resumes_where_the_copy_stopped_and_loses_nothing() {
     // Restarted, the copy goes on from what the object store holds: the two pieces it
     // confirmed are not sent again, the third is, and nothing is left out.
     let (args, env) = replicate(&s3, url, SECRET_KEY);
-    world.restart_server_with(|o| {
-        o.extra_args = args.clone();
-        o.env = env.clone();
-    });
+    restart_copying(&mut world, &args, &env);
     let copy = caught_up(&world);
     let again: u64 = confirmed.iter().map(|(_, b)| b.len() as u64).sum();
     let all: u64 = files_under(&packs_dir)
@@ -480,10 +464,7 @@ fn a_sealed_pack_becomes_one_object_in_the_copy() {
     std::fs::create_dir_all(s3.root.join("offsite")).unwrap();
     let url = "s3://offsite/hoover";
     let (args, env) = replicate(&s3, url, SECRET_KEY);
-    world.restart_server_with(|o| {
-        o.extra_args = args.clone();
-        o.env = env.clone();
-    });
+    restart_copying(&mut world, &args, &env);
     let pieces_dir = s3.root.join("offsite/hoover/packs");
     let pieces_of = |name: &str| files_under(&pieces_dir.join(name));
     let packs_dir = world.server.store.join("packs");
