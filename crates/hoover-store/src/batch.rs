@@ -262,7 +262,7 @@ impl Batch {
         frame: &[u8],
     ) -> Result<()> {
         let len = raw.len() as u32;
-        let offset = self.pack()?.append(&id, len, kind, bases, frame)?;
+        let offset = self.pack()?.append(len, kind, bases.base, frame)?;
         crate::fault::crash_point("store-chunk-staged");
         let staged = Staged {
             offset,
@@ -781,7 +781,8 @@ impl Batch {
                     (s.offset + shift) as i64,
                     s.len as i64,
                     s.stored_len as i64,
-                    s.kind as u8 as i64,
+                    // Every record this code writes is compact but a group's.
+                    piece::kind_code(s.kind, s.kind != Kind::Grouped),
                     s.cost.hops as i64,
                     s.cost.bytes as i64
                 ])?;

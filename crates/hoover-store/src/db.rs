@@ -96,6 +96,14 @@ ALTER TABLE packs ADD COLUMN size INTEGER;
 UPDATE meta SET value = '5' WHERE name = 'format';
 ";
 
+/// Format 6 writes compact pack records: a piece's record names its base only (not the chunk
+/// itself, nor an appending piece's context); the flag `crate::piece::COMPACT` on a chunk
+/// row's kind code says which records are. No table changes: old rows, without the flag, name
+/// full records, which read as before.
+const MIGRATE_5_TO_6: &str = "
+UPDATE meta SET value = '6' WHERE name = 'format';
+";
+
 /// The format the version log says it has.
 pub(crate) fn format(conn: &Connection) -> Result<u32> {
     let value: Option<String> = conn
@@ -125,7 +133,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
         if from < 4 {
             tx.execute_batch(MIGRATE_3_TO_4)?;
         }
-        tx.execute_batch(MIGRATE_4_TO_5)?;
+        if from < 5 {
+            tx.execute_batch(MIGRATE_4_TO_5)?;
+        }
+        tx.execute_batch(MIGRATE_5_TO_6)?;
         tx.commit()?;
     }
     Ok(from)

@@ -39,9 +39,10 @@ pub use verify::{VerifyProblem, VerifyReport};
 
 /// The on-disk format this code writes. Older stores (format 1: every chunk a frame of its
 /// own; format 2: no appending pieces and no groups; format 3: groups of at most 1 MiB;
-/// format 4: a pack per batch) are
+/// format 4: a pack per batch; format 5: full pack records, naming each piece and an
+/// appending piece's context) are
 /// migrated to it when a writer opens them; see `docs/store.md`.
-pub const STORE_FORMAT_VERSION: u32 = 5;
+pub const STORE_FORMAT_VERSION: u32 = 6;
 /// The oldest on-disk format this code reads.
 pub const OLDEST_SUPPORTED_FORMAT: u32 = 1;
 
@@ -128,6 +129,9 @@ pub(crate) const HASHER_CACHE_MAX: usize = 4096;
 /// Decoded bytes of lately committed chunks kept in memory (see `StoreInner::recent`).
 const RECENT_COMMITTED_BYTES: usize = 32 << 20;
 
+/// How many of [`Store::decoded_after`]'s answers are kept (about 80 bytes each).
+const DECODED_AFTER_KEPT: usize = 16_384;
+
 /// An open store directory. Cheap to clone: clones share one open store.
 #[derive(Clone)]
 pub struct Store {
@@ -155,6 +159,10 @@ struct StoreInner {
     recent: Mutex<piece::Recent>,
     /// Groups the store's readers decoded lately.
     decoded_groups: Mutex<piece::DecodedGroups>,
+    /// [`Store::decoded_after`]'s answers lately (a row never changes, so neither do they):
+    /// an append's piece is checked against its base's, which otherwise walks the base's
+    /// chain of compact appending pieces.
+    decoded_after: Mutex<HashMap<ChunkId, Option<ChunkId>>>,
     /// The totals, counted once from the version log and then kept up to date by each commit.
     counts: Mutex<Option<StoreCounts>>,
     /// Who is told of each commit.
@@ -369,6 +377,7 @@ impl Store {
                 db: Mutex::new(conn),
                 reader: reader.map(Mutex::new),
                 hashers: Mutex::new(HashMap::new()),
+                decoded_after: Mutex::new(HashMap::new()),
                 pieces,
                 growing: Mutex::new(None),
                 recent: Mutex::new(piece::Recent::new(RECENT_COMMITTED_BYTES)),
@@ -449,17 +458,19 @@ impl Store {
         let Some(row) = db::chunk(&self.reader(), id, self.inner.pieces)? else {
             return Ok(None);
         };
+        let (kind, compact) = Self::kind_of(id, row.kind)?;
         Ok(Some(piece::PieceRow {
             pack: row.pack,
             offset: row.offset,
             stored_len: row.stored_len,
             raw_len: row.raw_len,
-            kind: Self::kind_of(id, row.kind)?,
+            kind,
+            compact,
         }))
     }
 
-    fn kind_of(id: &ChunkId, code: i64) -> Result<Kind> {
-        Kind::from_code(code).ok_or_else(|| {
+    fn kind_of(id: &ChunkId, code: i64) -> Result<(Kind, bool)> {
+        piece::from_kind_code(code).ok_or_else(|| {
             StoreError::Corrupt(format!("chunk {id} has an unknown piece kind {code}"))
         })
     }
@@ -483,17 +494,18 @@ impl Store {
         let Some(row) = db::chunk(&self.reader(), id, self.inner.pieces)? else {
             return Ok(None);
         };
-        Ok(Some((Self::kind_of(id, row.kind)?, row.hops, row.cost)))
+        Ok(Some((Self::kind_of(id, row.kind)?.0, row.hops, row.cost)))
     }
 
     /// Reads one stored piece in one read: the bases its pack record names (in the 32 or 64
-    /// bytes before its frame; none when it stands alone) and its frame.
+    /// bytes before its frame; none when it stands alone; a compact record of a piece that
+    /// appends names no context: see [`Store::decoded_after`]) and its frame.
     pub(crate) fn read_piece(
         &self,
         id: &ChunkId,
         row: &piece::PieceRow,
     ) -> Result<(pack::Bases, Vec<u8>)> {
-        let ids_len = 32 * pack::ids_before_frame(row.kind);
+        let ids_len = 32 * pack::ids_before_frame(row.kind, row.compact);
         let mut bytes = self
             .packs()
             .get(
@@ -516,31 +528,65 @@ impl Store {
 
     /// The chunk whose bytes a committed chunk's chain decodes just before its own pieces: the
     /// base of a piece that follows, the context of one that appends, the chunk before it in
-    /// its group; `None` otherwise. An
-    /// appending piece may name a chunk as context only if its base has that one here.
+    /// its group; `None` otherwise. An appending piece may name a chunk as context only if its
+    /// base has that one here, so a compact record (format 6) leaves its context out and it is
+    /// found here, through the base (and the base's base, while they append too).
     pub(crate) fn decoded_after(&self, id: &ChunkId) -> Result<Option<ChunkId>> {
-        let Some(row) = self.piece_row(id)? else {
-            return Ok(None);
+        if let Some(known) = self
+            .inner
+            .decoded_after
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            return Ok(*known);
+        }
+        let mut at = *id;
+        let mut hops = 0;
+        let found = loop {
+            let Some(row) = self.piece_row(&at)? else {
+                // Not (yet) committed: nothing to remember.
+                return Ok(None);
+            };
+            if row.kind == piece::Kind::Grouped {
+                // Reading it decodes its group, the chunk listed before it included.
+                let group = pack::read_group(&self.pack(&row.pack), row.offset)?;
+                break group.find(&at).and_then(|(_, _, before)| before);
+            }
+            if !matches!(row.kind, piece::Kind::Follows | piece::Kind::Appends) {
+                break None;
+            }
+            let (bases, _) = self.read_piece(
+                &at,
+                &piece::PieceRow {
+                    stored_len: 0,
+                    ..row.clone()
+                },
+            )?;
+            match (row.kind, bases.base, bases.context) {
+                (piece::Kind::Follows, base, _) => break base,
+                (_, _, Some(context)) => break Some(context),
+                (_, Some(base), None) if hops < piece::MAX_HOPS => {
+                    // What this piece's base decodes just before its own pieces.
+                    at = base;
+                    hops += 1;
+                }
+                _ => return Err(StoreError::Corrupt(format!(
+                    "chunk {id}: the context of its appending pieces is not found within {} pieces",
+                    piece::MAX_HOPS
+                ))),
+            }
         };
-        if row.kind == piece::Kind::Grouped {
-            // Reading it decodes its group, the chunk listed before it included.
-            let group = pack::read_group(&self.pack(&row.pack), row.offset)?;
-            return Ok(group.find(id).and_then(|(_, _, before)| before));
+        let mut known = self
+            .inner
+            .decoded_after
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if known.len() >= DECODED_AFTER_KEPT {
+            known.clear();
         }
-        if !matches!(row.kind, piece::Kind::Follows | piece::Kind::Appends) {
-            return Ok(None);
-        }
-        let (bases, _) = self.read_piece(
-            id,
-            &piece::PieceRow {
-                stored_len: 0,
-                ..row.clone()
-            },
-        )?;
-        Ok(match row.kind {
-            piece::Kind::Follows => bases.base,
-            _ => bases.context,
-        })
+        known.insert(*id, found);
+        Ok(found)
     }
 
     /// Reads committed chunks as zstd frames that decode on their own (what a restore sends),

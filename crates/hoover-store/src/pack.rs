@@ -1,15 +1,19 @@
 //! Pack files: the chunks of one committed batch, back to back.
 //!
-//! A pack starts with [`PACK_MAGIC`]; then each chunk is a record of its 32-byte id, its
-//! uncompressed and stored lengths (u32, little-endian), its piece kind (one byte), for a piece
-//! that appends in a context (format 3) the context chunk's 32-byte id, and, unless the piece
-//! stands alone, its base's 32-byte id; then its zstd frame. The base's id is always the 32
-//! bytes just before the frame. A group of chunks (format 3) is one record: the id and length
-//! (u32) of each chunk in it, their count, their total length, the frame's length (u32 each),
-//! the kind, then the one frame that decodes to the chunks back to back. Format-1 packs
-//! ([`PACK_MAGIC_V1`]) have no kind and no base: every chunk stands alone. The version log
-//! records each chunk's pack and the offset of its frame; the record headers make a pack
-//! self-describing, so the chunk index could be rebuilt from the packs alone.
+//! A pack starts with [`PACK_MAGIC`]; then each chunk is a record followed by its zstd frame.
+//! A piece's record, as store format 6 writes it (*compact*): its uncompressed and stored
+//! lengths (u32, little-endian), its kind code (one byte, [`crate::piece::COMPACT`] set) and,
+//! unless the piece stands alone, its base's 32-byte id. Formats 2 to 5 wrote a *full* record:
+//! the chunk's own 32-byte id, the two lengths, the kind, for a piece that appends in a context
+//! (format 3) the context chunk's 32-byte id, and the base's id unless the piece stands alone.
+//! In both the base's id is the 32 bytes just before the frame, and which layout a record has
+//! is said by its chunk row (the flag on its kind code), so packs of both layouts, and a pack
+//! grown past an upgrade with both, read alike. A group of chunks (format 3) is one record:
+//! the id and length (u32) of each chunk in it, their count, their total length, the frame's
+//! length (u32 each), the kind, then the one frame that decodes to the chunks back to back.
+//! Format-1 packs ([`PACK_MAGIC_V1`]) have no kind and no base: every chunk stands alone. The
+//! version log records each chunk's pack and the offset of its frame, and `verify` checks each
+//! record against it.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -28,19 +32,28 @@ pub(crate) const PACK_MAGIC_V1: &[u8; 14] = b"hoover-pack 1\n";
 /// Bytes before each chunk's frame in a format-1 pack: id, raw length, stored length.
 pub(crate) const RECORD_HEADER_V1: u64 = 32 + 4 + 4;
 
-/// Bytes before a chunk's frame in a pack of this format: id, raw length, stored length, kind,
-/// the context's id for a piece that appends in one, and the base's id unless the piece stands
-/// alone.
-pub(crate) fn record_header_len(kind: Kind) -> u64 {
-    RECORD_HEADER_V1 + 1 + 32 * ids_before_frame(kind)
+/// Bytes before a piece's frame: for a full record (formats 2 to 5) id, raw length, stored
+/// length, kind, the context's id for a piece that appends in one, and the base's id unless
+/// the piece stands alone; for a compact one (format 6) the lengths, the kind and the base's id
+/// unless it stands alone.
+pub(crate) fn record_header_len(kind: Kind, compact: bool) -> u64 {
+    if compact {
+        COMPACT_HEADER + 32 * ids_before_frame(kind, true)
+    } else {
+        RECORD_HEADER_V1 + 1 + 32 * ids_before_frame(kind, false)
+    }
 }
 
-/// How many chunk ids a record names just before its frame: the context's (for
-/// [`Kind::Appends`]) and the base's.
-pub(crate) fn ids_before_frame(kind: Kind) -> u64 {
+/// A compact record's bytes before the base's id: raw length, stored length, kind code.
+const COMPACT_HEADER: u64 = 4 + 4 + 1;
+
+/// How many chunk ids a record names just before its frame: the base's, and in a full record
+/// of a piece that appends ([`Kind::Appends`]) the context's before it.
+pub(crate) fn ids_before_frame(kind: Kind, compact: bool) -> u64 {
     match kind {
         Kind::Alone | Kind::Grouped => 0,
         Kind::Extends | Kind::Follows => 1,
+        Kind::Appends if compact => 1,
         Kind::Appends => 2,
     }
 }
@@ -234,30 +247,22 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Appends one piece; returns the offset of its frame.
+    /// Appends one piece with a compact record (its base's id only: an appending piece's
+    /// context is what its base decodes just before its own pieces, which the caller has
+    /// checked); returns the offset of its frame.
     pub(crate) fn append(
         &mut self,
-        id: &ChunkId,
         raw_len: u32,
         kind: Kind,
-        bases: Bases,
+        base: Option<ChunkId>,
         frame: &[u8],
     ) -> Result<u64> {
-        let mut header = Vec::with_capacity(record_header_len(kind) as usize);
-        header.extend_from_slice(&id.0);
+        let mut header = Vec::with_capacity(record_header_len(kind, true) as usize);
         header.extend_from_slice(&raw_len.to_le_bytes());
         header.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        header.push(kind as u8);
-        if kind == Kind::Appends {
-            header.extend_from_slice(
-                &bases
-                    .context
-                    .expect("an appending piece names its context")
-                    .0,
-            );
-        }
+        header.push(crate::piece::kind_code(kind, true) as u8);
         if kind != Kind::Alone {
-            header.extend_from_slice(&bases.base.expect("a piece with a base names it").0);
+            header.extend_from_slice(&base.expect("a piece with a base names it").0);
         }
         self.write(&header)?;
         let offset = self.len;
@@ -405,15 +410,16 @@ pub(crate) fn read_at(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Checks the record header in front of a piece's frame against what the chunk index says;
-/// returns the bases it names.
+/// Checks the record header in front of a piece's frame against what the chunk index says
+/// (`compact`: the record's layout, format 6); returns the bases it names (a compact record
+/// names no context).
 pub(crate) fn check_header(
     src: &dyn Source,
     id: &ChunkId,
     offset: u64,
     raw_len: u64,
     stored_len: u64,
-    kind: Kind,
+    (kind, compact): (Kind, bool),
 ) -> std::result::Result<Bases, String> {
     let magic = src
         .read_at(0, PACK_MAGIC.len() as u64)
@@ -434,7 +440,7 @@ pub(crate) fn check_header(
         };
     }
     let header_len = if magic == PACK_MAGIC_V1 {
-        if kind != Kind::Alone {
+        if kind != Kind::Alone || compact {
             return Err(format!(
                 "{} is a format-1 pack, which holds no pieces with a base",
                 src.shown()
@@ -442,7 +448,7 @@ pub(crate) fn check_header(
         }
         RECORD_HEADER_V1
     } else if magic == PACK_MAGIC {
-        record_header_len(kind)
+        record_header_len(kind, compact)
     } else {
         return Err(format!("{} does not start like a pack", src.shown()));
     };
@@ -452,13 +458,18 @@ pub(crate) fn check_header(
     let header = src
         .read_at(offset - header_len, header_len)
         .map_err(|e| e.to_string())?;
-    let raw = u32::from_le_bytes(header[32..36].try_into().expect("4 bytes")) as u64;
-    let stored = u32::from_le_bytes(header[36..40].try_into().expect("4 bytes")) as u64;
-    let mut ok = header[..32] == id.0 && raw == raw_len && stored == stored_len;
+    let (own, rest) = if compact {
+        (None, &header[..])
+    } else {
+        (Some(&header[..32]), &header[32..])
+    };
+    let raw = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as u64;
+    let stored = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as u64;
+    let mut ok = own.is_none_or(|own| own == id.0) && raw == raw_len && stored == stored_len;
     let mut bases = Bases::default();
-    if header_len > RECORD_HEADER_V1 {
-        ok &= header[40] == kind as u8;
-        bases = Bases::parse(&header[41..]);
+    if rest.len() > 8 {
+        ok &= rest[8] as i64 == crate::piece::kind_code(kind, compact);
+        bases = Bases::parse(&rest[9..]);
     }
     if !ok {
         return Err(format!(

@@ -22,7 +22,7 @@
 //! pieces and [`MAX_DECODE_BYTES`] bytes decoded to read any chunk; a piece past either bound is
 //! stored alone instead.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use hoover_types::{ChunkId, MAX_CHUNK_SIZE};
@@ -134,6 +134,26 @@ pub(crate) fn apply(
     Ok(out)
 }
 
+/// The flag a chunk row's `kind` code carries when the piece's pack record is *compact*
+/// (format 6): it names neither the chunk itself nor an appending piece's context, only the
+/// base. The chunk's name is its row's key (and the BLAKE3 of what it decodes to); the context
+/// of a piece that appends is what its base decodes just before its own pieces (ingest refuses
+/// any other), so both were said twice.
+pub(crate) const COMPACT: i64 = 0x10;
+
+/// A chunk row's `kind` code: the piece kind, and whether its record is compact.
+pub(crate) fn kind_code(kind: Kind, compact: bool) -> i64 {
+    kind as u8 as i64 | if compact { COMPACT } else { 0 }
+}
+
+/// The piece kind and record layout a chunk row's `kind` code names; `None` for a code this
+/// store does not know (a group's record is never compact).
+pub(crate) fn from_kind_code(code: i64) -> Option<(Kind, bool)> {
+    let compact = code & COMPACT != 0;
+    let kind = Kind::from_code(code & !COMPACT)?;
+    (!(compact && kind == Kind::Grouped)).then_some((kind, compact))
+}
+
 /// Where one stored piece lies and how it decodes.
 #[derive(Clone, Debug)]
 pub(crate) struct PieceRow {
@@ -143,6 +163,8 @@ pub(crate) struct PieceRow {
     pub stored_len: u64,
     pub raw_len: u64,
     pub kind: Kind,
+    /// Its pack record is compact (format 6): it names the base only.
+    pub compact: bool,
 }
 
 /// Decoded chunks, the newest last, within a byte budget.
@@ -240,11 +262,15 @@ impl DecodedGroups {
     }
 }
 
-/// One piece of a chain being decoded: its record, its frame and its context's bytes.
+/// One piece of a chain being decoded: its record, its frame, its base and context (for a
+/// piece that appends: as its record names it, or derived from its base), and the context's
+/// bytes when its record named it.
 struct Step {
     id: ChunkId,
     row: PieceRow,
     frame: Vec<u8>,
+    base: Option<ChunkId>,
+    context_id: Option<ChunkId>,
     context: Option<Arc<Vec<u8>>>,
 }
 
@@ -343,6 +369,8 @@ impl Decoder {
                 id: at,
                 row,
                 frame,
+                base: bases.base,
+                context_id: bases.context,
                 context,
             });
             let Some(base) = bases.base else {
@@ -354,14 +382,51 @@ impl Decoder {
             }
             at = base;
         }
+        // A compact record (format 6) of a piece that appends names no context: it is what the
+        // piece's base decodes just before its own pieces, found from the bottom of the chain up.
+        let mut needed: HashSet<ChunkId> = HashSet::new();
+        let mut below: Option<Option<ChunkId>> = None;
+        for step in chain.iter_mut().rev() {
+            if step.row.kind == Kind::Appends && step.context_id.is_none() {
+                step.context_id = match (below, step.base) {
+                    (Some(after), _) => after,
+                    (None, Some(base)) => self.store.decoded_after(&base)?,
+                    (None, None) => None,
+                };
+                needed.extend(step.context_id);
+            }
+            below = Some(match step.row.kind {
+                Kind::Follows => step.base,
+                Kind::Appends => step.context_id,
+                _ => None,
+            });
+        }
+        // The derived contexts decoded on the way up (most are: a context is the chunk the
+        // chain decodes just before the piece's base).
+        let mut decoded_here: HashMap<ChunkId, Arc<Vec<u8>>> = HashMap::new();
+        if let (Some(d), Some(base)) = (&start, chain.last().and_then(|s| s.base)) {
+            if needed.contains(&base) {
+                decoded_here.insert(base, d.clone());
+            }
+        }
         let mut data: Option<Arc<Vec<u8>>> = start;
         for Step {
             id: piece_id,
             row,
             frame,
+            context_id,
             context,
+            ..
         } in chain.into_iter().rev()
         {
+            let context = match (context, context_id) {
+                (Some(c), _) => Some(c),
+                (None, Some(c)) if row.kind == Kind::Appends => match decoded_here.get(&c) {
+                    Some(d) => Some(d.clone()),
+                    None => Some(self.chunk_within(&c, None, depth + 1)?),
+                },
+                _ => None,
+            };
             let out = apply(
                 row.kind,
                 data.as_deref().map(|d| d.as_slice()),
@@ -370,7 +435,11 @@ impl Decoder {
                 row.raw_len,
             )
             .map_err(|e| StoreError::Corrupt(format!("chunk {piece_id}: {e}")))?;
-            data = Some(Arc::new(out));
+            let out = Arc::new(out);
+            if needed.contains(&piece_id) {
+                decoded_here.insert(piece_id, out.clone());
+            }
+            data = Some(out);
         }
         let data = data.expect("a chain ends in a piece or a group");
         if let Some(len) = len {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use hoover_types::{ChunkId, ChunkRef};
 
-use crate::{db, pack, Kind, Result, Store, StoreError};
+use crate::{db, pack, Result, Store, StoreError};
 
 /// One thing found wrong, naming the place.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,7 +146,7 @@ impl Store {
                     .push(VerifyProblem::ChunkMissing { id, path: shown });
                 false
             } else {
-                let kind = Kind::from_code(row.kind)
+                let kind = crate::piece::from_kind_code(row.kind)
                     .ok_or_else(|| format!("unknown piece kind {}", row.kind));
                 let checked = kind.and_then(|kind| {
                     let bases = pack::check_header(&path, &id, offset, raw_len, stored_len, kind)?;

@@ -840,6 +840,7 @@ fn appending_pieces_decode_through_their_context() {
             p.frame.len()
         );
         let grown_id = ChunkId::of(&grown);
+        let packs_before: u64 = pack_files(dir.path()).iter().map(|(_, n)| n).sum();
         let mut batch = store.batch();
         batch
             .add_piece(
@@ -855,6 +856,13 @@ fn appending_pieces_decode_through_their_context() {
         assert_eq!(
             store.chunk_piece(&grown_id).unwrap().unwrap().0,
             Kind::Appends
+        );
+        // Format 6: its record names only its base (32 bytes) after its two lengths and its
+        // kind; the context is found through the base, the chunk's name is its row's.
+        let packs_after: u64 = pack_files(dir.path()).iter().map(|(_, n)| n).sum();
+        assert_eq!(
+            packs_after - packs_before,
+            p.frame.len() as u64 + 4 + 4 + 1 + 32
         );
         let content = [&before[..], &grown[..]].concat();
         seq = commit_version(&store, &key, &content, Some(seq), 1, refs(&[&grown]));
