@@ -532,18 +532,21 @@ impl Store {
     /// base has that one here, so a compact record (format 6) leaves its context out and it is
     /// found here, through the base (and the base's base, while they append too).
     pub(crate) fn decoded_after(&self, id: &ChunkId) -> Result<Option<ChunkId>> {
-        if let Some(known) = self
-            .inner
-            .decoded_after
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-        {
-            return Ok(*known);
-        }
+        let known = |at: &ChunkId| {
+            self.inner
+                .decoded_after
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(at)
+                .copied()
+        };
         let mut at = *id;
         let mut hops = 0;
         let found = loop {
+            // The base's answer, when known, is this one's (an append on an append).
+            if let Some(found) = known(&at) {
+                break found;
+            }
             let Some(row) = self.piece_row(&at)? else {
                 // Not (yet) committed: nothing to remember.
                 return Ok(None);
@@ -571,10 +574,12 @@ impl Store {
                     at = base;
                     hops += 1;
                 }
-                _ => return Err(StoreError::Corrupt(format!(
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
                     "chunk {id}: the context of its appending pieces is not found within {} pieces",
                     piece::MAX_HOPS
-                ))),
+                )))
+                }
             }
         };
         let mut known = self

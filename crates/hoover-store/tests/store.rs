@@ -942,6 +942,110 @@ fn appending_pieces_decode_through_their_context() {
     assert!(store.verify(|_, _, _| {}).unwrap().is_clean());
 }
 
+/// Format 6: an appending piece's record leaves its context out; it is what the piece's base
+/// decodes just before its own pieces, found through the chain of appends under it. A long
+/// chain of appends in one context reads back cold (a new store, nothing remembered), takes
+/// one more append checked against that chain, and verifies.
+#[test]
+fn a_long_chain_of_appends_finds_its_context_through_its_bases() {
+    use hoover_store::Kind;
+    use hoover_types::ChunkId;
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key::new("lap/c/long.jsonl").unwrap();
+    let mut rng = Rng(13);
+    let before = rng.bytes(30_000);
+    let before_id = ChunkId::of(&before);
+    let mut tail = rng.bytes(2_000);
+    let mut tail_id = ChunkId::of(&tail);
+    let append = |store: &Store, tail: &[u8], tail_id: ChunkId, seq: u64, n: usize| {
+        let grown = [tail, &before[n..n + 700]].concat();
+        let p = hoover_chunk::piece(
+            &grown,
+            Some((tail_id, tail)),
+            Some((before_id, &before)),
+            true,
+        );
+        assert_eq!(p.kind, Kind::Appends);
+        let grown_id = ChunkId::of(&grown);
+        let mut batch = store.batch();
+        batch
+            .add_piece(
+                grown_id,
+                grown.len() as u32,
+                p.kind,
+                tail_id,
+                p.context,
+                &p.frame,
+            )
+            .unwrap();
+        batch.commit().unwrap();
+        assert_eq!(
+            store.chunk_piece(&grown_id).unwrap().unwrap().0,
+            Kind::Appends,
+            "append {n}: taken in its context"
+        );
+        let content = [&before[..], &grown[..]].concat();
+        let grown_ref = ChunkRef {
+            id: grown_id,
+            len: grown.len() as u32,
+        };
+        let seq = commit_version(store, &key, &content, Some(seq), 1, vec![grown_ref]);
+        (grown, grown_id, seq, content)
+    };
+    let mut contents = Vec::new();
+    let mut seq;
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let follows = hoover_chunk::piece(&tail, None, Some((before_id, &before)), true);
+        let mut batch = store.batch();
+        batch
+            .add_chunk(before_id, 30_000, &hoover_chunk::compress(&before))
+            .unwrap();
+        batch
+            .add_piece(tail_id, 2_000, follows.kind, before_id, None, &follows.frame)
+            .unwrap();
+        batch.commit().unwrap();
+        let both = vec![
+            ChunkRef {
+                id: before_id,
+                len: 30_000,
+            },
+            ChunkRef {
+                id: tail_id,
+                len: 2_000,
+            },
+        ];
+        let content = [&before[..], &tail[..]].concat();
+        seq = commit_version(&store, &key, &content, None, 0, both);
+        contents.push(content);
+        for n in 0..40 {
+            let content;
+            (tail, tail_id, seq, content) = append(&store, &tail, tail_id, seq, n * 700);
+            contents.push(content);
+        }
+    }
+    // Cold: every version reads back, and the next append is checked against a chain of 40
+    // appending pieces whose context no record names.
+    let store = Store::open(dir.path()).unwrap();
+    for (i, content) in contents.iter().enumerate().rev() {
+        assert!(
+            read(&store, &key, i as u64 + 1) == *content,
+            "version {}",
+            i + 1
+        );
+    }
+    drop(store);
+    let store = Store::open_to_read(dir.path()).unwrap();
+    assert!(read(&store, &key, seq) == contents[40]);
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let (_, _, seq, content) = append(&store, &tail, tail_id, seq, 28_000);
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert!(read(&store, &key, seq) == content);
+    assert!(store.verify(|_, _, _| {}).unwrap().is_clean());
+}
+
 /// Format 3: a first sync's chunks of several files arrive as one group, one frame of their
 /// bytes back to back. Each reads back on its own, pieces go on top of them (an append in the
 /// context of the chunk before it in the group), and a group that lies about its chunks is
