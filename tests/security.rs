@@ -1042,3 +1042,36 @@ async fn a_dead_ingest_thread_is_an_answer_not_a_panic() {
     world.ok(&["sync", "--root", &format!("c={}", root.display())]);
     world.server.wait_for_log("panic point ingest-commit");
 }
+
+/// A key is chosen by whoever pushed it, and `verify` names the key of a broken version: a
+/// file name with a bidirectional override (which would make the line read other than it is)
+/// is printed escaped, not acted on.
+#[test]
+fn verify_names_a_hostile_key_without_acting_on_it() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(root.join("p")).unwrap();
+    let hostile = "evil\u{202e}lmth.jsonl";
+    let line = "{\"type\":\"user\",\"message\":{\"role\":\"user\",\"content\":\"a line\"}}\n";
+    std::fs::write(root.join("p").join(hostile), line.repeat(400)).unwrap();
+    world.json(&["sync", "--root", &format!("c={}", root.display())]);
+    // One byte of the pack, inside the file's frame, is damaged on the disk.
+    let mut packs = Vec::new();
+    for shard in std::fs::read_dir(world.server.store.join("packs")).unwrap() {
+        for pack in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            packs.push(pack.unwrap().path());
+        }
+    }
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let mut bytes = std::fs::read(&packs[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&packs[0], &bytes).unwrap();
+
+    let out = world.run(&["verify", "--store", world.server.store.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("evil\\u{202e}lmth.jsonl"), "{stdout}");
+    assert!(!stdout.contains('\u{202e}'), "{stdout}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains('\u{202e}'));
+}

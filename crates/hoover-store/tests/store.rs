@@ -1002,7 +1002,14 @@ fn a_long_chain_of_appends_finds_its_context_through_its_bases() {
             .add_chunk(before_id, 30_000, &hoover_chunk::compress(&before))
             .unwrap();
         batch
-            .add_piece(tail_id, 2_000, follows.kind, before_id, None, &follows.frame)
+            .add_piece(
+                tail_id,
+                2_000,
+                follows.kind,
+                before_id,
+                None,
+                &follows.frame,
+            )
             .unwrap();
         batch.commit().unwrap();
         let both = vec![
