@@ -210,6 +210,13 @@ impl Worker {
             self.claimed = true;
         }
         let started = std::time::Instant::now();
+        // Which pack is open, before the lengths are read (below): a pack sealed after they
+        // were read would otherwise be taken for whole at a length it has outgrown.
+        let store = self.store.clone();
+        let open = tokio::task::spawn_blocking(move || store.open_pack())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read the store's packs: {e}"))?;
         let taken = if snapshot {
             let store = self.store.clone();
             let dest = self.store.root().join("tmp").join("copy-of-versions.db");
@@ -241,7 +248,7 @@ impl Worker {
             self.copy_pack(&extent).await?;
         }
         self.show_lag();
-        self.compact_sealed().await?;
+        self.compact_sealed(open).await?;
         let Some((at, compressed, took)) = taken else {
             return Ok(None);
         };
@@ -273,14 +280,11 @@ impl Worker {
     /// Makes each sealed pack that the copy holds in several pieces one object (a growing
     /// pack gets a piece per upload round, about one per active minute, and a recovery reads
     /// one request per piece). Each byte is uploaded twice at most: as a piece, and in its
-    /// sealed pack.
-    async fn compact_sealed(&mut self) -> Result<(), String> {
+    /// sealed pack. `open` is the pack that was open before this round's lengths were read.
+    async fn compact_sealed(&mut self, open: Option<String>) -> Result<(), String> {
         let (store, packs) = (self.store.clone(), self.packs.clone());
+        let extents = self.extents.clone();
         let compacted = tokio::task::spawn_blocking(move || {
-            // Which pack is open, then the lengths: a pack sealed after the lengths were read
-            // would be taken for whole at a length it has outgrown.
-            let open = store.open_pack().map_err(|e| e.to_string())?;
-            let extents = store.pack_extents().map_err(|e| e.to_string())?;
             let mut uploaded = 0;
             for e in extents {
                 if Some(&e.name) == open.as_ref() || e.len > SEGMENT_MAX {
