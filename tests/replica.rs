@@ -224,6 +224,31 @@ fn the_disaster_drill_recovers_every_version_from_the_copy() {
     assert_eq!(report["clean"], false, "{report}");
     let problems = report["problems"].to_string();
     assert!(problems.contains("corrupt"), "{report}");
+
+    // A hostile copy: its newest "snapshot of the log" is 64 MiB of zeros in a few kilobytes.
+    // Recovery stops at a bound on what a log may inflate to (64 times its compressed size)
+    // and says why, instead of writing until the disk is full.
+    let bomb = hoover_chunk::compress_against(&[], &vec![0u8; 64 << 20], 19);
+    assert!(bomb.len() < 16 << 10, "{} bytes", bomb.len());
+    std::fs::write(
+        s3.root
+            .join("offsite/laptops/hoover/log/09000000000000000000.db.zst"),
+        &bomb,
+    )
+    .unwrap();
+    let into = world.path().join("bombed");
+    let out = recover(&world, &s3, url, &into.join("store"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not a version log hoover wrote"),
+        "{stderr}"
+    );
+    let written: u64 = files_under(&into)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert!(written < 8 << 20, "{written} bytes left behind");
 }
 
 /// `hoover recover --json` from the copy at `url` into `store`.

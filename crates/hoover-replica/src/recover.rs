@@ -60,8 +60,27 @@ pub async fn recover(
         .rewind()
         .map_err(|e| format!("{}: {e}", compressed.path().display()))?;
     let mut log = temp()?;
-    zstd::stream::copy_decode(std::io::BufReader::new(compressed.as_file()), &mut log)
-        .map_err(|e| format!("the copy's snapshot {name} does not decompress: {e}"))?;
+    // A log this hoover wrote compresses about 2:1 (hashes do not compress); a snapshot that
+    // inflates far past that is not one, and is not allowed to fill the disk.
+    let compressed_len = compressed
+        .as_file()
+        .metadata()
+        .map_err(|e| format!("{}: {e}", compressed.path().display()))?
+        .len();
+    let limit = compressed_len
+        .saturating_mul(LOG_INFLATION_MAX)
+        .saturating_add(1 << 20);
+    let mut capped = Capped {
+        inner: &mut log,
+        left: limit,
+    };
+    zstd::stream::copy_decode(std::io::BufReader::new(compressed.as_file()), &mut capped)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::FileTooLarge => format!(
+                "the copy's snapshot {name} decompresses to more than {limit} bytes, {LOG_INFLATION_MAX} times its {compressed_len}: not a version log hoover wrote; recovery stopped before it filled the disk"
+            ),
+            _ => format!("the copy's snapshot {name} does not decompress: {e}"),
+        })?;
     drop(compressed);
     log.flush().map_err(|e| e.to_string())?;
     let rebuild = Arc::new(Rebuild::begin(root, log.path()).map_err(|e| e.to_string())?);
@@ -107,4 +126,32 @@ pub async fn recover(
         packs: total,
         pack_bytes,
     })
+}
+
+/// How many times its compressed size a snapshot of the version log may decompress to (a log
+/// compresses about 2:1 at zstd -3).
+const LOG_INFLATION_MAX: u64 = 64;
+
+/// A writer that refuses (`FileTooLarge`) to take more than `left` bytes.
+struct Capped<W> {
+    inner: W,
+    left: u64,
+}
+
+impl<W: Write> Write for Capped<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "past the limit",
+            ));
+        }
+        let n = self.inner.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
