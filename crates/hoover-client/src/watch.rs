@@ -251,7 +251,9 @@ pub async fn run(opts: WatchOptions, shutdown: CancellationToken) -> Result<()> 
     // Flush what changed since the last push, so a clean stop loses nothing.
     if agent.conn.is_some() {
         let flush = async {
-            agent.mark_found();
+            if let Err(e) = agent.mark_found().await {
+                tracing::warn!("could not look for the last changes before stopping: {e:#}");
+            }
             if !agent.dirty.is_empty() {
                 if let Err(e) = agent.push_dirty().await {
                     tracing::warn!("could not push the last changes before stopping: {e:#}");
@@ -415,7 +417,7 @@ impl Agent {
     /// except under a root that is not there at all (as `sync` does).
     async fn scan_all(&mut self) -> Result<()> {
         self.full_scan = false;
-        let present = self.mark_found();
+        let present = self.mark_found().await?;
         let prefixes: Vec<String> = self
             .opts
             .sync
@@ -441,13 +443,17 @@ impl Agent {
     }
 
     /// Marks every file the roots hold as possibly changed (a stat decides); returns their keys.
-    /// Before stopping this alone catches what still-queued events would have said.
-    fn mark_found(&mut self) -> std::collections::HashSet<Key> {
-        let (found, warnings) = scan(
-            &self.opts.sync.source,
-            &self.opts.sync.roots,
-            &self.includes,
+    /// Before stopping this alone catches what still-queued events would have said. The walk
+    /// runs off the runtime's one thread (a large tree takes a while), which keeps answering
+    /// the connection meanwhile.
+    async fn mark_found(&mut self) -> Result<std::collections::HashSet<Key>> {
+        let (source, roots, includes) = (
+            self.opts.sync.source.clone(),
+            self.opts.sync.roots.clone(),
+            self.includes.clone(),
         );
+        let (found, warnings) =
+            tokio::task::spawn_blocking(move || scan(&source, &roots, &includes)).await?;
         for w in warnings {
             tracing::debug!("{w}");
         }
@@ -456,7 +462,7 @@ impl Agent {
             present.insert(f.key.clone());
             self.dirty.insert(f.key, f.path);
         }
-        present
+        Ok(present)
     }
 
     fn path_of(&self, key: &Key) -> PathBuf {
