@@ -562,6 +562,30 @@ fn a_batch_past_its_limit_is_refused_and_a_refused_version_gives_its_room_back()
 }
 
 /// Commits `data` as a new version made of `kept` chunks of `base` and `chunks`.
+/// Stores `chunk`, encoded as `piece` on `base`, in a batch of its own; returns its id and the
+/// kind the store keeps it as.
+fn store_piece(
+    store: &Store,
+    chunk: &[u8],
+    piece: &hoover_chunk::Piece,
+    base: hoover_types::ChunkId,
+) -> (hoover_types::ChunkId, hoover_store::Kind) {
+    let id = hoover_types::ChunkId::of(chunk);
+    let mut batch = store.batch();
+    batch
+        .add_piece(
+            id,
+            chunk.len() as u32,
+            piece.kind,
+            base,
+            piece.context,
+            &piece.frame,
+        )
+        .unwrap();
+    batch.commit().unwrap();
+    (id, store.chunk_piece(&id).unwrap().unwrap().0)
+}
+
 fn commit_version(
     store: &Store,
     key: &Key,
@@ -739,13 +763,8 @@ fn a_chain_of_appends_starts_again_within_its_bounds() {
         let before = data.clone();
         data.extend_from_slice(&rng.bytes(10));
         let p = hoover_chunk::piece(&data, Some((last, &before)), None, true);
-        let id = ChunkId::of(&data);
-        let mut batch = store.batch();
-        batch
-            .add_piece(id, data.len() as u32, p.kind, last, None, &p.frame)
-            .unwrap();
-        batch.commit().unwrap();
-        let (kind, hops, bytes) = store.chunk_piece(&id).unwrap().unwrap();
+        let (id, kind) = store_piece(&store, &data, &p, last);
+        let (_, hops, bytes) = store.chunk_piece(&id).unwrap().unwrap();
         assert!(hops <= MAX_HOPS && bytes <= MAX_DECODE_BYTES);
         if kind == Kind::Alone {
             alone_again += 1;
@@ -839,24 +858,9 @@ fn appending_pieces_decode_through_their_context() {
             "{} bytes for {n} repeated",
             p.frame.len()
         );
-        let grown_id = ChunkId::of(&grown);
         let packs_before: u64 = pack_files(dir.path()).iter().map(|(_, n)| n).sum();
-        let mut batch = store.batch();
-        batch
-            .add_piece(
-                grown_id,
-                grown.len() as u32,
-                p.kind,
-                tail_id,
-                p.context,
-                &p.frame,
-            )
-            .unwrap();
-        batch.commit().unwrap();
-        assert_eq!(
-            store.chunk_piece(&grown_id).unwrap().unwrap().0,
-            Kind::Appends
-        );
+        let (grown_id, kind) = store_piece(&store, &grown, &p, tail_id);
+        assert_eq!(kind, Kind::Appends);
         // Format 6: its record names only its base (32 bytes) after its two lengths and its
         // kind; the context is found through the base, the chunk's name is its row's.
         let packs_after: u64 = pack_files(dir.path()).iter().map(|(_, n)| n).sum();
@@ -873,24 +877,9 @@ fn appending_pieces_decode_through_their_context() {
     // A context the base does not decode through (another stored chunk): the piece is taken
     // and stored as an extension of its base alone, so reading it decodes nothing more.
     let grown = [&tail[..], &before[..500]].concat();
-    let grown_id = ChunkId::of(&grown);
     let p = hoover_chunk::piece(&grown, Some((tail_id, &tail)), Some((last_id, &last)), true);
-    let mut batch = store.batch();
-    batch
-        .add_piece(
-            grown_id,
-            grown.len() as u32,
-            p.kind,
-            tail_id,
-            p.context,
-            &p.frame,
-        )
-        .unwrap();
-    batch.commit().unwrap();
-    assert_eq!(
-        store.chunk_piece(&grown_id).unwrap().unwrap().0,
-        Kind::Extends
-    );
+    let (grown_id, kind) = store_piece(&store, &grown, &p, tail_id);
+    assert_eq!(kind, Kind::Extends);
     let content = [&before[..], &grown[..]].concat();
     seq = commit_version(&store, &key, &content, Some(seq), 1, refs(&[&grown]));
 
@@ -966,24 +955,8 @@ fn a_long_chain_of_appends_finds_its_context_through_its_bases() {
             true,
         );
         assert_eq!(p.kind, Kind::Appends);
-        let grown_id = ChunkId::of(&grown);
-        let mut batch = store.batch();
-        batch
-            .add_piece(
-                grown_id,
-                grown.len() as u32,
-                p.kind,
-                tail_id,
-                p.context,
-                &p.frame,
-            )
-            .unwrap();
-        batch.commit().unwrap();
-        assert_eq!(
-            store.chunk_piece(&grown_id).unwrap().unwrap().0,
-            Kind::Appends,
-            "append {n}: taken in its context"
-        );
+        let (grown_id, kind) = store_piece(store, &grown, &p, tail_id);
+        assert_eq!(kind, Kind::Appends, "append {n}: taken in its context");
         let content = [&before[..], &grown[..]].concat();
         let grown_ref = ChunkRef {
             id: grown_id,
@@ -1139,23 +1112,8 @@ fn a_group_of_chunks_of_several_files_reads_back_and_takes_pieces_on_top() {
         true,
     );
     assert_eq!(p.kind, Kind::Appends);
-    let mut batch = store.batch();
-    let grown_id = ChunkId::of(&grown);
-    batch
-        .add_piece(
-            grown_id,
-            grown.len() as u32,
-            p.kind,
-            last.id,
-            p.context,
-            &p.frame,
-        )
-        .unwrap();
-    batch.commit().unwrap();
-    assert_eq!(
-        store.chunk_piece(&grown_id).unwrap().unwrap().0,
-        Kind::Appends
-    );
+    let (grown_id, kind) = store_piece(&store, &grown, &p, last.id);
+    assert_eq!(kind, Kind::Appends);
     let b2 = [&b[..], &b[before_at..before_at + 3000]].concat();
     let kept = rb.len() as u64 - 1;
     let grown_ref = ChunkRef {
