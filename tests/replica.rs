@@ -16,7 +16,8 @@ const DEADLINE: Duration = Duration::from_secs(120);
 const ACCESS_KEY: &str = "hooverTestAccessKey";
 const SECRET_KEY: &str = "hooverTestSecretKey0123456789";
 
-/// An S3 server on a loopback port, serving the directory `root` (each subdirectory a bucket).
+/// An S3 server on a loopback port, serving the directory `root` (each subdirectory a bucket;
+/// it starts with the one the tests copy to, `offsite`).
 struct S3 {
     child: Child,
     port: u16,
@@ -26,7 +27,7 @@ struct S3 {
 impl S3 {
     fn start(root: &Path, port: u16) -> S3 {
         let bin = std::env::var("HOOVER_S3S_FS").unwrap_or_else(|_| "s3s-fs".into());
-        std::fs::create_dir_all(root).unwrap();
+        std::fs::create_dir_all(root.join("offsite")).unwrap();
         let port = if port == 0 {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
@@ -126,7 +127,6 @@ fn search_total(world: &World, query: &str) -> u64 {
 fn the_disaster_drill_recovers_every_version_from_the_copy() {
     let mut world = World::new(BIN);
     let s3 = S3::start(&world.path().join("s3"), 0);
-    std::fs::create_dir_all(s3.root.join("offsite")).unwrap();
     let url = "s3://offsite/laptops/hoover";
     let (args, env) = replicate(&s3, url, SECRET_KEY);
     restart_copying(&mut world, &args, &env);
@@ -273,7 +273,6 @@ fn recover(world: &World, s3: &S3, url: &str, store: &Path) -> std::process::Out
 fn ingest_goes_on_while_the_copy_cannot_be_written_and_the_copy_catches_up() {
     let mut world = World::new(BIN);
     let mut s3 = S3::start(&world.path().join("s3"), 0);
-    std::fs::create_dir_all(s3.root.join("offsite")).unwrap();
     let root = world.path().join("projects");
     corpus::write_tree(&root, 42, 5, 400_000);
 
@@ -339,7 +338,6 @@ fn ingest_goes_on_while_the_copy_cannot_be_written_and_the_copy_catches_up() {
 fn a_server_killed_mid_copy_resumes_where_the_copy_stopped_and_loses_nothing() {
     let mut world = World::new(BIN);
     let s3 = S3::start(&world.path().join("s3"), 0);
-    std::fs::create_dir_all(s3.root.join("offsite")).unwrap();
     let url = "s3://offsite/hoover";
     // A store of three packs (one per sync), written before the copy is asked for.
     let root = world.path().join("projects");
@@ -417,7 +415,6 @@ fn packs_in_the_object_store_behave_as_packs_on_disk() {
     use hoover_store::{LocalPacks, PackStore};
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3::start(&dir.path().join("s3"), 0);
-    std::fs::create_dir_all(s3.root.join("offsite")).unwrap();
     let env = s3_env(SECRET_KEY);
     let settings: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -486,7 +483,6 @@ fn packs_in_the_object_store_behave_as_packs_on_disk() {
 fn a_sealed_pack_becomes_one_object_in_the_copy() {
     let mut world = World::new(BIN);
     let s3 = S3::start(&world.path().join("s3"), 0);
-    std::fs::create_dir_all(s3.root.join("offsite")).unwrap();
     let url = "s3://offsite/hoover";
     let (args, env) = replicate(&s3, url, SECRET_KEY);
     restart_copying(&mut world, &args, &env);
