@@ -532,19 +532,11 @@ impl Store {
     /// base has that one here, so a compact record (format 6) leaves its context out and it is
     /// found here, through the base (and the base's base, while they append too).
     pub(crate) fn decoded_after(&self, id: &ChunkId) -> Result<Option<ChunkId>> {
-        let known = |at: &ChunkId| {
-            self.inner
-                .decoded_after
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(at)
-                .copied()
-        };
         let mut at = *id;
         let mut hops = 0;
         let found = loop {
             // The base's answer, when known, is this one's (an append on an append).
-            if let Some(found) = known(&at) {
+            if let Some(found) = self.decoded_after_known().get(&at).copied() {
                 break found;
             }
             let Some(row) = self.piece_row(&at)? else {
@@ -582,11 +574,7 @@ impl Store {
                 }
             }
         };
-        let mut known = self
-            .inner
-            .decoded_after
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut known = self.decoded_after_known();
         if known.len() >= DECODED_AFTER_KEPT {
             known.clear();
         }
@@ -628,6 +616,13 @@ impl Store {
 
     pub(crate) fn hashers(&self) -> MutexGuard<'_, HashMap<i64, HasherState>> {
         self.inner.hashers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn decoded_after_known(&self) -> MutexGuard<'_, HashMap<ChunkId, Option<ChunkId>>> {
+        self.inner
+            .decoded_after
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Which of `ids` the store holds (committed and durable).
