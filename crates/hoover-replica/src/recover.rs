@@ -1,5 +1,7 @@
 //! A store built again from the copy on a new machine.
 
+use std::io::Read;
+
 use super::*;
 
 /// What a recovery found in the copy and wrote.
@@ -70,17 +72,17 @@ pub async fn recover(
     let limit = compressed_len
         .saturating_mul(LOG_INFLATION_MAX)
         .saturating_add(1 << 20);
-    let mut capped = Capped {
-        inner: &mut log,
-        left: limit,
-    };
-    zstd::stream::copy_decode(std::io::BufReader::new(compressed.as_file()), &mut capped)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::FileTooLarge => format!(
-                "the copy's snapshot {name} decompresses to more than {limit} bytes, {LOG_INFLATION_MAX} times its {compressed_len}: not a version log hoover wrote; recovery stopped before it filled the disk"
-            ),
-            _ => format!("the copy's snapshot {name} does not decompress: {e}"),
-        })?;
+    // One byte past the limit tells a snapshot over it from one exactly at it.
+    let mut inflated = zstd::stream::read::Decoder::new(compressed.as_file())
+        .map_err(|e| format!("{}: {e}", compressed.path().display()))?
+        .take(limit.saturating_add(1));
+    let written = std::io::copy(&mut inflated, &mut log)
+        .map_err(|e| format!("the copy's snapshot {name} does not decompress: {e}"))?;
+    if written > limit {
+        return Err(format!(
+            "the copy's snapshot {name} decompresses to more than {limit} bytes, {LOG_INFLATION_MAX} times its {compressed_len}: not a version log hoover wrote; recovery stopped before it filled the disk"
+        ));
+    }
     drop(compressed);
     log.flush().map_err(|e| e.to_string())?;
     let rebuild = Arc::new(Rebuild::begin(root, log.path()).map_err(|e| e.to_string())?);
@@ -131,27 +133,3 @@ pub async fn recover(
 /// How many times its compressed size a snapshot of the version log may decompress to (a log
 /// compresses about 2:1 at zstd -3).
 const LOG_INFLATION_MAX: u64 = 64;
-
-/// A writer that refuses (`FileTooLarge`) to take more than `left` bytes.
-struct Capped<W> {
-    inner: W,
-    left: u64,
-}
-
-impl<W: Write> Write for Capped<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if buf.len() as u64 > self.left {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::FileTooLarge,
-                "past the limit",
-            ));
-        }
-        let n = self.inner.write(buf)?;
-        self.left -= n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
