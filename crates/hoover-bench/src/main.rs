@@ -358,19 +358,22 @@ fn main() -> Result<()> {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             // Logical row bytes: what the version adds to the log, whatever the page layout.
-            let version: i64 = conn.query_row(
-                "SELECT 8 * 8 + length(blake3) FROM versions WHERE file_id = ?1 AND seq = ?2",
+            // A version that adds one chunk names it in its row (format 7), not in an entry.
+            let (version, tails): (i64, i64) = conn.query_row(
+                "SELECT 8 * 8 + length(blake3) + COALESCE(length(tail), 0), tail IS NOT NULL
+                 FROM versions WHERE file_id = ?1 AND seq = ?2",
                 [file_id, seq],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             let (entries, entry_bytes): (i64, i64) = conn.query_row(
                 "SELECT COUNT(*), COALESCE(SUM(length(chunk) + 5 * 8), 0) FROM entries WHERE file_id = ?1 AND seq = ?2",
                 [file_id, seq],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            // Each new entry may also have added a row to the chunk table (id + two lengths).
-            let chunk_rows = entries * (32 + 2 * 8);
-            println!("{} {} {}", version + entry_bytes + chunk_rows, entries, seq);
+            // Each new chunk may also have added a row to the chunk table (id + two lengths).
+            let chunks = entries + tails;
+            let chunk_rows = chunks * (32 + 2 * 8);
+            println!("{} {} {}", version + entry_bytes + chunk_rows, chunks, seq);
         }
         Some("wait-versions") => {
             let port = num(1)? as u16;

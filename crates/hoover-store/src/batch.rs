@@ -624,7 +624,7 @@ impl Batch {
             (Some(base), Some(file_id)) => {
                 let prefix_bytes = {
                     let conn = self.store.reader();
-                    db::prefix_bytes(&conn, file_id, base, version.kept)?
+                    db::prefix_bytes(&conn, self.store.has_tails(), file_id, base, version.kept)?
                 };
                 let hasher = match self.hash_append(file_id, base, prefix_bytes, &version)? {
                     Some(h) => h,
@@ -669,7 +669,7 @@ impl Batch {
         if let Some((file_id, seq)) = base {
             let prefix = {
                 let conn = self.store.reader();
-                db::chunks_in_range(&conn, file_id, seq, 0, version.kept)?
+                db::chunks_in_range(&conn, self.store.has_tails(), file_id, seq, 0, version.kept)?
             };
             for (_, chunk) in prefix {
                 hasher.update(&self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?);
@@ -706,7 +706,14 @@ impl Batch {
             let count = db::version(&conn, file_id, base)?
                 .map(|l| l.chunk_count)
                 .unwrap_or(0);
-            db::chunks_in_range(&conn, file_id, base, version.kept, count)?
+            db::chunks_in_range(
+                &conn,
+                self.store.has_tails(),
+                file_id,
+                base,
+                version.kept,
+                count,
+            )?
         };
         let mut old_bytes = Vec::new();
         for (_, chunk) in old_tail {
@@ -836,9 +843,19 @@ impl Batch {
             }
             let seq = latest.unwrap_or(0) + 1;
             let chunk_count = v.kept + v.chunks.len() as u64;
+            if let Some(latest) = latest {
+                // The version before names its last chunk in its row; this one may keep it.
+                db::keep_tail(&sp, file_id, latest, v.kept)?;
+            }
+            // A version that adds one chunk, its last (an append), names it in its row: one
+            // row less per message (format 7).
+            let tail = match &v.chunks[..] {
+                [only] => Some(only.id),
+                _ => None,
+            };
             sp.prepare_cached(
-                "INSERT INTO versions(file_id, seq, size, blake3, mtime_ns, received_at_ns, chunk_count, kept)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO versions(file_id, seq, size, blake3, mtime_ns, received_at_ns, chunk_count, kept, tail)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 file_id,
@@ -848,13 +865,14 @@ impl Batch {
                 v.mtime_ns,
                 received_at,
                 chunk_count as i64,
-                v.kept as i64
+                v.kept as i64,
+                tail.as_ref().map(|id| &id.0[..])
             ])?;
             let mut insert_entry = sp.prepare_cached(
                 "INSERT INTO entries(file_id, pos, seq, chunk, offset, len) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             let mut offset = p.prefix_bytes;
-            for (i, chunk) in v.chunks.iter().enumerate() {
+            for (i, chunk) in v.chunks.iter().enumerate().filter(|_| tail.is_none()) {
                 insert_entry.execute(params![
                     file_id,
                     (v.kept + i as u64) as i64,

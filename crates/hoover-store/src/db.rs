@@ -5,6 +5,11 @@
 //! its `seq`. The chunk at position `p` of version `s` is therefore the entry at `p` with the
 //! largest `seq <= s`, for `p < chunk_count(s)`: one indexed range scan, and no version, entry
 //! or chunk row is ever updated or deleted (a growing pack's `size`, its committed length, is).
+//!
+//! Format 7: a version that adds one chunk, its last (an append, nearly always), names it in
+//! its own row (`tail`) instead of an `entries` row. When the file's next version keeps that
+//! chunk, its entry is written then (tagged with the tail's version's `seq`), so the rule
+//! above holds for every position but a version's own tail.
 
 use std::path::Path;
 
@@ -29,6 +34,7 @@ CREATE TABLE IF NOT EXISTS versions(
     received_at_ns INTEGER NOT NULL,
     chunk_count INTEGER NOT NULL,
     kept INTEGER NOT NULL,
+    tail BLOB,
     PRIMARY KEY(file_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entries(
@@ -104,6 +110,14 @@ const MIGRATE_5_TO_6: &str = "
 UPDATE meta SET value = '6' WHERE name = 'format';
 ";
 
+/// Format 7: a version whose one new chunk is its last names it in its row (`tail`), and has
+/// no `entries` row for it until the next version keeps it. Older versions have none (NULL):
+/// their chunks are all entries, read as before.
+const MIGRATE_6_TO_7: &str = "
+ALTER TABLE versions ADD COLUMN tail BLOB;
+UPDATE meta SET value = '7' WHERE name = 'format';
+";
+
 /// The format the version log says it has.
 pub(crate) fn format(conn: &Connection) -> Result<u32> {
     let value: Option<String> = conn
@@ -136,7 +150,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
         if from < 5 {
             tx.execute_batch(MIGRATE_4_TO_5)?;
         }
-        tx.execute_batch(MIGRATE_5_TO_6)?;
+        if from < 6 {
+            tx.execute_batch(MIGRATE_5_TO_6)?;
+        }
+        tx.execute_batch(MIGRATE_6_TO_7)?;
         tx.commit()?;
     }
     Ok(from)
@@ -332,38 +349,77 @@ pub(crate) fn versions_by_id(conn: &Connection, file_id: i64) -> Result<Vec<Vers
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Chunks at positions `from..to` of version `seq`, with their byte offsets.
+/// The chunk a version names in its own row as its last (format 7; `None` before, or when the
+/// version added more than one chunk), with the version's chunk count and size.
+pub(crate) fn version_tail(
+    conn: &Connection,
+    file_id: i64,
+    seq: u64,
+) -> Result<Option<(ChunkId, u64, u64)>> {
+    let row: Option<(Option<Vec<u8>>, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT tail, chunk_count, size FROM versions WHERE file_id = ?1 AND seq = ?2",
+        )?
+        .query_row(params![file_id, seq as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((Some(id), count, size)) = row else {
+        return Ok(None);
+    };
+    let id = chunk_id(id, || {
+        format!("file {file_id} version {seq}: its last chunk")
+    })?;
+    Ok(Some((id, count as u64, size as u64)))
+}
+
+fn chunk_id(id: Vec<u8>, what: impl FnOnce() -> String) -> Result<ChunkId> {
+    let id: [u8; 32] = id
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{}: chunk id is not 32 bytes", what())))?;
+    Ok(ChunkId(id))
+}
+
+/// Chunks at positions `from..to` of version `seq`, with their byte offsets. `tails`: the log
+/// has format 7's `tail` column (a format-6 log opened to be read has not, and every chunk in
+/// it is an entry).
 pub(crate) fn chunks_in_range(
     conn: &Connection,
+    tails: bool,
     file_id: i64,
     seq: u64,
     from: u64,
     to: u64,
 ) -> Result<Vec<(u64, ChunkRef)>> {
+    // The version's last chunk, when its row names it and the range reaches it.
+    let tail = match tails {
+        true => version_tail(conn, file_id, seq)?.filter(|&(_, count, _)| to >= count),
+        false => None,
+    };
+    let entries_to = tail.map_or(to, |(_, count, _)| count - 1);
     // SQLite takes the bare columns of a MAX() aggregate from the row holding the maximum.
     let mut stmt = conn.prepare_cached(
         "SELECT pos, MAX(seq), chunk, offset, len FROM entries
          WHERE file_id = ?1 AND seq <= ?2 AND pos >= ?3 AND pos < ?4
          GROUP BY pos ORDER BY pos",
     )?;
-    let rows = stmt.query_map(params![file_id, seq as i64, from as i64, to as i64], |r| {
-        let id: Vec<u8> = r.get(2)?;
-        Ok((
-            r.get::<_, i64>(0)?,
-            id,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
+    let rows = stmt.query_map(
+        params![file_id, seq as i64, from as i64, entries_to as i64],
+        |r| {
+            let id: Vec<u8> = r.get(2)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                id,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        },
+    )?;
     let mut out = Vec::new();
     let mut expect = from;
     for row in rows {
         let (pos, id, offset, len) = row?;
-        let id: [u8; 32] = id.try_into().map_err(|_| {
-            StoreError::Corrupt(format!(
-                "file {file_id} position {pos}: chunk id is not 32 bytes"
-            ))
-        })?;
+        let id = chunk_id(id, || format!("file {file_id} position {pos}"))?;
         if pos as u64 != expect {
             return Err(StoreError::Corrupt(format!(
                 "file {file_id} version {seq}: chunk position {expect} is missing"
@@ -373,12 +429,34 @@ pub(crate) fn chunks_in_range(
         out.push((
             offset as u64,
             ChunkRef {
-                id: ChunkId(id),
+                id,
                 len: len as u32,
             },
         ));
     }
-    if expect != to {
+    if let Some((id, count, size)) = tail {
+        if from < count {
+            let len = chunk_len(conn, &id)?.ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "file {file_id} version {seq}: its last chunk {id} is not recorded"
+                ))
+            })?;
+            if expect != count - 1 || len > size {
+                return Err(StoreError::Corrupt(format!(
+                    "file {file_id} version {seq}: its chunks do not reach its last one"
+                )));
+            }
+            expect += 1;
+            out.push((
+                size - len,
+                ChunkRef {
+                    id,
+                    len: len as u32,
+                },
+            ));
+        }
+    }
+    if expect < to {
         return Err(StoreError::Corrupt(format!(
             "file {file_id} version {seq}: has {} of chunks {from}..{to}",
             expect - from
@@ -387,12 +465,47 @@ pub(crate) fn chunks_in_range(
     Ok(out)
 }
 
+/// When version `seq` (the file's latest) names its last chunk in its row and the next
+/// version keeps that chunk (`kept` is past it), writes its `entries` row, tagged `seq`: from
+/// then on the rule "the entry with the largest seq" finds it for every later version.
+pub(crate) fn keep_tail(conn: &Connection, file_id: i64, seq: u64, kept: u64) -> Result<()> {
+    let Some((id, count, size)) = version_tail(conn, file_id, seq)? else {
+        return Ok(());
+    };
+    if kept < count {
+        return Ok(());
+    }
+    let len = chunk_len(conn, &id)?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "file {file_id} version {seq}: its last chunk {id} is not recorded"
+        ))
+    })?;
+    conn.prepare_cached(
+        "INSERT INTO entries(file_id, pos, seq, chunk, offset, len) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        file_id,
+        (count - 1) as i64,
+        seq as i64,
+        &id.0[..],
+        size.saturating_sub(len) as i64,
+        len as i64
+    ])?;
+    Ok(())
+}
+
 /// The byte length of the first `kept` chunks of version `seq`.
-pub(crate) fn prefix_bytes(conn: &Connection, file_id: i64, seq: u64, kept: u64) -> Result<u64> {
+pub(crate) fn prefix_bytes(
+    conn: &Connection,
+    tails: bool,
+    file_id: i64,
+    seq: u64,
+    kept: u64,
+) -> Result<u64> {
     if kept == 0 {
         return Ok(0);
     }
-    let chunks = chunks_in_range(conn, file_id, seq, kept - 1, kept)?;
+    let chunks = chunks_in_range(conn, tails, file_id, seq, kept - 1, kept)?;
     let (offset, chunk) = chunks[0];
     Ok(offset + chunk.len as u64)
 }

@@ -40,9 +40,9 @@ pub use verify::{VerifyProblem, VerifyReport};
 /// The on-disk format this code writes. Older stores (format 1: every chunk a frame of its
 /// own; format 2: no appending pieces and no groups; format 3: groups of at most 1 MiB;
 /// format 4: a pack per batch; format 5: full pack records, naming each piece and an
-/// appending piece's context) are
+/// appending piece's context; format 6: every chunk of a version an `entries` row) are
 /// migrated to it when a writer opens them; see `docs/store.md`.
-pub const STORE_FORMAT_VERSION: u32 = 6;
+pub const STORE_FORMAT_VERSION: u32 = 7;
 /// The oldest on-disk format this code reads.
 pub const OLDEST_SUPPORTED_FORMAT: u32 = 1;
 
@@ -151,6 +151,9 @@ struct StoreInner {
     /// The version log has the piece columns (format 2); a format-1 log opened only to be
     /// read has not, and every chunk in it stands alone.
     pieces: bool,
+    /// The versions name their last chunk in their own row (format 7); a format-6 log opened
+    /// only to be read has no such column, and every chunk in it is an entry.
+    tails: bool,
     /// The pack small batches are appended to (format 5), `None` until a batch starts one;
     /// taken only under the writer's connection.
     growing: Mutex<Option<pack::GrowingPack>>,
@@ -368,7 +371,8 @@ impl Store {
         reader: Option<Connection>,
     ) -> Result<Store> {
         let id = db::store_id(&conn)?;
-        let pieces = db::format(&conn)? >= 2;
+        let format = db::format(&conn)?;
+        let (pieces, tails) = (format >= 2, format >= 7);
         let packs = LocalPacks::of_store(&root);
         Ok(Store {
             inner: Arc::new(StoreInner {
@@ -379,6 +383,7 @@ impl Store {
                 hashers: Mutex::new(HashMap::new()),
                 decoded_after: Mutex::new(HashMap::new()),
                 pieces,
+                tails,
                 growing: Mutex::new(None),
                 recent: Mutex::new(piece::Recent::new(RECENT_COMMITTED_BYTES)),
                 decoded_groups: Mutex::new(piece::DecodedGroups::new()),
@@ -451,6 +456,11 @@ impl Store {
     /// Whether the version log has format 2's piece columns.
     pub(crate) fn has_pieces(&self) -> bool {
         self.inner.pieces
+    }
+
+    /// Whether the version log has format 7's `tail` column.
+    pub(crate) fn has_tails(&self) -> bool {
+        self.inner.tails
     }
 
     /// How a committed chunk is stored: where its frame lies, and its kind.
@@ -655,7 +665,8 @@ impl Store {
         let info = db::version(&conn, file_id, seq)?.ok_or_else(|| {
             StoreError::NotFound(format!("{key} has no version {seq}; see `hoover versions`"))
         })?;
-        let chunks = db::chunks_in_range(&conn, file_id, seq, 0, info.chunk_count)?;
+        let chunks =
+            db::chunks_in_range(&conn, self.inner.tails, file_id, seq, 0, info.chunk_count)?;
         Ok(chunks.into_iter().map(|(_, c)| c).collect())
     }
 
@@ -737,7 +748,7 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("no file with key {key}")))?;
         let kept = db::kept(&conn, file_id, seq)?
             .ok_or_else(|| StoreError::NotFound(format!("{key} has no version {seq}")))?;
-        db::prefix_bytes(&conn, file_id, seq, kept)
+        db::prefix_bytes(&conn, self.inner.tails, file_id, seq, kept)
     }
 
     /// Whether version `seq` begins with the first `len` bytes of version `seq - 1` (an
@@ -791,7 +802,8 @@ impl Store {
         let (mut lo, mut hi) = (0u64, info.chunk_count);
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            let (offset, _) = db::chunks_in_range(&conn, file_id, seq, mid, mid + 1)?[0];
+            let (offset, _) =
+                db::chunks_in_range(&conn, self.inner.tails, file_id, seq, mid, mid + 1)?[0];
             if offset <= from {
                 lo = mid;
             } else {
@@ -802,8 +814,14 @@ impl Store {
         let mut pos = lo;
         // Fetch in pages so a read of a huge version does not hold its whole chunk list.
         while pos < info.chunk_count {
-            let page =
-                db::chunks_in_range(&conn, file_id, seq, pos, (pos + 256).min(info.chunk_count))?;
+            let page = db::chunks_in_range(
+                &conn,
+                self.inner.tails,
+                file_id,
+                seq,
+                pos,
+                (pos + 256).min(info.chunk_count),
+            )?;
             pos += page.len() as u64;
             let mut past = false;
             for (offset, chunk) in page {

@@ -189,7 +189,7 @@ impl Store {
                 report.versions_checked += 1;
                 let chunks = {
                     let conn = self.reader();
-                    db::chunks_in_range(&conn, file_id, v.seq, 0, v.chunk_count)
+                    db::chunks_in_range(&conn, self.has_tails(), file_id, v.seq, 0, v.chunk_count)
                 };
                 let result = chunks.map_err(|e| e.to_string()).and_then(|chunks| {
                     let (size, blake3) = (v.size, &v.blake3);

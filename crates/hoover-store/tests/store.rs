@@ -1236,3 +1236,104 @@ fn subscribers_hear_each_new_version_in_commit_order_until_they_stop_listening()
     );
     assert_eq!(once.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// Commits the version made of `kept` chunks of version `base` and then `new` (each stored
+/// alone), whose whole content is `data`.
+fn commit_chunks(
+    store: &Store,
+    key: &Key,
+    data: &[u8],
+    base: Option<u64>,
+    kept: u64,
+    new: &[&[u8]],
+) -> u64 {
+    let mut batch = store.batch();
+    let mut chunks = Vec::new();
+    for chunk in new {
+        let id = hoover_types::ChunkId::of(chunk);
+        let len = chunk.len() as u32;
+        batch
+            .add_chunk(id, len, &hoover_chunk::compress(chunk))
+            .unwrap();
+        chunks.push(ChunkRef { id, len });
+    }
+    batch
+        .add_version(NewVersion {
+            key: key.clone(),
+            size: data.len() as u64,
+            blake3: *blake3::hash(data).as_bytes(),
+            mtime_ns: 1,
+            base,
+            kept,
+            chunks,
+        })
+        .unwrap();
+    batch.commit().unwrap()[0].seq
+}
+
+#[test]
+fn a_version_that_adds_its_last_chunk_names_it_in_its_row_until_the_next_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Key::new("m/r/tails.jsonl").unwrap();
+    let mut rng = Rng(7);
+    let [a, b, b2, c, d, e, f] = std::array::from_fn(|_| rng.bytes(3000));
+    // Each version: how many chunks of the one before it keeps, what it adds.
+    let steps: [(u64, Vec<&[u8]>); 8] = [
+        (0, vec![&a]),     // 1: a
+        (1, vec![&b]),     // 2: a b       (keeps 1's last chunk)
+        (1, vec![&b2]),    // 3: a b2      (re-cuts 2's last chunk)
+        (2, vec![&c]),     // 4: a b2 c    (keeps 3's)
+        (3, vec![&d, &e]), // 5: a b2 c d e (keeps 4's, adds two)
+        (1, vec![]),       // 6: a         (cut back)
+        (1, vec![&f]),     // 7: a f
+        (2, vec![&b]),     // 8: a f b     (keeps 7's; a chunk the store holds)
+    ];
+    let mut history: Vec<Vec<u8>> = Vec::new();
+    let mut chunks: Vec<&[u8]> = Vec::new();
+    for (kept, new) in &steps {
+        chunks.truncate(*kept as usize);
+        chunks.extend(new.iter().copied());
+        let data = chunks.concat();
+        let base = (!history.is_empty()).then_some(history.len() as u64);
+        let seq = commit_chunks(&store, &key, &data, base, *kept, new);
+        assert_eq!(seq, history.len() as u64 + 1);
+        history.push(data);
+    }
+    let check = |store: &Store| {
+        for (i, data) in history.iter().enumerate() {
+            assert!(
+                read(store, &key, i as u64 + 1) == *data,
+                "version {}",
+                i + 1
+            );
+        }
+        // Version 4's bytes across its kept chunk and the one its row names.
+        let range: Vec<u8> = store
+            .read_range(&key, 4, 5000, Some(7000))
+            .unwrap()
+            .map(Result::unwrap)
+            .flatten()
+            .collect();
+        assert!(range == history[3][5000..7000]);
+        assert_eq!(store.kept_bytes(&key, 8).unwrap(), 6000);
+    };
+    check(&store);
+    let report = store.verify(|_, _, _| {}).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.versions_checked, 8);
+
+    // One entry per chunk a later version keeps from a version that named it in its row
+    // (a, b2, c, f), and one for each chunk of a version that added two (d, e): 6, not the
+    // 10 chunks the versions added.
+    let log = rusqlite::Connection::open(dir.path().join("versions.db")).unwrap();
+    let count = |sql: &str| -> i64 { log.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT COUNT(*) FROM entries"), 6);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM versions WHERE tail IS NOT NULL"),
+        6
+    );
+    drop(store);
+    check(&Store::open(dir.path()).unwrap());
+    check(&Store::open_to_read(dir.path()).unwrap());
+}
