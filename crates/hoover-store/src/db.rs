@@ -370,6 +370,12 @@ pub(crate) fn version_tail(
     let id = chunk_id(id, || {
         format!("file {file_id} version {seq}: its last chunk")
     })?;
+    // A damaged or hostile log (a copy being recovered) is refused, not trusted to subtract.
+    if count < 1 || size < 0 {
+        return Err(StoreError::Corrupt(format!(
+            "file {file_id} version {seq}: names a last chunk but has {count} chunks"
+        )));
+    }
     Ok(Some((id, count as u64, size as u64)))
 }
 

@@ -1336,4 +1336,13 @@ fn a_version_that_adds_its_last_chunk_names_it_in_its_row_until_the_next_keeps_i
     drop(store);
     check(&Store::open(dir.path()).unwrap());
     check(&Store::open_to_read(dir.path()).unwrap());
+
+    // A damaged log (a version naming a last chunk of none) is an error, not a subtraction.
+    log.execute("UPDATE versions SET chunk_count = 0 WHERE seq = 7", [])
+        .unwrap();
+    drop(log);
+    let store = Store::open(dir.path()).unwrap();
+    let err = store.read_version(&key, 7, &mut Vec::new()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(read(&store, &key, 8) == history[7]);
 }
