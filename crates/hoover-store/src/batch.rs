@@ -871,8 +871,12 @@ impl Batch {
             let mut insert_entry = sp.prepare_cached(
                 "INSERT INTO entries(file_id, pos, seq, chunk, offset, len) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
+            let entries: &[ChunkRef] = match tail {
+                Some(_) => &[],
+                None => &v.chunks,
+            };
             let mut offset = p.prefix_bytes;
-            for (i, chunk) in v.chunks.iter().enumerate().filter(|_| tail.is_none()) {
+            for (i, chunk) in entries.iter().enumerate() {
                 insert_entry.execute(params![
                     file_id,
                     (v.kept + i as u64) as i64,

@@ -462,7 +462,7 @@ pub(crate) fn chunks_in_range(
             ));
         }
     }
-    if expect < to {
+    if expect != to {
         return Err(StoreError::Corrupt(format!(
             "file {file_id} version {seq}: has {} of chunks {from}..{to}",
             expect - from
