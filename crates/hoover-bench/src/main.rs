@@ -358,10 +358,19 @@ fn main() -> Result<()> {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             // Logical row bytes: what the version adds to the log, whatever the page layout.
-            // A version that adds one chunk names it in its row (format 7), not in an entry.
+            // A version that adds one chunk names it in its row (format 7), not in an entry;
+            // an older store (an older build's, to compare) has no such column.
+            let has_tail: bool = conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('versions') WHERE name = 'tail'",
+                [],
+                |r| r.get(0),
+            )?;
+            let tail = if has_tail { "tail" } else { "NULL" };
             let (version, tails): (i64, i64) = conn.query_row(
-                "SELECT 8 * 8 + length(blake3) + COALESCE(length(tail), 0), tail IS NOT NULL
-                 FROM versions WHERE file_id = ?1 AND seq = ?2",
+                &format!(
+                    "SELECT 8 * 8 + length(blake3) + COALESCE(length({tail}), 0), {tail} IS NOT NULL
+                     FROM versions WHERE file_id = ?1 AND seq = ?2"
+                ),
                 [file_id, seq],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
