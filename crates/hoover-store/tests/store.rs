@@ -1312,8 +1312,7 @@ fn a_version_that_adds_its_last_chunk_names_it_in_its_row_until_the_next_keeps_i
         let range: Vec<u8> = store
             .read_range(&key, 4, 5000, Some(7000))
             .unwrap()
-            .map(Result::unwrap)
-            .flatten()
+            .flat_map(Result::unwrap)
             .collect();
         assert!(range == history[3][5000..7000]);
         assert_eq!(store.kept_bytes(&key, 8).unwrap(), 6000);
