@@ -349,22 +349,34 @@ pub(crate) fn versions_by_id(conn: &Connection, file_id: i64) -> Result<Vec<Vers
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// The chunk a version names in its own row as its last (format 7; `None` before, or when the
-/// version added more than one chunk), with the version's chunk count and size.
-pub(crate) fn version_tail(
-    conn: &Connection,
-    file_id: i64,
-    seq: u64,
-) -> Result<Option<(ChunkId, u64, u64)>> {
-    let row: Option<(Option<Vec<u8>>, i64, i64)> = conn
+/// The chunk a version names in its own row as its last (format 7).
+#[derive(Clone, Copy)]
+pub(crate) struct Tail {
+    pub(crate) id: ChunkId,
+    /// Its position: the version's last.
+    pub(crate) pos: u64,
+    /// Where it starts in the version: the version's size less its length.
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+/// The chunk version `seq` names in its own row as its last (`None` before format 7, or when
+/// the version added more than one chunk), with its length from its `chunks` row, read in the
+/// same query.
+pub(crate) fn version_tail(conn: &Connection, file_id: i64, seq: u64) -> Result<Option<Tail>> {
+    // Its id, the version's chunk count and size, its length (NULL: no chunk row).
+    type TailRow = (Option<Vec<u8>>, i64, i64, Option<i64>);
+    let row: Option<TailRow> = conn
         .prepare_cached(
-            "SELECT tail, chunk_count, size FROM versions WHERE file_id = ?1 AND seq = ?2",
+            "SELECT v.tail, v.chunk_count, v.size, c.raw_len
+             FROM versions v LEFT JOIN chunks c ON c.id = v.tail
+             WHERE v.file_id = ?1 AND v.seq = ?2",
         )?
         .query_row(params![file_id, seq as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    let Some((Some(id), count, size)) = row else {
+    let Some((Some(id), count, size, len)) = row else {
         return Ok(None);
     };
     let id = chunk_id(id, || {
@@ -376,7 +388,22 @@ pub(crate) fn version_tail(
             "file {file_id} version {seq}: names a last chunk but has {count} chunks"
         )));
     }
-    Ok(Some((id, count as u64, size as u64)))
+    let Some(len) = len else {
+        return Err(StoreError::Corrupt(format!(
+            "file {file_id} version {seq}: its last chunk {id} is not recorded"
+        )));
+    };
+    if len < 0 || len > size {
+        return Err(StoreError::Corrupt(format!(
+            "file {file_id} version {seq}: its last chunk is {len} bytes, the version {size}"
+        )));
+    }
+    Ok(Some(Tail {
+        id,
+        pos: count as u64 - 1,
+        offset: (size - len) as u64,
+        len: len as u64,
+    }))
 }
 
 fn chunk_id(id: Vec<u8>, what: impl FnOnce() -> String) -> Result<ChunkId> {
@@ -399,10 +426,10 @@ pub(crate) fn chunks_in_range(
 ) -> Result<Vec<(u64, ChunkRef)>> {
     // The version's last chunk, when its row names it and the range reaches it.
     let tail = match tails {
-        true => version_tail(conn, file_id, seq)?.filter(|&(_, count, _)| to >= count),
+        true => version_tail(conn, file_id, seq)?.filter(|t| to > t.pos),
         false => None,
     };
-    let entries_to = tail.map_or(to, |(_, count, _)| count - 1);
+    let entries_to = tail.map_or(to, |t| t.pos);
     // SQLite takes the bare columns of a MAX() aggregate from the row holding the maximum.
     let mut stmt = conn.prepare_cached(
         "SELECT pos, MAX(seq), chunk, offset, len FROM entries
@@ -440,27 +467,20 @@ pub(crate) fn chunks_in_range(
             },
         ));
     }
-    if let Some((id, count, size)) = tail {
-        if from < count {
-            let len = chunk_len(conn, &id)?.ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "file {file_id} version {seq}: its last chunk {id} is not recorded"
-                ))
-            })?;
-            if expect != count - 1 || len > size {
-                return Err(StoreError::Corrupt(format!(
-                    "file {file_id} version {seq}: its chunks do not reach its last one"
-                )));
-            }
-            expect += 1;
-            out.push((
-                size - len,
-                ChunkRef {
-                    id,
-                    len: len as u32,
-                },
-            ));
+    if let Some(t) = tail.filter(|t| from <= t.pos) {
+        if expect != t.pos {
+            return Err(StoreError::Corrupt(format!(
+                "file {file_id} version {seq}: its chunks do not reach its last one"
+            )));
         }
+        expect += 1;
+        out.push((
+            t.offset,
+            ChunkRef {
+                id: t.id,
+                len: t.len as u32,
+            },
+        ));
     }
     if expect != to {
         return Err(StoreError::Corrupt(format!(
@@ -475,27 +495,19 @@ pub(crate) fn chunks_in_range(
 /// version keeps that chunk (`kept` is past it), writes its `entries` row, tagged `seq`: from
 /// then on the rule "the entry with the largest seq" finds it for every later version.
 pub(crate) fn keep_tail(conn: &Connection, file_id: i64, seq: u64, kept: u64) -> Result<()> {
-    let Some((id, count, size)) = version_tail(conn, file_id, seq)? else {
+    let Some(t) = version_tail(conn, file_id, seq)?.filter(|t| kept > t.pos) else {
         return Ok(());
     };
-    if kept < count {
-        return Ok(());
-    }
-    let len = chunk_len(conn, &id)?.ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "file {file_id} version {seq}: its last chunk {id} is not recorded"
-        ))
-    })?;
     conn.prepare_cached(
         "INSERT INTO entries(file_id, pos, seq, chunk, offset, len) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         file_id,
-        (count - 1) as i64,
+        t.pos as i64,
         seq as i64,
-        &id.0[..],
-        size.saturating_sub(len) as i64,
-        len as i64
+        &t.id.0[..],
+        t.offset as i64,
+        t.len as i64
     ])?;
     Ok(())
 }
