@@ -1237,38 +1237,15 @@ fn subscribers_hear_each_new_version_in_commit_order_until_they_stop_listening()
     assert_eq!(once.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
-/// Commits the version made of `kept` chunks of version `base` and then `new` (each stored
-/// alone), whose whole content is `data`.
-fn commit_chunks(
-    store: &Store,
-    key: &Key,
-    data: &[u8],
-    base: Option<u64>,
-    kept: u64,
-    new: &[&[u8]],
-) -> u64 {
+/// Stores `chunk` alone, in a batch of its own; returns how a version names it.
+fn store_chunk(store: &Store, chunk: &[u8]) -> ChunkRef {
+    let (id, len) = (hoover_types::ChunkId::of(chunk), chunk.len() as u32);
     let mut batch = store.batch();
-    let mut chunks = Vec::new();
-    for chunk in new {
-        let id = hoover_types::ChunkId::of(chunk);
-        let len = chunk.len() as u32;
-        batch
-            .add_chunk(id, len, &hoover_chunk::compress(chunk))
-            .unwrap();
-        chunks.push(ChunkRef { id, len });
-    }
     batch
-        .add_version(NewVersion {
-            key: key.clone(),
-            size: data.len() as u64,
-            blake3: *blake3::hash(data).as_bytes(),
-            mtime_ns: 1,
-            base,
-            kept,
-            chunks,
-        })
+        .add_chunk(id, len, &hoover_chunk::compress(chunk))
         .unwrap();
-    batch.commit().unwrap()[0].seq
+    batch.commit().unwrap();
+    ChunkRef { id, len }
 }
 
 #[test]
@@ -1296,7 +1273,8 @@ fn a_version_that_adds_its_last_chunk_names_it_in_its_row_until_the_next_keeps_i
         chunks.extend(new.iter().copied());
         let data = chunks.concat();
         let base = (!history.is_empty()).then_some(history.len() as u64);
-        let seq = commit_chunks(&store, &key, &data, base, *kept, new);
+        let refs = new.iter().map(|c| store_chunk(&store, c)).collect();
+        let seq = commit_version(&store, &key, &data, base, *kept, refs);
         assert_eq!(seq, history.len() as u64 + 1);
         history.push(data);
     }
