@@ -366,13 +366,21 @@ fn main() -> Result<()> {
                 |r| r.get(0),
             )?;
             let tail = if has_tail { "tail" } else { "NULL" };
-            let (version, tails): (i64, i64) = conn.query_row(
+            // Format 8: the row may hold the chunk's piece (seven integers), not a chunk row.
+            let has_held: bool = conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('versions') WHERE name = 'tail_pack'",
+                [],
+                |r| r.get(0),
+            )?;
+            let held = if has_held { "tail_pack IS NOT NULL" } else { "0" };
+            let (version, tails, held): (i64, i64, i64) = conn.query_row(
                 &format!(
-                    "SELECT 8 * 8 + length(blake3) + COALESCE(length({tail}), 0), {tail} IS NOT NULL
+                    "SELECT 8 * 8 + length(blake3) + COALESCE(length({tail}), 0) + 7 * 8 * ({held}),
+                            {tail} IS NOT NULL, {held}
                      FROM versions WHERE file_id = ?1 AND seq = ?2"
                 ),
                 [file_id, seq],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             let (entries, entry_bytes): (i64, i64) = conn.query_row(
                 "SELECT COUNT(*), COALESCE(SUM(length(chunk) + 5 * 8), 0) FROM entries WHERE file_id = ?1 AND seq = ?2",
@@ -381,7 +389,7 @@ fn main() -> Result<()> {
             )?;
             // Each new chunk may also have added a row to the chunk table (id + two lengths).
             let chunks = entries + tails;
-            let chunk_rows = chunks * (32 + 2 * 8);
+            let chunk_rows = (chunks - held) * (32 + 2 * 8);
             println!("{} {} {}", version + entry_bytes + chunk_rows, chunks, seq);
         }
         Some("wait-versions") => {

@@ -21,7 +21,8 @@ use rusqlite::params;
 use crate::pack::{self, Bases, Group, PackWriter, PACK_MAGIC};
 use crate::piece::{self, Cost, Kind};
 use crate::{
-    db, fsutil, now_ns, HasherState, Result, Store, StoreCounts, StoreError, HASHER_CACHE_MAX,
+    db, fsutil, now_ns, HasherState, Result, Store, StoreCounts, StoreError, VersionAt,
+    HASHER_CACHE_MAX,
 };
 
 /// Raw bytes of staged chunks kept in memory for version hashing; past this they are re-read.
@@ -41,6 +42,9 @@ struct Staged {
     stored_len: u64,
     kind: Kind,
     bases: Bases,
+    /// The version whose row holds the base, when it has no `chunks` row (format 8: the base
+    /// is a file's latest last chunk).
+    base_held: Option<VersionAt>,
     cost: Cost,
     raw: Option<Arc<Vec<u8>>>,
     /// For a grouped chunk: where it lies in its group.
@@ -91,6 +95,10 @@ pub struct Batch {
     /// The staged group read back last (its frame's offset and its bytes): a file's grouped
     /// chunks are read in order, so each group is decoded once, not once per chunk.
     reread_group: Option<(u64, Arc<Vec<u8>>)>,
+    /// Chunks this batch's versions name that a version row holds (format 8: a file's latest
+    /// last chunk), with that version: each gets its `chunks` row at commit, as a version's
+    /// entry names it by id.
+    named_held: HashMap<ChunkId, (i64, u64)>,
 }
 
 impl Batch {
@@ -107,6 +115,7 @@ impl Batch {
             limit: MAX_BATCH_ITEMS,
             reread: piece::Recent::new(REREAD_CACHE_LIMIT),
             reread_group: None,
+            named_held: HashMap::new(),
         }
     }
 
@@ -140,7 +149,7 @@ impl Batch {
             id,
             raw,
             Kind::Alone,
-            Bases::default(),
+            (Bases::default(), None),
             Cost::alone(len as u64),
             compressed,
         )
@@ -173,12 +182,12 @@ impl Batch {
             )));
         }
         self.take_items(1)?;
-        let (base_len, base_cost) = self.held(&id, "base", &base)?;
-        let base_bytes = self.bytes_of(&base, base_len)?;
+        let (base_len, base_cost, base_held) = self.held(&id, "base", &base)?;
+        let base_bytes = self.bytes_of(&base, base_len, base_held)?;
         let context_bytes = match context {
             Some(c) => {
-                let (context_len, _) = self.held(&id, "context", &c)?;
-                Some(self.bytes_of(&c, context_len)?)
+                let (context_len, _, context_held) = self.held(&id, "context", &c)?;
+                Some(self.bytes_of(&c, context_len, context_held)?)
             }
             None => None,
         };
@@ -204,7 +213,7 @@ impl Batch {
                 id,
                 raw,
                 Kind::Alone,
-                Bases::default(),
+                (Bases::default(), None),
                 Cost::alone(len as u64),
                 &alone,
             );
@@ -213,7 +222,7 @@ impl Batch {
             base: Some(base),
             context,
         };
-        if context.is_some() && self.decoded_after(&base)? != context {
+        if context.is_some() && self.decoded_after(&base, base_held)? != context {
             // Reading the base would not decode the context on the way: reading this piece
             // would cost more than its bound says. Stored as an extension of the base alone.
             let plain = hoover_chunk::piece(&raw, Some((base, &base_bytes)), None, false);
@@ -221,26 +230,33 @@ impl Batch {
                 base: Some(base),
                 context: None,
             };
-            return self.stage(id, raw, plain.kind, bases, cost, &plain.frame);
+            return self.stage(id, raw, plain.kind, (bases, base_held), cost, &plain.frame);
         }
-        self.stage(id, raw, kind, bases, cost, frame)
+        self.stage(id, raw, kind, (bases, base_held), cost, frame)
     }
 
     /// The length and cost of a chunk a piece names as its base or context: staged by this
-    /// batch or held by the store, else the piece is refused.
-    fn held(&self, id: &ChunkId, what: &str, base: &ChunkId) -> Result<(u64, Cost)> {
+    /// batch or held by the store (and the version whose row holds it, when one does), else
+    /// the piece is refused.
+    fn held(
+        &self,
+        id: &ChunkId,
+        what: &str,
+        base: &ChunkId,
+    ) -> Result<(u64, Cost, Option<VersionAt>)> {
         match self.staged.get(base) {
-            Some(s) => Ok((s.len as u64, s.cost)),
-            None => self.store.piece_cost(base)?.ok_or_else(|| {
-                StoreError::Refused(format!(
+            Some(s) => Ok((s.len as u64, s.cost, None)),
+            None => match self.store.piece_at(base, None)? {
+                Some((row, cost)) => Ok((row.raw_len, cost, row.held_by)),
+                None => Err(StoreError::Refused(format!(
                     "chunk {id}: its {what} {base} was neither sent nor stored"
-                ))
-            }),
+                ))),
+            },
         }
     }
 
     /// See [`Store::decoded_after`]; also for the chunks this batch staged.
-    fn decoded_after(&self, id: &ChunkId) -> Result<Option<ChunkId>> {
+    fn decoded_after(&self, id: &ChunkId, held: Option<VersionAt>) -> Result<Option<ChunkId>> {
         match self.staged.get(id) {
             Some(s) => Ok(match s.kind {
                 Kind::Follows => s.bases.base,
@@ -248,7 +264,7 @@ impl Batch {
                 Kind::Grouped => s.in_group.and_then(|g| g.before),
                 Kind::Alone | Kind::Extends => None,
             }),
-            None => self.store.decoded_after(id),
+            None => self.store.decoded_after(id, held),
         }
     }
 
@@ -257,7 +273,7 @@ impl Batch {
         id: ChunkId,
         raw: Vec<u8>,
         kind: Kind,
-        bases: Bases,
+        (bases, base_held): (Bases, Option<VersionAt>),
         cost: Cost,
         frame: &[u8],
     ) -> Result<()> {
@@ -270,6 +286,7 @@ impl Batch {
             stored_len: frame.len() as u64,
             kind,
             bases,
+            base_held,
             cost,
             raw: None,
             in_group: None,
@@ -404,6 +421,7 @@ impl Batch {
                 stored_len: share,
                 kind: Kind::Grouped,
                 bases: Bases::default(),
+                base_held: None,
                 cost: Cost::grouped(total),
                 raw: None,
                 in_group,
@@ -413,10 +431,16 @@ impl Batch {
         Ok(chunks)
     }
 
-    /// The bytes of a chunk this batch staged or the store holds.
-    fn bytes_of(&mut self, id: &ChunkId, len: u64) -> Result<Arc<Vec<u8>>> {
+    /// The bytes of a chunk this batch staged or the store holds (`held`: the version whose
+    /// row may hold it).
+    fn bytes_of(
+        &mut self,
+        id: &ChunkId,
+        len: u64,
+        held: Option<VersionAt>,
+    ) -> Result<Arc<Vec<u8>>> {
         let Some(staged) = self.staged.get(id) else {
-            return self.decoder.chunk(id, Some(len));
+            return self.decoder.chunk_in(id, Some(len), held);
         };
         if let Some(raw) = &staged.raw {
             return Ok(raw.clone());
@@ -426,11 +450,12 @@ impl Batch {
         }
         // Past the memory cache: read the frame back from the staged pack and decode it (its
         // base first, which the bounds on chains keep short).
-        let (offset, stored_len, kind, bases, in_group) = (
+        let (offset, stored_len, kind, bases, base_held, in_group) = (
             staged.offset,
             staged.stored_len,
             staged.kind,
             staged.bases,
+            staged.base_held,
             staged.in_group,
         );
         let pack = self.pack.as_mut().expect("a staged chunk has a pack");
@@ -462,18 +487,21 @@ impl Batch {
             return Ok(raw);
         }
         let frame = crate::pack::read_at(&tmp, offset, stored_len)?;
-        let mut read = |b: Option<ChunkId>| -> Result<Option<Arc<Vec<u8>>>> {
+        let mut read = |b: Option<ChunkId>, held| -> Result<Option<Arc<Vec<u8>>>> {
             let Some(b) = b else {
                 return Ok(None);
             };
-            let base_len = match self.staged.get(&b) {
-                Some(s) => s.len as u64,
-                None => self.store.chunk_len(&b)?.unwrap_or(0),
+            let (base_len, held) = match self.staged.get(&b) {
+                Some(s) => (s.len as u64, None),
+                None => match self.store.piece_at(&b, held)? {
+                    Some((row, _)) => (row.raw_len, row.held_by),
+                    None => (0, None),
+                },
             };
-            self.bytes_of(&b, base_len).map(Some)
+            self.bytes_of(&b, base_len, held).map(Some)
         };
-        let context_bytes = read(bases.context)?;
-        let base_bytes = read(bases.base)?;
+        let context_bytes = read(bases.context, None)?;
+        let base_bytes = read(bases.base, base_held)?;
         let raw = piece::apply(
             kind,
             base_bytes.as_deref().map(|b| b.as_slice()),
@@ -493,8 +521,10 @@ impl Batch {
         Ok(raw)
     }
 
+    /// The bytes of a chunk a new version names.
     fn chunk_bytes(&mut self, chunk: &ChunkRef) -> Result<Arc<Vec<u8>>> {
-        self.bytes_of(&chunk.id, chunk.len as u64)
+        let held = self.named_held.get(&chunk.id).copied();
+        self.bytes_of(&chunk.id, chunk.len as u64, held)
     }
 
     /// Checks a version completely; it is recorded by [`Batch::commit`].
@@ -589,11 +619,17 @@ impl Batch {
             .filter(|c| !self.staged.contains_key(&c.id))
             .copied()
             .collect();
-        // One lookup per chunk answers both questions: is it stored, and at what length.
-        let stored: Vec<Option<u64>> = unknown
-            .iter()
-            .map(|c| self.store.chunk_len(&c.id))
-            .collect::<Result<_>>()?;
+        // One lookup per chunk answers both questions: is it stored, and at what length. A
+        // file's latest last chunk that its version row holds (format 8) is named here by id,
+        // so it gets its `chunks` row at commit.
+        let mut stored: Vec<Option<u64>> = Vec::with_capacity(unknown.len());
+        for c in &unknown {
+            let found = self.store.chunk_len_held(&c.id)?;
+            if let Some((_, Some(held))) = found {
+                self.named_held.insert(c.id, held);
+            }
+            stored.push(found.map(|(len, _)| len));
+        }
         if let Some((missing, _)) = unknown.iter().zip(&stored).find(|(_, len)| len.is_none()) {
             return Err(StoreError::Refused(format!(
                 "{key}: names chunk {} that was neither sent nor stored",
@@ -624,7 +660,7 @@ impl Batch {
             (Some(base), Some(file_id)) => {
                 let prefix_bytes = {
                     let conn = self.store.reader();
-                    db::prefix_bytes(&conn, self.store.has_tails(), file_id, base, version.kept)?
+                    db::prefix_bytes(&conn, self.store.tails(), file_id, base, version.kept)?
                 };
                 let hasher = match self.hash_append(file_id, base, prefix_bytes, &version)? {
                     Some(h) => h,
@@ -662,17 +698,22 @@ impl Batch {
     /// Hashes the whole content: the base's kept chunks, then the new ones.
     fn hash_full(
         &mut self,
-        base: Option<(i64, u64)>,
+        base: Option<VersionAt>,
         version: &NewVersion,
     ) -> Result<blake3::Hasher> {
         let mut hasher = blake3::Hasher::new();
         if let Some((file_id, seq)) = base {
             let prefix = {
                 let conn = self.store.reader();
-                db::chunks_in_range(&conn, self.store.has_tails(), file_id, seq, 0, version.kept)?
+                db::chunks_in_range(&conn, self.store.tails(), file_id, seq, 0, version.kept)?
             };
             for (_, chunk) in prefix {
-                hasher.update(&self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?);
+                let len = Some(chunk.len as u64);
+                hasher.update(
+                    &self
+                        .decoder
+                        .chunk_in(&chunk.id, len, Some((file_id, seq)))?,
+                );
             }
         }
         for chunk in &version.chunks {
@@ -708,7 +749,7 @@ impl Batch {
                 .unwrap_or(0);
             db::chunks_in_range(
                 &conn,
-                self.store.has_tails(),
+                self.store.tails(),
                 file_id,
                 base,
                 version.kept,
@@ -717,7 +758,12 @@ impl Batch {
         };
         let mut old_bytes = Vec::new();
         for (_, chunk) in old_tail {
-            old_bytes.extend_from_slice(&self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?);
+            let len = Some(chunk.len as u64);
+            old_bytes.extend_from_slice(&self.decoder.chunk_in(
+                &chunk.id,
+                len,
+                Some((file_id, base)),
+            )?);
         }
         let mut compared = 0usize;
         for chunk in &version.chunks {
@@ -755,12 +801,17 @@ impl Batch {
         };
         let received_at = now_ns();
         let mut tx = conn.transaction()?;
+        // The appends whose last chunk their version row holds (format 8): no `chunks` row.
+        let held = self.held_tails(&tx, &staged)?;
         // What this batch adds to the store's totals, applied once it is committed.
         let mut delta = StoreCounts::default();
         let mut latest_bytes: i64 = 0;
         let mut pack_id = None;
+        // How far the batch's records moved: appended to the growing pack, they start later.
+        let mut shift = 0;
         if let Some(placed) = &placed {
-            let (id, shift) = match placed {
+            let id;
+            (id, shift) = match placed {
                 Placed::Appended { id, shift, size } => {
                     tx.prepare_cached("UPDATE packs SET size = ?2 WHERE id = ?1")?
                         .execute(params![id, *size as i64])?;
@@ -777,28 +828,25 @@ impl Batch {
                 Placed::Appended { size, shift, .. } => size - shift - PACK_MAGIC.len() as u64,
                 Placed::Installed { size, .. } => *size,
             };
-            let mut insert_chunk = tx.prepare_cached(
-                "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len, kind, hops, cost)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
             for (chunk, s) in &staged {
-                let added = insert_chunk.execute(params![
-                    &chunk.0[..],
-                    id,
-                    (s.offset + shift) as i64,
-                    s.len as i64,
-                    s.stored_len as i64,
-                    // Every record this code writes is compact but a group's.
-                    piece::kind_code(s.kind, s.kind != Kind::Grouped),
-                    s.cost.hops as i64,
-                    s.cost.bytes as i64
-                ])?;
-                if added > 0 {
+                if held.contains(chunk) || insert_chunk(&tx, chunk, id, shift, s)? {
                     delta.chunks += 1;
                     delta.chunk_raw_bytes += s.len as u64;
                     delta.chunk_stored_bytes += s.stored_len;
                 }
             }
+            // A piece whose `chunks` row names its base by id, where a version row holds the
+            // base (a file's latest last chunk): the base gets its `chunks` row too. (A held
+            // last chunk's base is found through the version before it instead.)
+            for (chunk, s) in &staged {
+                if let (false, Some((file_id, seq))) = (held.contains(chunk), s.base_held) {
+                    db::materialize_tail(&tx, file_id, seq)?;
+                }
+            }
+        }
+        // So does one a version names among its chunks (an entry names it by id).
+        for (file_id, seq) in self.named_held.values() {
+            db::materialize_tail(&tx, *file_id, *seq)?;
         }
         // The versions go in a savepoint: when one turns out stale (another client committed a
         // version of its file since it was checked), none of them is recorded, but the chunks
@@ -809,6 +857,8 @@ impl Batch {
         let mut out = Vec::new();
         let mut new_states = Vec::new();
         let mut stale = None;
+        let mut tips = Vec::new();
+        let staged_by_id: HashMap<&ChunkId, &Staged> = staged.iter().map(|(c, s)| (c, s)).collect();
         for p in &self.prepared {
             let v = &p.version;
             if let Some(seq) = p.unchanged {
@@ -845,17 +895,24 @@ impl Batch {
             let chunk_count = v.kept + v.chunks.len() as u64;
             if let Some(latest) = latest {
                 // The version before names its last chunk in its row; this one may keep it.
-                db::keep_tail(&sp, file_id, latest, v.kept)?;
+                db::keep_tail(&sp, self.store.tails(), file_id, latest, v.kept)?;
             }
             // A version that adds one chunk, its last (an append), names it in its row: one
-            // row less per message (format 7).
+            // row less per message (format 7); and holds its piece there, when it is the
+            // append's new piece (format 8): no `chunks` row either.
             let tail = match &v.chunks[..] {
                 [only] => Some(only.id),
                 _ => None,
             };
+            let piece = tail
+                .filter(|id| held.contains(id))
+                .and_then(|id| staged_by_id.get(&id).copied())
+                .zip(pack_id);
+            let held_at = piece.map(|(s, _)| s.offset + shift);
             sp.prepare_cached(
-                "INSERT INTO versions(file_id, seq, size, blake3, mtime_ns, received_at_ns, chunk_count, kept, tail)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO versions(file_id, seq, size, blake3, mtime_ns, received_at_ns, chunk_count, kept, tail,
+                                      tail_pack, tail_offset, tail_len, tail_stored, tail_kind, tail_hops, tail_cost)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 file_id,
@@ -866,8 +923,16 @@ impl Batch {
                 received_at,
                 chunk_count as i64,
                 v.kept as i64,
-                tail.as_ref().map(|id| &id.0[..])
+                tail.as_ref().map(|id| &id.0[..]),
+                piece.map(|(_, pack)| pack),
+                held_at.map(|at| at as i64),
+                piece.map(|(s, _)| s.len as i64),
+                piece.map(|(s, _)| s.stored_len as i64),
+                piece.map(|(s, _)| piece::kind_code(s.kind, true)),
+                piece.map(|(s, _)| s.cost.hops as i64),
+                piece.map(|(s, _)| s.cost.bytes as i64),
             ])?;
+            tips.push((file_id, seq, tail.filter(|_| piece.is_some())));
             let mut insert_entry = sp.prepare_cached(
                 "INSERT INTO entries(file_id, pos, seq, chunk, offset, len) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
@@ -899,6 +964,14 @@ impl Batch {
         if let Some(message) = stale {
             sp.rollback()?;
             drop(sp);
+            // No version holds the appends' pieces: they get their `chunks` rows after all.
+            if let Some(pack_id) = pack_id {
+                for (chunk, s) in &staged {
+                    if held.contains(chunk) {
+                        insert_chunk(&tx, chunk, pack_id, shift, s)?;
+                    }
+                }
+            }
             tx.commit()?;
             grown(&self.store, placed, pack_id);
             self.store.add_to_counts(&chunks_only, 0);
@@ -910,6 +983,12 @@ impl Batch {
         tx.commit()?;
         grown(&self.store, placed, pack_id);
         crate::fault::crash_point("store-committed");
+        {
+            let mut held_tips = self.store.tips();
+            for (file_id, seq, tip) in tips {
+                held_tips.set(file_id, seq, tip);
+            }
+        }
         self.store.add_to_counts(&delta, latest_bytes);
         {
             // The newest chunks are the likely bases of the next pieces.
@@ -934,6 +1013,89 @@ impl Batch {
         }
         Ok(out)
     }
+}
+
+impl Batch {
+    /// The staged pieces that the version rows will hold (format 8): each the one new chunk of
+    /// a version that re-cuts its file's last chunk (the usual append), extending that chunk
+    /// (so that reading it finds its base at the same position of the version before), and
+    /// named by nothing else in the batch. Any other is a `chunks` row, as before.
+    fn held_tails(
+        &self,
+        conn: &rusqlite::Connection,
+        staged: &[(ChunkId, Staged)],
+    ) -> Result<HashSet<ChunkId>> {
+        let mut held = HashSet::new();
+        if self.store.tails() != db::Tails::Held {
+            return Ok(held);
+        }
+        let mut named: HashMap<ChunkId, u32> = HashMap::new();
+        let versions = self.prepared.iter().filter(|p| p.unchanged.is_none());
+        for c in versions.flat_map(|p| &p.version.chunks) {
+            *named.entry(c.id).or_default() += 1;
+        }
+        for (_, s) in staged {
+            for b in [s.bases.base, s.bases.context].into_iter().flatten() {
+                *named.entry(b).or_default() += 1;
+            }
+        }
+        let staged: HashMap<&ChunkId, &Staged> = staged.iter().map(|(c, s)| (c, s)).collect();
+        for p in self.prepared.iter().filter(|p| p.unchanged.is_none()) {
+            let v = &p.version;
+            let ([only], Some(base)) = (&v.chunks[..], v.base) else {
+                continue;
+            };
+            let Some(s) = staged.get(&only.id) else {
+                continue;
+            };
+            if !matches!(s.kind, Kind::Extends | Kind::Appends) || named[&only.id] != 1 {
+                continue;
+            }
+            let Some(file_id) = db::file_id(conn, &v.key)? else {
+                continue;
+            };
+            let Some(before) = db::version(conn, file_id, base)? else {
+                continue;
+            };
+            if before.chunk_count != v.kept + 1 {
+                continue;
+            }
+            let last =
+                db::chunks_in_range(conn, self.store.tails(), file_id, base, v.kept, v.kept + 1)?;
+            if s.bases.base == Some(last[0].1.id) {
+                held.insert(only.id);
+            }
+        }
+        Ok(held)
+    }
+}
+
+/// Writes a staged chunk's `chunks` row (its records moved by `shift` in pack `pack_id`);
+/// false when the store has one already.
+fn insert_chunk(
+    conn: &rusqlite::Connection,
+    id: &ChunkId,
+    pack_id: i64,
+    shift: u64,
+    s: &Staged,
+) -> Result<bool> {
+    let added = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len, kind, hops, cost)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            &id.0[..],
+            pack_id,
+            (s.offset + shift) as i64,
+            s.len as i64,
+            s.stored_len as i64,
+            // Every record this code writes is compact but a group's.
+            piece::kind_code(s.kind, s.kind != Kind::Grouped),
+            s.cost.hops as i64,
+            s.cost.bytes as i64
+        ])?;
+    Ok(added > 0)
 }
 
 impl Drop for Batch {

@@ -16,7 +16,7 @@ use std::path::Path;
 use hoover_types::{ChunkId, ChunkRef, Key, VersionInfo};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
-use crate::{FileSummary, Result, StoreCounts, StoreError};
+use crate::{FileSummary, Result, StoreCounts, StoreError, VersionAt};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS versions(
     chunk_count INTEGER NOT NULL,
     kept INTEGER NOT NULL,
     tail BLOB,
+    tail_pack INTEGER,
+    tail_offset INTEGER,
+    tail_len INTEGER,
+    tail_stored INTEGER,
+    tail_kind INTEGER,
+    tail_hops INTEGER,
+    tail_cost INTEGER,
     PRIMARY KEY(file_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entries(
@@ -66,7 +73,9 @@ CREATE TABLE IF NOT EXISTS chunks(
     stored_len INTEGER NOT NULL,
     kind INTEGER NOT NULL DEFAULT 0,
     hops INTEGER NOT NULL DEFAULT 1,
-    cost INTEGER
+    cost INTEGER,
+    held_file INTEGER,
+    held_seq INTEGER
 ) WITHOUT ROWID;
 ";
 
@@ -118,6 +127,25 @@ ALTER TABLE versions ADD COLUMN tail BLOB;
 UPDATE meta SET value = '7' WHERE name = 'format';
 ";
 
+/// Format 8: an append's last chunk is held by its version row (where its piece lies, how it
+/// decodes, what reading it costs) and has no `chunks` row until something names it by id
+/// (the next version keeps it, a piece is stored on it, another version names it); that row
+/// then says which version held it (`held_file`, `held_seq`: its base is found through the
+/// version before). Older rows have none (NULL): their tails have `chunks` rows, read as
+/// before.
+const MIGRATE_7_TO_8: &str = "
+ALTER TABLE versions ADD COLUMN tail_pack INTEGER;
+ALTER TABLE versions ADD COLUMN tail_offset INTEGER;
+ALTER TABLE versions ADD COLUMN tail_len INTEGER;
+ALTER TABLE versions ADD COLUMN tail_stored INTEGER;
+ALTER TABLE versions ADD COLUMN tail_kind INTEGER;
+ALTER TABLE versions ADD COLUMN tail_hops INTEGER;
+ALTER TABLE versions ADD COLUMN tail_cost INTEGER;
+ALTER TABLE chunks ADD COLUMN held_file INTEGER;
+ALTER TABLE chunks ADD COLUMN held_seq INTEGER;
+UPDATE meta SET value = '8' WHERE name = 'format';
+";
+
 /// The format the version log says it has.
 pub(crate) fn format(conn: &Connection) -> Result<u32> {
     let value: Option<String> = conn
@@ -153,7 +181,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
         if from < 6 {
             tx.execute_batch(MIGRATE_5_TO_6)?;
         }
-        tx.execute_batch(MIGRATE_6_TO_7)?;
+        if from < 7 {
+            tx.execute_batch(MIGRATE_6_TO_7)?;
+        }
+        tx.execute_batch(MIGRATE_7_TO_8)?;
         tx.commit()?;
     }
     Ok(from)
@@ -349,8 +380,27 @@ pub(crate) fn versions_by_id(conn: &Connection, file_id: i64) -> Result<Vec<Vers
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Which tail columns a version log has: none (format 6 and older, opened only to read: every
+/// chunk is an entry), the last chunk's id (format 7), or its id and its piece (format 8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tails {
+    None,
+    Named,
+    Held,
+}
+
+impl Tails {
+    pub(crate) fn of_format(format: u32) -> Tails {
+        match format {
+            ..=6 => Tails::None,
+            7 => Tails::Named,
+            _ => Tails::Held,
+        }
+    }
+}
+
 /// The chunk a version names in its own row as its last (format 7).
-#[derive(Clone, Copy)]
+#[derive(Clone, Debug)]
 pub(crate) struct Tail {
     pub(crate) id: ChunkId,
     /// Its position: the version's last.
@@ -358,30 +408,82 @@ pub(crate) struct Tail {
     /// Where it starts in the version: the version's size less its length.
     pub(crate) offset: u64,
     pub(crate) len: u64,
+    /// Its piece, when the row holds it (format 8: an append whose last chunk has no `chunks`
+    /// row, or had none when it was committed).
+    pub(crate) piece: Option<HeldPiece>,
+}
+
+/// An append's last chunk as its version row holds it (format 8): where its piece lies, how it
+/// decodes and what reading it costs, the columns of a `chunks` row.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldPiece {
+    pub(crate) pack: String,
+    pub(crate) offset: u64,
+    pub(crate) stored_len: u64,
+    /// The piece kind's code, as in `chunks.kind`.
+    pub(crate) kind: i64,
+    pub(crate) hops: u32,
+    pub(crate) cost: u64,
 }
 
 /// The chunk version `seq` names in its own row as its last (`None` before format 7, or when
-/// the version added more than one chunk), with its length from its `chunks` row, read in the
-/// same query.
-pub(crate) fn version_tail(conn: &Connection, file_id: i64, seq: u64) -> Result<Option<Tail>> {
-    // Its id, the version's chunk count and size, its length (NULL: no chunk row).
-    type TailRow = (Option<Vec<u8>>, i64, i64, Option<i64>);
-    let row: Option<TailRow> = conn
-        .prepare_cached(
-            "SELECT v.tail, v.chunk_count, v.size, c.raw_len
+/// the version added more than one chunk), with its length (from its row, or from its `chunks`
+/// row, read in the same query) and, in format 8, the piece its row holds.
+pub(crate) fn version_tail(
+    conn: &Connection,
+    tails: Tails,
+    file_id: i64,
+    seq: u64,
+) -> Result<Option<Tail>> {
+    // Its id, the version's chunk count and size, its length (NULL: no chunk row), and the
+    // piece the row holds: pack id and name, offset, stored length, kind, hops, cost.
+    type TailRow = (
+        Option<Vec<u8>>,
+        i64,
+        i64,
+        Option<i64>,
+        Option<(i64, Option<String>, i64, i64, i64, i64, i64)>,
+    );
+    let sql = match tails {
+        Tails::None => return Ok(None),
+        Tails::Named => {
+            "SELECT v.tail, v.chunk_count, v.size, c.raw_len,
+                    NULL, NULL, NULL, NULL, NULL, NULL, NULL
              FROM versions v LEFT JOIN chunks c ON c.id = v.tail
-             WHERE v.file_id = ?1 AND v.seq = ?2",
-        )?
+             WHERE v.file_id = ?1 AND v.seq = ?2"
+        }
+        Tails::Held => {
+            "SELECT v.tail, v.chunk_count, v.size, COALESCE(v.tail_len, c.raw_len),
+                    v.tail_pack, p.name, v.tail_offset, v.tail_stored, v.tail_kind, v.tail_hops,
+                    v.tail_cost
+             FROM versions v LEFT JOIN chunks c ON c.id = v.tail
+                  LEFT JOIN packs p ON p.id = v.tail_pack
+             WHERE v.file_id = ?1 AND v.seq = ?2"
+        }
+    };
+    let row: Option<TailRow> = conn
+        .prepare_cached(sql)?
         .query_row(params![file_id, seq as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            let piece = match r.get::<_, Option<i64>>(4)? {
+                Some(pack_id) => Some((
+                    pack_id,
+                    r.get(5)?,
+                    r.get::<_, Option<i64>>(6)?.unwrap_or(-1),
+                    r.get::<_, Option<i64>>(7)?.unwrap_or(-1),
+                    r.get::<_, Option<i64>>(8)?.unwrap_or(-1),
+                    r.get::<_, Option<i64>>(9)?.unwrap_or(-1),
+                    r.get::<_, Option<i64>>(10)?.unwrap_or(-1),
+                )),
+                None => None,
+            };
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, piece))
         })
         .optional()?;
-    let Some((Some(id), count, size, len)) = row else {
+    let Some((Some(id), count, size, len, piece)) = row else {
         return Ok(None);
     };
-    let id = chunk_id(id, || {
-        format!("file {file_id} version {seq}: its last chunk")
-    })?;
+    let what = || format!("file {file_id} version {seq}: its last chunk");
+    let id = chunk_id(id, what)?;
     // A damaged or hostile log (a copy being recovered) is refused, not trusted to subtract.
     if count < 1 || size < 0 {
         return Err(StoreError::Corrupt(format!(
@@ -393,17 +495,82 @@ pub(crate) fn version_tail(conn: &Connection, file_id: i64, seq: u64) -> Result<
             "file {file_id} version {seq}: its last chunk {id} is not recorded"
         )));
     };
-    if len < 0 || len > size {
+    if len < 1 || len > size {
         return Err(StoreError::Corrupt(format!(
             "file {file_id} version {seq}: its last chunk is {len} bytes, the version {size}"
         )));
     }
+    let piece = match piece {
+        None => None,
+        Some((_, Some(pack), offset, stored, kind, hops, cost))
+            if offset >= 0 && stored >= 0 && kind >= 0 && hops >= 1 && cost >= 0 =>
+        {
+            Some(HeldPiece {
+                pack,
+                offset: offset as u64,
+                stored_len: stored as u64,
+                kind,
+                hops: hops.min(u32::MAX as i64) as u32,
+                cost: cost as u64,
+            })
+        }
+        Some(_) => {
+            return Err(StoreError::Corrupt(format!(
+                "{}: the piece its version row holds is not whole (or its pack is not recorded)",
+                what()
+            )))
+        }
+    };
     Ok(Some(Tail {
         id,
         pos: count as u64 - 1,
         offset: (size - len) as u64,
         len: len as u64,
+        piece,
     }))
+}
+
+/// The latest version of every file whose row holds its last chunk's piece (format 8): what
+/// a new piece that extends a file's last chunk names as its base, by id.
+pub(crate) fn held_tips(conn: &Connection) -> Result<Vec<(ChunkId, i64, u64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT v.tail, v.file_id, v.seq FROM versions v
+         JOIN (SELECT file_id, MAX(seq) AS seq FROM versions GROUP BY file_id) m
+           ON m.file_id = v.file_id AND m.seq = v.seq
+         WHERE v.tail_pack IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, file_id, seq) = row?;
+        let id = chunk_id(id, || {
+            format!("file {file_id} version {seq}: its last chunk")
+        })?;
+        out.push((id, file_id, seq as u64));
+    }
+    Ok(out)
+}
+
+/// Gives the last chunk version `seq` holds in its row a `chunks` row (the same columns, and
+/// the version), so that it can be named by id; nothing when it has one already or the row
+/// holds no piece. Its base stays where it was: at its position in the version before (a
+/// held chunk too, perhaps), which is why the row names the version.
+pub(crate) fn materialize_tail(conn: &Connection, file_id: i64, seq: u64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len, kind, hops, cost,
+                                          held_file, held_seq)
+             SELECT tail, tail_pack, tail_offset, tail_len, tail_stored, tail_kind, tail_hops,
+                    tail_cost, file_id, seq
+             FROM versions WHERE file_id = ?1 AND seq = ?2 AND tail_pack IS NOT NULL",
+    )?
+    .execute(params![file_id, seq as i64])?;
+    Ok(())
 }
 
 fn chunk_id(id: Vec<u8>, what: impl FnOnce() -> String) -> Result<ChunkId> {
@@ -413,23 +580,20 @@ fn chunk_id(id: Vec<u8>, what: impl FnOnce() -> String) -> Result<ChunkId> {
     Ok(ChunkId(id))
 }
 
-/// Chunks at positions `from..to` of version `seq`, with their byte offsets. `tails`: the log
-/// has format 7's `tail` column (a format-6 log opened to be read has not, and every chunk in
-/// it is an entry).
+/// Chunks at positions `from..to` of version `seq`, with their byte offsets. `tails`: which
+/// tail columns the log has (a format-6 log opened to be read has none, and every chunk in it
+/// is an entry).
 pub(crate) fn chunks_in_range(
     conn: &Connection,
-    tails: bool,
+    tails: Tails,
     file_id: i64,
     seq: u64,
     from: u64,
     to: u64,
 ) -> Result<Vec<(u64, ChunkRef)>> {
     // The version's last chunk, when its row names it and the range reaches it.
-    let tail = match tails {
-        true => version_tail(conn, file_id, seq)?.filter(|t| to > t.pos),
-        false => None,
-    };
-    let entries_to = tail.map_or(to, |t| t.pos);
+    let tail = version_tail(conn, tails, file_id, seq)?.filter(|t| to > t.pos);
+    let entries_to = tail.as_ref().map_or(to, |t| t.pos);
     // SQLite takes the bare columns of a MAX() aggregate from the row holding the maximum.
     let mut stmt = conn.prepare_cached(
         "SELECT pos, MAX(seq), chunk, offset, len FROM entries
@@ -493,9 +657,16 @@ pub(crate) fn chunks_in_range(
 
 /// When version `seq` (the file's latest) names its last chunk in its row and the next
 /// version keeps that chunk (`kept` is past it), writes its `entries` row, tagged `seq`: from
-/// then on the rule "the entry with the largest seq" finds it for every later version.
-pub(crate) fn keep_tail(conn: &Connection, file_id: i64, seq: u64, kept: u64) -> Result<()> {
-    let Some(t) = version_tail(conn, file_id, seq)?.filter(|t| kept > t.pos) else {
+/// then on the rule "the entry with the largest seq" finds it for every later version. A
+/// chunk the row holds (format 8) gets its `chunks` row too: the entry names it by id.
+pub(crate) fn keep_tail(
+    conn: &Connection,
+    tails: Tails,
+    file_id: i64,
+    seq: u64,
+    kept: u64,
+) -> Result<()> {
+    let Some(t) = version_tail(conn, tails, file_id, seq)?.filter(|t| kept > t.pos) else {
         return Ok(());
     };
     conn.prepare_cached(
@@ -509,13 +680,16 @@ pub(crate) fn keep_tail(conn: &Connection, file_id: i64, seq: u64, kept: u64) ->
         t.offset as i64,
         t.len as i64
     ])?;
-    Ok(())
+    match t.piece {
+        Some(_) => materialize_tail(conn, file_id, seq),
+        None => Ok(()),
+    }
 }
 
 /// The byte length of the first `kept` chunks of version `seq`.
 pub(crate) fn prefix_bytes(
     conn: &Connection,
-    tails: bool,
+    tails: Tails,
     file_id: i64,
     seq: u64,
     kept: u64,
@@ -597,6 +771,17 @@ pub(crate) fn list(
 pub(crate) const PROBE_PATTERN: &str = ".hoover-probe/%";
 
 pub(crate) fn counts(conn: &Connection) -> Result<StoreCounts> {
+    // Format 8: an append's last chunk held by its version row, not (yet) a `chunks` row.
+    let held = match format(conn)? >= 8 {
+        true => conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(tail_len), 0), COALESCE(SUM(tail_stored), 0)
+             FROM versions v
+             WHERE tail_pack IS NOT NULL AND NOT EXISTS(SELECT 1 FROM chunks c WHERE c.id = v.tail)",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
+        )?,
+        false => (0, 0, 0),
+    };
     let one = |sql: &str| -> Result<u64> {
         Ok(conn.query_row(sql, [PROBE_PATTERN], |r| r.get::<_, i64>(0))? as u64)
     };
@@ -609,9 +794,9 @@ pub(crate) fn counts(conn: &Connection) -> Result<StoreCounts> {
             "SELECT COUNT(*) FROM versions v JOIN files f ON f.id = v.file_id
              WHERE f.key NOT LIKE ?1",
         )?,
-        chunks: none("SELECT COUNT(*) FROM chunks")?,
-        chunk_raw_bytes: none("SELECT COALESCE(SUM(raw_len), 0) FROM chunks")?,
-        chunk_stored_bytes: none("SELECT COALESCE(SUM(stored_len), 0) FROM chunks")?,
+        chunks: none("SELECT COUNT(*) FROM chunks")? + held.0,
+        chunk_raw_bytes: none("SELECT COALESCE(SUM(raw_len), 0) FROM chunks")? + held.1,
+        chunk_stored_bytes: none("SELECT COALESCE(SUM(stored_len), 0) FROM chunks")? + held.2,
         // Counted by the store: older packs' lengths are their files'.
         pack_bytes: 0,
         version_bytes: one(
@@ -654,15 +839,24 @@ pub(crate) struct ChunkRow {
     /// Pieces read and bytes decoded to read it.
     pub hops: u32,
     pub cost: u64,
+    /// The version whose row held it before it got this row (format 8).
+    pub held_by: Option<VersionAt>,
 }
 
 /// The columns of a [`ChunkRow`], from `chunks c JOIN packs p`. A format-1 log (`pieces`
-/// false, opened only to read) has no piece columns: every chunk in it stands alone.
-fn chunk_columns(pieces: bool) -> &'static str {
-    if pieces {
-        "c.id, p.name, c.offset, c.stored_len, c.raw_len, c.kind, c.hops, COALESCE(c.cost, c.raw_len)"
-    } else {
-        "c.id, p.name, c.offset, c.stored_len, c.raw_len, 0, 1, c.raw_len"
+/// false, opened only to read) has no piece columns: every chunk in it stands alone; one
+/// before format 8 no `held_` columns.
+fn chunk_columns(pieces: bool, tails: Tails) -> &'static str {
+    match (pieces, tails) {
+        (true, Tails::Held) => {
+            "c.id, p.name, c.offset, c.stored_len, c.raw_len, c.kind, c.hops, COALESCE(c.cost, c.raw_len),
+             c.held_file, c.held_seq"
+        }
+        (true, _) => {
+            "c.id, p.name, c.offset, c.stored_len, c.raw_len, c.kind, c.hops, COALESCE(c.cost, c.raw_len),
+             NULL, NULL"
+        }
+        (false, _) => "c.id, p.name, c.offset, c.stored_len, c.raw_len, 0, 1, c.raw_len, NULL, NULL",
     }
 }
 
@@ -676,25 +870,38 @@ fn chunk_from_row(r: &Row<'_>) -> rusqlite::Result<ChunkRow> {
         kind: r.get(5)?,
         hops: r.get::<_, i64>(6)? as u32,
         cost: r.get::<_, i64>(7)? as u64,
+        held_by: match (r.get::<_, Option<i64>>(8)?, r.get::<_, Option<i64>>(9)?) {
+            (Some(file_id), Some(seq)) => Some((file_id, seq as u64)),
+            _ => None,
+        },
     })
 }
 
 /// A committed chunk's row.
-pub(crate) fn chunk(conn: &Connection, id: &ChunkId, pieces: bool) -> Result<Option<ChunkRow>> {
+pub(crate) fn chunk(
+    conn: &Connection,
+    id: &ChunkId,
+    pieces: bool,
+    tails: Tails,
+) -> Result<Option<ChunkRow>> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {} FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?1",
-            chunk_columns(pieces)
+            chunk_columns(pieces, tails)
         ))?
         .query_row([&id.0[..]], chunk_from_row)
         .optional()?)
 }
 
 /// Every committed chunk's row, in pack order.
-pub(crate) fn chunks_in_pack_order(conn: &Connection, pieces: bool) -> Result<Vec<ChunkRow>> {
+pub(crate) fn chunks_in_pack_order(
+    conn: &Connection,
+    pieces: bool,
+    tails: Tails,
+) -> Result<Vec<ChunkRow>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {} FROM chunks c JOIN packs p ON p.id = c.pack ORDER BY c.pack, c.offset",
-        chunk_columns(pieces)
+        chunk_columns(pieces, tails)
     ))?;
     let rows = stmt.query_map([], chunk_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

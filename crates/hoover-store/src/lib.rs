@@ -40,9 +40,13 @@ pub use verify::{VerifyProblem, VerifyReport};
 /// The on-disk format this code writes. Older stores (format 1: every chunk a frame of its
 /// own; format 2: no appending pieces and no groups; format 3: groups of at most 1 MiB;
 /// format 4: a pack per batch; format 5: full pack records, naming each piece and an
-/// appending piece's context; format 6: every chunk of a version an `entries` row) are
+/// appending piece's context; format 6: every chunk of a version an `entries` row; format 7:
+/// an append's last chunk a `chunks` row) are
 /// migrated to it when a writer opens them; see `docs/store.md`.
-pub const STORE_FORMAT_VERSION: u32 = 7;
+pub const STORE_FORMAT_VERSION: u32 = 8;
+/// A version, by its file's id and its seq: where a chunk its row holds (format 8) is found.
+pub(crate) type VersionAt = (i64, u64);
+
 /// The oldest on-disk format this code reads.
 pub const OLDEST_SUPPORTED_FORMAT: u32 = 1;
 
@@ -151,9 +155,13 @@ struct StoreInner {
     /// The version log has the piece columns (format 2); a format-1 log opened only to be
     /// read has not, and every chunk in it stands alone.
     pieces: bool,
-    /// The versions name their last chunk in their own row (format 7); a format-6 log opened
-    /// only to be read has no such column, and every chunk in it is an entry.
-    tails: bool,
+    /// The versions name their last chunk in their own row (format 7) and hold an append's
+    /// piece there (format 8); a format-6 log opened only to be read has no such column, and
+    /// every chunk in it is an entry.
+    tails: db::Tails,
+    /// The writer's map of each file's latest last chunk held by its version row (format 8),
+    /// by id: the base the file's next append names.
+    tips: Mutex<Tips>,
     /// The pack small batches are appended to (format 5), `None` until a batch starts one;
     /// taken only under the writer's connection.
     growing: Mutex<Option<pack::GrowingPack>>,
@@ -272,6 +280,7 @@ impl Store {
         let store = Store::with_conn(root, conn, Some(lock), Some(reader))?;
         store.remove_unreferenced_packs()?;
         store.resume_growing_pack()?;
+        store.load_tips()?;
         Ok(store)
     }
 
@@ -372,7 +381,7 @@ impl Store {
     ) -> Result<Store> {
         let id = db::store_id(&conn)?;
         let format = db::format(&conn)?;
-        let (pieces, tails) = (format >= 2, format >= 7);
+        let (pieces, tails) = (format >= 2, db::Tails::of_format(format));
         let packs = LocalPacks::of_store(&root);
         Ok(Store {
             inner: Arc::new(StoreInner {
@@ -384,6 +393,7 @@ impl Store {
                 decoded_after: Mutex::new(HashMap::new()),
                 pieces,
                 tails,
+                tips: Mutex::new(Tips::default()),
                 growing: Mutex::new(None),
                 recent: Mutex::new(piece::Recent::new(RECENT_COMMITTED_BYTES)),
                 decoded_groups: Mutex::new(piece::DecodedGroups::new()),
@@ -458,25 +468,83 @@ impl Store {
         self.inner.pieces
     }
 
-    /// Whether the version log has format 7's `tail` column.
-    pub(crate) fn has_tails(&self) -> bool {
+    /// Which tail columns the version log has (formats 7 and 8).
+    pub(crate) fn tails(&self) -> db::Tails {
         self.inner.tails
     }
 
-    /// How a committed chunk is stored: where its frame lies, and its kind.
-    pub(crate) fn piece_row(&self, id: &ChunkId) -> Result<Option<piece::PieceRow>> {
-        let Some(row) = db::chunk(&self.reader(), id, self.inner.pieces)? else {
+    pub(crate) fn tips(&self) -> MutexGuard<'_, Tips> {
+        self.inner.tips.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fills the writer's map of files' latest held last chunks from the version log.
+    fn load_tips(&self) -> Result<()> {
+        if self.inner.tails != db::Tails::Held {
+            return Ok(());
+        }
+        let held = db::held_tips(&self.reader())?;
+        let mut tips = self.tips();
+        for (id, file_id, seq) in held {
+            tips.set(file_id, seq, Some(id));
+        }
+        Ok(())
+    }
+
+    /// How a committed chunk is stored and what reading it costs: its `chunks` row, or the
+    /// version row that holds it (format 8: an append's last chunk), looked for in version
+    /// `at` (the version being read, or the next one in its chain of appends) and among the
+    /// files' latest versions (the writer's map).
+    pub(crate) fn piece_at(
+        &self,
+        id: &ChunkId,
+        at: Option<VersionAt>,
+    ) -> Result<Option<(piece::PieceRow, piece::Cost)>> {
+        if let Some(row) = db::chunk(&self.reader(), id, self.inner.pieces, self.inner.tails)? {
+            let (kind, compact) = Self::kind_of(id, row.kind)?;
+            let cost = piece::Cost {
+                hops: row.hops,
+                bytes: row.cost,
+            };
+            let row = piece::PieceRow {
+                pack: row.pack,
+                offset: row.offset,
+                stored_len: row.stored_len,
+                raw_len: row.raw_len,
+                kind,
+                compact,
+                held_by: row.held_by,
+            };
+            return Ok(Some((row, cost)));
+        }
+        if self.inner.tails != db::Tails::Held {
             return Ok(None);
-        };
-        let (kind, compact) = Self::kind_of(id, row.kind)?;
-        Ok(Some(piece::PieceRow {
-            pack: row.pack,
-            offset: row.offset,
-            stored_len: row.stored_len,
-            raw_len: row.raw_len,
-            kind,
-            compact,
-        }))
+        }
+        let tip = self.tips().get(id);
+        for (file_id, seq) in [at, tip].into_iter().flatten() {
+            let tail = db::version_tail(&self.reader(), self.inner.tails, file_id, seq)?;
+            let Some((tail, held)) = tail.and_then(|t| t.piece.clone().map(|p| (t, p))) else {
+                continue;
+            };
+            if tail.id != *id {
+                continue;
+            }
+            let (kind, compact) = Self::kind_of(id, held.kind)?;
+            let cost = piece::Cost {
+                hops: held.hops,
+                bytes: held.cost,
+            };
+            let row = piece::PieceRow {
+                pack: held.pack,
+                offset: held.offset,
+                stored_len: held.stored_len,
+                raw_len: tail.len,
+                kind,
+                compact,
+                held_by: Some((file_id, seq)),
+            };
+            return Ok(Some((row, cost)));
+        }
+        Ok(None)
     }
 
     fn kind_of(id: &ChunkId, code: i64) -> Result<(Kind, bool)> {
@@ -485,26 +553,12 @@ impl Store {
         })
     }
 
-    /// What reading a committed chunk costs (pieces and bytes decoded), for a piece to be
-    /// stored on it.
-    pub(crate) fn piece_cost(&self, id: &ChunkId) -> Result<Option<(u64, piece::Cost)>> {
-        let found = db::chunk(&self.reader(), id, self.inner.pieces)?;
-        Ok(found.map(|row| {
-            let cost = piece::Cost {
-                hops: row.hops,
-                bytes: row.cost,
-            };
-            (row.raw_len, cost)
-        }))
-    }
-
     /// How a committed chunk is stored: its piece kind, and the pieces and bytes decoded to
     /// read it (at most [`MAX_HOPS`] and [`MAX_DECODE_BYTES`]).
     pub fn chunk_piece(&self, id: &ChunkId) -> Result<Option<(Kind, u32, u64)>> {
-        let Some(row) = db::chunk(&self.reader(), id, self.inner.pieces)? else {
-            return Ok(None);
-        };
-        Ok(Some((Self::kind_of(id, row.kind)?.0, row.hops, row.cost)))
+        Ok(self
+            .piece_at(id, None)?
+            .map(|(row, cost)| (row.kind, cost.hops, cost.bytes)))
     }
 
     /// Reads one stored piece in one read: the bases its pack record names (in the 32 or 64
@@ -541,18 +595,28 @@ impl Store {
     /// its group; `None` otherwise. An appending piece may name a chunk as context only if its
     /// base has that one here, so a compact record (format 6) leaves its context out and it is
     /// found here, through the base (and the base's base, while they append too).
-    pub(crate) fn decoded_after(&self, id: &ChunkId) -> Result<Option<ChunkId>> {
+    /// `held`: the version whose row may hold the chunk (see [`Store::piece_at`]).
+    pub(crate) fn decoded_after(
+        &self,
+        id: &ChunkId,
+        held: Option<VersionAt>,
+    ) -> Result<Option<ChunkId>> {
         let mut at = *id;
+        let mut held = held;
         let mut hops = 0;
         let found = loop {
             // The base's answer, when known, is this one's (an append on an append).
             if let Some(found) = self.decoded_after_known().get(&at).copied() {
                 break found;
             }
-            let Some(row) = self.piece_row(&at)? else {
+            let Some((row, _)) = self.piece_at(&at, held)? else {
                 // Not (yet) committed: nothing to remember.
                 return Ok(None);
             };
+            // A held last chunk's base is the chunk at its position in the version before.
+            held = row
+                .held_by
+                .map(|(file_id, seq)| (file_id, seq.saturating_sub(1)));
             if row.kind == piece::Kind::Grouped {
                 // Reading it decodes its group, the chunk listed before it included.
                 let group = pack::read_group(&self.pack(&row.pack), row.offset)?;
@@ -597,9 +661,19 @@ impl Store {
     pub fn frame_reader(&self) -> FrameReader {
         FrameReader {
             decoder: piece::Decoder::new(self),
+            version: None,
             previous: None,
             group: None,
         }
+    }
+
+    /// One version's ordered chunk list, and a [`FrameReader`] for them (which finds an
+    /// append's last chunk where the version's row holds it).
+    pub fn version_frames(&self, key: &Key, seq: u64) -> Result<(Vec<ChunkRef>, FrameReader)> {
+        let (file_id, chunks) = self.version_chunks_of(key, seq)?;
+        let mut reader = self.frame_reader();
+        reader.version = Some((file_id, seq));
+        Ok((chunks, reader))
     }
 
     /// Reads a committed chunk and checks it against its name and length.
@@ -635,14 +709,31 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Which of `ids` the store holds (committed and durable).
+    /// Which of `ids` the store holds (committed and durable): a chunk with a `chunks` row, or
+    /// a file's latest last chunk held by its version row (format 8), which a client may name.
     pub fn has_chunks(&self, ids: &[ChunkId]) -> Result<Vec<bool>> {
-        db::has_chunks(&self.reader(), ids)
+        let mut found = db::has_chunks(&self.reader(), ids)?;
+        let tips = self.tips();
+        for (f, id) in found.iter_mut().zip(ids) {
+            *f = *f || tips.get(id).is_some();
+        }
+        Ok(found)
     }
 
     /// The uncompressed length of a committed chunk.
     pub fn chunk_len(&self, id: &ChunkId) -> Result<Option<u64>> {
-        db::chunk_len(&self.reader(), id)
+        Ok(self.chunk_len_held(id)?.map(|(len, _)| len))
+    }
+
+    /// The uncompressed length of a committed chunk, and the version whose row holds it when
+    /// it has no `chunks` row (a file's latest last chunk, format 8).
+    pub(crate) fn chunk_len_held(&self, id: &ChunkId) -> Result<Option<(u64, Option<VersionAt>)>> {
+        if let Some(len) = db::chunk_len(&self.reader(), id)? {
+            return Ok(Some((len, None)));
+        }
+        Ok(self
+            .piece_at(id, None)?
+            .map(|(row, _)| (row.raw_len, row.held_by)))
     }
 
     /// The latest version of `key`, if any.
@@ -659,6 +750,11 @@ impl Store {
 
     /// The ordered chunk list of one version.
     pub fn version_chunks(&self, key: &Key, seq: u64) -> Result<Vec<ChunkRef>> {
+        Ok(self.version_chunks_of(key, seq)?.1)
+    }
+
+    /// The file's id and the ordered chunk list of one version.
+    fn version_chunks_of(&self, key: &Key, seq: u64) -> Result<(i64, Vec<ChunkRef>)> {
         let conn = self.reader();
         let file_id = db::file_id(&conn, key)?
             .ok_or_else(|| StoreError::NotFound(format!("no file with key {key}")))?;
@@ -667,7 +763,7 @@ impl Store {
         })?;
         let chunks =
             db::chunks_in_range(&conn, self.inner.tails, file_id, seq, 0, info.chunk_count)?;
-        Ok(chunks.into_iter().map(|(_, c)| c).collect())
+        Ok((file_id, chunks.into_iter().map(|(_, c)| c).collect()))
     }
 
     /// Records that `key` was deleted on its source after its latest version. Returns false
@@ -712,8 +808,9 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("{key} has no version {seq}")))?;
         let mut hasher = blake3::Hasher::new();
         let mut decoder = piece::Decoder::new(self);
-        for chunk in self.version_chunks(key, seq)? {
-            let data = decoder.chunk(&chunk.id, Some(chunk.len as u64))?;
+        let (file_id, chunks) = self.version_chunks_of(key, seq)?;
+        for chunk in chunks {
+            let data = decoder.chunk_in(&chunk.id, Some(chunk.len as u64), Some((file_id, seq)))?;
             hasher.update(&data);
             out.write_all(&data)
                 .map_err(|e| StoreError::io(Path::new("<output>"), e))?;
@@ -792,6 +889,7 @@ impl Store {
         if from >= to {
             return Ok(RangeReader {
                 decoder: piece::Decoder::new(self),
+                version: (file_id, seq),
                 chunks: Vec::new(),
                 next: 0,
                 from,
@@ -837,6 +935,7 @@ impl Store {
         }
         Ok(RangeReader {
             decoder: piece::Decoder::new(self),
+            version: (file_id, seq),
             chunks,
             next: 0,
             from,
@@ -929,6 +1028,8 @@ impl Store {
 /// See [`Store::frame_reader`].
 pub struct FrameReader {
     decoder: piece::Decoder,
+    /// The version read (file id, seq), when known: where an append's last chunk is held.
+    version: Option<VersionAt>,
     /// The chunk read before, in this stream.
     previous: Option<ChunkId>,
     /// The group sent last in this stream (its pack, frame offset and list).
@@ -958,7 +1059,7 @@ impl FrameReader {
         let follows_ok = minor >= 2;
         let previous = self.previous.replace(chunk.id);
         let store = self.decoder.store().clone();
-        let row = store.piece_row(&chunk.id)?.ok_or_else(|| {
+        let (row, _) = store.piece_at(&chunk.id, self.version)?.ok_or_else(|| {
             StoreError::Corrupt(format!(
                 "chunk {} is named by a version but not recorded",
                 chunk.id
@@ -1020,7 +1121,8 @@ impl FrameReader {
         // Any other piece (a grouped chunk, for an older client or one whose limit the group
         // is over, from its group, decoded once for a run of its chunks): decoded and
         // compressed anew.
-        let data = self.decoder.chunk(&chunk.id, Some(chunk.len as u64))?;
+        let len = Some(chunk.len as u64);
+        let data = self.decoder.chunk_in(&chunk.id, len, self.version)?;
         Ok(Frame::Alone(hoover_chunk::compress(&data)))
     }
 }
@@ -1028,6 +1130,8 @@ impl FrameReader {
 /// The chunks of a byte range of one version; yields the range's bytes, a chunk at a time.
 pub struct RangeReader {
     decoder: piece::Decoder,
+    /// The file's id and the version's seq.
+    version: (i64, u64),
     chunks: Vec<(u64, ChunkRef)>,
     next: usize,
     from: u64,
@@ -1039,7 +1143,8 @@ impl Iterator for RangeReader {
     fn next(&mut self) -> Option<Self::Item> {
         let (offset, chunk) = *self.chunks.get(self.next)?;
         self.next += 1;
-        let data = match self.decoder.chunk(&chunk.id, Some(chunk.len as u64)) {
+        let len = Some(chunk.len as u64);
+        let data = match self.decoder.chunk_in(&chunk.id, len, Some(self.version)) {
             Ok(d) => d,
             Err(e) => return Some(Err(e)),
         };
@@ -1108,4 +1213,32 @@ pub(crate) fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+/// Each file's latest last chunk that its version row holds (format 8), both ways: a new
+/// piece names its base by id, and each commit replaces its file's entry.
+#[derive(Default)]
+pub(crate) struct Tips {
+    by_id: HashMap<ChunkId, (i64, u64)>,
+    by_file: HashMap<i64, ChunkId>,
+}
+
+impl Tips {
+    /// The file and version whose row holds chunk `id`, when it is a file's latest.
+    pub(crate) fn get(&self, id: &ChunkId) -> Option<VersionAt> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Version `seq`, now the file's latest, holds `held` (or nothing) in its row.
+    pub(crate) fn set(&mut self, file_id: i64, seq: u64, held: Option<ChunkId>) {
+        if let Some(old) = self.by_file.remove(&file_id) {
+            if self.by_id.get(&old).is_some_and(|(f, _)| *f == file_id) {
+                self.by_id.remove(&old);
+            }
+        }
+        if let Some(id) = held {
+            self.by_file.insert(file_id, id);
+            self.by_id.insert(id, (file_id, seq));
+        }
+    }
 }

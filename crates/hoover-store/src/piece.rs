@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use hoover_types::{ChunkId, MAX_CHUNK_SIZE};
 
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store, StoreError, VersionAt};
 
 pub use hoover_types::PieceKind as Kind;
 
@@ -165,6 +165,10 @@ pub(crate) struct PieceRow {
     pub kind: Kind,
     /// Its pack record is compact (format 6): it names the base only.
     pub compact: bool,
+    /// The version (file id, seq) whose row holds it, when it has no `chunks` row (format 8:
+    /// an append's last chunk). Its base is then the chunk at its position in the version
+    /// before, which may be held by that version's row in turn.
+    pub held_by: Option<VersionAt>,
 }
 
 /// Decoded chunks, the newest last, within a byte budget.
@@ -270,6 +274,8 @@ struct Step {
     row: PieceRow,
     frame: Vec<u8>,
     base: Option<ChunkId>,
+    /// The version whose row may hold the base (see [`PieceRow::held_by`]).
+    base_held: Option<VersionAt>,
     context_id: Option<ChunkId>,
     context: Option<Arc<Vec<u8>>>,
 }
@@ -323,13 +329,30 @@ impl Decoder {
 
     /// The bytes of a committed chunk, checked against its name (and `len`, when given).
     pub(crate) fn chunk(&mut self, id: &ChunkId, len: Option<u64>) -> Result<Arc<Vec<u8>>> {
-        self.chunk_within(id, len, 0)
+        self.chunk_within(id, len, None, 0)
+    }
+
+    /// [`Decoder::chunk`] for a chunk of version `held` (file id, seq), whose row may hold it
+    /// (format 8: an append's last chunk has no `chunks` row).
+    pub(crate) fn chunk_in(
+        &mut self,
+        id: &ChunkId,
+        len: Option<u64>,
+        held: Option<VersionAt>,
+    ) -> Result<Arc<Vec<u8>>> {
+        self.chunk_within(id, len, held, 0)
     }
 
     /// [`Decoder::chunk`], `depth` contexts deep: an appending piece reads its context first
     /// (which ingest made sure its chain reaches anyway), so this recursion is as deep as a
     /// chain is long; a damaged store that loops is caught by the bound.
-    fn chunk_within(&mut self, id: &ChunkId, len: Option<u64>, depth: u32) -> Result<Arc<Vec<u8>>> {
+    fn chunk_within(
+        &mut self,
+        id: &ChunkId,
+        len: Option<u64>,
+        held: Option<VersionAt>,
+        depth: u32,
+    ) -> Result<Arc<Vec<u8>>> {
         if let Some(d) = self.remembered(id) {
             return Ok(d);
         }
@@ -341,6 +364,7 @@ impl Decoder {
         // Each piece's record is read once: its bases (from the pack) and its frame.
         let mut chain: Vec<Step> = Vec::new();
         let mut at = *id;
+        let mut held = held;
         let mut start = None;
         loop {
             if chain.len() as u32 > MAX_HOPS {
@@ -348,7 +372,7 @@ impl Decoder {
                     "chunk {id}: its chain of bases is longer than {MAX_HOPS} pieces"
                 )));
             }
-            let row = self.store.piece_row(&at)?.ok_or_else(|| {
+            let (row, _) = self.store.piece_at(&at, held)?.ok_or_else(|| {
                 if at == *id {
                     StoreError::Corrupt(format!("chunk {id} is named but not recorded"))
                 } else {
@@ -362,14 +386,19 @@ impl Decoder {
             let (bases, frame) = self.store.read_piece(&at, &row)?;
             // The context first: once remembered, the walk down the base's chain stops there.
             let context = match bases.context {
-                Some(c) => Some(self.chunk_within(&c, None, depth + 1)?),
+                Some(c) => Some(self.chunk_within(&c, None, None, depth + 1)?),
                 None => None,
             };
+            // A held last chunk's base is the chunk at its position in the version before.
+            held = row
+                .held_by
+                .map(|(file_id, seq)| (file_id, seq.saturating_sub(1)));
             chain.push(Step {
                 id: at,
                 row,
                 frame,
                 base: bases.base,
+                base_held: held,
                 context_id: bases.context,
                 context,
             });
@@ -390,7 +419,7 @@ impl Decoder {
             if step.row.kind == Kind::Appends && step.context_id.is_none() {
                 step.context_id = match (below, step.base) {
                     (Some(after), _) => after,
-                    (None, Some(base)) => self.store.decoded_after(&base)?,
+                    (None, Some(base)) => self.store.decoded_after(&base, step.base_held)?,
                     (None, None) => None,
                 };
                 needed.extend(step.context_id);
@@ -423,7 +452,7 @@ impl Decoder {
                 (Some(c), _) => Some(c),
                 (None, Some(c)) if row.kind == Kind::Appends => match decoded_here.get(&c) {
                     Some(d) => Some(d.clone()),
-                    None => Some(self.chunk_within(&c, None, depth + 1)?),
+                    None => Some(self.chunk_within(&c, None, None, depth + 1)?),
                 },
                 _ => None,
             };

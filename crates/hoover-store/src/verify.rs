@@ -127,7 +127,7 @@ impl Store {
             let versions = db::versions_by_id(&self.reader(), file_id)?;
             listed.push((file_id, key, versions));
         }
-        let chunk_rows = db::chunks_in_pack_order(&self.reader(), self.has_pieces())?;
+        let chunk_rows = db::chunks_in_pack_order(&self.reader(), self.has_pieces(), self.tails())?;
         let total = chunk_rows.len() as u64;
         let mut good: HashMap<ChunkId, bool> = HashMap::new();
         // In pack order a piece's base was usually checked just before: the decoder keeps it.
@@ -189,11 +189,10 @@ impl Store {
                 report.versions_checked += 1;
                 let chunks = {
                     let conn = self.reader();
-                    db::chunks_in_range(&conn, self.has_tails(), file_id, v.seq, 0, v.chunk_count)
+                    db::chunks_in_range(&conn, self.tails(), file_id, v.seq, 0, v.chunk_count)
                 };
                 let result = chunks.map_err(|e| e.to_string()).and_then(|chunks| {
-                    let (size, blake3) = (v.size, &v.blake3);
-                    self.check_version(&chunks, &good, &mut cache, &mut decoder, size, blake3)
+                    self.check_version(&chunks, &good, &mut cache, &mut decoder, file_id, &v)
                 });
                 match result {
                     Ok(bytes) => report.bytes_checked += bytes,
@@ -215,9 +214,10 @@ impl Store {
         good: &HashMap<ChunkId, bool>,
         cache: &mut HashMap<ChunkId, Arc<Vec<u8>>>,
         decoder: &mut crate::piece::Decoder,
-        size: u64,
-        blake3: &[u8; 32],
+        file_id: i64,
+        v: &hoover_types::VersionInfo,
     ) -> std::result::Result<u64, String> {
+        let (size, blake3) = (v.size, &v.blake3);
         let mut hasher = blake3::Hasher::new();
         let mut next_cache = HashMap::new();
         let mut at = 0u64;
@@ -225,20 +225,17 @@ impl Store {
             if *offset != at {
                 return Err(format!("chunk at offset {offset} where {at} was expected"));
             }
-            match good.get(&chunk.id) {
-                None => {
-                    return Err(format!(
-                        "names chunk {} that the store does not record",
-                        chunk.id
-                    ))
-                }
+            // A chunk with no `chunks` row is an append's last chunk, held by its version's
+            // row (format 8): checked here, by decoding it (and its version's hash below).
+            let held = match good.get(&chunk.id) {
+                None => Some((file_id, v.seq)),
                 Some(false) => return Err(format!("uses damaged chunk {}", chunk.id)),
-                Some(true) => {}
-            }
+                Some(true) => None,
+            };
             let data = match cache.get(&chunk.id) {
                 Some(d) => d.clone(),
                 None => decoder
-                    .chunk(&chunk.id, Some(chunk.len as u64))
+                    .chunk_in(&chunk.id, Some(chunk.len as u64), held)
                     .map_err(|e| e.to_string())?,
             };
             hasher.update(&data);

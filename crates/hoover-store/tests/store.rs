@@ -733,6 +733,17 @@ fn pieces_decode_against_their_bases_and_bad_ones_are_refused() {
 
 #[test]
 fn a_chain_of_appends_starts_again_within_its_bounds() {
+    chain_of_appends(false);
+}
+
+/// The same, each append's piece and version in one batch, as a client sends them: the
+/// version rows hold the pieces (format 8), and bound their chains the same way.
+#[test]
+fn a_chain_of_held_appends_starts_again_within_its_bounds() {
+    chain_of_appends(true);
+}
+
+fn chain_of_appends(one_batch: bool) {
     use hoover_store::{Kind, MAX_DECODE_BYTES, MAX_HOPS};
     use hoover_types::ChunkId;
     let dir = tempfile::tempdir().unwrap();
@@ -763,29 +774,70 @@ fn a_chain_of_appends_starts_again_within_its_bounds() {
         let before = data.clone();
         data.extend_from_slice(&rng.bytes(10));
         let p = hoover_chunk::piece(&data, Some((last, &before)), None, true);
-        let (id, kind) = store_piece(&store, &data, &p, last);
-        let (_, hops, bytes) = store.chunk_piece(&id).unwrap().unwrap();
+        let id = ChunkId::of(&data);
+        let chunks = vec![ChunkRef {
+            id,
+            len: data.len() as u32,
+        }];
+        if one_batch {
+            seq = held_append(&store, &key, &data, seq, 0, chunks, &p, last);
+        } else {
+            store_piece(&store, &data, &p, last);
+            seq = commit_version(&store, &key, &data, Some(seq), 0, chunks);
+        }
+        let (kind, hops, bytes) = store.chunk_piece(&id).unwrap().unwrap();
         assert!(hops <= MAX_HOPS && bytes <= MAX_DECODE_BYTES);
         if kind == Kind::Alone {
             alone_again += 1;
         }
-        seq = commit_version(
-            &store,
-            &key,
-            &data,
-            Some(seq),
-            0,
-            vec![ChunkRef {
-                id,
-                len: data.len() as u32,
-            }],
-        );
         last = id;
     }
     assert_eq!(alone_again, 1, "the chain started again once, at its bound");
     assert_eq!(read(&store, &key, seq), data);
     assert_eq!(read(&store, &key, 150), data[..100 + 149 * 10]);
     assert!(store.verify(|_, _, _| {}).unwrap().is_clean());
+    drop(store);
+    let store = Store::open_to_read(dir.path()).unwrap();
+    assert_eq!(read(&store, &key, 200), data[..100 + 199 * 10]);
+}
+
+/// Commits `data` as the version after `seq` that keeps `kept` chunks and adds `chunks`, the
+/// first of them sent as `piece` on `base`, all in one batch (as a client sends an append).
+#[allow(clippy::too_many_arguments)]
+fn held_append(
+    store: &Store,
+    key: &Key,
+    data: &[u8],
+    seq: u64,
+    kept: u64,
+    chunks: Vec<ChunkRef>,
+    piece: &hoover_chunk::Piece,
+    base: hoover_types::ChunkId,
+) -> u64 {
+    let mut batch = store.batch();
+    let first = chunks[0];
+    batch
+        .add_piece(
+            first.id,
+            first.len,
+            piece.kind,
+            base,
+            piece.context,
+            &piece.frame,
+        )
+        .unwrap();
+    batch
+        .add_version(NewVersion {
+            key: key.clone(),
+            size: data.len() as u64,
+            blake3: *blake3::hash(data).as_bytes(),
+            mtime_ns: 1,
+            base: Some(seq),
+            kept,
+            chunks,
+        })
+        .unwrap();
+    batch.commit().unwrap()[0].seq
 }
 
 /// Format 3: an append to a short last chunk is compressed knowing the chunk before it (its
@@ -1322,4 +1374,281 @@ fn a_version_that_adds_its_last_chunk_names_it_in_its_row_until_the_next_keeps_i
     let err = store.read_version(&key, 7, &mut Vec::new()).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     assert!(read(&store, &key, 8) == history[7]);
+}
+
+/// Format 8: an append sent as a client sends it (its piece and its version in one batch) is
+/// held by its version row, with no `chunks` row, until something names it by id: another
+/// version naming it, a later version keeping it, a piece stored on it. Every version reads
+/// back in the writer, after reopening (the next append's base found in the log) and
+/// read-only; a restore's frames, totals and `verify` count held chunks too.
+#[test]
+fn an_appends_last_chunk_is_held_by_its_version_row_until_something_names_it() {
+    use hoover_store::Kind;
+    use hoover_types::ChunkId;
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key::new("m/r/held.jsonl").unwrap();
+    let mut rng = Rng(17);
+    let before = rng.bytes(30_000);
+    let before_id = ChunkId::of(&before);
+    let text = rng.bytes(200_000);
+    let mut history: Vec<Vec<u8>> = Vec::new();
+    let mut tail = text[..2_000].to_vec();
+    let mut at = 2_000;
+    let store = Store::open(dir.path()).unwrap();
+    {
+        let follows = hoover_chunk::piece(&tail, None, Some((before_id, &before)), true);
+        let mut batch = store.batch();
+        batch
+            .add_chunk(before_id, 30_000, &hoover_chunk::compress(&before))
+            .unwrap();
+        let tail_id = ChunkId::of(&tail);
+        batch
+            .add_piece(
+                tail_id,
+                2_000,
+                follows.kind,
+                before_id,
+                None,
+                &follows.frame,
+            )
+            .unwrap();
+        batch.commit().unwrap();
+        let content = [&before[..], &tail[..]].concat();
+        let both = vec![
+            ChunkRef {
+                id: before_id,
+                len: 30_000,
+            },
+            ChunkRef {
+                id: tail_id,
+                len: 2_000,
+            },
+        ];
+        commit_version(&store, &key, &content, None, 0, both);
+        history.push(content);
+    }
+    // Appends 700 bytes to the last chunk, in the context of the chunk before it.
+    let mut append = |store: &Store, tail: &mut Vec<u8>, history: &mut Vec<Vec<u8>>| {
+        let grown = [&tail[..], &text[at..at + 700]].concat();
+        at += 700;
+        let p = hoover_chunk::piece(
+            &grown,
+            Some((ChunkId::of(tail), tail)),
+            Some((before_id, &before)),
+            true,
+        );
+        assert_eq!(p.kind, Kind::Appends);
+        let content = [&before[..], &grown[..]].concat();
+        let grown_ref = ChunkRef {
+            id: ChunkId::of(&grown),
+            len: grown.len() as u32,
+        };
+        let seq = history.len() as u64;
+        let base = ChunkId::of(tail);
+        let new = held_append(store, &key, &content, seq, 1, vec![grown_ref], &p, base);
+        assert_eq!(new, seq + 1);
+        history.push(content);
+        *tail = grown;
+        grown_ref
+    };
+    let log = rusqlite::Connection::open(dir.path().join("versions.db")).unwrap();
+    let count = |sql: &str| -> i64 { log.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let has_row = |id: ChunkId| -> bool {
+        log.query_row(
+            "SELECT COUNT(*) FROM chunks WHERE id = ?1",
+            [&id.0[..]],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            == 1
+    };
+    let mut appended = Vec::new();
+    for _ in 0..10 {
+        appended.push(append(&store, &mut tail, &mut history));
+    }
+    // Versions 2 to 11 hold their pieces; only version 1's two chunks have rows.
+    assert_eq!(
+        count("SELECT COUNT(*) FROM versions WHERE tail_pack IS NOT NULL"),
+        10
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM chunks"), 2);
+    // The latest is what a client may name (its next append's base); older ones are not.
+    let (latest, older) = (appended[9].id, appended[8].id);
+    assert_eq!(
+        store.has_chunks(&[latest, older]).unwrap(),
+        vec![true, false]
+    );
+    assert_eq!(
+        store.chunk_piece(&latest).unwrap().unwrap().0,
+        Kind::Appends
+    );
+
+    let check = |store: &Store, history: &[Vec<u8>]| {
+        for (i, data) in history.iter().enumerate() {
+            let seq = i as u64 + 1;
+            assert!(read(store, &key, seq) == *data, "version {seq}");
+        }
+        // Bytes across the chunk before and a held last chunk.
+        let range: Vec<u8> = store
+            .read_range(&key, 5, 29_000, Some(32_500))
+            .unwrap()
+            .flat_map(Result::unwrap)
+            .collect();
+        assert!(range == history[4][29_000..32_500]);
+        // A restore's frames: each decodes to its chunk.
+        let (chunks, mut frames) = store.version_frames(&key, 6).unwrap();
+        let mut restored = Vec::new();
+        for chunk in &chunks {
+            match frames.frame(chunk, 5).unwrap() {
+                hoover_store::Frame::Alone(f) => {
+                    restored.extend(hoover_chunk::decompress(&f).unwrap());
+                }
+                _ => panic!("chunks stored alone or on a base are sent alone"),
+            }
+        }
+        assert!(restored == history[5]);
+        let report = store.verify(|_, _, _| {}).unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        let others = store
+            .versions(&Key::new("m/r/copy.jsonl").unwrap())
+            .unwrap();
+        let all = history.len() + others.len();
+        assert_eq!(report.versions_checked, all as u64);
+    };
+    check(&store, &history);
+    let counted = store.counts().unwrap();
+    assert_eq!(counted.chunks, 12);
+    drop(store);
+
+    // After a restart the next append's base (held by the latest version) is found in the log.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.counts().unwrap(), counted);
+    for _ in 0..5 {
+        appended.push(append(&store, &mut tail, &mut history));
+    }
+    check(&store, &history);
+    assert_eq!(count("SELECT COUNT(*) FROM chunks"), 2);
+
+    // Another file names the latest by id, without sending it: it gets its `chunks` row.
+    let other = Key::new("m/r/copy.jsonl").unwrap();
+    let named = appended[14];
+    assert_eq!(store.has_chunks(&[named.id]).unwrap(), vec![true]);
+    commit_version(&store, &other, &tail, None, 0, vec![named]);
+    assert!(has_row(named.id));
+    assert!(read(&store, &other, 1) == tail);
+
+    // A version that keeps the last chunk and adds one after it (a content boundary at the
+    // old end), its new chunk a piece on the held one: both name it by id.
+    let kept = append(&store, &mut tail, &mut history);
+    assert!(!has_row(kept.id));
+    let next = text[at..at + 3_000].to_vec();
+    let follows = hoover_chunk::piece(&next, None, Some((kept.id, &tail)), true);
+    assert_eq!(follows.kind, Kind::Follows);
+    let content = [&history.last().unwrap()[..], &next[..]].concat();
+    let next_ref = ChunkRef {
+        id: ChunkId::of(&next),
+        len: 3_000,
+    };
+    let seq = history.len() as u64;
+    let new = held_append(
+        &store,
+        &key,
+        &content,
+        seq,
+        2,
+        vec![next_ref],
+        &follows,
+        kept.id,
+    );
+    assert_eq!(new, seq + 1);
+    history.push(content);
+    assert!(has_row(kept.id) && has_row(next_ref.id));
+    check(&store, &history);
+    let totals = store.counts().unwrap();
+    drop(store);
+    check(&Store::open_to_read(dir.path()).unwrap(), &history);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.counts().unwrap(), totals);
+    check(&store, &history);
+
+    // A damaged version row (its held piece not whole) is an error, not a guess.
+    log.execute("UPDATE versions SET tail_stored = NULL WHERE seq = 5", [])
+        .unwrap();
+    let err = store.read_version(&key, 5, &mut Vec::new()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(read(&store, &key, 4) == history[3]);
+}
+
+/// A batch whose version turns out stale (another client committed first) keeps its chunks:
+/// an append's piece that its version row would have held gets its `chunks` row instead.
+#[test]
+fn a_held_append_whose_version_turns_stale_keeps_its_piece_as_a_chunk() {
+    use hoover_types::ChunkId;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Key::new("m/r/race.jsonl").unwrap();
+    let mut rng = Rng(23);
+    let first = rng.bytes(5_000);
+    let first_ref = store_chunk(&store, &first);
+    commit_version(&store, &key, &first, None, 0, vec![first_ref]);
+    let mut batches = Vec::new();
+    let mut grown_all = Vec::new();
+    for _ in 0..2 {
+        let grown = [&first[..], &rng.bytes(800)[..]].concat();
+        let p = hoover_chunk::piece(&grown, Some((first_ref.id, &first)), None, true);
+        let grown_ref = ChunkRef {
+            id: ChunkId::of(&grown),
+            len: grown.len() as u32,
+        };
+        let mut batch = store.batch();
+        batch
+            .add_piece(
+                grown_ref.id,
+                grown_ref.len,
+                p.kind,
+                first_ref.id,
+                None,
+                &p.frame,
+            )
+            .unwrap();
+        batch
+            .add_version(NewVersion {
+                key: key.clone(),
+                size: grown.len() as u64,
+                blake3: *blake3::hash(&grown).as_bytes(),
+                mtime_ns: 1,
+                base: Some(1),
+                kept: 0,
+                chunks: vec![grown_ref],
+            })
+            .unwrap();
+        batches.push(batch);
+        grown_all.push((grown, grown_ref));
+    }
+    let second = batches.pop().unwrap();
+    batches.pop().unwrap().commit().unwrap();
+    let err = second.commit().unwrap_err();
+    assert!(matches!(err, StoreError::StaleBase(_)), "{err}");
+    let log = rusqlite::Connection::open(dir.path().join("versions.db")).unwrap();
+    let rows: i64 = log
+        .query_row(
+            "SELECT COUNT(*) FROM chunks WHERE id = ?1",
+            [&grown_all[1].1.id.0[..]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 1, "the stale batch's piece is a chunk");
+    assert_eq!(read(&store, &key, 2), grown_all[0].0);
+    // The second client pushes again on the new base: its chunk is held already.
+    let again = commit_version(
+        &store,
+        &key,
+        &grown_all[1].0,
+        Some(2),
+        0,
+        vec![grown_all[1].1],
+    );
+    assert_eq!(read(&store, &key, again), grown_all[1].0);
+    let report = store.verify(|_, _, _| {}).unwrap();
+    assert!(report.is_clean(), "{report:?}");
 }

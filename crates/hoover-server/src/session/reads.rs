@@ -52,16 +52,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             "{k} has no version {seq}; `hoover versions {k}` lists them"
                         ))
                     })?;
-                let chunks = s.version_chunks(&k, seq)?;
-                Ok((info, chunks))
+                let (chunks, reader) = s.version_frames(&k, seq)?;
+                Ok((info, chunks, reader))
             })
             .await;
-        let (info, chunks) = match found {
+        let (info, chunks, reader) = match found {
             Ok(x) => x,
             Err(f) => return Ok(Err(f)),
         };
         self.send_part(&Response::RestoreBegin { info }).await?;
-        let mut reader = Some(self.store.frame_reader());
+        let mut reader = Some(reader);
         for chunk in chunks {
             let mut r = reader
                 .take()
