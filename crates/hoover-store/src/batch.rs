@@ -19,7 +19,7 @@ use hoover_types::{
 use rusqlite::params;
 
 use crate::pack::{self, Bases, Group, PackWriter, PACK_MAGIC};
-use crate::piece::{self, Cost, Kind};
+use crate::piece::{self, Cost, Kind, Record};
 use crate::{
     db, fsutil, now_ns, HasherState, Result, Store, StoreCounts, StoreError, VersionAt,
     HASHER_CACHE_MAX,
@@ -278,7 +278,7 @@ impl Batch {
         frame: &[u8],
     ) -> Result<()> {
         let len = raw.len() as u32;
-        let offset = self.pack()?.append(len, kind, bases.base, frame)?;
+        let offset = self.pack()?.append(len, kind, frame)?;
         crate::fault::crash_point("store-chunk-staged");
         let staged = Staged {
             offset,
@@ -928,7 +928,7 @@ impl Batch {
                 held_at.map(|at| at as i64),
                 piece.map(|(s, _)| s.len as i64),
                 piece.map(|(s, _)| s.stored_len as i64),
-                piece.map(|(s, _)| piece::kind_code(s.kind, true)),
+                piece.map(|(s, _)| piece::kind_code(s.kind, Record::Bare)),
                 piece.map(|(s, _)| s.cost.hops as i64),
                 piece.map(|(s, _)| s.cost.bytes as i64),
             ])?;
@@ -1081,8 +1081,8 @@ fn insert_chunk(
 ) -> Result<bool> {
     let added = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len, kind, hops, cost)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len, kind, hops, cost, base)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             &id.0[..],
@@ -1090,10 +1090,14 @@ fn insert_chunk(
             (s.offset + shift) as i64,
             s.len as i64,
             s.stored_len as i64,
-            // Every record this code writes is compact but a group's.
-            piece::kind_code(s.kind, s.kind != Kind::Grouped),
+            // Every record this code writes is bare but a group's (its own).
+            match s.kind {
+                Kind::Grouped => piece::kind_code(s.kind, Record::Full),
+                _ => piece::kind_code(s.kind, Record::Bare),
+            },
             s.cost.hops as i64,
-            s.cost.bytes as i64
+            s.cost.bytes as i64,
+            s.bases.base.as_ref().map(|b| &b.0[..]),
         ])?;
     Ok(added > 0)
 }

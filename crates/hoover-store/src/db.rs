@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS chunks(
     kind INTEGER NOT NULL DEFAULT 0,
     hops INTEGER NOT NULL DEFAULT 1,
     cost INTEGER,
+    base BLOB,
     held_file INTEGER,
     held_seq INTEGER
 ) WITHOUT ROWID;
@@ -132,7 +133,8 @@ UPDATE meta SET value = '7' WHERE name = 'format';
 /// (the next version keeps it, a piece is stored on it, another version names it); that row
 /// then says which version held it (`held_file`, `held_seq`: its base is found through the
 /// version before). Older rows have none (NULL): their tails have `chunks` rows, read as
-/// before.
+/// before. And a piece's pack record is *bare*, without its base's id, which its `chunks` row
+/// names instead (`base`; `crate::piece::BARE` on its kind code): a held piece needs none.
 const MIGRATE_7_TO_8: &str = "
 ALTER TABLE versions ADD COLUMN tail_pack INTEGER;
 ALTER TABLE versions ADD COLUMN tail_offset INTEGER;
@@ -141,6 +143,7 @@ ALTER TABLE versions ADD COLUMN tail_stored INTEGER;
 ALTER TABLE versions ADD COLUMN tail_kind INTEGER;
 ALTER TABLE versions ADD COLUMN tail_hops INTEGER;
 ALTER TABLE versions ADD COLUMN tail_cost INTEGER;
+ALTER TABLE chunks ADD COLUMN base BLOB;
 ALTER TABLE chunks ADD COLUMN held_file INTEGER;
 ALTER TABLE chunks ADD COLUMN held_seq INTEGER;
 UPDATE meta SET value = '8' WHERE name = 'format';
@@ -573,7 +576,8 @@ pub(crate) fn materialize_tail(conn: &Connection, file_id: i64, seq: u64) -> Res
     Ok(())
 }
 
-fn chunk_id(id: Vec<u8>, what: impl FnOnce() -> String) -> Result<ChunkId> {
+/// A chunk id as the log stores it (32 bytes in a sound log).
+pub(crate) fn chunk_id(id: Vec<u8>, what: impl FnOnce() -> String) -> Result<ChunkId> {
     let id: [u8; 32] = id
         .try_into()
         .map_err(|_| StoreError::Corrupt(format!("{}: chunk id is not 32 bytes", what())))?;
@@ -841,6 +845,8 @@ pub(crate) struct ChunkRow {
     pub cost: u64,
     /// The version whose row held it before it got this row (format 8).
     pub held_by: Option<VersionAt>,
+    /// Its base, when its record does not name it (format 8: a bare record).
+    pub base: Option<Vec<u8>>,
 }
 
 /// The columns of a [`ChunkRow`], from `chunks c JOIN packs p`. A format-1 log (`pieces`
@@ -850,13 +856,15 @@ fn chunk_columns(pieces: bool, tails: Tails) -> &'static str {
     match (pieces, tails) {
         (true, Tails::Held) => {
             "c.id, p.name, c.offset, c.stored_len, c.raw_len, c.kind, c.hops, COALESCE(c.cost, c.raw_len),
-             c.held_file, c.held_seq"
+             c.held_file, c.held_seq, c.base"
         }
         (true, _) => {
             "c.id, p.name, c.offset, c.stored_len, c.raw_len, c.kind, c.hops, COALESCE(c.cost, c.raw_len),
-             NULL, NULL"
+             NULL, NULL, NULL"
         }
-        (false, _) => "c.id, p.name, c.offset, c.stored_len, c.raw_len, 0, 1, c.raw_len, NULL, NULL",
+        (false, _) => {
+            "c.id, p.name, c.offset, c.stored_len, c.raw_len, 0, 1, c.raw_len, NULL, NULL, NULL"
+        }
     }
 }
 
@@ -874,6 +882,7 @@ fn chunk_from_row(r: &Row<'_>) -> rusqlite::Result<ChunkRow> {
             (Some(file_id), Some(seq)) => Some((file_id, seq as u64)),
             _ => None,
         },
+        base: r.get(10)?,
     })
 }
 

@@ -499,11 +499,26 @@ impl Store {
         id: &ChunkId,
         at: Option<VersionAt>,
     ) -> Result<Option<(piece::PieceRow, piece::Cost)>> {
-        if let Some(row) = db::chunk(&self.reader(), id, self.inner.pieces, self.inner.tails)? {
-            let (kind, compact) = Self::kind_of(id, row.kind)?;
+        // (The reader's lock is let go before the row is looked at: a held base is read too.)
+        let found = db::chunk(&self.reader(), id, self.inner.pieces, self.inner.tails)?;
+        if let Some(row) = found {
+            let (kind, record) = Self::kind_of(id, row.kind)?;
             let cost = piece::Cost {
                 hops: row.hops,
                 bytes: row.cost,
+            };
+            let base = match (record, kind, row.base, row.held_by) {
+                (piece::Record::Bare, Kind::Alone, _, _) => None,
+                (piece::Record::Bare, _, Some(base), _) => {
+                    Some(db::chunk_id(base, || format!("chunk {id}: its base"))?)
+                }
+                (piece::Record::Bare, _, None, Some(held)) => Some(self.held_base(id, held, None)?),
+                (piece::Record::Bare, _, None, None) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "chunk {id}: neither its record nor its row names its base"
+                    )))
+                }
+                _ => None,
             };
             let row = piece::PieceRow {
                 pack: row.pack,
@@ -511,7 +526,8 @@ impl Store {
                 stored_len: row.stored_len,
                 raw_len: row.raw_len,
                 kind,
-                compact,
+                record,
+                base,
                 held_by: row.held_by,
             };
             return Ok(Some((row, cost)));
@@ -528,10 +544,21 @@ impl Store {
             if tail.id != *id {
                 continue;
             }
-            let (kind, compact) = Self::kind_of(id, held.kind)?;
+            let (kind, record) = Self::kind_of(id, held.kind)?;
             let cost = piece::Cost {
                 hops: held.hops,
                 bytes: held.cost,
+            };
+            let base = match (record, kind) {
+                (piece::Record::Bare, Kind::Extends | Kind::Appends) => {
+                    Some(self.held_base(id, (file_id, seq), Some(tail.pos))?)
+                }
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
+                        "file {file_id} version {seq}: its row holds a piece of kind {}",
+                        held.kind
+                    )))
+                }
             };
             let row = piece::PieceRow {
                 pack: held.pack,
@@ -539,7 +566,8 @@ impl Store {
                 stored_len: held.stored_len,
                 raw_len: tail.len,
                 kind,
-                compact,
+                record,
+                base,
                 held_by: Some((file_id, seq)),
             };
             return Ok(Some((row, cost)));
@@ -547,7 +575,36 @@ impl Store {
         Ok(None)
     }
 
-    fn kind_of(id: &ChunkId, code: i64) -> Result<(Kind, bool)> {
+    /// The base of a piece that version `held` held in its row (format 8): the chunk at its
+    /// position (`pos`, the version's last, read when not given) in the version before.
+    fn held_base(
+        &self,
+        id: &ChunkId,
+        (file_id, seq): VersionAt,
+        pos: Option<u64>,
+    ) -> Result<ChunkId> {
+        let conn = self.reader();
+        let pos = match pos {
+            Some(pos) => pos,
+            None => match db::version_tail(&conn, self.inner.tails, file_id, seq)? {
+                Some(t) if t.id == *id => t.pos,
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
+                    "chunk {id}: held by file {file_id} version {seq}, whose row does not name it"
+                )))
+                }
+            },
+        };
+        let before = seq.checked_sub(1).filter(|s| *s > 0).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "chunk {id}: held by a first version, it has no base"
+            ))
+        })?;
+        let found = db::chunks_in_range(&conn, self.inner.tails, file_id, before, pos, pos + 1)?;
+        Ok(found[0].1.id)
+    }
+
+    fn kind_of(id: &ChunkId, code: i64) -> Result<(Kind, piece::Record)> {
         piece::from_kind_code(code).ok_or_else(|| {
             StoreError::Corrupt(format!("chunk {id} has an unknown piece kind {code}"))
         })
@@ -569,7 +626,7 @@ impl Store {
         id: &ChunkId,
         row: &piece::PieceRow,
     ) -> Result<(pack::Bases, Vec<u8>)> {
-        let ids_len = 32 * pack::ids_before_frame(row.kind, row.compact);
+        let ids_len = 32 * pack::ids_before_frame(row.kind, row.record);
         let mut bytes = self
             .packs()
             .get(
@@ -587,7 +644,14 @@ impl Store {
                 other => other,
             })?;
         let frame = bytes.split_off(ids_len as usize);
-        Ok((pack::Bases::parse(&bytes), frame))
+        let bases = match row.record {
+            piece::Record::Bare => pack::Bases {
+                base: row.base,
+                context: None,
+            },
+            _ => pack::Bases::parse(&bytes),
+        };
+        Ok((bases, frame))
     }
 
     /// The chunk whose bytes a committed chunk's chain decodes just before its own pieces: the

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use hoover_types::ChunkId;
 
 use crate::packs::Source;
-use crate::piece::Kind;
+use crate::piece::{Kind, Record};
 use crate::{Result, StoreError};
 
 /// The first bytes of every pack file this code writes.
@@ -35,12 +35,11 @@ pub(crate) const RECORD_HEADER_V1: u64 = 32 + 4 + 4;
 /// Bytes before a piece's frame: for a full record (formats 2 to 5) id, raw length, stored
 /// length, kind, the context's id for a piece that appends in one, and the base's id unless
 /// the piece stands alone; for a compact one (format 6) the lengths, the kind and the base's id
-/// unless it stands alone.
-pub(crate) fn record_header_len(kind: Kind, compact: bool) -> u64 {
-    if compact {
-        COMPACT_HEADER + 32 * ids_before_frame(kind, true)
-    } else {
-        RECORD_HEADER_V1 + 1 + 32 * ids_before_frame(kind, false)
+/// unless it stands alone; for a bare one (format 8) the lengths and the kind.
+pub(crate) fn record_header_len(kind: Kind, record: Record) -> u64 {
+    match record {
+        Record::Full => RECORD_HEADER_V1 + 1 + 32 * ids_before_frame(kind, record),
+        _ => COMPACT_HEADER + 32 * ids_before_frame(kind, record),
     }
 }
 
@@ -49,12 +48,11 @@ const COMPACT_HEADER: u64 = 4 + 4 + 1;
 
 /// How many chunk ids a record names just before its frame: the base's, and in a full record
 /// of a piece that appends ([`Kind::Appends`]) the context's before it.
-pub(crate) fn ids_before_frame(kind: Kind, compact: bool) -> u64 {
-    match kind {
-        Kind::Alone | Kind::Grouped => 0,
-        Kind::Extends | Kind::Follows => 1,
-        Kind::Appends if compact => 1,
-        Kind::Appends => 2,
+pub(crate) fn ids_before_frame(kind: Kind, record: Record) -> u64 {
+    match (kind, record) {
+        (Kind::Alone | Kind::Grouped, _) | (_, Record::Bare) => 0,
+        (Kind::Extends | Kind::Follows, _) | (Kind::Appends, Record::Compact) => 1,
+        (Kind::Appends, Record::Full) => 2,
     }
 }
 
@@ -247,23 +245,15 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Appends one piece with a compact record (its base's id only: an appending piece's
-    /// context is what its base decodes just before its own pieces, which the caller has
-    /// checked); returns the offset of its frame.
-    pub(crate) fn append(
-        &mut self,
-        raw_len: u32,
-        kind: Kind,
-        base: Option<ChunkId>,
-        frame: &[u8],
-    ) -> Result<u64> {
-        let mut header = Vec::with_capacity(record_header_len(kind, true) as usize);
+    /// Appends one piece with a bare record (its lengths and kind: its base is named by its
+    /// `chunks` row, or found through its version, and an appending piece's context is what
+    /// its base decodes just before its own pieces, which the caller has checked); returns the
+    /// offset of its frame.
+    pub(crate) fn append(&mut self, raw_len: u32, kind: Kind, frame: &[u8]) -> Result<u64> {
+        let mut header = Vec::with_capacity(record_header_len(kind, Record::Bare) as usize);
         header.extend_from_slice(&raw_len.to_le_bytes());
         header.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        header.push(crate::piece::kind_code(kind, true) as u8);
-        if kind != Kind::Alone {
-            header.extend_from_slice(&base.expect("a piece with a base names it").0);
-        }
+        header.push(crate::piece::kind_code(kind, Record::Bare) as u8);
         self.write(&header)?;
         let offset = self.len;
         self.write(frame)?;
@@ -411,15 +401,15 @@ pub(crate) fn read_at(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
 }
 
 /// Checks the record header in front of a piece's frame against what the chunk index says
-/// (`compact`: the record's layout, format 6); returns the bases it names (a compact record
-/// names no context).
+/// (`record`: its layout); returns the bases it names (a compact record names no context, a
+/// bare one nothing).
 pub(crate) fn check_header(
     src: &dyn Source,
     id: &ChunkId,
     offset: u64,
     raw_len: u64,
     stored_len: u64,
-    (kind, compact): (Kind, bool),
+    (kind, record): (Kind, Record),
 ) -> std::result::Result<Bases, String> {
     let magic = src
         .read_at(0, PACK_MAGIC.len() as u64)
@@ -440,7 +430,7 @@ pub(crate) fn check_header(
         };
     }
     let header_len = if magic == PACK_MAGIC_V1 {
-        if kind != Kind::Alone || compact {
+        if kind != Kind::Alone || record != Record::Full {
             return Err(format!(
                 "{} is a format-1 pack, which holds no pieces with a base",
                 src.shown()
@@ -448,7 +438,7 @@ pub(crate) fn check_header(
         }
         RECORD_HEADER_V1
     } else if magic == PACK_MAGIC {
-        record_header_len(kind, compact)
+        record_header_len(kind, record)
     } else {
         return Err(format!("{} does not start like a pack", src.shown()));
     };
@@ -458,17 +448,16 @@ pub(crate) fn check_header(
     let header = src
         .read_at(offset - header_len, header_len)
         .map_err(|e| e.to_string())?;
-    let (own, rest) = if compact {
-        (None, &header[..])
-    } else {
-        (Some(&header[..32]), &header[32..])
+    let (own, rest) = match record {
+        Record::Full => (Some(&header[..32]), &header[32..]),
+        _ => (None, &header[..]),
     };
     let raw = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as u64;
     let stored = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as u64;
     let mut ok = own.is_none_or(|own| own == id.0) && raw == raw_len && stored == stored_len;
     let mut bases = Bases::default();
     if rest.len() > 8 {
-        ok &= rest[8] as i64 == crate::piece::kind_code(kind, compact);
+        ok &= rest[8] as i64 == crate::piece::kind_code(kind, record);
         bases = Bases::parse(&rest[9..]);
     }
     if !ok {

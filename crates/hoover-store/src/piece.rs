@@ -141,17 +141,43 @@ pub(crate) fn apply(
 /// any other), so both were said twice.
 pub(crate) const COMPACT: i64 = 0x10;
 
-/// A chunk row's `kind` code: the piece kind, and whether its record is compact.
-pub(crate) fn kind_code(kind: Kind, compact: bool) -> i64 {
-    kind as u8 as i64 | if compact { COMPACT } else { 0 }
+/// The flag a `kind` code carries when the piece's pack record is *bare* (format 8): its
+/// lengths and kind, no id at all. Its base is in its `chunks` row, or, for an append's piece
+/// that a version row holds, the chunk at its position in the version before.
+pub(crate) const BARE: i64 = 0x20;
+
+/// How a piece's pack record is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Record {
+    /// Formats 2 to 5: the chunk's id, its lengths and kind, the context's and the base's ids.
+    Full,
+    /// Format 6: the lengths and kind, and the base's id.
+    Compact,
+    /// Format 8: the lengths and kind.
+    Bare,
+}
+
+/// A chunk row's `kind` code: the piece kind, and its record's layout.
+pub(crate) fn kind_code(kind: Kind, record: Record) -> i64 {
+    kind as u8 as i64
+        | match record {
+            Record::Full => 0,
+            Record::Compact => COMPACT,
+            Record::Bare => BARE,
+        }
 }
 
 /// The piece kind and record layout a chunk row's `kind` code names; `None` for a code this
-/// store does not know (a group's record is never compact).
-pub(crate) fn from_kind_code(code: i64) -> Option<(Kind, bool)> {
-    let compact = code & COMPACT != 0;
-    let kind = Kind::from_code(code & !COMPACT)?;
-    (!(compact && kind == Kind::Grouped)).then_some((kind, compact))
+/// store does not know (a group's record is its own).
+pub(crate) fn from_kind_code(code: i64) -> Option<(Kind, Record)> {
+    let record = match code & (COMPACT | BARE) {
+        0 => Record::Full,
+        COMPACT => Record::Compact,
+        BARE => Record::Bare,
+        _ => return None,
+    };
+    let kind = Kind::from_code(code & !(COMPACT | BARE))?;
+    (!(record != Record::Full && kind == Kind::Grouped)).then_some((kind, record))
 }
 
 /// Where one stored piece lies and how it decodes.
@@ -163,8 +189,11 @@ pub(crate) struct PieceRow {
     pub stored_len: u64,
     pub raw_len: u64,
     pub kind: Kind,
-    /// Its pack record is compact (format 6): it names the base only.
-    pub compact: bool,
+    /// Its pack record's layout: a compact one (format 6) names the base only, a bare one
+    /// (format 8) nothing.
+    pub record: Record,
+    /// Its base, when its record is bare (from its `chunks` row, or the version before).
+    pub base: Option<ChunkId>,
     /// The version (file id, seq) whose row holds it, when it has no `chunks` row (format 8:
     /// an append's last chunk). Its base is then the chunk at its position in the version
     /// before, which may be held by that version's row in turn.

@@ -913,13 +913,11 @@ fn appending_pieces_decode_through_their_context() {
         let packs_before: u64 = pack_files(dir.path()).iter().map(|(_, n)| n).sum();
         let (grown_id, kind) = store_piece(&store, &grown, &p, tail_id);
         assert_eq!(kind, Kind::Appends);
-        // Format 6: its record names only its base (32 bytes) after its two lengths and its
-        // kind; the context is found through the base, the chunk's name is its row's.
+        // Format 8: its record is its two lengths and its kind; its base is named by its row
+        // (format 6 named it in the record), the context is found through the base, the
+        // chunk's name is its row's.
         let packs_after: u64 = pack_files(dir.path()).iter().map(|(_, n)| n).sum();
-        assert_eq!(
-            packs_after - packs_before,
-            p.frame.len() as u64 + 4 + 4 + 1 + 32
-        );
+        assert_eq!(packs_after - packs_before, p.frame.len() as u64 + 4 + 4 + 1);
         let content = [&before[..], &grown[..]].concat();
         seq = commit_version(&store, &key, &content, Some(seq), 1, refs(&[&grown]));
         assert_eq!(read(&store, &key, seq), content);
