@@ -551,6 +551,74 @@ fn a_sync_that_loses_a_commit_race_pushes_again_on_the_new_base() {
     world.check_restores(&root, "lap/c");
 }
 
+/// A client whose record of a file is behind the server's (its state restored from an older
+/// backup) sends an append's piece on a last chunk the server no longer holds by that name
+/// (store format 8 keeps an append's piece in its version's row, found by id only while it is
+/// the file's latest). The piece is not taken and the version is sent back as stale; the
+/// client pushes the whole chunk list again, and nothing is lost or failed.
+#[test]
+fn a_client_whose_record_is_behind_the_server_pushes_again_and_loses_nothing() {
+    let world = World::new(BIN);
+    let root = world.path().join("projects");
+    std::fs::create_dir_all(root.join("p")).unwrap();
+    let file = root.join("p/a.jsonl");
+    let line = |n: u32| {
+        format!(
+            "{{\"type\":\"user\",\"n\":{n},\"text\":\"{}\"}}\n",
+            "x".repeat(300)
+        )
+    };
+    std::fs::write(&file, line(0)).unwrap();
+    let sync = || {
+        world.json(&[
+            "sync",
+            "--source",
+            "lap",
+            "--root",
+            &format!("c={}", root.display()),
+        ])
+    };
+    let grow = |n: u32| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        f.write_all(line(n).as_bytes()).unwrap();
+    };
+    sync();
+    grow(1);
+    sync();
+    // The client's record after version 2, kept aside; version 3 makes it stale.
+    let state = world.client_home.dir.join(".local/share/hoover");
+    let saved = world.path().join("state-after-2");
+    copy_tree(&state, &saved);
+    grow(2);
+    sync();
+    std::fs::remove_dir_all(&state).unwrap();
+    copy_tree(&saved, &state);
+    grow(3);
+    let report = sync();
+    assert_eq!(report["files_failed"], 0, "{report}");
+    assert_eq!(report["versions_new"], 1, "{report}");
+    let versions = world.json(&["versions", "lap/c/p/a.jsonl"]);
+    assert_eq!(versions.as_array().unwrap().len(), 4, "{versions}");
+    world.check_restores(&root, "lap/c");
+    world.verify();
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
 /// Reads do not wait for a commit. While a batch's commit holds the version log (its rows
 /// written, its transaction open, held for a minute by a test seam), another client lists the
 /// files and the page reads the counters: each answers from what was committed before, and the

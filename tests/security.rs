@@ -930,12 +930,24 @@ fn authorized_keys_fails_closed_line_by_line() {
 }
 
 /// Every file mode under `dir` (itself included), as (path, mode) for those others can use.
+/// A running server's index writer makes and removes temporary files meanwhile: one gone
+/// before it is looked at is left out (it can be open to no one).
 fn open_to_others(dir: &Path) -> Vec<(String, u32)> {
     use std::os::unix::fs::PermissionsExt;
+    let gone = |e: &walkdir::Error| {
+        e.io_error()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    };
     let mut open = Vec::new();
     for entry in walkdir::WalkDir::new(dir) {
-        let entry = entry.unwrap();
-        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        let entry = match entry {
+            Err(e) if gone(&e) => continue,
+            entry => entry.unwrap(),
+        };
+        let mode = match entry.metadata() {
+            Err(e) if gone(&e) => continue,
+            meta => meta.unwrap().permissions().mode() & 0o777,
+        };
         if mode & 0o077 != 0 && !entry.file_type().is_symlink() {
             open.push((entry.path().display().to_string(), mode));
         }

@@ -98,7 +98,12 @@ pub struct Batch {
     /// Chunks this batch's versions name that a version row holds (format 8: a file's latest
     /// last chunk), with that version: each gets its `chunks` row at commit, as a version's
     /// entry names it by id.
-    named_held: HashMap<ChunkId, (i64, u64)>,
+    named_held: HashMap<ChunkId, VersionAt>,
+    /// Pieces not taken because the store does not hold their base (or context) by that name:
+    /// an older last chunk held by its version row (format 8), which only a client whose
+    /// record of the file is behind the server's names. A version that names one is told its
+    /// base is stale, and pushes its whole chunk list.
+    not_taken: HashSet<ChunkId>,
 }
 
 impl Batch {
@@ -116,6 +121,7 @@ impl Batch {
             reread: piece::Recent::new(REREAD_CACHE_LIMIT),
             reread_group: None,
             named_held: HashMap::new(),
+            not_taken: HashSet::new(),
         }
     }
 
@@ -160,7 +166,10 @@ impl Batch {
     /// its name and length and stages it in `tmp/`. A piece that appends in a context its base
     /// does not decode through is stored as a plain extension; one whose chain of bases would
     /// be longer than the bounds ([`crate::MAX_HOPS`], [`crate::MAX_DECODE_BYTES`]) is stored
-    /// on its own instead.
+    /// on its own instead. A piece on a base (or context) the store does not hold by that name
+    /// is not taken, and a version that names it is refused as stale ([`StoreError::StaleBase`]:
+    /// push the whole chunk list), which is what a client whose record of the file is behind
+    /// the server's does.
     pub fn add_piece(
         &mut self,
         id: ChunkId,
@@ -182,11 +191,17 @@ impl Batch {
             )));
         }
         self.take_items(1)?;
-        let (base_len, base_cost, base_held) = self.held(&id, "base", &base)?;
+        let Some((base_len, base_cost, base_held)) = self.held(&base)? else {
+            self.not_taken.insert(id);
+            return Ok(());
+        };
         let base_bytes = self.bytes_of(&base, base_len, base_held)?;
         let context_bytes = match context {
             Some(c) => {
-                let (context_len, _, context_held) = self.held(&id, "context", &c)?;
+                let Some((context_len, _, context_held)) = self.held(&c)? else {
+                    self.not_taken.insert(id);
+                    return Ok(());
+                };
                 Some(self.bytes_of(&c, context_len, context_held)?)
             }
             None => None,
@@ -235,24 +250,17 @@ impl Batch {
         self.stage(id, raw, kind, (bases, base_held), cost, frame)
     }
 
-    /// The length and cost of a chunk a piece names as its base or context: staged by this
-    /// batch or held by the store (and the version whose row holds it, when one does), else
-    /// the piece is refused.
-    fn held(
-        &self,
-        id: &ChunkId,
-        what: &str,
-        base: &ChunkId,
-    ) -> Result<(u64, Cost, Option<VersionAt>)> {
-        match self.staged.get(base) {
-            Some(s) => Ok((s.len as u64, s.cost, None)),
-            None => match self.store.piece_at(base, None)? {
-                Some((row, cost)) => Ok((row.raw_len, cost, row.held_by)),
-                None => Err(StoreError::Refused(format!(
-                    "chunk {id}: its {what} {base} was neither sent nor stored"
-                ))),
-            },
-        }
+    /// The length and cost of a chunk a piece names as its base or context, staged by this
+    /// batch or held by the store (and the version whose row holds it, when one does); `None`
+    /// when neither.
+    fn held(&self, base: &ChunkId) -> Result<Option<(u64, Cost, Option<VersionAt>)>> {
+        Ok(match self.staged.get(base) {
+            Some(s) => Some((s.len as u64, s.cost, None)),
+            None => self
+                .store
+                .piece_at(base, None)?
+                .map(|(row, cost)| (row.raw_len, cost, row.held_by)),
+        })
     }
 
     /// See [`Store::decoded_after`]; also for the chunks this batch staged.
@@ -619,6 +627,12 @@ impl Batch {
             .filter(|c| !self.staged.contains_key(&c.id))
             .copied()
             .collect();
+        if let Some(c) = unknown.iter().find(|c| self.not_taken.contains(&c.id)) {
+            return Err(StoreError::StaleBase(format!(
+                "{key}: chunk {} was sent on a chunk this server does not hold by that name (the client's record of the file is behind the server's); push the whole chunk list",
+                c.id
+            )));
+        }
         // One lookup per chunk answers both questions: is it stored, and at what length. A
         // file's latest last chunk that its version row holds (format 8) is named here by id,
         // so it gets its `chunks` row at commit.

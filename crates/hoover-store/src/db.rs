@@ -10,6 +10,11 @@
 //! its own row (`tail`) instead of an `entries` row. When the file's next version keeps that
 //! chunk, its entry is written then (tagged with the tail's version's `seq`), so the rule
 //! above holds for every position but a version's own tail.
+//!
+//! Format 8: such a version, when its new chunk is an append's piece that extends the chunk
+//! at the same position of the version before, *holds* the piece in its row (where it lies,
+//! its kind and cost) and the chunk has no `chunks` row until something names it by id
+//! ([`materialize_tail`]). Readers say which version they read, and find it there.
 
 use std::path::Path;
 

@@ -1195,7 +1195,7 @@ impl FrameReader {
 pub struct RangeReader {
     decoder: piece::Decoder,
     /// The file's id and the version's seq.
-    version: (i64, u64),
+    version: VersionAt,
     chunks: Vec<(u64, ChunkRef)>,
     next: usize,
     from: u64,
@@ -1283,7 +1283,7 @@ pub(crate) fn now_ns() -> i64 {
 /// piece names its base by id, and each commit replaces its file's entry.
 #[derive(Default)]
 pub(crate) struct Tips {
-    by_id: HashMap<ChunkId, (i64, u64)>,
+    by_id: HashMap<ChunkId, VersionAt>,
     by_file: HashMap<i64, ChunkId>,
 }
 

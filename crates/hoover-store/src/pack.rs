@@ -1,14 +1,16 @@
 //! Pack files: the chunks of one committed batch, back to back.
 //!
 //! A pack starts with [`PACK_MAGIC`]; then each chunk is a record followed by its zstd frame.
-//! A piece's record, as store format 6 writes it (*compact*): its uncompressed and stored
-//! lengths (u32, little-endian), its kind code (one byte, [`crate::piece::COMPACT`] set) and,
-//! unless the piece stands alone, its base's 32-byte id. Formats 2 to 5 wrote a *full* record:
+//! A piece's record, as store format 8 writes it (*bare*): its uncompressed and stored lengths
+//! (u32, little-endian) and its kind code (one byte, [`crate::piece::BARE`] set); its base is
+//! named by its chunk row, or found through the version that holds it. Formats 6 and 7 wrote a
+//! *compact* record: the same ([`crate::piece::COMPACT`] set) and, unless the piece stands
+//! alone, its base's 32-byte id. Formats 2 to 5 wrote a *full* record:
 //! the chunk's own 32-byte id, the two lengths, the kind, for a piece that appends in a context
 //! (format 3) the context chunk's 32-byte id, and the base's id unless the piece stands alone.
 //! In both the base's id is the 32 bytes just before the frame, and which layout a record has
-//! is said by its chunk row (the flag on its kind code), so packs of both layouts, and a pack
-//! grown past an upgrade with both, read alike. A group of chunks (format 3) is one record:
+//! is said by its chunk row (the flag on its kind code), so packs of every layout, and a pack
+//! grown past an upgrade with several, read alike. A group of chunks (format 3) is one record:
 //! the id and length (u32) of each chunk in it, their count, their total length, the frame's
 //! length (u32 each), the kind, then the one frame that decodes to the chunks back to back.
 //! Format-1 packs ([`PACK_MAGIC_V1`]) have no kind and no base: every chunk stands alone. The

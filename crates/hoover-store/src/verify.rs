@@ -148,9 +148,12 @@ impl Store {
             } else {
                 let kind = crate::piece::from_kind_code(row.kind)
                     .ok_or_else(|| format!("unknown piece kind {}", row.kind));
+                // A bare record's base is named by its row (format 8).
+                let row_base = row.base.and_then(|b| <[u8; 32]>::try_from(b).ok());
                 let checked = kind.and_then(|kind| {
                     let bases = pack::check_header(&path, &id, offset, raw_len, stored_len, kind)?;
-                    for (what, base) in [("base", bases.base), ("context", bases.context)] {
+                    let base = bases.base.or(row_base.map(ChunkId));
+                    for (what, base) in [("base", base), ("context", bases.context)] {
                         if let Some(base) = base {
                             if good.get(&base) == Some(&false) {
                                 return Err(format!("its {what} {base} is damaged"));

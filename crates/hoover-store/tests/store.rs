@@ -692,21 +692,33 @@ fn pieces_decode_against_their_bases_and_bad_ones_are_refused() {
     );
     assert!(store.verify(|_, _, _| {}).unwrap().is_clean());
 
-    // Refused, and nothing of it kept: a base nobody sent, bytes that are not what the piece
-    // is named, and an "extension" no longer than its base.
+    // A piece on a base nobody sent is not taken, and the version that names it is told to
+    // push its whole chunk list (what a client whose record is behind the server's does).
     let stranger = ChunkId::of(b"never sent");
     let mut batch = store.batch();
+    let orphan = ChunkId::of(&grown[..100]);
+    batch
+        .add_piece(orphan, 100, Kind::Follows, stranger, None, &q.frame)
+        .unwrap();
     let e = batch
-        .add_piece(
-            ChunkId::of(&grown[..100]),
-            100,
-            Kind::Follows,
-            stranger,
-            None,
-            &q.frame,
-        )
+        .add_version(NewVersion {
+            key: Key::new("m/r/orphan").unwrap(),
+            size: 100,
+            blake3: *blake3::hash(&grown[..100]).as_bytes(),
+            mtime_ns: 1,
+            base: None,
+            kept: 0,
+            chunks: vec![ChunkRef {
+                id: orphan,
+                len: 100,
+            }],
+        })
         .unwrap_err();
-    assert!(e.to_string().contains("neither sent nor stored"), "{e}");
+    assert!(matches!(e, StoreError::StaleBase(_)), "{e}");
+    assert!(e.to_string().contains("push the whole chunk list"), "{e}");
+    assert_eq!(store.has_chunks(&[orphan]).unwrap(), vec![false]);
+    // Refused, and nothing of it kept: bytes that are not what the piece is named, and an
+    // "extension" no longer than its base.
     let e = batch
         .add_piece(
             ChunkId::of(b"a lie"),
@@ -933,7 +945,8 @@ fn appending_pieces_decode_through_their_context() {
     let content = [&before[..], &grown[..]].concat();
     seq = commit_version(&store, &key, &content, Some(seq), 1, refs(&[&grown]));
 
-    // Refused: a context nobody sent, a context on a piece that does not append, and an
+    // A context nobody sent: the piece is not taken, and its version is sent back as stale
+    // (push the whole chunk list). Refused: a context on a piece that does not append, and an
     // appending piece without one.
     let more = [&grown[..], b"more"].concat();
     let q = hoover_chunk::piece(
@@ -944,17 +957,30 @@ fn appending_pieces_decode_through_their_context() {
     );
     let mut batch = store.batch();
     let stranger = Some(ChunkId::of(b"never sent"));
-    let e = batch
+    let more_id = ChunkId::of(&more);
+    batch
         .add_piece(
-            ChunkId::of(&more),
+            more_id,
             more.len() as u32,
             Kind::Appends,
             grown_id,
             stranger,
             &q.frame,
         )
+        .unwrap();
+    let whole = [&before[..], &more[..]].concat();
+    let e = batch
+        .add_version(NewVersion {
+            key: key.clone(),
+            size: whole.len() as u64,
+            blake3: *blake3::hash(&whole).as_bytes(),
+            mtime_ns: 1,
+            base: Some(seq),
+            kept: 1,
+            chunks: refs(&[&more]),
+        })
         .unwrap_err();
-    assert!(e.to_string().contains("its context"), "{e}");
+    assert!(matches!(e, StoreError::StaleBase(_)), "{e}");
     for (kind, context) in [(Kind::Extends, Some(before_id)), (Kind::Appends, None)] {
         let e = batch
             .add_piece(
@@ -1575,6 +1601,20 @@ fn an_appends_last_chunk_is_held_by_its_version_row_until_something_names_it() {
     let err = store.read_version(&key, 5, &mut Vec::new()).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     assert!(read(&store, &key, 4) == history[3]);
+
+    // So is a `chunks` row that names a bare record's base wrongly, or not as an id.
+    let last = history.len() as u64;
+    for base in [&before_id.0[..], &[0u8][..]] {
+        log.execute(
+            "UPDATE chunks SET base = ?1 WHERE id = ?2",
+            rusqlite::params![base, &next_ref.id.0[..]],
+        )
+        .unwrap();
+        let err = store.read_version(&key, last, &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    }
+    let report = store.verify(|_, _, _| {}).unwrap();
+    assert!(!report.is_clean());
 }
 
 /// A batch whose version turns out stale (another client committed first) keeps its chunks:
