@@ -149,6 +149,42 @@ async fn refused_as_bad_chunk(world: &World, request: Request) -> String {
     m
 }
 
+/// Sends a piece of `content` (one chunk) whose base the server does not hold, then a
+/// version of a new file naming it: the version is sent back as stale (the piece was not
+/// taken), the commit is empty and the connection still serves. Returns the message.
+async fn not_taken(world: &World, piece: Request, content: &[u8]) -> String {
+    let mut c = raw(world).await;
+    c.send(&piece).await.unwrap();
+    c.send(&Request::Version(VersionPush {
+        key: "lap/c/p/not-taken.jsonl".to_string(),
+        size: content.len() as u64,
+        blake3: *blake3::hash(content).as_bytes(),
+        mtime_ns: 0,
+        base: None,
+        kept: 0,
+        chunks: vec![ChunkRef {
+            id: ChunkId::of(content),
+            len: content.len() as u32,
+        }],
+    }))
+    .await
+    .unwrap();
+    let m = expect_error(&mut c, ErrorCode::StaleBase).await;
+    expect_empty_commit(&mut c).await;
+    c.send(&Request::Have {
+        ids: vec![ChunkId::of(content)],
+    })
+    .await
+    .unwrap();
+    c.flush().await.unwrap();
+    assert_eq!(
+        c.recv::<Response>().await.unwrap(),
+        Response::Want { missing: vec![0] },
+        "nothing of the piece is kept"
+    );
+    m
+}
+
 /// Commits on `conn` and expects an empty commit: the connection still serves.
 async fn expect_empty_commit(conn: &mut Conn<hoover_client::SshStream>) {
     conn.send(&Request::Commit).await.unwrap();
@@ -423,8 +459,10 @@ async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
     let honest = hoover_chunk::piece(&grown, Some((base_id, &base)), None, false);
     assert_eq!(honest.kind, PieceKind::Extends);
 
-    // A base the server has never seen.
-    let m = refused_as_bad_chunk(
+    // A base the server has never seen (or no longer holds by that name: store format 8): the
+    // piece is not taken, and the version that names it is sent back as stale, to be pushed
+    // with its whole chunk list; nothing of it is kept.
+    let m = not_taken(
         &world,
         Request::Piece {
             id: ChunkId::of(&grown),
@@ -433,9 +471,10 @@ async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
             base: ChunkId::of(b"never sent"),
             data: honest.frame.clone(),
         },
+        &grown,
     )
     .await;
-    assert!(m.contains("neither sent nor stored"), "{m}");
+    assert!(m.contains("push the whole chunk list"), "{m}");
 
     // Bytes that are not what the piece is named.
     let m = refused_as_bad_chunk(
@@ -465,9 +504,9 @@ async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
     )
     .await;
 
-    // An appending piece (protocol 1.3) whose context nobody sent, and one sent as a plain
-    // `Piece`, which names no context.
-    let m = refused_as_bad_chunk(
+    // An appending piece (protocol 1.3) whose context nobody sent (not taken, as above), and
+    // one sent as a plain `Piece`, which names no context.
+    let m = not_taken(
         &world,
         Request::Appends {
             id: ChunkId::of(&grown),
@@ -476,12 +515,10 @@ async fn hostile_pieces_are_refused_and_the_store_stays_clean() {
             context: ChunkId::of(b"never sent"),
             data: honest.frame.clone(),
         },
+        &grown,
     )
     .await;
-    assert!(
-        m.contains("its context") && m.contains("neither sent nor stored"),
-        "{m}"
-    );
+    assert!(m.contains("push the whole chunk list"), "{m}");
     let m = refused_as_bad_chunk(
         &world,
         Request::Piece {

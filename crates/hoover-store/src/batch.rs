@@ -978,11 +978,15 @@ impl Batch {
         if let Some(message) = stale {
             sp.rollback()?;
             drop(sp);
-            // No version holds the appends' pieces: they get their `chunks` rows after all.
+            // No version holds the appends' pieces: they get their `chunks` rows after all,
+            // and so do their bases, which those rows name by id.
             if let Some(pack_id) = pack_id {
                 for (chunk, s) in &staged {
                     if held.contains(chunk) {
                         insert_chunk(&tx, chunk, pack_id, shift, s)?;
+                        if let Some((file_id, seq)) = s.base_held {
+                            db::materialize_tail(&tx, file_id, seq)?;
+                        }
                     }
                 }
             }

@@ -1618,7 +1618,8 @@ fn an_appends_last_chunk_is_held_by_its_version_row_until_something_names_it() {
 }
 
 /// A batch whose version turns out stale (another client committed first) keeps its chunks:
-/// an append's piece that its version row would have held gets its `chunks` row instead.
+/// an append's piece that its version row would have held gets its `chunks` row instead, and
+/// so does its base, held by the version before (that row names it by id).
 #[test]
 fn a_held_append_whose_version_turns_stale_keeps_its_piece_as_a_chunk() {
     use hoover_types::ChunkId;
@@ -1626,9 +1627,27 @@ fn a_held_append_whose_version_turns_stale_keeps_its_piece_as_a_chunk() {
     let store = Store::open(dir.path()).unwrap();
     let key = Key::new("m/r/race.jsonl").unwrap();
     let mut rng = Rng(23);
-    let first = rng.bytes(5_000);
-    let first_ref = store_chunk(&store, &first);
-    commit_version(&store, &key, &first, None, 0, vec![first_ref]);
+    let zero = rng.bytes(4_000);
+    let zero_ref = store_chunk(&store, &zero);
+    commit_version(&store, &key, &zero, None, 0, vec![zero_ref]);
+    // Version 2 holds its piece: the base of both racing appends has no `chunks` row.
+    let first = [&zero[..], &rng.bytes(1_000)[..]].concat();
+    let first_ref = ChunkRef {
+        id: ChunkId::of(&first),
+        len: first.len() as u32,
+    };
+    let p = hoover_chunk::piece(&first, Some((zero_ref.id, &zero)), None, true);
+    held_append(&store, &key, &first, 1, 0, vec![first_ref], &p, zero_ref.id);
+    let log = rusqlite::Connection::open(dir.path().join("versions.db")).unwrap();
+    let rows = |id: ChunkId| -> i64 {
+        log.query_row(
+            "SELECT COUNT(*) FROM chunks WHERE id = ?1",
+            [&id.0[..]],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(rows(first_ref.id), 0);
     let mut batches = Vec::new();
     let mut grown_all = Vec::new();
     for _ in 0..2 {
@@ -1655,7 +1674,7 @@ fn a_held_append_whose_version_turns_stale_keeps_its_piece_as_a_chunk() {
                 size: grown.len() as u64,
                 blake3: *blake3::hash(&grown).as_bytes(),
                 mtime_ns: 1,
-                base: Some(1),
+                base: Some(2),
                 kept: 0,
                 chunks: vec![grown_ref],
             })
@@ -1667,26 +1686,30 @@ fn a_held_append_whose_version_turns_stale_keeps_its_piece_as_a_chunk() {
     batches.pop().unwrap().commit().unwrap();
     let err = second.commit().unwrap_err();
     assert!(matches!(err, StoreError::StaleBase(_)), "{err}");
-    let log = rusqlite::Connection::open(dir.path().join("versions.db")).unwrap();
-    let rows: i64 = log
-        .query_row(
-            "SELECT COUNT(*) FROM chunks WHERE id = ?1",
-            [&grown_all[1].1.id.0[..]],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(rows, 1, "the stale batch's piece is a chunk");
-    assert_eq!(read(&store, &key, 2), grown_all[0].0);
-    // The second client pushes again on the new base: its chunk is held already.
+    assert_eq!(
+        rows(grown_all[1].1.id),
+        1,
+        "the stale batch's piece is a chunk"
+    );
+    assert_eq!(rows(first_ref.id), 1, "and so is its base");
+    assert_eq!(rows(grown_all[0].1.id), 0, "the winner's is held");
+    assert_eq!(read(&store, &key, 3), grown_all[0].0);
+    // The second client pushes again on the new base: its chunk is stored already.
+    assert_eq!(store.has_chunks(&[grown_all[1].1.id]).unwrap(), vec![true]);
     let again = commit_version(
         &store,
         &key,
         &grown_all[1].0,
-        Some(2),
+        Some(3),
         0,
         vec![grown_all[1].1],
     );
     assert_eq!(read(&store, &key, again), grown_all[1].0);
     let report = store.verify(|_, _, _| {}).unwrap();
     assert!(report.is_clean(), "{report:?}");
+    drop(store);
+    let store = Store::open_to_read(dir.path()).unwrap();
+    for (seq, data) in [(2, &first), (3, &grown_all[0].0), (4, &grown_all[1].0)] {
+        assert!(read(&store, &key, seq) == *data, "version {seq}");
+    }
 }
