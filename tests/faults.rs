@@ -591,11 +591,11 @@ fn a_client_whose_record_is_behind_the_server_pushes_again_and_loses_nothing() {
     // The client's record after version 2, kept aside; version 3 makes it stale.
     let state = world.client_home.dir.join(".local/share/hoover");
     let saved = world.path().join("state-after-2");
-    copy_tree(&state, &saved);
+    hoover_testkit::copy_dir(&state, &saved);
     grow(2);
     sync();
     std::fs::remove_dir_all(&state).unwrap();
-    copy_tree(&saved, &state);
+    hoover_testkit::copy_dir(&saved, &state);
     grow(3);
     let report = sync();
     assert_eq!(report["files_failed"], 0, "{report}");
@@ -604,19 +604,6 @@ fn a_client_whose_record_is_behind_the_server_pushes_again_and_loses_nothing() {
     assert_eq!(versions.as_array().unwrap().len(), 4, "{versions}");
     world.check_restores(&root, "lap/c");
     world.verify();
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
 }
 
 /// Reads do not wait for a commit. While a batch's commit holds the version log (its rows

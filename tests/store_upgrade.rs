@@ -6,25 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use hoover_testkit::World;
+use hoover_testkit::{copy_dir, World};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
 }
 
 /// Every version the fixture holds, with its content, from the files it was made of.

@@ -677,10 +677,7 @@ impl Store {
                 // Not (yet) committed: nothing to remember.
                 return Ok(None);
             };
-            // A held last chunk's base is the chunk at its position in the version before.
-            held = row
-                .held_by
-                .map(|(file_id, seq)| (file_id, seq.saturating_sub(1)));
+            held = row.base_held();
             if row.kind == piece::Kind::Grouped {
                 // Reading it decodes its group, the chunk listed before it included.
                 let group = pack::read_group(&self.pack(&row.pack), row.offset)?;

@@ -200,6 +200,16 @@ pub(crate) struct PieceRow {
     pub held_by: Option<VersionAt>,
 }
 
+impl PieceRow {
+    /// Where its base may be held: the version before the one that holds this piece (a held
+    /// piece's base is the chunk at its position there); `None` for a piece with a `chunks`
+    /// row that no version held.
+    pub(crate) fn base_held(&self) -> Option<VersionAt> {
+        self.held_by
+            .map(|(file_id, seq)| (file_id, seq.saturating_sub(1)))
+    }
+}
+
 /// Decoded chunks, the newest last, within a byte budget.
 pub(crate) struct Recent {
     chunks: VecDeque<(ChunkId, Arc<Vec<u8>>)>,
@@ -418,10 +428,7 @@ impl Decoder {
                 Some(c) => Some(self.chunk_within(&c, None, None, depth + 1)?),
                 None => None,
             };
-            // A held last chunk's base is the chunk at its position in the version before.
-            held = row
-                .held_by
-                .map(|(file_id, seq)| (file_id, seq.saturating_sub(1)));
+            held = row.base_held();
             chain.push(Step {
                 id: at,
                 row,

@@ -24,6 +24,20 @@ pub fn make_key(path: &Path) -> String {
     public
 }
 
+/// Copies the directory `from` to `to`, recursively (a store fixture, a client's state).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
 /// Every file under `dir`, recursively, sorted (an unreadable directory counts as empty).
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
