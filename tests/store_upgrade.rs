@@ -1,5 +1,5 @@
-//! Upgrading keeps every version: stores written by hoover's store formats 1 to 7 (the
-//! committed fixtures `tests/fixtures/store-v1` to `store-v7`, see the README
+//! Upgrading keeps every version: stores written by hoover's store formats 1 to 8 (the
+//! committed fixtures `tests/fixtures/store-v1` to `store-v8`, see the README
 //! beside them) are each checked as they are, then served by today's server, which migrates
 //! them to today's format; every old version restores byte for byte, new versions go on top as
 //! pieces, and `verify` finds the store clean.
@@ -99,6 +99,11 @@ fn a_format_6_store_keeps_every_version_after_the_upgrade() {
 #[test]
 fn a_format_7_store_keeps_every_version_after_the_upgrade() {
     upgrade_keeps_every_version(7);
+}
+
+#[test]
+fn a_format_8_store_keeps_every_version_after_the_upgrade() {
+    upgrade_keeps_every_version(8);
 }
 
 /// The fixture of store format `format`: opened as it is, then upgraded by today's server.

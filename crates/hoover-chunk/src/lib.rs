@@ -218,14 +218,18 @@ pub fn piece(
     if let Some((id, bytes)) = last {
         if chunk.len() > bytes.len() && chunk.starts_with(bytes) {
             let rest = &chunk[bytes.len()..];
-                        if let Some((context, context_bytes)) =
+            if let Some((context, context_bytes)) =
                 before.filter(|_| appends && bytes.len() < PREFIX_WINDOW)
             {
                 return Piece {
                     kind: PieceKind::Appends,
                     base: Some(id),
                     context: Some(context),
-                    frame: compress_against(&context_window(context_bytes, bytes), rest, CHANGE_LEVEL),
+                    frame: compress_against(
+                        &context_window(context_bytes, bytes),
+                        rest,
+                        CHANGE_LEVEL,
+                    ),
                 };
             }
             return Piece {

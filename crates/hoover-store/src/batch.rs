@@ -40,6 +40,8 @@ struct Staged {
     offset: u64,
     len: u32,
     stored_len: u64,
+    /// Its kind code, as its record says it (a grouped chunk's: its group's).
+    code: i64,
     kind: Kind,
     bases: Bases,
     /// The version whose row holds the base, when it has no `chunks` row (format 8: the base
@@ -286,12 +288,13 @@ impl Batch {
         frame: &[u8],
     ) -> Result<()> {
         let len = raw.len() as u32;
-        let offset = self.pack()?.append(len, kind, frame)?;
+        let written = self.pack()?.append(len, kind, frame)?;
         crate::fault::crash_point("store-chunk-staged");
         let staged = Staged {
-            offset,
+            offset: written.offset,
             len,
-            stored_len: frame.len() as u64,
+            stored_len: written.stored_len,
+            code: written.code,
             kind,
             bases,
             base_held,
@@ -427,6 +430,7 @@ impl Batch {
                 offset,
                 len: c.len,
                 stored_len: share,
+                code: piece::kind_code(Kind::Grouped, Record::Full),
                 kind: Kind::Grouped,
                 bases: Bases::default(),
                 base_held: None,
@@ -853,14 +857,16 @@ impl Batch {
             // base (a file's latest last chunk): the base gets its `chunks` row too. (A held
             // last chunk's base is found through the version before it instead.)
             for (chunk, s) in &staged {
-                if let (false, Some((file_id, seq))) = (held.contains(chunk), s.base_held) {
-                    db::materialize_tail(&tx, file_id, seq)?;
+                if let (false, Some((file_id, seq)), Some(base)) =
+                    (held.contains(chunk), s.base_held, s.bases.base)
+                {
+                    db::materialize_tail(&tx, file_id, seq, &base)?;
                 }
             }
         }
         // So does one a version names among its chunks (an entry names it by id).
-        for (file_id, seq) in self.named_held.values() {
-            db::materialize_tail(&tx, *file_id, *seq)?;
+        for (id, (file_id, seq)) in &self.named_held {
+            db::materialize_tail(&tx, *file_id, *seq, id)?;
         }
         // The versions go in a savepoint: when one turns out stale (another client committed a
         // version of its file since it was checked), none of them is recorded, but the chunks
@@ -910,6 +916,9 @@ impl Batch {
             if let Some(latest) = latest {
                 // The version before names its last chunk in its row; this one may keep it.
                 db::keep_tail(&sp, self.store.tails(), file_id, latest, v.kept)?;
+                // Unless something named it by now, the last chunk it holds is no longer
+                // named by anyone: its id goes (format 9).
+                db::forget_tail(&sp, file_id, seq)?;
             }
             // A version that adds one chunk, its last (an append), names it in its row: one
             // row less per message (format 7); and holds its piece there, when it is the
@@ -933,7 +942,7 @@ impl Batch {
                 seq as i64,
                 v.size as i64,
                 &v.blake3[..],
-                v.mtime_ns,
+                db::stored_mtime(v.mtime_ns, received_at),
                 received_at,
                 chunk_count as i64,
                 v.kept as i64,
@@ -942,7 +951,7 @@ impl Batch {
                 held_at.map(|at| at as i64),
                 piece.map(|(s, _)| s.len as i64),
                 piece.map(|(s, _)| s.stored_len as i64),
-                piece.map(|(s, _)| piece::kind_code(s.kind, Record::Bare)),
+                piece.map(|(s, _)| s.code),
                 piece.map(|(s, _)| s.cost.hops as i64),
                 piece.map(|(s, _)| s.cost.bytes as i64),
             ])?;
@@ -984,8 +993,8 @@ impl Batch {
                 for (chunk, s) in &staged {
                     if held.contains(chunk) {
                         insert_chunk(&tx, chunk, pack_id, shift, s)?;
-                        if let Some((file_id, seq)) = s.base_held {
-                            db::materialize_tail(&tx, file_id, seq)?;
+                        if let (Some((file_id, seq)), Some(base)) = (s.base_held, s.bases.base) {
+                            db::materialize_tail(&tx, file_id, seq, &base)?;
                         }
                     }
                 }
@@ -1108,11 +1117,7 @@ fn insert_chunk(
             (s.offset + shift) as i64,
             s.len as i64,
             s.stored_len as i64,
-            // Every record this code writes is bare but a group's (its own).
-            match s.kind {
-                Kind::Grouped => piece::kind_code(s.kind, Record::Full),
-                _ => piece::kind_code(s.kind, Record::Bare),
-            },
+            s.code,
             s.cost.hops as i64,
             s.cost.bytes as i64,
             s.bases.base.as_ref().map(|b| &b.0[..]),

@@ -3,8 +3,9 @@
 //! A version row records `kept`: how many leading chunks it shares with the previous version of
 //! the same file. Its own chunks are `entries` rows at positions `kept..chunk_count` tagged with
 //! its `seq`. The chunk at position `p` of version `s` is therefore the entry at `p` with the
-//! largest `seq <= s`, for `p < chunk_count(s)`: one indexed range scan, and no version, entry
-//! or chunk row is ever updated or deleted (a growing pack's `size`, its committed length, is).
+//! largest `seq <= s`, for `p < chunk_count(s)`: one indexed range scan, and no entry or chunk
+//! row is ever updated or deleted, nor a version row but for its `tail` (format 9, below; and a
+//! growing pack's `size`, its committed length).
 //!
 //! Format 7: a version that adds one chunk, its last (an append, nearly always), names it in
 //! its own row (`tail`) instead of an `entries` row. When the file's next version keeps that
@@ -15,6 +16,11 @@
 //! at the same position of the version before, *holds* the piece in its row (where it lies,
 //! its kind and cost) and the chunk has no `chunks` row until something names it by id
 //! ([`materialize_tail`]). Readers say which version they read, and find it there.
+//!
+//! Format 9: once a file has a newer version, a held chunk that nothing named by id loses its
+//! id from its row (`tail` NULL, [`forget_tail`]): no one can name it any more (a client names
+//! a file's latest last chunk), and its bytes are covered by its version's BLAKE3. Readers key
+//! it by [`unnamed`], a stand-in derived from its version; a restore names it by hashing it.
 
 use std::path::Path;
 
@@ -154,6 +160,13 @@ ALTER TABLE chunks ADD COLUMN held_seq INTEGER;
 UPDATE meta SET value = '8' WHERE name = 'format';
 ";
 
+/// Format 9: a held chunk of a version that is no longer its file's latest, and that has no
+/// `chunks` row, has no id in its row (`tail` NULL): see [`forget_tail`]. Rows written before
+/// keep theirs, which is as valid; nothing else changed.
+const MIGRATE_8_TO_9: &str = "
+UPDATE meta SET value = '9' WHERE name = 'format';
+";
+
 /// The format the version log says it has.
 pub(crate) fn format(conn: &Connection) -> Result<u32> {
     let value: Option<String> = conn
@@ -192,7 +205,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
         if from < 7 {
             tx.execute_batch(MIGRATE_6_TO_7)?;
         }
-        tx.execute_batch(MIGRATE_7_TO_8)?;
+        if from < 8 {
+            tx.execute_batch(MIGRATE_7_TO_8)?;
+        }
+        tx.execute_batch(MIGRATE_8_TO_9)?;
         tx.commit()?;
     }
     Ok(from)
@@ -316,6 +332,31 @@ pub(crate) fn pack_names(conn: &Connection) -> Result<std::collections::HashSet<
 
 const VERSION_COLUMNS: &str = "seq, size, blake3, mtime_ns, received_at_ns, chunk_count";
 
+/// How a version row stores its modification time (format 9): as how long before it was
+/// received (`-(received - mtime) - 1`, never positive), which a live watcher's versions keep
+/// in 4 bytes where the time itself takes 8; a modification time after the receipt (the
+/// client's clock ahead of the server's) is stored as it is, always positive then. Rows of
+/// older formats hold the time itself, positive too. A time more than 292 years before the
+/// receipt is stored as that long before it.
+pub(crate) fn stored_mtime(mtime_ns: i64, received_at_ns: i64) -> i64 {
+    match received_at_ns.checked_sub(mtime_ns) {
+        Some(before) if before >= 0 => -before - 1,
+        Some(_) if mtime_ns > 0 => mtime_ns,
+        // Ahead of a receipt at or before 1970 (a clock far off): as close as it can be said.
+        Some(_) => 0,
+        None => i64::MIN,
+    }
+}
+
+/// The modification time a version row stores ([`stored_mtime`]).
+fn mtime_of(stored: i64, received_at_ns: i64) -> i64 {
+    if stored < 0 {
+        received_at_ns.saturating_add(stored).saturating_add(1)
+    } else {
+        stored
+    }
+}
+
 fn version_from_row(row: &Row<'_>) -> rusqlite::Result<VersionInfo> {
     let hash: Vec<u8> = row.get(2)?;
     let mut blake3 = [0u8; 32];
@@ -326,7 +367,7 @@ fn version_from_row(row: &Row<'_>) -> rusqlite::Result<VersionInfo> {
         seq: row.get::<_, i64>(0)? as u64,
         size: row.get::<_, i64>(1)? as u64,
         blake3,
-        mtime_ns: row.get(3)?,
+        mtime_ns: mtime_of(row.get(3)?, row.get(4)?),
         received_at_ns: row.get(4)?,
         chunk_count: row.get::<_, i64>(5)? as u64,
     })
@@ -410,7 +451,8 @@ impl Tails {
 /// The chunk a version names in its own row as its last (format 7).
 #[derive(Clone, Debug)]
 pub(crate) struct Tail {
-    pub(crate) id: ChunkId,
+    /// `None`: a held chunk whose row no longer names it (format 9, [`forget_tail`]).
+    pub(crate) id: Option<ChunkId>,
     /// Its position: the version's last.
     pub(crate) pos: u64,
     /// Where it starts in the version: the version's size less its length.
@@ -487,11 +529,14 @@ pub(crate) fn version_tail(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, piece))
         })
         .optional()?;
-    let Some((Some(id), count, size, len, piece)) = row else {
-        return Ok(None);
+    let (id, count, size, len, piece) = match row {
+        // A row that names no last chunk and holds no piece: its chunks are all entries.
+        None | Some((None, _, _, _, None)) => return Ok(None),
+        Some(row) => row,
     };
     let what = || format!("file {file_id} version {seq}: its last chunk");
-    let id = chunk_id(id, what)?;
+    let id = id.map(|id| chunk_id(id, what)).transpose()?;
+    let shown = || id.map_or_else(|| "(unnamed)".to_string(), |id| id.to_string());
     // A damaged or hostile log (a copy being recovered) is refused, not trusted to subtract.
     if count < 1 || size < 0 {
         return Err(StoreError::Corrupt(format!(
@@ -500,7 +545,8 @@ pub(crate) fn version_tail(
     }
     let Some(len) = len else {
         return Err(StoreError::Corrupt(format!(
-            "file {file_id} version {seq}: its last chunk {id} is not recorded"
+            "file {file_id} version {seq}: its last chunk {} is not recorded",
+            shown()
         )));
     };
     if len < 1 || len > size {
@@ -508,6 +554,20 @@ pub(crate) fn version_tail(
             "file {file_id} version {seq}: its last chunk is {len} bytes, the version {size}"
         )));
     }
+    // A row that forgot its chunk's id forgot what reading the chunk costs too (format 9): no
+    // piece is stored on it, and a reader is held to the bounds anyway. Read as the bounds.
+    let piece = match piece {
+        Some((pack, name, offset, stored, kind, -1, -1)) if id.is_none() => Some((
+            pack,
+            name,
+            offset,
+            stored,
+            kind,
+            crate::piece::MAX_HOPS as i64,
+            crate::piece::MAX_DECODE_BYTES as i64,
+        )),
+        piece => piece,
+    };
     let piece = match piece {
         None => None,
         Some((_, Some(pack), offset, stored, kind, hops, cost))
@@ -529,6 +589,12 @@ pub(crate) fn version_tail(
             )))
         }
     };
+    if id.is_none() && piece.is_none() {
+        return Err(StoreError::Corrupt(format!(
+            "{}: its row neither names it nor holds its piece",
+            what()
+        )));
+    }
     Ok(Some(Tail {
         id,
         pos: count as u64 - 1,
@@ -549,7 +615,7 @@ pub(crate) fn held_tips(conn: &Connection) -> Result<Vec<(ChunkId, i64, u64)>> {
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
-            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, Option<Vec<u8>>>(0)?,
             r.get::<_, i64>(1)?,
             r.get::<_, i64>(2)?,
         ))
@@ -557,8 +623,8 @@ pub(crate) fn held_tips(conn: &Connection) -> Result<Vec<(ChunkId, i64, u64)>> {
     let mut out = Vec::new();
     for row in rows {
         let (id, file_id, seq) = row?;
-        let id = chunk_id(id, || {
-            format!("file {file_id} version {seq}: its last chunk")
+        let id = chunk_id(id.unwrap_or_default(), || {
+            format!("file {file_id} version {seq}, its file's latest: its last chunk (unnamed)")
         })?;
         out.push((id, file_id, seq as u64));
     }
@@ -568,17 +634,77 @@ pub(crate) fn held_tips(conn: &Connection) -> Result<Vec<(ChunkId, i64, u64)>> {
 /// Gives the last chunk version `seq` holds in its row a `chunks` row (the same columns, and
 /// the version), so that it can be named by id; nothing when it has one already or the row
 /// holds no piece. Its base stays where it was: at its position in the version before (a
-/// held chunk too, perhaps), which is why the row names the version.
-pub(crate) fn materialize_tail(conn: &Connection, file_id: i64, seq: u64) -> Result<()> {
+/// held chunk too, perhaps), which is why the row names the version. `id` is the chunk's, as
+/// whoever names it knows it (the writer's record of the file's latest last chunk, or the
+/// row): a row that forgot it (format 9: a newer version was committed meanwhile, in a batch
+/// that raced this one) is given it back.
+pub(crate) fn materialize_tail(
+    conn: &Connection,
+    file_id: i64,
+    seq: u64,
+    id: &ChunkId,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len, kind, hops, cost,
                                           held_file, held_seq)
-             SELECT tail, tail_pack, tail_offset, tail_len, tail_stored, tail_kind, tail_hops,
-                    tail_cost, file_id, seq
-             FROM versions WHERE file_id = ?1 AND seq = ?2 AND tail_pack IS NOT NULL",
+             SELECT ?3, tail_pack, tail_offset, tail_len, tail_stored, tail_kind,
+                    COALESCE(tail_hops, ?4), COALESCE(tail_cost, ?5), file_id, seq
+             FROM versions WHERE file_id = ?1 AND seq = ?2 AND tail_pack IS NOT NULL
+                             AND (tail IS NULL OR tail = ?3)",
     )?
-    .execute(params![file_id, seq as i64])?;
+    .execute(params![
+        file_id,
+        seq as i64,
+        &id.0[..],
+        crate::piece::MAX_HOPS,
+        crate::piece::MAX_DECODE_BYTES as i64
+    ])?;
+    conn.prepare_cached(
+        "UPDATE versions SET tail = ?3, tail_hops = COALESCE(tail_hops, ?4),
+                             tail_cost = COALESCE(tail_cost, ?5)
+         WHERE file_id = ?1 AND seq = ?2 AND tail IS NULL AND tail_pack IS NOT NULL",
+    )?
+    .execute(params![
+        file_id,
+        seq as i64,
+        &id.0[..],
+        crate::piece::MAX_HOPS,
+        crate::piece::MAX_DECODE_BYTES as i64
+    ])?;
     Ok(())
+}
+
+/// Format 9: when version `seq` of a file is committed, the version before forgets its last
+/// chunk's id if its row holds the chunk and nothing gave it a `chunks` row (the new version
+/// did not keep it, no piece or version named it). Only the writer's record of each file's
+/// latest last chunk is named by clients; an older one is read through its version, keyed by
+/// [`unnamed`], and its bytes are checked by its version's BLAKE3. Its hops and cost go too
+/// (only a piece stored on a chunk needs them, and none is stored on a chunk no one can name).
+/// About 36 bytes a version.
+pub(crate) fn forget_tail(conn: &Connection, file_id: i64, seq: u64) -> Result<()> {
+    let Some(before) = seq.checked_sub(1).filter(|s| *s > 0) else {
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "UPDATE versions SET tail = NULL, tail_hops = NULL, tail_cost = NULL
+         WHERE file_id = ?1 AND seq = ?2 AND tail_pack IS NOT NULL AND tail IS NOT NULL
+           AND NOT EXISTS(SELECT 1 FROM chunks c WHERE c.id = versions.tail)",
+    )?
+    .execute(params![file_id, before as i64])?;
+    Ok(())
+}
+
+/// The key a held chunk whose row no longer names it is read by (format 9): derived from its
+/// version, never a BLAKE3 of bytes (a reader that finds it takes no name to check the bytes
+/// against), and never stored or sent: [`crate::Store::version_frames`] names such a chunk
+/// by hashing it.
+pub fn unnamed((file_id, seq): VersionAt) -> ChunkId {
+    let mut h = blake3::Hasher::new_derive_key(
+        "hoover store 2026-12-03 a held chunk its row no longer names",
+    );
+    h.update(&file_id.to_le_bytes());
+    h.update(&seq.to_le_bytes());
+    ChunkId(*h.finalize().as_bytes())
 }
 
 /// A chunk id as the log stores it (32 bytes in a sound log).
@@ -650,7 +776,7 @@ pub(crate) fn chunks_in_range(
         out.push((
             t.offset,
             ChunkRef {
-                id: t.id,
+                id: t.id.unwrap_or_else(|| unnamed((file_id, seq))),
                 len: t.len as u32,
             },
         ));
@@ -678,6 +804,12 @@ pub(crate) fn keep_tail(
     let Some(t) = version_tail(conn, tails, file_id, seq)?.filter(|t| kept > t.pos) else {
         return Ok(());
     };
+    // The file's latest version's row always names its last chunk (only older ones forget).
+    let Some(id) = t.id else {
+        return Err(StoreError::Corrupt(format!(
+            "file {file_id} version {seq}, its latest: its row does not name its last chunk"
+        )));
+    };
     conn.prepare_cached(
         "INSERT INTO entries(file_id, pos, seq, chunk, offset, len) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     )?
@@ -685,12 +817,12 @@ pub(crate) fn keep_tail(
         file_id,
         t.pos as i64,
         seq as i64,
-        &t.id.0[..],
+        &id.0[..],
         t.offset as i64,
         t.len as i64
     ])?;
     match t.piece {
-        Some(_) => materialize_tail(conn, file_id, seq),
+        Some(_) => materialize_tail(conn, file_id, seq, &id),
         None => Ok(()),
     }
 }
@@ -756,7 +888,7 @@ pub(crate) fn list(
                     seq: r.get::<_, i64>(2)? as u64,
                     size: r.get::<_, i64>(3)? as u64,
                     blake3,
-                    mtime_ns: r.get(5)?,
+                    mtime_ns: mtime_of(r.get(5)?, r.get(6)?),
                     received_at_ns: r.get(6)?,
                     chunk_count: r.get::<_, i64>(7)? as u64,
                 },
@@ -994,4 +1126,41 @@ pub(crate) fn kept(conn: &Connection, file_id: i64, seq: u64) -> Result<Option<u
         .query_row(rusqlite::params![file_id, seq as i64], |r| r.get(0))
         .optional()?;
     Ok(kept.map(|k| k as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{mtime_of, stored_mtime};
+
+    #[test]
+    fn a_modification_time_reads_back_as_it_was_stored() {
+        let received = 1_764_700_000_123_456_789i64;
+        for mtime in [
+            received,
+            received - 1,
+            received - 106_000_000,
+            received - 86_400_000_000_000 * 400,
+            received + 1,
+            received + 5_000_000_000,
+            0,
+            1,
+            -1,
+            -1_000_000_000_000_000_000,
+            received - i64::MAX,
+        ] {
+            let stored = stored_mtime(mtime, received);
+            assert_eq!(mtime_of(stored, received), mtime, "{mtime}");
+        }
+        // A live watcher's version: received a fraction of a second after the write, stored
+        // in 4 bytes (SQLite keeps an integer in 1, 2, 3, 4, 6 or 8).
+        let stored = stored_mtime(received - 106_000_000, received);
+        assert!(stored < 0 && stored >= i32::MIN as i64);
+        // Older rows hold the time itself, which is positive.
+        assert_eq!(mtime_of(received, received + 10), received);
+        // Times further back than the stored difference can say are clamped, not wrapped.
+        assert_eq!(
+            mtime_of(stored_mtime(i64::MIN, received), received),
+            received.saturating_add(i64::MIN).saturating_add(1)
+        );
+    }
 }

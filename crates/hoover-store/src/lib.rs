@@ -43,7 +43,7 @@ pub use verify::{VerifyProblem, VerifyReport};
 /// appending piece's context; format 6: every chunk of a version an `entries` row; format 7:
 /// an append's last chunk a `chunks` row) are
 /// migrated to it when a writer opens them; see `docs/store.md`.
-pub const STORE_FORMAT_VERSION: u32 = 8;
+pub const STORE_FORMAT_VERSION: u32 = 9;
 /// A version, by its file's id and its seq: where a chunk its row holds (format 8) is found.
 pub(crate) type VersionAt = (i64, u64);
 
@@ -527,6 +527,7 @@ impl Store {
                 raw_len: row.raw_len,
                 kind,
                 record,
+                lean: piece::is_lean(row.kind),
                 base,
                 held_by: row.held_by,
             };
@@ -541,7 +542,10 @@ impl Store {
             let Some((tail, held)) = tail.and_then(|t| t.piece.clone().map(|p| (t, p))) else {
                 continue;
             };
-            if tail.id != *id {
+            // A row that forgot its chunk's id (format 9) is read where a reader says the
+            // chunk is (its version); the writer's record of a file's latest names it.
+            let here = at == Some((file_id, seq));
+            if !tail.id.map_or(here, |named| named == *id) {
                 continue;
             }
             let (kind, record) = Self::kind_of(id, held.kind)?;
@@ -567,6 +571,7 @@ impl Store {
                 raw_len: tail.len,
                 kind,
                 record,
+                lean: piece::is_lean(held.kind),
                 base,
                 held_by: Some((file_id, seq)),
             };
@@ -587,7 +592,7 @@ impl Store {
         let pos = match pos {
             Some(pos) => pos,
             None => match db::version_tail(&conn, self.inner.tails, file_id, seq)? {
-                Some(t) if t.id == *id => t.pos,
+                Some(t) if t.id.is_none_or(|named| named == *id) => t.pos,
                 _ => {
                     return Err(StoreError::Corrupt(format!(
                     "chunk {id}: held by file {file_id} version {seq}, whose row does not name it"
@@ -643,7 +648,11 @@ impl Store {
                 }
                 other => other,
             })?;
-        let frame = bytes.split_off(ids_len as usize);
+        let mut frame = bytes.split_off(ids_len as usize);
+        if row.lean {
+            // Format 9: stored without zstd's magic number, which every frame starts with.
+            frame.splice(0..0, piece::ZSTD_MAGIC);
+        }
         let bases = match row.record {
             piece::Record::Bare => pack::Bases {
                 base: row.base,
@@ -723,6 +732,7 @@ impl Store {
         FrameReader {
             decoder: piece::Decoder::new(self),
             version: None,
+            named: None,
             previous: None,
             group: None,
         }
@@ -731,10 +741,29 @@ impl Store {
     /// One version's ordered chunk list, and a [`FrameReader`] for them (which finds an
     /// append's last chunk where the version's row holds it).
     pub fn version_frames(&self, key: &Key, seq: u64) -> Result<(Vec<ChunkRef>, FrameReader)> {
-        let (file_id, chunks) = self.version_chunks_of(key, seq)?;
+        let (file_id, mut chunks) = self.version_chunks_of(key, seq)?;
         let mut reader = self.frame_reader();
         reader.version = Some((file_id, seq));
+        reader.named = self.name_unnamed(&mut reader.decoder, (file_id, seq), &mut chunks)?;
         Ok((chunks, reader))
+    }
+
+    /// Names the held chunk of version `at` whose row no longer names it (format 9: its key is
+    /// [`db::unnamed`]), in `chunks`, its chunk list, by decoding and hashing it: a client
+    /// checks what it restores against real names. Returns (name, key) when there was one.
+    fn name_unnamed(
+        &self,
+        decoder: &mut piece::Decoder,
+        at: VersionAt,
+        chunks: &mut [ChunkRef],
+    ) -> Result<Option<(ChunkId, ChunkId)>> {
+        let key = db::unnamed(at);
+        let Some(last) = chunks.last_mut().filter(|c| c.id == key) else {
+            return Ok(None);
+        };
+        let data = decoder.chunk_in(&key, Some(last.len as u64), Some(at))?;
+        last.id = ChunkId::of(&data);
+        Ok(Some((last.id, key)))
     }
 
     /// Reads a committed chunk and checks it against its name and length.
@@ -811,7 +840,10 @@ impl Store {
 
     /// The ordered chunk list of one version.
     pub fn version_chunks(&self, key: &Key, seq: u64) -> Result<Vec<ChunkRef>> {
-        Ok(self.version_chunks_of(key, seq)?.1)
+        let (file_id, mut chunks) = self.version_chunks_of(key, seq)?;
+        let mut decoder = piece::Decoder::new(self);
+        self.name_unnamed(&mut decoder, (file_id, seq), &mut chunks)?;
+        Ok(chunks)
     }
 
     /// The file's id and the ordered chunk list of one version.
@@ -1091,6 +1123,9 @@ pub struct FrameReader {
     decoder: piece::Decoder,
     /// The version read (file id, seq), when known: where an append's last chunk is held.
     version: Option<VersionAt>,
+    /// The version's held last chunk that its row no longer names: its name, and the key it
+    /// is read by (format 9).
+    named: Option<(ChunkId, ChunkId)>,
     /// The chunk read before, in this stream.
     previous: Option<ChunkId>,
     /// The group sent last in this stream (its pack, frame offset and list).
@@ -1119,6 +1154,10 @@ impl FrameReader {
     pub fn frame(&mut self, chunk: &ChunkRef, minor: u16) -> Result<Frame> {
         let follows_ok = minor >= 2;
         let previous = self.previous.replace(chunk.id);
+        let chunk = &match self.named {
+            Some((name, key)) if name == chunk.id => ChunkRef { id: key, ..*chunk },
+            _ => *chunk,
+        };
         let store = self.decoder.store().clone();
         let (row, _) = store.piece_at(&chunk.id, self.version)?.ok_or_else(|| {
             StoreError::Corrupt(format!(

@@ -218,6 +218,16 @@ impl Bases {
 }
 
 /// A pack being written in `tmp/`.
+/// A piece as [`PackWriter::append`] wrote it.
+pub(crate) struct Appended {
+    /// Where its frame starts.
+    pub(crate) offset: u64,
+    /// Its frame's length as written.
+    pub(crate) stored_len: u64,
+    /// Its kind code, as its record and its row say it.
+    pub(crate) code: i64,
+}
+
 pub(crate) struct PackWriter {
     pub(crate) name: String,
     pub(crate) tmp: PathBuf,
@@ -251,15 +261,30 @@ impl PackWriter {
     /// `chunks` row, or found through its version, and an appending piece's context is what
     /// its base decodes just before its own pieces, which the caller has checked); returns the
     /// offset of its frame.
-    pub(crate) fn append(&mut self, raw_len: u32, kind: Kind, frame: &[u8]) -> Result<u64> {
+    /// Format 9: a frame that starts with zstd's magic number is written without it (the
+    /// record's kind code says so, [`crate::piece::LEAN`]). Returns where the frame starts,
+    /// how long it is as written, and its kind code.
+    pub(crate) fn append(&mut self, raw_len: u32, kind: Kind, frame: &[u8]) -> Result<Appended> {
+        let mut code = crate::piece::kind_code(kind, Record::Bare);
+        let frame = match frame.strip_prefix(&crate::piece::ZSTD_MAGIC) {
+            Some(rest) => {
+                code |= crate::piece::LEAN;
+                rest
+            }
+            None => frame,
+        };
         let mut header = Vec::with_capacity(record_header_len(kind, Record::Bare) as usize);
         header.extend_from_slice(&raw_len.to_le_bytes());
         header.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        header.push(crate::piece::kind_code(kind, Record::Bare) as u8);
+        header.push(code as u8);
         self.write(&header)?;
         let offset = self.len;
         self.write(frame)?;
-        Ok(offset)
+        Ok(Appended {
+            offset,
+            stored_len: frame.len() as u64,
+            code,
+        })
     }
 
     /// Appends a group: its list of chunks, then its frame; returns the offset of the frame.
@@ -412,6 +437,7 @@ pub(crate) fn check_header(
     raw_len: u64,
     stored_len: u64,
     (kind, record): (Kind, Record),
+    lean: bool,
 ) -> std::result::Result<Bases, String> {
     let magic = src
         .read_at(0, PACK_MAGIC.len() as u64)
@@ -459,7 +485,8 @@ pub(crate) fn check_header(
     let mut ok = own.is_none_or(|own| own == id.0) && raw == raw_len && stored == stored_len;
     let mut bases = Bases::default();
     if rest.len() > 8 {
-        ok &= rest[8] as i64 == crate::piece::kind_code(kind, record);
+        ok &= rest[8] as i64 & !crate::piece::LEAN == crate::piece::kind_code(kind, record)
+            && crate::piece::is_lean(rest[8] as i64) == lean;
         bases = Bases::parse(&rest[9..]);
     }
     if !ok {

@@ -146,6 +146,19 @@ pub(crate) const COMPACT: i64 = 0x10;
 /// that a version row holds, the chunk at its position in the version before.
 pub(crate) const BARE: i64 = 0x20;
 
+/// The flag a `kind` code carries when the piece's frame is stored without zstd's 4-byte magic
+/// number (format 9: every frame starts with the same four bytes), which a reader puts back.
+/// Only on bare records.
+pub(crate) const LEAN: i64 = 0x40;
+
+/// What every zstd frame starts with.
+pub(crate) const ZSTD_MAGIC: [u8; 4] = 0xFD2F_B528u32.to_le_bytes();
+
+/// Whether a `kind` code says its frame's magic number is left out ([`LEAN`]).
+pub(crate) fn is_lean(code: i64) -> bool {
+    code & LEAN != 0
+}
+
 /// How a piece's pack record is laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Record {
@@ -170,6 +183,8 @@ pub(crate) fn kind_code(kind: Kind, record: Record) -> i64 {
 /// The piece kind and record layout a chunk row's `kind` code names; `None` for a code this
 /// store does not know (a group's record is its own).
 pub(crate) fn from_kind_code(code: i64) -> Option<(Kind, Record)> {
+    let lean = is_lean(code);
+    let code = code & !LEAN;
     let record = match code & (COMPACT | BARE) {
         0 => Record::Full,
         COMPACT => Record::Compact,
@@ -177,7 +192,8 @@ pub(crate) fn from_kind_code(code: i64) -> Option<(Kind, Record)> {
         _ => return None,
     };
     let kind = Kind::from_code(code & !(COMPACT | BARE))?;
-    (!(record != Record::Full && kind == Kind::Grouped)).then_some((kind, record))
+    (!(record != Record::Full && kind == Kind::Grouped) && (!lean || record == Record::Bare))
+        .then_some((kind, record))
 }
 
 /// Where one stored piece lies and how it decodes.
@@ -192,6 +208,8 @@ pub(crate) struct PieceRow {
     /// Its pack record's layout: a compact one (format 6) names the base only, a bare one
     /// (format 8) nothing.
     pub record: Record,
+    /// Whether its frame is stored without its magic number ([`LEAN`], format 9).
+    pub lean: bool,
     /// Its base, when its record is bare (from its `chunks` row, or the version before).
     pub base: Option<ChunkId>,
     /// The version (file id, seq) whose row holds it, when it has no `chunks` row (format 8:
@@ -400,6 +418,7 @@ impl Decoder {
                 "chunk {id}: its contexts nest deeper than {MAX_HOPS} pieces"
             )));
         }
+        let asked = held;
         // Each piece's record is read once: its bases (from the pack) and its frame.
         let mut chain: Vec<Step> = Vec::new();
         let mut at = *id;
@@ -516,7 +535,10 @@ impl Decoder {
             }
         }
         let actual = ChunkId::of(&data);
-        if actual != *id {
+        // A held chunk its row no longer names (format 9) has no name to check against: the
+        // reader of a whole version checks its BLAKE3.
+        let unnamed = asked.is_some_and(|at| *id == crate::db::unnamed(at));
+        if actual != *id && !unnamed {
             return Err(StoreError::Corrupt(format!(
                 "chunk {id} decodes to bytes that hash to {actual}"
             )));

@@ -151,7 +151,9 @@ impl Store {
                 // A bare record's base is named by its row (format 8).
                 let row_base = row.base.and_then(|b| <[u8; 32]>::try_from(b).ok());
                 let checked = kind.and_then(|kind| {
-                    let bases = pack::check_header(&path, &id, offset, raw_len, stored_len, kind)?;
+                    let lean = crate::piece::is_lean(row.kind);
+                    let bases =
+                        pack::check_header(&path, &id, offset, raw_len, stored_len, kind, lean)?;
                     let base = bases.base.or(row_base.map(ChunkId));
                     for (what, base) in [("base", base), ("context", bases.context)] {
                         if let Some(base) = base {

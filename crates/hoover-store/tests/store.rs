@@ -927,9 +927,13 @@ fn appending_pieces_decode_through_their_context() {
         assert_eq!(kind, Kind::Appends);
         // Format 8: its record is its two lengths and its kind; its base is named by its row
         // (format 6 named it in the record), the context is found through the base, the
-        // chunk's name is its row's.
+        // chunk's name is its row's. Format 9: the frame goes without zstd's magic number.
         let packs_after: u64 = pack_files(dir.path()).iter().map(|(_, n)| n).sum();
-        assert_eq!(packs_after - packs_before, p.frame.len() as u64 + 4 + 4 + 1);
+        assert!(p.frame.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]));
+        assert_eq!(
+            packs_after - packs_before,
+            p.frame.len() as u64 - 4 + 4 + 4 + 1
+        );
         let content = [&before[..], &grown[..]].concat();
         seq = commit_version(&store, &key, &content, Some(seq), 1, refs(&[&grown]));
         assert_eq!(read(&store, &key, seq), content);
@@ -1202,7 +1206,8 @@ fn a_group_of_chunks_of_several_files_reads_back_and_takes_pieces_on_top() {
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     let stored = store.counts().unwrap().chunk_stored_bytes;
-    assert_eq!(stored, frame.len() as u64 + p.frame.len() as u64);
+    // The piece's frame is stored without its magic number (format 9), the group's whole.
+    assert_eq!(stored, frame.len() as u64 + p.frame.len() as u64 - 4);
     assert_eq!(read(&store, &kb, vb2), b2);
     assert_eq!(read(&store, &ka, va), a);
     let mut frames = store.frame_reader();
@@ -1496,6 +1501,15 @@ fn an_appends_last_chunk_is_held_by_its_version_row_until_something_names_it() {
         10
     );
     assert_eq!(count("SELECT COUNT(*) FROM chunks"), 2);
+    // Format 9: only the latest's row names its chunk; versions 2 to 10 forgot theirs.
+    assert_eq!(
+        count("SELECT COUNT(*) FROM versions WHERE tail_pack IS NOT NULL AND tail IS NULL"),
+        9
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM versions WHERE tail_pack IS NOT NULL AND tail IS NOT NULL AND seq = 11"),
+        1
+    );
     // The latest is what a client may name (its next append's base); older ones are not.
     let (latest, older) = (appended[9].id, appended[8].id);
     assert_eq!(
@@ -1507,6 +1521,7 @@ fn an_appends_last_chunk_is_held_by_its_version_row_until_something_names_it() {
         Kind::Appends
     );
 
+    let sixth = appended[4];
     let check = |store: &Store, history: &[Vec<u8>]| {
         for (i, data) in history.iter().enumerate() {
             let seq = i as u64 + 1;
@@ -1519,8 +1534,18 @@ fn an_appends_last_chunk_is_held_by_its_version_row_until_something_names_it() {
             .flat_map(Result::unwrap)
             .collect();
         assert!(range == history[4][29_000..32_500]);
-        // A restore's frames: each decodes to its chunk.
+        // A restore's frames: each decodes to its chunk. Version 6's row forgot its last
+        // chunk's id; the list names it anyway (a client checks what it restores by name).
         let (chunks, mut frames) = store.version_frames(&key, 6).unwrap();
+        let named = vec![
+            ChunkRef {
+                id: before_id,
+                len: 30_000,
+            },
+            sixth,
+        ];
+        assert_eq!(chunks, named);
+        assert_eq!(store.version_chunks(&key, 6).unwrap(), named);
         let mut restored = Vec::new();
         for chunk in &chunks {
             match frames.frame(chunk, 5).unwrap() {
@@ -1684,8 +1709,20 @@ fn a_held_append_whose_version_turns_stale_keeps_its_piece_as_a_chunk() {
     }
     let second = batches.pop().unwrap();
     batches.pop().unwrap().commit().unwrap();
+    // Version 2 is no longer the latest: its row forgot its chunk's id (format 9).
+    let named_2 = || -> (bool, bool) {
+        log.query_row(
+            "SELECT tail IS NOT NULL, tail_hops IS NOT NULL FROM versions WHERE seq = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(named_2(), (false, false));
     let err = second.commit().unwrap_err();
     assert!(matches!(err, StoreError::StaleBase(_)), "{err}");
+    // The loser's piece names it by id: it is named again, and has its `chunks` row.
+    assert_eq!(named_2(), (true, true));
     assert_eq!(
         rows(grown_all[1].1.id),
         1,
