@@ -217,7 +217,6 @@ impl Bases {
     }
 }
 
-/// A pack being written in `tmp/`.
 /// A piece as [`PackWriter::append`] wrote it.
 pub(crate) struct Appended {
     /// Where its frame starts.
@@ -228,6 +227,7 @@ pub(crate) struct Appended {
     pub(crate) code: i64,
 }
 
+/// A pack being written in `tmp/`.
 pub(crate) struct PackWriter {
     pub(crate) name: String,
     pub(crate) tmp: PathBuf,
@@ -259,11 +259,10 @@ impl PackWriter {
 
     /// Appends one piece with a bare record (its lengths and kind: its base is named by its
     /// `chunks` row, or found through its version, and an appending piece's context is what
-    /// its base decodes just before its own pieces, which the caller has checked); returns the
-    /// offset of its frame.
-    /// Format 9: a frame that starts with zstd's magic number is written without it (the
-    /// record's kind code says so, [`crate::piece::LEAN`]). Returns where the frame starts,
-    /// how long it is as written, and its kind code.
+    /// its base decodes just before its own pieces, which the caller has checked). Format 9: a
+    /// frame that starts with zstd's magic number is written without it (the record's kind
+    /// code says so, [`crate::piece::LEAN`]). Returns where the frame starts, how long it is as
+    /// written, and its kind code.
     pub(crate) fn append(&mut self, raw_len: u32, kind: Kind, frame: &[u8]) -> Result<Appended> {
         let mut code = crate::piece::kind_code(kind, Record::Bare);
         let frame = match frame.strip_prefix(&crate::piece::ZSTD_MAGIC) {
