@@ -113,7 +113,7 @@ fn check_host_key(
                     known_hosts,
                 )
                 .map_err(|e| format!("cannot read {}: {e}", known_hosts.display()))?;
-                if let Some((line, old)) = recorded.first() {
+                if let Some((line, old)) = recorded_other(&recorded, key) {
                     return Err(format!(
                         "the host key of {host}:{port} has CHANGED (now {} {fingerprint}, recorded {} on line {line}); refusing to connect. \
                          If the server was reinstalled on purpose, delete line {line} of {} and try again",
@@ -143,6 +143,20 @@ fn check_host_key(
     )?;
     tracing::info!(%host, port, %fingerprint, known_hosts = %known_hosts.display(), "recorded a new host key");
     Ok(())
+}
+
+/// The first key recorded for a host that is not `key`, when none of them is `key`. A host
+/// that russh found no entry for can have one by the time the entries are read: another
+/// hoover (the agent and a command run beside it, both meeting the server for the first
+/// time) recorded the same key meanwhile, which is no change.
+fn recorded_other<'a>(
+    recorded: &'a [(usize, PublicKey)],
+    key: &PublicKey,
+) -> Option<&'a (usize, PublicKey)> {
+    if recorded.iter().any(|(_, old)| old == key) {
+        return None;
+    }
+    recorded.first()
 }
 
 /// An authenticated SSH connection to a hoover server.
@@ -267,5 +281,44 @@ mod tests {
         );
         // Another port is another host: learnt.
         check_host_key("127.0.0.1", 2223, &ecdsa, &known).unwrap();
+    }
+
+    #[test]
+    fn a_key_another_process_recorded_meanwhile_is_no_change() {
+        let ed = public(Algorithm::Ed25519);
+        let other = public(Algorithm::Ed25519);
+        // Found between russh's check (no entry) and the read of the entries: the same key.
+        assert!(recorded_other(&[(2, ed.clone())], &ed).is_none());
+        assert!(recorded_other(&[(1, other.clone()), (2, ed.clone())], &ed).is_none());
+        // Only other keys: a change, reported with the first.
+        assert_eq!(
+            recorded_other(&[(3, other.clone())], &ed).map(|r| r.0),
+            Some(3)
+        );
+        assert!(recorded_other(&[], &ed).is_none());
+    }
+
+    #[test]
+    fn first_connections_at_once_all_accept_the_same_new_key() {
+        // The agent and a command meet a new server at the same moment: each records or finds
+        // the key, none calls it changed. (Found by the agent crash test on a loaded machine.)
+        let ed = public(Algorithm::Ed25519);
+        for round in 0..30 {
+            let dir = tempfile::tempdir().unwrap();
+            let known = dir.path().join("known_hosts");
+            std::fs::write(&known, "").unwrap();
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let (known, ed) = (known.clone(), ed.clone());
+                    std::thread::spawn(move || check_host_key("127.0.0.1", 2222, &ed, &known))
+                })
+                .collect();
+            for t in threads {
+                t.join()
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            }
+            check_host_key("127.0.0.1", 2222, &ed, &known).unwrap();
+        }
     }
 }
