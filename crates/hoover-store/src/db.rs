@@ -4,8 +4,8 @@
 //! the same file. Its own chunks are `entries` rows at positions `kept..chunk_count` tagged with
 //! its `seq`. The chunk at position `p` of version `s` is therefore the entry at `p` with the
 //! largest `seq <= s`, for `p < chunk_count(s)`: one indexed range scan, and no entry or chunk
-//! row is ever updated or deleted, nor a version row but for its `tail` (format 9, below; and a
-//! growing pack's `size`, its committed length).
+//! row is ever updated or deleted, nor a version row but for its held chunk's id, hops and cost
+//! (format 9, below; and a growing pack's `size`, its committed length, is updated).
 //!
 //! Format 7: a version that adds one chunk, its last (an append, nearly always), names it in
 //! its own row (`tail`) instead of an `entries` row. When the file's next version keeps that
@@ -644,21 +644,8 @@ pub(crate) fn materialize_tail(
     seq: u64,
     id: &ChunkId,
 ) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len, kind, hops, cost,
-                                          held_file, held_seq)
-             SELECT ?3, tail_pack, tail_offset, tail_len, tail_stored, tail_kind,
-                    COALESCE(tail_hops, ?4), COALESCE(tail_cost, ?5), file_id, seq
-             FROM versions WHERE file_id = ?1 AND seq = ?2 AND tail_pack IS NOT NULL
-                             AND (tail IS NULL OR tail = ?3)",
-    )?
-    .execute(params![
-        file_id,
-        seq as i64,
-        &id.0[..],
-        crate::piece::MAX_HOPS,
-        crate::piece::MAX_DECODE_BYTES as i64
-    ])?;
+    // A row that forgot the id is named again first (its hops and cost, forgotten with it,
+    // taken as the bounds); then the row, naming it, gives the `chunks` row.
     conn.prepare_cached(
         "UPDATE versions SET tail = ?3, tail_hops = COALESCE(tail_hops, ?4),
                              tail_cost = COALESCE(tail_cost, ?5)
@@ -671,6 +658,15 @@ pub(crate) fn materialize_tail(
         crate::piece::MAX_HOPS,
         crate::piece::MAX_DECODE_BYTES as i64
     ])?;
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO chunks(id, pack, offset, raw_len, stored_len, kind, hops, cost,
+                                          held_file, held_seq)
+             SELECT tail, tail_pack, tail_offset, tail_len, tail_stored, tail_kind, tail_hops,
+                    tail_cost, file_id, seq
+             FROM versions WHERE file_id = ?1 AND seq = ?2 AND tail_pack IS NOT NULL
+                             AND tail = ?3",
+    )?
+    .execute(params![file_id, seq as i64, &id.0[..]])?;
     Ok(())
 }
 
@@ -698,7 +694,7 @@ pub(crate) fn forget_tail(conn: &Connection, file_id: i64, seq: u64) -> Result<(
 /// version, never a BLAKE3 of bytes (a reader that finds it takes no name to check the bytes
 /// against), and never stored or sent: [`crate::Store::version_frames`] names such a chunk
 /// by hashing it.
-pub fn unnamed((file_id, seq): VersionAt) -> ChunkId {
+pub(crate) fn unnamed((file_id, seq): VersionAt) -> ChunkId {
     let mut h = blake3::Hasher::new_derive_key(
         "hoover store 2026-12-03 a held chunk its row no longer names",
     );

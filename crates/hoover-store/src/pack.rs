@@ -484,8 +484,8 @@ pub(crate) fn check_header(
     let mut ok = own.is_none_or(|own| own == id.0) && raw == raw_len && stored == stored_len;
     let mut bases = Bases::default();
     if rest.len() > 8 {
-        ok &= rest[8] as i64 & !crate::piece::LEAN == crate::piece::kind_code(kind, record)
-            && crate::piece::is_lean(rest[8] as i64) == lean;
+        let lean = if lean { crate::piece::LEAN } else { 0 };
+        ok &= rest[8] as i64 == crate::piece::kind_code(kind, record) | lean;
         bases = Bases::parse(&rest[9..]);
     }
     if !ok {
