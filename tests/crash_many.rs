@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use hoover_testkit::{corpus, count_lines, files_under, http_get, wait_until, World};
+use hoover_testkit::{corpus, count_lines, files_under, http_get, wait_for_count, World};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hoover");
 const KILLS: u64 = 50;
@@ -141,10 +141,11 @@ fn fifty_server_crashes_lose_nothing() {
 
     // The index, killed as often, holds every message exactly once.
     let messages = count_lines(&root);
-    wait_until(
-        "every message is indexed once",
+    wait_for_count(
+        "every message indexed once",
         Duration::from_secs(60),
-        || stat(&world, "/api/stats", "index.messages") == messages,
+        messages,
+        || stat(&world, "/api/stats", "index.messages"),
     );
     hoover_testkit::report(
         env!("CARGO_TARGET_TMPDIR"),

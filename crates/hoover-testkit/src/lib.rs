@@ -74,6 +74,22 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
     }
 }
 
+/// Waits until `get` returns `want`, polling, or panics after `timeout` saying what it last
+/// returned (short of `want`, or past it: a count that overshoots never comes back).
+pub fn wait_for_count(what: &str, timeout: Duration, want: u64, mut get: impl FnMut() -> u64) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = get();
+        if got == want {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}: {got}, not {want}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A home directory for one side (client or server), with XDG dirs inside it, so that no test
 /// touches the real user's files.
 pub struct Home {
