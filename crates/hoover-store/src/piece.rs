@@ -613,3 +613,42 @@ impl Decoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{from_kind_code, kind_code, Kind, Record, BARE, COMPACT, LEAN};
+
+    #[test]
+    fn a_kind_code_reads_back_and_a_code_no_hoover_writes_is_not_read() {
+        let kinds = [
+            Kind::Alone,
+            Kind::Extends,
+            Kind::Follows,
+            Kind::Appends,
+            Kind::Grouped,
+        ];
+        for kind in kinds {
+            for record in [Record::Full, Record::Compact, Record::Bare] {
+                let code = kind_code(kind, record);
+                // A group's record is its own: it is never compact or bare.
+                let written = kind != Kind::Grouped || record == Record::Full;
+                assert_eq!(
+                    from_kind_code(code),
+                    written.then_some((kind, record)),
+                    "{code:#x}"
+                );
+                // A frame without its magic number only under a bare record (format 9).
+                assert_eq!(
+                    from_kind_code(code | LEAN),
+                    (written && record == Record::Bare).then_some((kind, record)),
+                    "{:#x}",
+                    code | LEAN
+                );
+            }
+        }
+        // Both record layouts at once, a kind after the last, a flag no format has.
+        for code in [COMPACT | BARE, 5, 5 | BARE, 0x80, 0x80 | BARE | LEAN, -1] {
+            assert_eq!(from_kind_code(code), None, "{code:#x}");
+        }
+    }
+}
