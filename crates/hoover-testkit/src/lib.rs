@@ -63,30 +63,34 @@ pub fn report(tmpdir: &str, name: &str, value: serde_json::Value) {
         .expect("write a reliability report");
 }
 
-/// Waits until `cond` holds, polling, or panics with `what` after `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+/// Polls `cond` until it holds (true) or `timeout` has passed (false).
+fn polled(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !cond() {
         if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
+            return false;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// Waits until `cond` holds, polling, or panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    if !polled(timeout, cond) {
+        panic!("timed out after {timeout:?} waiting for {what}");
     }
 }
 
 /// Waits until `get` returns `want`, polling, or panics after `timeout` saying what it last
 /// returned (short of `want`, or past it: a count that overshoots never comes back).
 pub fn wait_for_count(what: &str, timeout: Duration, want: u64, mut get: impl FnMut() -> u64) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let got = get();
-        if got == want {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}: {got}, not {want}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let mut got = 0;
+    if !polled(timeout, || {
+        got = get();
+        got == want
+    }) {
+        panic!("timed out after {timeout:?} waiting for {what}: {got}, not {want}");
     }
 }
 
